@@ -1,0 +1,1 @@
+"""What data engineers run and schedule: the ``riskwatch`` command line."""

@@ -1,0 +1,1 @@
+"""The domain classifier and the risk scorer: training, evaluation, versioned artifacts."""
