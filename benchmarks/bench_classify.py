@@ -1,0 +1,70 @@
+"""Throughput of the domain classifier on one core: descriptions per second, median of runs.
+
+Measures ``pipelines.classify.annotate`` (model + priors + signals, what the Beam DoFn and
+``riskwatch classify`` run per batch) and its parts, on descriptions drawn from the corpus and
+the independent set, lengthened by half with a repeated tail to resemble real work orders.
+
+Run: ``PYTHONPATH=. python benchmarks/bench_classify.py [--n 20000] [--runs 5] [--batch 4096]``
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+# one core: BLAS and OpenMP threads would otherwise borrow the others
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(var, "1")
+
+import pandas as pd  # noqa: E402
+
+from models.domain_classifier import COLUMNS, DEFAULT_CORPUS, DomainClassifier, read_jsonl, training_files  # noqa: E402
+from pipelines.classify import annotate  # noqa: E402
+from pipelines.signals import SignalLexicon  # noqa: E402
+
+
+def descriptions(n: int) -> list[dict]:
+    frames = [read_jsonl(p) for p in training_files(DEFAULT_CORPUS)]
+    frames.append(read_jsonl(DEFAULT_CORPUS / "eval_independent.jsonl"))
+    pool = pd.concat(frames, ignore_index=True)[COLUMNS].to_dict("records")
+    out = []
+    for i in range(n):
+        record = dict(pool[i % len(pool)])
+        record["text"] = f"{record['text']}{record['text'][: len(record['text']) // 2]}{i}"
+        out.append(record)
+    return out
+
+
+def rate(fn, records: list[dict], batch: int, runs: int) -> float:
+    timings = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        for i in range(0, len(records), batch):
+            fn(records[i : i + batch])
+        timings.append(time.perf_counter() - start)
+    return len(records) / statistics.median(timings)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=20000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=4096)
+    args = parser.parse_args()
+    classifier = DomainClassifier.load()
+    lexicon = SignalLexicon.from_schema()
+    records = descriptions(args.n)
+    mean_len = sum(len(r["text"]) for r in records) / len(records)
+    print(f"{len(records)} descriptions, mean {mean_len:.0f} characters, batch {args.batch}, median of {args.runs} runs")
+    parts = {
+        "classify (model + priors + signals)": lambda b: annotate(classifier, lexicon, b),
+        "  model + priors only": classifier.predict_records,
+        "  signals only": lambda b: [lexicon.extract(r["text"]) for r in b],
+    }
+    for name, fn in parts.items():
+        print(f"{name:38s} {rate(fn, records, args.batch, args.runs):>10,.0f} descriptions/s")
+
+
+if __name__ == "__main__":
+    main()

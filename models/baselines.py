@@ -1,0 +1,341 @@
+"""Expected counts and outbreak statistics over daily count series (pure numpy/scipy).
+
+What RiskWatch uses (chosen on measured results, see docs/notes/scoring.md):
+- ``fit_expected``: a Farrington-like quasi-Poisson log-linear regression with day-of-week,
+  annual harmonics and a guarded trend, fitted by IRLS; past outbreak days are down-weighted
+  by their Anscombe residual and the fit repeated, so last month's episode does not become this
+  month's normal. The dispersion φ (variance = φ·mean) carries the over-dispersion.
+- ``window_surprisal``: -log10 of the negative-binomial upper tail of the count summed over
+  several windows ending at each day (1, 3, 7, 14 days), Bonferroni-corrected over the windows:
+  sudden onsets show in the short windows, gradual ones in the long.
+
+The classic methods are here too, for the comparison and as baselines in evaluate-detection:
+CDC EARS C1, C2, C3 and the negative-binomial CUSUM.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import numpy as np
+from scipy import stats
+
+import schemas
+
+EARS_THRESHOLDS = {"C1": 3.0, "C2": 3.0, "C3": 2.0}
+_EARS_LAG = {"C1": 0, "C2": 2, "C3": 2}
+_EARS_BASELINE_DAYS = 7
+_TWO_PI = 2.0 * np.pi
+
+
+def expected_config() -> dict:
+    return schemas.load("scoring.yaml")["expected"]
+
+
+# --------------------------------------------------------------------------------------------
+# EARS and CUSUM: the classic statistics
+# --------------------------------------------------------------------------------------------
+
+def ears(counts, method: str = "C2", sd_floor: float = 0.5) -> np.ndarray:
+    """EARS C1/C2/C3 statistic per day (NaN while the 7-day baseline is not yet available).
+
+    C1 compares a day with the mean and standard deviation of the 7 days before it, C2 with the
+    7 days before a 2-day guard band; C3 sums max(0, C2 − 1) over the day and the two before it.
+    A floor on the standard deviation keeps constant baselines (all zeros) from giving infinite
+    statistics; alarms are ``stat > EARS_THRESHOLDS[method]``.
+    """
+    if method not in EARS_THRESHOLDS:
+        raise ValueError(f"unknown EARS method {method!r}; expected C1, C2 or C3")
+    x = np.asarray(counts, dtype=float)
+    lag = _EARS_LAG[method]
+    n = len(x)
+    out = np.full(n, np.nan)
+    first = _EARS_BASELINE_DAYS + lag
+    if n <= first:
+        return out
+    windows = np.lib.stride_tricks.sliding_window_view(x, _EARS_BASELINE_DAYS)
+    # baseline for day t is x[t - lag - 7 : t - lag] = windows[t - lag - 7]
+    base = windows[: n - first]
+    mean = base.mean(axis=1)
+    sd = np.maximum(base.std(axis=1, ddof=1), sd_floor)
+    out[first:] = (x[first:] - mean) / sd
+    if method == "C3":
+        excess = np.where(np.isnan(out), np.nan, np.maximum(out - 1.0, 0.0))
+        c3 = np.full(n, np.nan)
+        c3[first + 2:] = excess[first + 2:] + excess[first + 1:-1] + excess[first:-2]
+        return c3
+    return out
+
+
+def _nb_size(mu, phi):
+    """NB size parameter for mean mu and variance phi·mu (None: Poisson)."""
+    return None if phi <= 1.0 + 1e-6 else np.asarray(mu, dtype=float) / (phi - 1.0)
+
+
+def nb_logpmf(x, mu, phi):
+    mu = np.maximum(np.asarray(mu, dtype=float), 1e-12)
+    size = _nb_size(mu, phi)
+    if size is None:
+        return stats.poisson.logpmf(x, mu)
+    return stats.nbinom.logpmf(x, size, size / (size + mu))
+
+
+def nb_cusum(counts, expected, dispersion: float, ratio: float = 2.0, ceiling: float | None = 10.0) -> np.ndarray:
+    """Negative-binomial CUSUM of the log-likelihood ratio 'mean × ratio' against 'mean'.
+
+    The ceiling bounds how long the statistic stays high after an outbreak ends (an
+    uncapped CUSUM keeps alarming for weeks after a large episode).
+    """
+    x = np.asarray(counts, dtype=float)
+    mu0 = np.asarray(expected, dtype=float)
+    llr = nb_logpmf(x, ratio * mu0, dispersion) - nb_logpmf(x, mu0, dispersion)
+    out = np.empty_like(x)
+    s = 0.0
+    for i, step in enumerate(llr):
+        s = max(0.0, s + step)
+        if ceiling is not None:
+            s = min(s, ceiling)
+        out[i] = s
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Expected counts: quasi-Poisson regression with outbreak down-weighting
+# --------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class ExpectedModel:
+    """A fitted expected-count model; ``predict`` gives the expected count for any dates."""
+
+    origin: dt.date  # the first day after the fitted history
+    beta: tuple | None  # None: a flat rate
+    day_of_week: bool
+    harmonics: int
+    trend: bool
+    rate: float  # flat rate (fallback) or the recent level used to guard the trend
+    dispersion: float
+    trend_max_ratio: float
+    min_rate: float
+    history_days: int
+    history_total: float
+
+    def predict(self, dates) -> np.ndarray:
+        dates = list(dates)
+        if self.beta is None:
+            return np.full(len(dates), max(self.rate, self.min_rate))
+        mu = np.exp(_design(dates, self.origin, self.day_of_week, self.harmonics, self.trend) @ np.array(self.beta))
+        if self.trend:
+            # A trend fitted on the past must not run away in the future: keep the predicted level
+            # within ×/÷ trend_max_ratio of the recent observed level.
+            level = mu.mean()
+            lo, hi = self.rate / self.trend_max_ratio, self.rate * self.trend_max_ratio
+            if level > 0 and not lo <= level <= hi:
+                mu = mu * (min(max(level, lo), hi) / level)
+        return np.maximum(mu, self.min_rate)
+
+    def scaled(self, factor: float) -> "ExpectedModel":
+        """The same model for a part of the series (a village's share of its township)."""
+        beta = None
+        if self.beta is not None:
+            beta = (self.beta[0] + float(np.log(max(factor, 1e-12))),) + tuple(self.beta[1:])
+        return dataclasses.replace(self, beta=beta, rate=self.rate * factor,
+                                   history_total=self.history_total * factor)
+
+
+def _design(dates, origin: dt.date, day_of_week: bool, harmonics: int, trend: bool) -> np.ndarray:
+    ordinals = np.array([d.toordinal() for d in dates], dtype=float)
+    cols = [np.ones(len(dates))]
+    if trend:
+        cols.append((ordinals - origin.toordinal()) / 365.25)
+    if day_of_week:
+        weekday = np.array([d.weekday() for d in dates])
+        cols.extend((weekday == k).astype(float) for k in range(1, 7))
+    if harmonics:
+        year_fraction = np.array([d.timetuple().tm_yday for d in dates], dtype=float) / 365.25
+        for k in range(1, harmonics + 1):
+            cols.append(np.sin(_TWO_PI * k * year_fraction))
+            cols.append(np.cos(_TWO_PI * k * year_fraction))
+    return np.column_stack(cols)
+
+
+def _poisson_irls(X: np.ndarray, y: np.ndarray, w: np.ndarray, iterations: int = 30) -> np.ndarray:
+    p = X.shape[1]
+    # A light ridge keeps all-zero day-of-week cells (a feed that never reports on Sundays) finite.
+    ridge = 1e-3 * np.eye(p)
+    ridge[0, 0] = 0.0
+    mu = np.full_like(y, max(y.mean(), 0.1))
+    eta = np.log(mu)
+    beta = np.zeros(p)
+    for _ in range(iterations):
+        z = eta + (y - mu) / mu
+        wm = w * mu
+        xtw = X.T * wm
+        new_beta = np.linalg.solve(xtw @ X + ridge, xtw @ z)
+        eta = np.clip(X @ new_beta, -30.0, 30.0)
+        mu = np.exp(eta)
+        if np.max(np.abs(new_beta - beta)) < 1e-7:
+            beta = new_beta
+            break
+        beta = new_beta
+    return beta
+
+
+def anscombe_residuals(y, mu, phi: float) -> np.ndarray:
+    y = np.asarray(y, dtype=float)
+    mu = np.maximum(np.asarray(mu, dtype=float), 1e-9)
+    return 1.5 * (np.cbrt(y) ** 2 - np.cbrt(mu) ** 2) / (np.sqrt(phi) * mu ** (1.0 / 6.0))
+
+
+def _dispersion(y, mu, w, n_params: int) -> float:
+    dof = max(float(np.sum(w > 0)) - n_params, 1.0)
+    return max(1.0, float(np.sum(w * (y - mu) ** 2 / np.maximum(mu, 1e-9)) / dof))
+
+
+def fit_expected(dates, counts, config: dict | None = None) -> ExpectedModel:
+    """Fit an expected-count model on a dense daily history (consecutive dates, oldest first)."""
+    cfg = config or expected_config()
+    dates = list(dates)
+    y = np.asarray(counts, dtype=float)
+    if len(dates) != len(y):
+        raise ValueError("dates and counts differ in length")
+    if len(dates) > cfg["max_history_days"]:
+        dates, y = dates[-cfg["max_history_days"]:], y[-cfg["max_history_days"]:]
+    origin = (dates[-1] + dt.timedelta(days=1)) if dates else dt.date.today()
+    n = len(y)
+    total = float(y.sum())
+    common = dict(origin=origin, trend_max_ratio=float(cfg["trend_max_ratio"]),
+                  min_rate=float(cfg["min_daily_rate"]), history_days=n, history_total=total)
+    if n < cfg["min_history_days"] or total == 0:
+        rate = total / n if n else 0.0
+        phi = max(1.0, float(y.var(ddof=1)) / rate) if n > 1 and rate > 0 else 1.0
+        return ExpectedModel(beta=None, day_of_week=False, harmonics=0, trend=False, rate=rate,
+                             dispersion=phi, **common)
+    day_of_week = n >= cfg["day_of_week_min_days"] and total >= 50
+    harmonics = 1 if n >= cfg["season_min_days"] and total >= 50 else 0
+    trend = n >= cfg["trend_min_days"] and total >= 30
+    X = _design(dates, origin, day_of_week, harmonics, trend)
+    w = np.ones(n)
+    beta = _poisson_irls(X, y, w)
+    mu = np.exp(np.clip(X @ beta, -30, 30))
+    phi = _dispersion(y, mu, w, X.shape[1])
+    # Farrington's re-weighting (Noufaily et al. 2013): days far above the fit (past outbreaks)
+    # get weight residual⁻², then the model is refitted; twice, since the first fit is pulled up
+    # by the very outbreak it should discount.
+    cut = float(cfg["outbreak_residual"])
+    for _ in range(2):
+        resid = anscombe_residuals(y, mu, phi)
+        w = np.where(resid > cut, 1.0 / np.maximum(resid, cut) ** 2, 1.0)
+        w *= n / w.sum()
+        beta = _poisson_irls(X, y, w)
+        mu = np.exp(np.clip(X @ beta, -30, 30))
+        phi = _dispersion(y, mu, w, X.shape[1])
+    if trend:
+        # Keep the trend only where the data support it: Wald z from the weighted fit.
+        cov = np.linalg.pinv((X.T * (w * mu)) @ X) * phi
+        if abs(beta[1]) < 2.0 * np.sqrt(max(cov[1, 1], 1e-12)):
+            trend = False
+            X = np.delete(X, 1, axis=1)
+            beta = _poisson_irls(X, y, w)
+            mu = np.exp(np.clip(X @ beta, -30, 30))
+            phi = _dispersion(y, mu, w, X.shape[1])
+    recent = slice(max(0, n - 56), n)
+    recent_level = float(np.sum(w[recent] * y[recent]) / max(np.sum(w[recent]), 1e-9))
+    return ExpectedModel(beta=tuple(float(b) for b in beta), day_of_week=day_of_week, harmonics=harmonics,
+                         trend=trend, rate=max(recent_level, float(cfg["min_daily_rate"])), dispersion=phi,
+                         **common)
+
+
+def pooled_share(series_total: float, parent_total: float, n_siblings: int, pseudo_events: float) -> float:
+    """A sparse series' share of its parent region's count, shrunk towards an even share."""
+    n_siblings = max(int(n_siblings), 1)
+    return (series_total + pseudo_events / n_siblings) / (parent_total + pseudo_events)
+
+
+def walk_forward_expected(dates, counts, refit_every: int = 7, config: dict | None = None,
+                          parent_counts=None, n_siblings: int = 1):
+    """Expected count and dispersion for every day, each from a model fitted on earlier days only.
+
+    With ``parent_counts`` (the parent region's series on the same dates) a sparse series uses
+    the parent's model scaled by its pooled share. Used by evaluation; the batch job fits once
+    per series and month (see ``models.risk_score``).
+    """
+    cfg = config or expected_config()
+    dates = list(dates)
+    y = np.asarray(counts, dtype=float)
+    n = len(y)
+    mu = np.full(n, np.nan)
+    phi = np.full(n, np.nan)
+    for start in range(0, n, refit_every):
+        stop = min(n, start + refit_every)
+        model = expected_model(dates[:start], y[:start], cfg, None if parent_counts is None else
+                               np.asarray(parent_counts, dtype=float)[:start], n_siblings)
+        mu[start:stop] = model.predict(dates[start:stop])
+        phi[start:stop] = model.dispersion
+    return mu, phi
+
+
+def expected_model(dates, counts, config: dict | None = None, parent_counts=None, n_siblings: int = 1) -> ExpectedModel:
+    """The series' own model, or its parent's scaled by a pooled share when the series is sparse."""
+    cfg = config or expected_config()
+    y = np.asarray(counts, dtype=float)
+    horizon = slice(max(0, len(y) - cfg["max_history_days"]), len(y))
+    if parent_counts is not None and y[horizon].sum() < cfg["sparse_history_events"]:
+        parent = np.asarray(parent_counts, dtype=float)
+        parent_model = fit_expected(dates, parent, cfg)
+        share = pooled_share(y[horizon].sum(), parent[horizon].sum(), n_siblings, cfg["pooling_pseudo_events"])
+        return parent_model.scaled(share)
+    return fit_expected(dates, y, cfg)
+
+
+# --------------------------------------------------------------------------------------------
+# Surprise of an observed count
+# --------------------------------------------------------------------------------------------
+
+def upper_tail(observed, expected, dispersion) -> np.ndarray:
+    """P(X ≥ observed) for X with the given mean and variance dispersion·mean."""
+    x = np.asarray(observed, dtype=float)
+    mu = np.maximum(np.asarray(expected, dtype=float), 1e-12)
+    phi = np.broadcast_to(np.asarray(dispersion, dtype=float), np.broadcast(x, mu).shape)
+    p = np.empty(np.broadcast(x, mu).shape)
+    x, mu = np.broadcast_to(x, p.shape), np.broadcast_to(mu, p.shape)
+    poisson = phi <= 1.0 + 1e-6
+    p[poisson] = stats.poisson.sf(x[poisson] - 1, mu[poisson])
+    nb = ~poisson
+    if nb.any():
+        size = mu[nb] / (phi[nb] - 1.0)
+        p[nb] = stats.nbinom.sf(x[nb] - 1, size, size / (size + mu[nb]))
+    return np.where(x <= 0, 1.0, p)
+
+
+def surprisal(observed, expected, dispersion) -> np.ndarray:
+    """-log10 of the upper-tail probability: 2 means 'as high or higher once in 100'."""
+    return -np.log10(np.clip(upper_tail(observed, expected, dispersion), 1e-300, 1.0))
+
+
+def rolling_sum(x, window: int) -> np.ndarray:
+    """Sum over the ``window`` days ending at each day (shorter at the start)."""
+    c = np.concatenate([[0.0], np.cumsum(np.asarray(x, dtype=float))])
+    idx = np.arange(1, len(c))
+    return c[idx] - c[np.maximum(idx - window, 0)]
+
+
+def window_surprisal(counts, expected, dispersion, windows=(1, 3, 7, 14), min_observed: int = 0):
+    """Per day: the most surprising of the windows ending there, Bonferroni-corrected.
+
+    Returns (surprisal, best_window_days). Windows whose observed sum is below ``min_observed``
+    do not count (one or two events never make a volume signal).
+    """
+    x = np.asarray(counts, dtype=float)
+    mu = np.asarray(expected, dtype=float)
+    phi = np.broadcast_to(np.asarray(dispersion, dtype=float), x.shape)
+    best = np.zeros(len(x))
+    best_w = np.full(len(x), windows[0])
+    correction = np.log10(len(windows))
+    for w in windows:
+        obs = rolling_sum(x, w)
+        s = surprisal(obs, rolling_sum(mu, w), phi) - correction
+        s = np.where(obs >= min_observed, s, 0.0)
+        better = s > best
+        best = np.where(better, s, best)
+        best_w = np.where(better, w, best_w)
+    return np.maximum(best, 0.0), best_w

@@ -1,0 +1,314 @@
+"""Risk score 0–100, four-colour level and Chinese reasons for a region × domain series.
+
+The base score comes from how surprising the observed number of incidents is against the
+series' expected count (``models.baselines``); contributions are added for escalation signals,
+repeat callers, unresolved 12345 work orders and cross-feed corroboration. All weights and
+thresholds live in ``schemas/scoring.yaml``.
+
+A *tally* is the per series × day summary produced by ``pipelines.score.DailyCounts``:
+``{"incidents", "records", "signals": {code: incidents}, "feeds": {feed: incidents},
+"feeds_2", "feeds_3", "callers": {caller_key: records}, "hotline", "hotline_bad"}``.
+``score_series`` (batch: day and month rows of a target period) and ``score_window`` (stream: one
+window) share ``assess``, so both give the same score for the same counts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections import Counter
+from typing import Iterable, Mapping
+
+import numpy as np
+
+import schemas
+from models import baselines
+from models.gaps import Gap, gaps_for
+
+LEVELS = ("red", "orange", "yellow", "blue")
+ALERT_LEVELS = ("red", "orange", "yellow")
+
+
+def config() -> dict:
+    return schemas.load("scoring.yaml")
+
+
+# --------------------------------------------------------------------------------------------
+# Tallies
+# --------------------------------------------------------------------------------------------
+
+def empty_tally() -> dict:
+    return {"incidents": 0, "records": 0, "signals": {}, "feeds": {}, "feeds_2": 0, "feeds_3": 0,
+            "callers": {}, "hotline": 0, "hotline_bad": 0}
+
+
+def merge_tallies(tallies: Iterable[Mapping]) -> dict:
+    out = empty_tally()
+    signals, feeds, callers = Counter(), Counter(), Counter()
+    for t in tallies:
+        for field in ("incidents", "records", "feeds_2", "feeds_3", "hotline", "hotline_bad"):
+            out[field] += t[field]
+        signals.update(t["signals"])
+        feeds.update(t["feeds"])
+        callers.update(t["callers"])
+    out["signals"], out["feeds"], out["callers"] = dict(signals), dict(feeds), dict(callers)
+    return out
+
+
+def repeat_callers(period_tally: Mapping, lookback_tally: Mapping, min_records: int = 2) -> int:
+    """Callers of the period who called at least ``min_records`` times over lookback + period."""
+    return sum(1 for key, n in period_tally["callers"].items()
+               if n + lookback_tally["callers"].get(key, 0) >= min_records)
+
+
+# --------------------------------------------------------------------------------------------
+# Score, level, reasons
+# --------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Assessment:
+    score: float
+    level: str
+    reasons: list
+    complete: bool
+    base: float
+    surprisal: float
+
+
+def level_for(score: float, levels: Mapping | None = None) -> str:
+    levels = levels or config()["levels"]
+    for name in LEVELS:
+        if score >= levels[name]:
+            return name
+    return "none"
+
+
+def base_score(surprisal_value: float, cfg: Mapping | None = None) -> float:
+    points = np.array((cfg or config())["anomaly"]["surprisal_to_score"], dtype=float)
+    return float(np.interp(surprisal_value, points[:, 0], points[:, 1]))
+
+
+def _pct(observed: float, reference: float) -> str:
+    change = (observed - reference) / reference * 100.0
+    return f"高{change:.0f}%" if change >= 0 else f"低{-change:.0f}%"
+
+
+def _num(x: float) -> str:
+    return f"{x:.0f}" if x >= 10 or float(x).is_integer() else f"{x:.1f}"
+
+
+def _contributions(tally: Mapping, n_repeat_callers: int, cfg: Mapping) -> list[tuple[float, str]]:
+    """(points, reason) for each contribution that applies, biggest first."""
+    rules = cfg["contributions"]
+    names = {s["code"]: s["name_zh"] for s in schemas.signals()["signals"]}
+    out = []
+    wording = {"gathering": "{n}起涉及{name}", "extreme_act": "{n}起{name}",
+               "media_exposure": "{n}起{name}", "many_people": "{n}起{name}"}
+    for code, n in sorted(tally["signals"].items()):
+        if n and code in rules:
+            rule = rules[code]
+            text = wording.get(code, "{n}起含“{name}”信号").format(n=n, name=names.get(code, code))
+            out.append((min(rule["cap"], rule["per_incident"] * n), text))
+    if n_repeat_callers:
+        rule = rules["repeat_callers"]
+        out.append((min(rule["cap"], rule["per_caller"] * n_repeat_callers),
+                    f"{n_repeat_callers}名来电人重复来电"))
+    rule = rules["hotline_unresolved"]
+    if tally["hotline"] >= rule["min_records"]:
+        share = tally["hotline_bad"] / tally["hotline"]
+        if share >= rule["min_share"]:
+            hotline = cfg["feed_names_zh"].get("hotline_12345", "12345")
+            out.append((rule["points_at_full_share"] * share,
+                        f"{hotline}工单未解决或不满意占{share * 100:.0f}%（{tally['hotline_bad']}/{tally['hotline']}）"))
+    rule = rules["cross_feed"]
+    points = rule["per_incident_two_feeds"] * tally["feeds_2"] + rule["per_incident_three_feeds"] * tally["feeds_3"]
+    if points:
+        out.append((min(rule["cap"], points), _cross_feed_reason(tally, cfg)))
+    out.sort(key=lambda pr: -pr[0])
+    return out
+
+
+def _cross_feed_reason(tally: Mapping, cfg: Mapping) -> str:
+    feeds = [cfg["feed_names_zh"].get(f, f) for f in schemas.FEEDS if tally["feeds"].get(f)]
+    multi = tally["feeds_2"] + tally["feeds_3"]
+    if tally["feeds_3"] and len(feeds) >= 3:
+        count = "三方" if len(feeds) == 3 else f"{len(feeds)}方"
+        return f"{'、'.join(feeds)}{count}均有反映（{multi}起多渠道印证）"
+    return f"{multi}起经多渠道印证（{'、'.join(feeds)}）"
+
+
+def gap_reasons(gap_days: Mapping[str, int], single_day: bool, cfg: Mapping) -> list[str]:
+    names = cfg["feed_names_zh"]
+    if single_day:
+        return [f"数据缺失：{names.get(f, f)}当日无数据或明显偏少" for f in gap_days]
+    return [f"数据缺失：{names.get(f, f)} {n}天无数据或明显偏少" for f, n in gap_days.items()]
+
+
+def assess(surprisal_value: float, volume_reason: str, tally: Mapping, n_repeat_callers: int = 0,
+           gap_days: Mapping[str, int] | None = None, single_day: bool = False, cfg: Mapping | None = None) -> Assessment:
+    """Combine the anomaly statistic and the contributions into score, level and reasons.
+
+    A series with a feed gap keeps the score its observed counts give (a lower bound: records
+    are missing) and says so; it is never presented as complete.
+    """
+    cfg = cfg or config()
+    base = base_score(surprisal_value, cfg)
+    contributions = _contributions(tally, n_repeat_callers, cfg)
+    added = min(cfg["contributions"]["total_cap"], sum(p for p, _ in contributions))
+    score = round(min(100.0, base + added), 1)
+    reasons = [volume_reason] + [text for _, text in contributions]
+    gap_days = dict(gap_days or {})
+    reasons += gap_reasons(gap_days, single_day, cfg)
+    return Assessment(score=score, level=level_for(score, cfg["levels"]), reasons=reasons,
+                      complete=not gap_days, base=round(base, 1), surprisal=round(float(surprisal_value), 2))
+
+
+def window_volume_reason(observed: int, expected: float, window_days: int) -> str:
+    span = "当日" if window_days == 1 else f"近{window_days}日"
+    text = f"{span}{observed}起，预期约{_num(expected)}起"
+    return text + (f"，{_pct(observed, expected)}" if expected > 0 and observed > expected else "")
+
+
+def month_volume_reason(observed: int, expected: float, previous_months: list[int]) -> str:
+    """"本月32起，较近3月均值高210%" — the comparison a person can check on the last reports."""
+    text = f"本月{observed}起"
+    if previous_months:
+        mean = sum(previous_months) / len(previous_months)
+        label = f"近{len(previous_months)}月均值"
+        text += f"，较{label}{_pct(observed, mean)}" if mean > 0 else f"，{label}为0"
+    return text + f"（预期约{_num(expected)}起）"
+
+
+# --------------------------------------------------------------------------------------------
+# One window (stream) and a series' target period (batch)
+# --------------------------------------------------------------------------------------------
+
+def dense_counts(daily: Mapping[dt.date, float], start: dt.date, end: dt.date) -> tuple[list, np.ndarray]:
+    """Dates start..end (inclusive) and the counts on them (0 where absent)."""
+    n = (end - start).days + 1
+    dates = [start + dt.timedelta(days=i) for i in range(max(n, 0))]
+    return dates, np.array([float(daily.get(d, 0)) for d in dates])
+
+
+def score_window(observed: int, history_daily_counts: Mapping[dt.date, float], window_days: int,
+                 signals: Mapping | None = None, *, window_end: dt.date, history_start: dt.date | None = None,
+                 n_repeat_callers: int = 0, gap_days: Mapping[str, int] | None = None,
+                 parent_daily_counts: Mapping[dt.date, float] | None = None, n_siblings: int = 1,
+                 cfg: Mapping | None = None) -> dict:
+    """Score the incidents of one window against the series' history before the window.
+
+    ``history_daily_counts``: incidents per day before the window (dates → counts; missing days
+    count as zero from ``history_start``, default the earliest date given). ``signals``: the
+    window's tally (see module doc) or None. Returns score, level, expected, reasons, complete.
+    """
+    cfg = cfg or config()
+    first_day = window_end - dt.timedelta(days=window_days - 1)
+    history_end = first_day - dt.timedelta(days=1)
+    start = history_start or min(history_daily_counts, default=history_end)
+    dates, counts = dense_counts(history_daily_counts, start, history_end)
+    parent = None if parent_daily_counts is None else dense_counts(parent_daily_counts, start, history_end)[1]
+    model = baselines.expected_model(dates, counts, cfg["expected"], parent, n_siblings)
+    window_dates = [first_day + dt.timedelta(days=i) for i in range(window_days)]
+    expected = float(model.predict(window_dates).sum())
+    s = float(baselines.surprisal(observed, expected, model.dispersion)) if observed >= cfg["anomaly"]["min_observed"] else 0.0
+    tally = signals or empty_tally()
+    result = assess(s, window_volume_reason(observed, expected, window_days), tally, n_repeat_callers,
+                    gap_days, window_days == 1, cfg)
+    return {"observed": observed, "expected": round(expected, 2), "score": result.score, "level": result.level,
+            "reasons": result.reasons, "complete": result.complete}
+
+
+def _month_starts(start: dt.date, end: dt.date) -> list[dt.date]:
+    months, d = [], start.replace(day=1)
+    while d <= end:
+        months.append(d)
+        d = (d + dt.timedelta(days=32)).replace(day=1)
+    return months
+
+
+def _month_end(month: dt.date) -> dt.date:
+    return (month + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1)
+
+
+def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, target_end: dt.date,
+                 history_start: dt.date, township_code: str, village_code: str | None, domain: str,
+                 gaps: Iterable[Gap] = (), parent_daily_counts: Mapping[dt.date, float] | None = None,
+                 n_siblings: int = 1, day_rows: str = "all", cfg: Mapping | None = None) -> list[dict]:
+    """Day and month score rows of one series for the target period (whole months expected).
+
+    ``daily``: date → tally over history_start..target_end. The expected counts for each month
+    come from a model fitted on the days before that month. ``day_rows``: ``all`` (every day),
+    ``observed`` (days with incidents only, for village series) or ``none``.
+    """
+    cfg = cfg or config()
+    windows = tuple(cfg["anomaly"]["windows"])
+    min_observed = cfg["anomaly"]["min_observed"]
+    lookback_days = cfg["contributions"]["repeat_callers"]["within_days"]
+    gaps = list(gaps)
+    dates, counts = dense_counts({d: t["incidents"] for d, t in daily.items()}, history_start, target_end)
+    index = {d: i for i, d in enumerate(dates)}
+    parent = None if parent_daily_counts is None else dense_counts(parent_daily_counts, history_start, target_end)[1]
+    empty = empty_tally()
+    tallies = [daily.get(d, empty) for d in dates]
+    feed_totals = merge_tallies(t for d, t in daily.items() if d < target_start)["feeds"]
+    total = sum(feed_totals.values())
+    min_share = cfg["gaps"]["min_feed_share"]
+    # Without history every feed counts; otherwise only feeds that carry a real share of the series.
+    feeds = [f for f in schemas.FEEDS if not total or feed_totals.get(f, 0) / total >= min_share]
+
+    def span(first: int, last: int) -> tuple[dict, int]:
+        period = merge_tallies(tallies[first:last + 1])
+        lookback = merge_tallies(tallies[max(0, first - lookback_days):first])
+        return period, repeat_callers(period, lookback)
+
+    rows = []
+    for month in _month_starts(target_start, target_end):
+        m_first, m_last = index[max(month, target_start)], index[min(_month_end(month), target_end)]
+        model = baselines.expected_model(dates[:m_first], counts[:m_first], cfg["expected"],
+                                         None if parent is None else parent[:m_first], n_siblings)
+        # Windows ending early in the month reach back into history; the month's model predicts
+        # those days too, so a window's observed and expected cover the same days.
+        lo = max(0, m_first - max(windows) + 1)
+        mu = np.full(len(dates), np.nan)
+        mu[lo:m_last + 1] = model.predict(dates[lo:m_last + 1])
+        s_part, w_part = baselines.window_surprisal(counts[lo:m_last + 1], mu[lo:m_last + 1], model.dispersion,
+                                                    windows, min_observed)
+        surprisal = np.concatenate([np.zeros(lo), s_part])
+        best_w = np.concatenate([np.ones(lo, dtype=int), w_part])
+        base = dict(township_code=township_code, village_code=village_code, domain=domain)
+        if day_rows != "none":
+            for i in range(m_first, m_last + 1):
+                if day_rows == "observed" and counts[i] == 0:
+                    continue
+                w = int(best_w[i])
+                first = max(0, i - w + 1)
+                tally, n_repeat = span(first, i)
+                observed_w = int(counts[first:i + 1].sum())
+                expected_w = float(mu[first:i + 1].sum())
+                gap_days = gaps_for(gaps, township_code, feeds, dates[first:i + 1])
+                a = assess(float(surprisal[i]), window_volume_reason(observed_w, expected_w, w), tally,
+                           n_repeat, gap_days, w == 1, cfg)
+                rows.append(_row("day", dates[i], int(counts[i]), float(mu[i]), a, base))
+        observed = int(counts[m_first:m_last + 1].sum())
+        expected = float(mu[m_first:m_last + 1].sum())
+        s = float(baselines.surprisal(observed, expected, model.dispersion)) if observed >= min_observed else 0.0
+        previous = [int(counts[index[p]:index[_month_end(p)] + 1].sum()) for p in _previous_months(month, 3)
+                    if p >= history_start]
+        tally, n_repeat = span(m_first, m_last)
+        gap_days = gaps_for(gaps, township_code, feeds, dates[m_first:m_last + 1])
+        a = assess(s, month_volume_reason(observed, expected, previous), tally, n_repeat, gap_days, False, cfg)
+        rows.append(_row("month", month, observed, expected, a, base))
+    return rows
+
+
+def _previous_months(month: dt.date, n: int) -> list[dt.date]:
+    out, d = [], month
+    for _ in range(n):
+        d = (d - dt.timedelta(days=1)).replace(day=1)
+        out.append(d)
+    return out
+
+
+def _row(period: str, start: dt.date, observed: int, expected: float, a: Assessment, base: Mapping) -> dict:
+    return {"period": period, "period_start": start, **base, "observed": observed,
+            "expected": round(expected, 2), "score": a.score, "level": a.level, "reasons": a.reasons,
+            "complete": a.complete}

@@ -1,0 +1,960 @@
+"""Monthly topics: what the events of a high-scoring region × domain are about.
+
+Within each selected township × domain, the month's events are grouped by what they concern — the
+compound, the company, the village, the road, the kind of grievance. Subjects come from a lexicon
+of place kinds (schemas/topics.yaml) plus the gazetteer's village names; events are clustered on
+TF-IDF character n-grams joined with their subject and village, so two complaints about the same
+compound fall together even when worded differently. Each cluster is titled
+``城关镇·幸福里小区逾期交房集中投诉`` from its subject and its most characteristic phrase,
+counted back over the previous three months, ranked, and compared with last month's list.
+
+Everything here is plain Python on lists of event dicts; ``pipelines/topics.py`` distributes the
+per-group work with Beam and ``build_topics`` runs the same steps in one process.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import yaml
+from scipy import sparse
+from sklearn.cluster import DBSCAN, AgglomerativeClustering
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.preprocessing import normalize
+
+import schemas
+
+LEVELS = ("red", "orange", "yellow", "blue", "none")
+STATUSES = ("new", "continuing", "rising", "easing", "resolved", "quiet")
+_TZ = ZoneInfo(schemas.TIMEZONE)
+_NOT_NAME = re.compile(r"[^\u3400-\u9fffA-Za-z]")
+_MASK_OR_DIGIT = re.compile(r"[*＊×xX]{2,}|[0-9０-９]+")
+_EVENT_FIELDS = ("event_id", "source", "township_code", "village_code", "domain", "text", "caller_key", "incident_id")
+
+
+@dataclass(frozen=True)
+class TopicParams:
+    """Knobs of topic building; the defaults suit a county of 0.2–1M people."""
+
+    distance_threshold: float = 0.8  # cosine distance up to which average linkage merges clusters
+    subject_weight: float = 0.5  # share of an event vector given to its subject (squared norm)
+    village_weight: float = 0.1
+    min_events: int = 2  # smaller clusters become topics only when they carry a signal
+    top_n_groups: int = 10  # groups below blue still studied when among the top N by score
+    min_group_events: int = 3
+    max_agglomerative: int = 3000  # above this, DBSCAN (linear memory) replaces the n×n linkage
+    excerpts: int = 3
+    excerpt_chars: int = 90
+    history_months: int = 3
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs: events, score rows, the gazetteer, the lexicon
+
+
+def month_of(value: Any) -> str:
+    """'YYYY-MM' of a timestamp (datetime, pandas Timestamp, date or ISO string) in county time."""
+    if value is None:
+        raise ValueError("event without reported_at")
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if hasattr(value, "to_pydatetime"):
+        value = value.to_pydatetime()
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        value = value.astimezone(_TZ)
+    return f"{value.year:04d}-{value.month:02d}"
+
+
+def shift_month(month: str, delta: int) -> str:
+    year, mon = (int(p) for p in month.split("-"))
+    index = year * 12 + (mon - 1) + delta
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    if hasattr(value, "to_pydatetime"):
+        value = value.to_pydatetime()
+    if isinstance(value, datetime):
+        return (value.astimezone(_TZ) if value.tzinfo else value).isoformat(timespec="seconds")
+    return str(value)
+
+
+def _as_list(value: Any) -> list:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value] if value else []
+    try:
+        return [v for v in value if v is not None]
+    except TypeError:
+        return []
+
+
+def _clean_optional(value: Any) -> Any:
+    # pandas hands missing strings over as NaN
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value
+
+
+def event_record(event: Mapping) -> dict:
+    """The parts of an Event that topics use, with pandas/Arrow types turned into plain Python."""
+    record = {k: _clean_optional(event.get(k)) for k in _EVENT_FIELDS}
+    record["text"] = record["text"] or ""
+    record["signals"] = sorted(set(_as_list(event.get("signals"))))
+    record["reported_at"] = _iso(event.get("reported_at"))
+    record["month"] = month_of(event.get("reported_at"))
+    return record
+
+
+def records(events: Any) -> list[dict]:
+    """Event records from a pandas DataFrame or any iterable of Event dicts."""
+    if events is None:
+        return []
+    if hasattr(events, "to_dict") and hasattr(events, "columns"):
+        events = events.to_dict("records")
+    return [event_record(e) for e in events]
+
+
+def score_rows(scores: Any) -> list[dict]:
+    if scores is None:
+        return []
+    if hasattr(scores, "to_dict") and hasattr(scores, "columns"):
+        scores = scores.to_dict("records")
+    rows = []
+    for row in scores:
+        row = {k: _clean_optional(v) for k, v in dict(row).items()}
+        row["reasons"] = [str(r) for r in _as_list(row.get("reasons"))]
+        rows.append(row)
+    return rows
+
+
+def score_month(row: Mapping) -> str:
+    return month_of(row["period_start"]) if not isinstance(row["period_start"], str) else row["period_start"][:7]
+
+
+class RegionNames:
+    """Names from the gazetteer rows (code, name, level, parent_code, aliases)."""
+
+    def __init__(self, rows: Iterable[Mapping]):
+        self.rows = {r["code"]: dict(r) for r in rows}
+        self.names = {code: r["name"] for code, r in self.rows.items()}
+        self.villages: dict[str, str] = {}  # name or alias → village code
+        self.region_terms: set[str] = set()  # township/county names and aliases
+        for code, r in self.rows.items():
+            aliases = r.get("aliases") or []
+            if isinstance(aliases, str):
+                aliases = [a for a in aliases.split("|") if a]
+            terms = [t for t in [r["name"], *aliases] if t and len(t) >= 2]
+            if r.get("level") == "village":
+                for t in terms:
+                    self.villages[t] = code
+            elif r.get("level") in ("county", "township"):
+                self.region_terms.update(terms)
+
+    @classmethod
+    def load(cls, gazetteer: Any) -> "RegionNames":
+        """From a RegionNames, a CSV path, a DataFrame or an iterable of row dicts."""
+        if gazetteer is None:
+            return cls([])
+        if isinstance(gazetteer, RegionNames):
+            return gazetteer
+        if isinstance(gazetteer, (str, Path)):
+            from pipelines.gazetteer import read_gazetteer_rows
+
+            return cls(read_gazetteer_rows(str(gazetteer)))
+        if hasattr(gazetteer, "to_dict") and hasattr(gazetteer, "columns"):
+            gazetteer = gazetteer.to_dict("records")
+        return cls(gazetteer)
+
+    def name(self, code: str | None) -> str:
+        if not code:
+            return "未定位"
+        return self.names.get(code, code)
+
+
+def load_lexicon() -> dict:
+    """schemas/topics.yaml from the county's schemas directory, else the bundled copy."""
+    path = schemas.schemas_dir() / "topics.yaml"
+    if not path.exists():
+        path = schemas.BUNDLED_DIR / "topics.yaml"
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+# --------------------------------------------------------------------------------------------
+# Subjects
+
+
+@dataclass(frozen=True)
+class Mention:
+    """One place name in a text: candidate names from longest to shortest, all ending in a place
+    suffix, and those of them that the text itself delimits (``attested``)."""
+
+    kind: str
+    candidates: tuple[str, ...]
+    attested: tuple[str, ...]
+
+
+class SubjectFinder:
+    """Finds the compounds, companies, schools, roads and villages a text names."""
+
+    def __init__(self, lexicon: Mapping, regions: RegionNames):
+        self.kind_of = {s: kind for kind, sufs in lexicon["subject_suffixes"].items() for s in sufs}
+        suffixes = sorted(self.kind_of, key=len, reverse=True)
+        not_before = lexicon.get("suffix_not_before") or {}
+        self.suffix_re = re.compile("|".join(
+            re.escape(s) + (f"(?!{'|'.join(map(re.escape, not_before[s]))})" if not_before.get(s) else "")
+            for s in suffixes
+        ))
+        self.min_chars = int(lexicon["name_min_chars"])
+        self.max_chars = int(lexicon["name_max_chars"])
+        boundaries = sorted(set(lexicon["name_boundaries"]), key=len, reverse=True)
+        self.boundary_re = re.compile("|".join(map(re.escape, boundaries)))
+        self.generic = set(lexicon["generic_subjects"])
+        terms = sorted(regions.region_terms, key=len, reverse=True)
+        self.region_re = re.compile("|".join(map(re.escape, terms))) if terms else None
+        self.villages = regions.villages
+        village_terms = sorted(self.villages, key=len, reverse=True)
+        self.village_re = re.compile("|".join(map(re.escape, village_terms))) if village_terms else None
+
+    def strip_regions(self, text: str) -> str:
+        # township and county names are the topic's region, never its subject
+        return self.region_re.sub("|", text) if self.region_re else text
+
+    def mentions(self, text: str) -> list[Mention]:
+        text = self.strip_regions(text)
+        found: list[tuple[int, int, Mention]] = []
+        pos = 0
+        while (m := self.suffix_re.search(text, pos)) is not None:
+            pos = m.end()
+            names = self._names(text, m.start(), m.end())
+            if found and found[-1][1] == m.start():
+                # "锦绣花园" + "小区", "宏达建筑工程" + "有限公司": one name with both suffixes
+                _, _, first = found.pop()
+                names = [c + m.group() for c in first.candidates] + list(first.candidates)
+                attested = (names[0], first.attested[0])
+            else:
+                attested = names[:1]
+            names = [n for n in names if n not in self.generic]
+            attested = tuple(a for a in attested if a in names)
+            if names and attested:
+                found.append((m.start(), m.end(), Mention(self.kind_of[m.group()], tuple(names), attested)))
+        if self.village_re:
+            for m in self.village_re.finditer(text):
+                if not any(m.group() in c for _, _, mm in found for c in mm.candidates):
+                    found.append((m.start(), m.end(), Mention("village", (m.group(),), (m.group(),))))
+        return [mm for _, _, mm in sorted(found, key=lambda x: x[0])]
+
+    def _names(self, text: str, start: int, end: int) -> list[str]:
+        window = text[max(0, start - self.max_chars) : start]
+        window = _NOT_NAME.split(window)[-1]
+        cut = max((b.end() for b in self.boundary_re.finditer(window)), default=0)
+        # a name does not run across an earlier place suffix ("…小区物业公司" names no company)
+        cut = max([cut] + [s.end() for s in self.suffix_re.finditer(window) if s.end() < len(window)])
+        window = window[cut:]
+        suffix = text[start:end]
+        return [window[i:] + suffix for i in range(0, len(window) - self.min_chars + 1)]
+
+
+def canonical_subjects(mentions_per_event: Sequence[Sequence[Mention]]) -> list[list[tuple[str, str]]]:
+    """For each event, its subjects (name, kind). A mention whose text gives no clear start
+    ("购买幸福里小区") takes the name that other events delimit and most events share
+    ("幸福里小区"); a name no text delimits ("建筑工程有限公司") is never chosen."""
+    df: Counter = Counter()
+    attested: set[str] = set()
+    for mentions in mentions_per_event:
+        df.update({c for m in mentions for c in m.candidates})
+        attested.update(a for m in mentions for a in m.attested)
+    chosen = []
+    for mentions in mentions_per_event:
+        subjects = []
+        for m in mentions:
+            best = max((c for c in m.candidates if c in attested), key=lambda c: (df[c], len(c)))
+            if (best, m.kind) not in subjects:
+                subjects.append((best, m.kind))
+        chosen.append(subjects)
+    return chosen
+
+
+def subject_core(name: str, suffixes: Sequence[str]) -> str:
+    """The name without its place suffixes: "锦绣花园小区" → "锦绣", "宏达建筑工程有限公司" → "宏达建筑"."""
+    stripped = True
+    while stripped:
+        stripped = False
+        for suffix in suffixes:
+            if name.endswith(suffix) and len(name) - len(suffix) >= 2:
+                name, stripped = name[: -len(suffix)], True
+                break
+    return name
+
+
+def unify_subjects(subjects: Sequence[Sequence[tuple[str, str]]], texts: Sequence[str], suffixes: Sequence[str],
+                   min_bare_core: int = 3) -> list[list[tuple[str, str]]]:
+    """One name per thing within a group: "宏达建筑工地" and "宏达建筑工程有限公司" become the more
+    frequent of the two, and a text that names the thing without a suffix ("宏达建筑拖欠工资")
+    gets it too."""
+    counts = Counter(s for subs in subjects for s in {s for s, _ in subs})
+    kinds = {s: k for subs in subjects for s, k in subs}
+    order = sorted(counts, key=lambda s: (-counts[s], -len(s), s))
+    cores = {s: subject_core(s, suffixes) for s in order}
+    alias: dict[str, str] = {}
+    for i, s in enumerate(order):
+        for r in order[:i]:
+            if alias.get(r, r) == r and (cores[s].startswith(cores[r]) or cores[r].startswith(cores[s])):
+                alias[s] = r
+                break
+    heads = [s for s in order if s not in alias]
+    result = []
+    for subs, text in zip(subjects, texts):
+        names = list(dict.fromkeys(alias.get(s, s) for s, _ in subs))
+        if not names:
+            names = [h for h in heads if len(cores[h]) >= min_bare_core and cores[h] in text][:1]
+        result.append([(n, kinds[n]) for n in names])
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Topics
+
+
+@dataclass
+class Topic:
+    """One topic of the monthly list; ``as_json`` gives the stable English keys of topics.json."""
+
+    topic_id: str
+    month: str
+    title: str
+    subject: str | None
+    subject_kind: str | None
+    phrase: str | None
+    keywords: list[str]
+    domain: str
+    domain_name: str
+    township_code: str
+    township_name: str
+    level: str
+    score: float
+    events: int
+    incidents: int
+    monthly_events: list[dict]  # [{"month": "YYYY-MM", "events": n}] oldest first, this month last
+    trend: str  # new | rising | flat | falling
+    reasons: list[str]
+    sources: dict[str, int]
+    signals: dict[str, int]
+    callers: int
+    repeat_callers: int
+    villages: list[str]
+    excerpts: list[dict]
+    evidence: list[dict]
+    lead_department: str
+    priority: float = 0.0
+    rank: int = 0
+    status: str = "new"
+    previous: dict | None = None  # last month's rank, title and events when matched
+
+    @property
+    def evidence_event_ids(self) -> list[str]:
+        return [e["event_id"] for e in self.evidence]
+
+    def as_json(self) -> dict:
+        return {
+            "rank": self.rank,
+            "topic_id": self.topic_id,
+            "title": self.title,
+            "status": self.status,
+            "domain": self.domain,
+            "domain_name": self.domain_name,
+            "region": {"code": self.township_code, "name": self.township_name},
+            "subject": self.subject,
+            "subject_kind": self.subject_kind,
+            "keywords": self.keywords,
+            "level": self.level,
+            "score": round(float(self.score), 1),
+            "priority": round(float(self.priority), 1),
+            "events": self.events,
+            "incidents": self.incidents,
+            "monthly_events": self.monthly_events,
+            "trend": self.trend,
+            "previous": self.previous,
+            "reasons": self.reasons,
+            "sources": self.sources,
+            "signals": self.signals,
+            "callers": self.callers,
+            "repeat_callers": self.repeat_callers,
+            "villages": self.villages,
+            "excerpts": self.excerpts,
+            "evidence_event_ids": self.evidence_event_ids,
+            "lead_department": self.lead_department,
+        }
+
+
+@dataclass
+class TopicList:
+    """The month's ranked topics plus last month's topics that no longer appear (resolved or quiet)."""
+
+    month: str
+    topics: list[Topic]
+    closed: list[dict] = field(default_factory=list)
+
+
+def select_groups(scores: Any, month: str, params: TopicParams = TopicParams()) -> dict[tuple[str, str], dict]:
+    """The township × domain month score rows worth studying: level blue or above, plus the top N by
+    score (with a few events at least), keyed by (township_code, domain)."""
+    rows = [
+        r
+        for r in score_rows(scores)
+        if r.get("period") == "month"
+        and not r.get("village_code")
+        and r.get("township_code")
+        and r.get("domain") not in (None, "none")
+        and score_month(r) == month
+    ]
+    chosen = {(r["township_code"], r["domain"]): r for r in rows if r.get("level") not in (None, "none")}
+    ranked = sorted(rows, key=lambda r: (-float(r.get("score") or 0), r["township_code"], r["domain"]))
+    for r in [r for r in ranked if float(r.get("observed") or 0) >= params.min_group_events][: params.top_n_groups]:
+        chosen.setdefault((r["township_code"], r["domain"]), r)
+    return chosen
+
+
+class TopicBuilder:
+    """Builds topics group by group. Holds the tokenizer and lexicons: create once per worker."""
+
+    def __init__(self, gazetteer: Any = None, taxonomy: Mapping | None = None, params: TopicParams = TopicParams(),
+                 lexicon: Mapping | None = None, signal_spec: Mapping | None = None):
+        self.params = params
+        self.regions = RegionNames.load(gazetteer)
+        self.taxonomy = taxonomy or schemas.taxonomy()
+        self.lexicon = lexicon or load_lexicon()
+        self.signal_spec = signal_spec or schemas.signals()
+        self.finder = SubjectFinder(self.lexicon, self.regions)
+        self.suffixes = sorted(self.finder.kind_of, key=len, reverse=True)
+        self.domains = {d["code"]: d for d in self.taxonomy["domains"]}
+        self.generic_terms = set(self.lexicon["generic_terms"]) | set(self.lexicon["generic_subjects"])
+        self.generic_terms |= set(self.suffixes)
+        self.actor_terms = set(self.lexicon.get("actor_terms") or [])
+        self.signal_names = {s["code"]: s["name_zh"] for s in self.signal_spec["signals"]}
+        # escalation words are reported as signals, never as what a topic is about
+        self.signal_terms = {t for s in self.signal_spec["signals"] for t in s.get("terms", [])}
+        self.source_names = {}
+        for feed in schemas.FEEDS:
+            try:
+                self.source_names[feed] = schemas.feed_contract(feed).get("name_zh", feed)
+            except (OSError, ValueError):
+                self.source_names[feed] = feed
+        self._tokenizer = None
+
+    # -- text -----------------------------------------------------------------------------------
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            import jieba
+
+            tokenizer = jieba.Tokenizer()
+            words = {k for d in self.taxonomy["domains"] for k in d.get("keywords", [])}
+            words |= {t for s in self.signal_spec["signals"] for t in s.get("terms", [])}
+            for word in sorted(words):
+                tokenizer.add_word(word, freq=2000)
+            self._tokenizer = tokenizer
+        return self._tokenizer
+
+    @staticmethod
+    def feature_text(text: str) -> str:
+        return _NOT_NAME.sub(" ", _MASK_OR_DIGIT.sub(" ", text))
+
+    def content_terms(self, text: str, exclude: Iterable[str]) -> list[str]:
+        """Phrases a title may use: content words and pairs of adjacent content words."""
+        for term in sorted(exclude, key=len, reverse=True):
+            text = text.replace(term, "|")
+        text = self.finder.strip_regions(text)
+        tokens = self.tokenizer.lcut(self.feature_text(text))
+        ok = [len(t) >= 2 and t not in self.generic_terms and t not in self.signal_terms and not t.isascii()
+              for t in tokens]
+        terms = [t for t, good in zip(tokens, ok) if good]
+        for i in range(len(tokens) - 1):
+            if ok[i] and ok[i + 1] and len(tokens[i]) + len(tokens[i + 1]) <= 6:
+                terms.append(tokens[i] + tokens[i + 1])
+        return terms
+
+    # -- one group ------------------------------------------------------------------------------
+
+    def group_topics(self, key: tuple[str, str], month_events: Sequence[Mapping], history: Sequence[Mapping],
+                     score_row: Mapping | None, month: str) -> list[Topic]:
+        """Topics of one township × domain from its events of the month (and the history months)."""
+        township, domain = key
+        events = sorted((event_record(e) if "month" not in e else dict(e) for e in month_events),
+                        key=lambda e: (e["reported_at"] or "", e["event_id"]))
+        events = [e for e in events if e["month"] == month]
+        if not events:
+            return []
+        past = [event_record(e) if "month" not in e else dict(e) for e in history]
+        past = [e for e in past if e["month"] < month]
+        texts = [e["text"] for e in events + past]
+        subjects = unify_subjects(canonical_subjects([self.finder.mentions(t) for t in texts]), texts, self.suffixes)
+        labels = self.cluster(events, subjects[: len(events)])
+        background = [e["text"] for e in events + past]
+        vectorizer, _ = self._text_space(background)
+        topics = []
+        for label in sorted(set(labels)):
+            members = [i for i, l in enumerate(labels) if l == label]
+            cluster = [events[i] for i in members]
+            flagged = any(e["signals"] for e in cluster)
+            if len(cluster) < self.params.min_events and not flagged:
+                continue
+            topics.append(self._topic(key, cluster, [subjects[i] for i in members], events, past,
+                                      subjects[len(events):], score_row, month, vectorizer))
+        if not topics and len(events) >= self.params.min_events:
+            # a high score spread over unrelated events is still worth one topic for the region
+            topics.append(self._topic(key, events, subjects[: len(events)], events, past, subjects[len(events):],
+                                      score_row, month, vectorizer))
+        return topics
+
+    def _text_space(self, texts: Sequence[str]):
+        vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(2, 3), sublinear_tf=True,
+                                     preprocessor=self.feature_text)
+        try:
+            matrix = vectorizer.fit_transform(texts)
+        except ValueError:  # no text at all
+            return None, None
+        return vectorizer, matrix
+
+    def vectors(self, events: Sequence[Mapping], subjects: Sequence[Sequence[tuple[str, str]]]):
+        p = self.params
+        text_weight = math.sqrt(max(0.0, 1.0 - p.subject_weight - p.village_weight))
+        blocks = []
+        vectorizer, matrix = self._text_space([e["text"] for e in events])
+        if matrix is not None:
+            blocks.append(matrix * text_weight)
+        subject_index = {s: i for i, s in enumerate(sorted({s for subs in subjects for s, _ in subs}))}
+        village_index = {v: i for i, v in enumerate(sorted({e["village_code"] for e in events if e["village_code"]}))}
+        for index, weight, keys in (
+            (subject_index, p.subject_weight, [[s for s, _ in subs] for subs in subjects]),
+            (village_index, p.village_weight, [[e["village_code"]] if e["village_code"] else [] for e in events]),
+        ):
+            if not index:
+                continue
+            rows, cols, vals = [], [], []
+            for r, ks in enumerate(keys):
+                for k in ks:
+                    rows.append(r)
+                    cols.append(index[k])
+                    vals.append(math.sqrt(weight / len(ks)))
+            blocks.append(sparse.csr_matrix((vals, (rows, cols)), shape=(len(events), len(index))))
+        if not blocks:
+            return sparse.csr_matrix((len(events), 1))
+        return normalize(sparse.hstack(blocks).tocsr())
+
+    def cluster(self, events: Sequence[Mapping], subjects: Sequence[Sequence[tuple[str, str]]]) -> list[int]:
+        """Cluster labels, deterministic for a given event order."""
+        n = len(events)
+        if n == 1:
+            return [0]
+        x = self.vectors(events, subjects)
+        t = self.params.distance_threshold
+        if n <= self.params.max_agglomerative:
+            distances = np.clip(1.0 - (x @ x.T).toarray(), 0.0, 2.0)
+            np.fill_diagonal(distances, 0.0)
+            model = AgglomerativeClustering(n_clusters=None, metric="precomputed", linkage="average",
+                                            distance_threshold=t)
+            return [int(v) for v in model.fit_predict(distances)]
+        labels = DBSCAN(eps=t, min_samples=2, metric="cosine").fit_predict(x)
+        # DBSCAN's noise points are singletons, numbered after the clusters
+        next_label = int(labels.max()) + 1
+        out = []
+        for v in labels:
+            if v < 0:
+                out.append(next_label)
+                next_label += 1
+            else:
+                out.append(int(v))
+        return out
+
+    def _topic(self, key, cluster, cluster_subjects, group_events, past, past_subjects, score_row, month,
+               vectorizer) -> Topic:
+        township, domain = key
+        n = len(cluster)
+        subject, kind = self._subject(cluster, cluster_subjects)
+        phrase, keywords = self._phrase(cluster, cluster_subjects, group_events, past, subject, domain)
+        history = self._history_counts(cluster, subject, keywords, past, past_subjects, vectorizer, month)
+        monthly = [{"month": m, "events": c} for m, c in history] + [{"month": month, "events": n}]
+        previous = [c for _, c in history]
+        trend = _trend(n, previous)
+        signals = Counter(s for e in cluster for s in e["signals"])
+        sources = Counter(e["source"] for e in cluster)
+        callers = Counter(e["caller_key"] for e in cluster if e["caller_key"])
+        repeat = sum(1 for c in callers.values() if c >= 2)
+        incidents = len({e["incident_id"] or e["event_id"] for e in cluster})
+        villages = [self.regions.name(v) for v, _ in Counter(e["village_code"] for e in cluster
+                                                              if e["village_code"]).most_common(5)]
+        level = (score_row or {}).get("level") or "none"
+        score = float((score_row or {}).get("score") or 0.0)
+        township_name = self.regions.name(township)
+        title = self._title(township_name, subject, phrase, domain, n, sources)
+        reasons = list((score_row or {}).get("reasons") or [])
+        mean_prev = sum(previous) / len(previous) if previous else 0.0
+        reasons.append(f"本月{n}件，此前{len(previous)}个月月均{mean_prev:.1f}件")
+        if signals:
+            reasons.append("含预警信号：" + "、".join(
+                f"{self.signal_names.get(code, code)}{count}件" for code, count in signals.most_common()))
+        if repeat:
+            reasons.append(f"{repeat}名来电人重复反映")
+        if len(sources) > 1:
+            reasons.append(f"{len(sources)}个渠道均有反映")
+        topic = Topic(
+            topic_id=_topic_id(township, domain, subject, keywords),
+            month=month,
+            title=title,
+            subject=subject,
+            subject_kind=kind,
+            phrase=phrase,
+            keywords=keywords,
+            domain=domain,
+            domain_name=self.domains.get(domain, {}).get("name_zh", domain),
+            township_code=township,
+            township_name=township_name,
+            level=level,
+            score=score,
+            events=n,
+            incidents=incidents,
+            monthly_events=monthly,
+            trend=trend,
+            reasons=reasons,
+            sources=dict(sources.most_common()),
+            signals=dict(signals.most_common()),
+            callers=len(callers),
+            repeat_callers=repeat,
+            villages=villages,
+            excerpts=self._excerpts(cluster, vectorizer),
+            evidence=[{k: e[k] for k in ("event_id", "source", "reported_at", "village_code", "text", "signals",
+                                         "incident_id", "caller_key")} for e in cluster],
+            lead_department=self.domains.get(domain, {}).get("lead_department", ""),
+        )
+        topic.priority = priority(topic)
+        return topic
+
+    def _subject(self, cluster, cluster_subjects) -> tuple[str | None, str | None]:
+        counts: Counter = Counter()
+        kinds = {}
+        for subs in cluster_subjects:
+            for s, k in set(subs):
+                counts[s] += 1
+                kinds[s] = k
+        if counts:
+            best, c = max(counts.items(), key=lambda kv: (kv[1], len(kv[0]), kv[0]))
+            if c >= max(1, math.ceil(len(cluster) / 3)):
+                return best, kinds[best]
+        villages = Counter(e["village_code"] for e in cluster if e["village_code"])
+        if villages:
+            code, c = villages.most_common(1)[0]
+            if c * 2 >= len(cluster) and code in self.regions.names:
+                return self.regions.name(code), "village"
+        return None, None
+
+    def _phrase(self, cluster, cluster_subjects, group_events, past, subject, domain):
+        """The cluster's most characteristic phrase (c-TF-IDF against its group and history) and keywords."""
+        names = {s for subs in cluster_subjects for s, _ in subs} | ({subject} if subject else set())
+        exclude = names | {subject_core(n, self.suffixes) for n in names}
+        candidates = set()
+        for e in cluster:
+            candidates.update(self.content_terms(e["text"], exclude))
+        if not candidates:
+            return None, []
+        texts = [e["text"] for e in cluster]
+        background = [e["text"] for e in group_events] + [e["text"] for e in past]
+        domain_words = set(self.domains.get(domain, {}).get("keywords", []))
+        share = {t: sum(1 for x in texts if t in x) / len(texts) for t in candidates}
+        scored = []
+        for term in candidates:
+            df = sum(1 for t in background if term in t)
+            idf = math.log((len(background) + 1) / (df + 1)) + 1.0
+            bonus = 1.5 if term in domain_words else 1.0
+            length = 1.0 + 0.15 * min(len(term) - 2, 4)
+            scored.append((share[term] * idf * bonus * length, term))
+        scored.sort(key=lambda s: (-s[0], s[1]))
+        keywords = []
+        for _, term in scored:
+            if not any(term in k or k in term for k in keywords):
+                keywords.append(term)
+            if len(keywords) == 5:
+                break
+        whats = [t for _, t in scored if t not in self.actor_terms]
+        if not whats:
+            return None, keywords
+        best = whats[0]
+        # "交房" is shared most, "逾期交房" says what is wrong: take the longer when a third say it
+        longer = [t for t in candidates if best in t and t != best and share[t] >= 1 / 3]
+        if longer:
+            best = max(longer, key=lambda t: (share[t], len(t), t))
+        keywords = [best] + [k for k in keywords if k not in best and best not in k][:4]
+        phrase = best if (share[best] >= 0.25 or len(cluster) <= 2) else None
+        return phrase, keywords
+
+    def _title(self, township_name, subject, phrase, domain, n, sources) -> str:
+        endings = self.lexicon["title_endings"]
+        if n >= int(endings["many_events"]):
+            main_source = sources.most_common(1)[0][0] if sources else None
+            ending = endings.get("many_by_source", {}).get(main_source) if sources[main_source] * 2 > n else None
+            ending = ending or endings["many"]
+        else:
+            ending = endings["few"]
+        what = phrase or self.domains.get(domain, {}).get("name_zh", domain)
+        if subject and what.startswith(subject):
+            what = what[len(subject):]
+        return f"{township_name}·{subject or ''}{what}{ending}"
+
+    def _excerpts(self, cluster, vectorizer) -> list[dict]:
+        """The events nearest the cluster's centre, preferring different sources and texts."""
+        limit = self.params.excerpt_chars
+        order = list(range(len(cluster)))
+        if vectorizer is not None and len(cluster) > 1:
+            m = normalize(vectorizer.transform([e["text"] for e in cluster]))
+            centre = np.asarray(m.mean(axis=0)).ravel()
+            sims = m @ centre
+            order = sorted(order, key=lambda i: (-float(sims[i]), cluster[i]["event_id"]))
+        picked, seen_sources, seen_texts = [], set(), set()
+        for pass_ in (0, 1):
+            for i in order:
+                e = cluster[i]
+                if len(picked) == self.params.excerpts:
+                    break
+                if i in picked or e["text"] in seen_texts or (pass_ == 0 and e["source"] in seen_sources):
+                    continue
+                picked.append(i)
+                seen_sources.add(e["source"])
+                seen_texts.add(e["text"])
+        result = []
+        for i in picked:
+            e = cluster[i]
+            text = e["text"].strip()
+            result.append({
+                "event_id": e["event_id"],
+                "source": e["source"],
+                "source_name": self.source_names.get(e["source"], e["source"]),
+                "reported_at": e["reported_at"],
+                "text": text if len(text) <= limit else text[: limit - 1] + "…",
+            })
+        return result
+
+    def _history_counts(self, cluster, subject, keywords, past, past_subjects, vectorizer, month):
+        """Events of each previous month that belong to this topic: same subject, or (without a subject)
+        text as close to the topic's centre as its own members are."""
+        months = [shift_month(month, -k) for k in range(self.params.history_months, 0, -1)]
+        counts = dict.fromkeys(months, 0)
+        if past:
+            if subject:
+                hits = [subject in {s for s, _ in subs} or subject in e["text"] for e, subs in zip(past, past_subjects)]
+            elif vectorizer is not None:
+                members = normalize(vectorizer.transform([e["text"] for e in cluster]))
+                centre = normalize(np.asarray(members.mean(axis=0)))
+                floor = float(np.min(members @ centre.ravel()))
+                sims = normalize(vectorizer.transform([e["text"] for e in past])) @ centre.ravel()
+                hits = [float(s) >= floor for s in sims]
+            else:
+                hits = [False] * len(past)
+            for e, hit in zip(past, hits):
+                if hit and e["month"] in counts:
+                    counts[e["month"]] += 1
+        return [(m, counts[m]) for m in months]
+
+
+def _trend(current: int, previous: Sequence[int]) -> str:
+    if not previous or not any(previous):
+        return "new"
+    mean = sum(previous) / len(previous)
+    last = previous[-1]
+    if current >= 1.3 * max(mean, last) and current - mean >= 2:
+        return "rising"
+    if current <= 0.7 * max(mean, last) and mean - current >= 2:
+        return "falling"
+    return "flat"
+
+
+def _topic_id(township: str, domain: str, subject: str | None, keywords: Sequence[str]) -> str:
+    basis = "|".join([township, domain, subject or "", *([] if subject else keywords[:2])])
+    return hashlib.sha1(basis.encode("utf-8")).hexdigest()[:12]
+
+
+_LEVEL_WEIGHT = {"red": 1.0, "orange": 0.8, "yellow": 0.6, "blue": 0.4, "none": 0.2}
+
+
+def priority(topic: Topic) -> float:
+    """0–100: the region's score, the topic's size, its escalation signals and its growth.
+
+    Size saturates (30 events count nearly as much as 100) so that one huge diffuse cluster does not
+    bury a sharp episode; signals count by the share of events carrying them."""
+    size = 1.0 - math.exp(-topic.events / 8.0)
+    signal_events = sum(1 for e in topic.evidence if e["signals"])
+    signal = min(1.0, signal_events / max(2.0, 0.3 * topic.events))
+    previous = [m["events"] for m in topic.monthly_events[:-1]]
+    mean = sum(previous) / len(previous) if previous else 0.0
+    growth = max(0.0, topic.events - mean) / max(topic.events, 1)
+    repeat = min(1.0, topic.repeat_callers / 3.0)
+    region = max(float(topic.score) / 100.0, _LEVEL_WEIGHT.get(topic.level, 0.2) * 0.5)
+    return 100.0 * (0.30 * region + 0.35 * size + 0.15 * signal + 0.15 * growth + 0.05 * repeat)
+
+
+# --------------------------------------------------------------------------------------------
+# Across months
+
+
+def previous_topic_list(previous: Any) -> list[dict]:
+    """Last month's topics from a topics.json document, its `topics` list, or None."""
+    if not previous:
+        return []
+    if isinstance(previous, Mapping):
+        return list(previous.get("topics") or [])
+    return list(previous)
+
+
+def _prev_region(topic: Mapping) -> str | None:
+    region = topic.get("region") or {}
+    return region.get("code") if isinstance(region, Mapping) else topic.get("township_code")
+
+
+def _bigrams(text: str) -> set[str]:
+    return {text[i : i + 2] for i in range(len(text) - 1)}
+
+
+def similarity(current: Topic, previous: Mapping) -> float:
+    """How likely two topics of the same region and domain are the same matter (0–1)."""
+    if current.township_code != _prev_region(previous) or current.domain != previous.get("domain"):
+        return 0.0
+    subject, prev_subject = current.subject, previous.get("subject")
+    if subject and prev_subject:
+        if subject == prev_subject:
+            return 1.0
+        a, b = _bigrams(subject), _bigrams(prev_subject)
+        return 0.9 if (subject in prev_subject or prev_subject in subject) else 0.8 * len(a & b) / max(1, len(a | b))
+    words, prev_words = set(current.keywords), set(previous.get("keywords") or [])
+    overlap = len(words & prev_words) / max(1, min(len(words), len(prev_words)))
+    titles = _bigrams(current.title), _bigrams(previous.get("title") or "")
+    title_sim = len(titles[0] & titles[1]) / max(1, len(titles[0] | titles[1]))
+    return max(overlap * 0.8, title_sim)
+
+
+MATCH_THRESHOLD = 0.5
+
+
+def previous_topic_hits(event: Mapping, previous: Sequence[Mapping]) -> list[str]:
+    """Ids of last month's topics an event of this month still speaks of (same region and domain,
+    naming the subject, or two of the keywords)."""
+    hits = []
+    for p in previous:
+        if event.get("township_code") != _prev_region(p) or event.get("domain") != p.get("domain"):
+            continue
+        text = event.get("text") or ""
+        if p.get("subject"):
+            if p["subject"] in text:
+                hits.append(p["topic_id"])
+        else:
+            words = p.get("keywords") or []
+            if words and sum(1 for w in words if w in text) >= min(2, len(words)):
+                hits.append(p["topic_id"])
+    return hits
+
+
+def finalise(month: str, topics: Sequence[Topic], previous: Any = None,
+             previous_hits: Mapping[str, int] | None = None) -> TopicList:
+    """Rank the topics and set their status against last month's list; last month's topics that are
+    gone are closed as `resolved` (no event this month speaks of them) or `quiet` (a few still do)."""
+    previous = previous_topic_list(previous)
+    ranked = sorted(topics, key=lambda t: (-t.priority, -t.events, t.title, t.topic_id))
+    pairs = sorted(
+        ((similarity(t, p), i, j) for i, t in enumerate(ranked) for j, p in enumerate(previous)),
+        key=lambda x: (-x[0], x[1], x[2]),
+    )
+    matched_current, matched_previous = {}, set()
+    for sim, i, j in pairs:
+        if sim < MATCH_THRESHOLD:
+            break
+        if i in matched_current or j in matched_previous:
+            continue
+        matched_current[i] = j
+        matched_previous.add(j)
+    seen_ids = set()
+    for i, topic in enumerate(ranked):
+        topic.rank = i + 1
+        if i in matched_current:
+            prev = previous[matched_current[i]]
+            before = int(prev.get("events") or 0)
+            topic.topic_id = prev.get("topic_id") or topic.topic_id
+            topic.previous = {"rank": prev.get("rank"), "title": prev.get("title"), "events": before}
+            if topic.events >= max(before * 1.3, before + 2):
+                topic.status = "rising"
+            elif topic.events <= min(before * 0.7, before - 2):
+                topic.status = "easing"
+            else:
+                topic.status = "continuing"
+        else:
+            topic.status = "new"
+        if topic.topic_id in seen_ids:  # two new topics on one subject: keep ids unique
+            topic.topic_id = f"{topic.topic_id}-{topic.rank}"
+        seen_ids.add(topic.topic_id)
+    hits = previous_hits or {}
+    closed = []
+    for j, prev in enumerate(previous):
+        if j in matched_previous:
+            continue
+        still = int(hits.get(prev.get("topic_id"), 0))
+        closed.append({
+            "topic_id": prev.get("topic_id"),
+            "title": prev.get("title"),
+            "domain": prev.get("domain"),
+            "domain_name": prev.get("domain_name"),
+            "region": prev.get("region"),
+            "previous_rank": prev.get("rank"),
+            "previous_events": prev.get("events"),
+            "events": still,
+            "status": "quiet" if still else "resolved",
+        })
+    return TopicList(month=month, topics=ranked, closed=closed)
+
+
+# --------------------------------------------------------------------------------------------
+# In one process
+
+
+def build_topics(events: Any, scores: Any, history: Any = None, previous_topics: Any = None,
+                 taxonomy: Mapping | None = None, gazetteer: Any = None, month: str | None = None,
+                 params: TopicParams = TopicParams(), builder: TopicBuilder | None = None) -> TopicList:
+    """The month's topic list from its events (DataFrame or iterable of Event dicts), the score rows,
+    the previous months' events and last month's topics.json (document or its `topics` list).
+
+    ``month`` defaults to the month most of the events fall in."""
+    month_events = records(events)
+    past = records(history)
+    if month is None:
+        if not month_events:
+            raise ValueError("no events and no month given")
+        month = Counter(e["month"] for e in month_events).most_common(1)[0][0]
+    month_events = [e for e in month_events if e["month"] == month]
+    builder = builder or TopicBuilder(gazetteer, taxonomy, params)
+    groups = select_groups(scores, month, builder.params)
+    by_key: dict[tuple, list] = defaultdict(list)
+    past_by_key: dict[tuple, list] = defaultdict(list)
+    for e in month_events:
+        if (e["township_code"], e["domain"]) in groups:
+            by_key[(e["township_code"], e["domain"])].append(e)
+    for e in past:
+        if (e["township_code"], e["domain"]) in groups:
+            past_by_key[(e["township_code"], e["domain"])].append(e)
+    topics = []
+    for key in sorted(groups):
+        topics.extend(builder.group_topics(key, by_key.get(key, []), past_by_key.get(key, []), groups[key], month))
+    previous = previous_topic_list(previous_topics)
+    hits: Counter = Counter()
+    for e in month_events:
+        hits.update(previous_topic_hits(e, previous))
+    return finalise(month, topics, previous, hits)
+

@@ -1,0 +1,203 @@
+"""Region resolution against the county gazetteer (format: schemas/gazetteer.yaml).
+
+Order: a code column, then the exact name, then an alias, then the longest gazetteer names found
+in the address (or, for 110, the police station). Only what is certain is resolved: a village
+name shared by two townships yields neither township; an unresolved record is kept and flagged.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from pipelines.normalise import clean_text
+from schemas import load
+
+LEVELS = ("county", "township", "village", "grid")
+UNRESOLVED = "unresolved"
+# Division codes are 12 digits: county 6, township 9, village 12 significant digits. A grid code
+# the gazetteer does not list still names its village/township through this prefix.
+_CODE_PREFIXES = (12, 9, 6)
+
+
+@dataclass(frozen=True)
+class Resolution:
+    county_code: str | None
+    township_code: str | None
+    village_code: str | None
+    grid_code: str | None
+    by: str
+
+    @property
+    def resolved(self) -> bool:
+        return self.by != UNRESOLVED
+
+
+def read_gazetteer_rows(path: str) -> list[dict]:
+    """The gazetteer CSV as plain dicts (small, picklable: shipped inside the DoFn)."""
+    fmt = load("gazetteer.yaml")
+    with open(path, "rb") as f:
+        text = f.read().decode("utf-8-sig")
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in fmt["columns"] if c not in (reader.fieldnames or [])]
+    if missing:
+        raise ValueError(f"gazetteer {path}: missing columns {', '.join(missing)} (found {reader.fieldnames})")
+    rows = []
+    for number, row in enumerate(reader, start=2):
+        level = (row["level"] or "").strip()
+        if level not in fmt["levels"]:
+            raise ValueError(f"gazetteer {path} line {number}: level {level!r} is not one of {fmt['levels']}")
+        rows.append(
+            {
+                "code": row["code"].strip(),
+                "name": clean_text(row["name"]),
+                "level": level,
+                "parent_code": (row["parent_code"] or "").strip() or None,
+                "aliases": [clean_text(a) for a in (row["aliases"] or "").split(fmt["alias_separator"]) if a.strip()],
+            }
+        )
+    return rows
+
+
+class Gazetteer:
+    """Lookup tables built once per worker from the gazetteer rows."""
+
+    def __init__(self, rows: Sequence[dict]):
+        self._rows = {r["code"]: r for r in rows}
+        self._chains = {code: self._chain(code) for code in self._rows}
+        self._names: dict[str, list[str]] = {}
+        self._aliases: dict[str, list[str]] = {}
+        for r in rows:
+            self._names.setdefault(_key(r["name"]), []).append(r["code"])
+            for alias in r["aliases"]:
+                self._aliases.setdefault(_key(alias), []).append(r["code"])
+        # Every name and alias that can be found inside an address, with the codes it denotes.
+        self._terms: dict[str, set[str]] = {}
+        for table in (self._names, self._aliases):
+            for term, codes in table.items():
+                if len(term) >= 2:
+                    self._terms.setdefault(term, set()).update(codes)
+        lengths: dict[str, set[int]] = {}
+        for term in self._terms:
+            lengths.setdefault(term[0], set()).add(len(term))
+        self._lengths_by_first = {c: sorted(ls, reverse=True) for c, ls in lengths.items()}
+        counties = [r["code"] for r in rows if r["level"] == "county"]
+        self._only_county = counties[0] if len(counties) == 1 else None
+
+    @classmethod
+    def from_csv(cls, path: str) -> "Gazetteer":
+        return cls(read_gazetteer_rows(path))
+
+    def _chain(self, code: str) -> dict[str, str]:
+        chain = {}
+        seen = set()
+        while code and code in self._rows and code not in seen:
+            seen.add(code)
+            row = self._rows[code]
+            chain[row["level"]] = code
+            code = row["parent_code"]
+        return chain
+
+    def find_terms(self, text: str) -> list[str]:
+        """Gazetteer names/aliases inside ``text``, longest match first at each position."""
+        found = []
+        i, n = 0, len(text)
+        while i < n:
+            for length in self._lengths_by_first.get(text[i], ()):
+                if i + length <= n and text[i:i + length] in self._terms:
+                    found.append(text[i:i + length])
+                    i += length
+                    break
+            else:
+                i += 1
+        return found
+
+    def _by_code(self, code: str) -> dict[str, str] | None:
+        if code in self._chains:
+            return self._chains[code]
+        if code.isdigit():
+            for size in _CODE_PREFIXES:
+                if len(code) > size:
+                    prefix = code[:size].ljust(12, "0")
+                    if prefix in self._chains:
+                        return self._chains[prefix]
+        return None
+
+    def _certain(self, codes: Iterable[str], within: dict[str, str] | None = None) -> dict[str, str]:
+        """The levels on which all candidate regions agree (deepest level's candidates first)."""
+        chains = [self._chains[c] for c in codes]
+        if within:
+            consistent = [ch for ch in chains if all(ch.get(lv) == code for lv, code in within.items())]
+            chains = consistent or []
+        if not chains:
+            return {}
+        # A township named alongside an ambiguous village tells which village it is.
+        named_townships = {ch["township"] for ch in chains if ch.get("township") and _deepest(ch) == "township"}
+        if named_townships:
+            deeper = [ch for ch in chains if _deepest(ch) in ("village", "grid") and ch.get("township") in named_townships]
+            if deeper:
+                chains = deeper
+        depth = max(LEVELS.index(_deepest(ch)) for ch in chains)
+        deepest = [ch for ch in chains if LEVELS.index(_deepest(ch)) == depth]
+        agreed = {}
+        for level in LEVELS:
+            values = {ch.get(level) for ch in deepest}
+            if len(values) != 1 or None in values:
+                break
+            agreed[level] = values.pop()
+        return agreed
+
+    def resolve(
+        self,
+        codes: Sequence[str | None] = (),
+        names: Sequence[str | None] = (),
+        texts: Sequence[tuple[str | None, str]] = (),
+    ) -> Resolution:
+        """Resolve from code cells, then region-name cells, then free texts ``(text, by)`` in order."""
+        chain: dict[str, str] = {}
+        by = UNRESOLVED
+        for code in codes:
+            if code and (found := self._by_code(str(code).strip())):
+                chain, by = found, "code"
+                break
+        if "township" not in chain:
+            for name in names:
+                if not name:
+                    continue
+                key = _key(name)
+                for table, how in ((self._names, "name"), (self._aliases, "alias")):
+                    if key in table and (found := self._certain(table[key], chain)) and len(found) > len(chain):
+                        chain, by = found, how
+                        break
+                else:
+                    if (found := self._certain(self._codes_in(key), chain)) and len(found) > len(chain):
+                        chain, by = found, "name"
+                if "township" in chain:
+                    break
+        for text, how in texts:
+            if "village" in chain:
+                break
+            if text and (found := self._certain(self._codes_in(_key(text)), chain)) and len(found) > len(chain):
+                if "township" not in chain:
+                    by = how
+                chain = found
+        if "township" not in chain:
+            by = UNRESOLVED
+        county = chain.get("county") or self._only_county
+        grid = chain.get("grid") or next((str(c).strip() for c in codes if c), None)
+        return Resolution(county, chain.get("township"), chain.get("village"), grid, by)
+
+    def _codes_in(self, text: str) -> set[str]:
+        codes: set[str] = set()
+        for term in self.find_terms(text):
+            codes |= self._terms[term]
+        return codes
+
+
+def _deepest(chain: dict[str, str]) -> str:
+    return max(chain, key=LEVELS.index)
+
+
+def _key(text: str) -> str:
+    return clean_text(text).replace(" ", "")

@@ -1,0 +1,189 @@
+"""The ingest composite: inbox files → Events, quarantine and per-file accounting.
+
+``IngestFeeds`` is what the batch and the stream jobs apply; ``run_ingest`` runs it alone with
+the sinks and checks that every row of every file is accounted for:
+rows_read = accepted + superseded + quarantined.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from dataclasses import dataclass
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+from pipelines import sinks
+from pipelines.gazetteer import UNRESOLVED, read_gazetteer_rows
+from pipelines.normalise import TZ, parse_time
+from pipelines.options import beam_options
+from pipelines.read import FILES_TAG, FeedFile, ReadFeeds, discover, inbox_digest
+from pipelines.validate import QUARANTINE_TAG, ValidateRecord, version_rank
+
+log = logging.getLogger(__name__)
+SUPERSEDED_TAG = "superseded"
+_ENTRY_KEYS = ("feed", "file", "sha256", "batch_id", "bytes", "format", "declared_format", "encoding", "delimiter",
+               "sheets", "skipped_sheets", "header_line", "header", "header_mapping", "unmapped_columns",
+               "missing_required", "title_rows", "blank_rows", "error")
+
+
+class AccountingError(RuntimeError):
+    """Some file's rows do not add up: rows were lost or counted twice."""
+
+
+def default_ingest_time(files: list[FeedFile]) -> dt.datetime:
+    """When not given: the newest file's modification time, so re-runs on one inbox agree."""
+    if not files:
+        return dt.datetime.now(TZ).replace(microsecond=0)
+    return dt.datetime.fromtimestamp(int(max(f.mtime for f in files)), TZ)
+
+
+def parse_ingest_time(text: str) -> dt.datetime:
+    parsed = parse_time(text)
+    if parsed is None:
+        raise ValueError(f"--ingest-time {text!r} is not a date/time (e.g. 2026-11-01T00:00:00+08:00)")
+    return parsed
+
+
+class PickLatestVersion(beam.DoFn):
+    """(event_id, versions) → the latest version; the others on ``superseded`` (counted, not kept)."""
+
+    def __init__(self, file_order: dict[str, tuple]):
+        super().__init__()
+        self._file_order = file_order
+
+    def process(self, keyed):
+        _, versions = keyed
+        versions = sorted(versions, key=lambda e: version_rank(e, self._file_order))
+        for older in versions[:-1]:
+            yield beam.pvalue.TaggedOutput(SUPERSEDED_TAG, older)
+        yield versions[-1]
+
+
+class Supersede(beam.PTransform):
+    """One Event per event_id: overlapping exports and status updates collapse to the latest."""
+
+    def __init__(self, file_order: dict[str, tuple]):
+        super().__init__()
+        self._file_order = file_order
+
+    def expand(self, events):
+        return (
+            events
+            | "KeyByEventId" >> beam.Map(lambda e: (e["event_id"], e))
+            | "GroupVersions" >> beam.GroupByKey()
+            | "PickLatest" >> beam.ParDo(PickLatestVersion(self._file_order)).with_outputs(SUPERSEDED_TAG, main="events")
+        )
+
+
+def _accounting_entry(keyed) -> dict:
+    file, items = keyed
+    info, counts = None, {}
+    for kind, value in items:
+        if kind == "info":
+            info = value
+        else:
+            counts[value] = counts.get(value, 0) + 1
+    entry = {k: info.get(k) for k in _ENTRY_KEYS}
+    quarantined = {k.split(":", 1)[1]: n for k, n in sorted(counts.items()) if k.startswith("quarantine:")}
+    entry.update(
+        rows_read=info["rows_read"],
+        accepted=counts.get("accepted", 0),
+        superseded=counts.get("superseded", 0),
+        quarantined=quarantined,
+        unresolved_regions=counts.get("unresolved", 0),
+    )
+    entry["balanced"] = entry["rows_read"] == entry["accepted"] + entry["superseded"] + sum(quarantined.values())
+    return entry
+
+
+class AccountPerFile(beam.PTransform):
+    """File infos + final events + superseded + quarantine → one accounting entry per file."""
+
+    def expand(self, pcolls):
+        infos = pcolls["files"] | "InfoByFile" >> beam.Map(lambda i: (i["file"], ("info", i)))
+        accepted = pcolls["events"] | "AcceptedByFile" >> beam.FlatMap(
+            lambda e: [(e["feed_file"], ("count", "accepted"))]
+            + ([(e["feed_file"], ("count", "unresolved"))] if e["region_resolved_by"] == UNRESOLVED else [])
+        )
+        superseded = pcolls["superseded"] | "SupersededByFile" >> beam.Map(lambda e: (e["feed_file"], ("count", "superseded")))
+        quarantined = pcolls["quarantine"] | "QuarantinedByFile" >> beam.Map(
+            lambda q: (q["file"], ("count", f"quarantine:{q['reason']}"))
+        )
+        return (
+            (infos, accepted, superseded, quarantined)
+            | "AllByFile" >> beam.Flatten()
+            | "GroupByFile" >> beam.GroupByKey()
+            | "Entry" >> beam.Map(_accounting_entry)
+        )
+
+
+class IngestFeeds(beam.PTransform):
+    """Inbox → ``{"events", "quarantine", "accounting"}`` PCollections.
+
+    Files are listed and the gazetteer is read when the pipeline is built; the gazetteer rows
+    travel with the DoFn, so workers need no access to the driver's disk for it.
+    ``ingest_time`` is the run's clock: it stamps ``ingested_at`` and bounds ``future_time``.
+    """
+
+    def __init__(self, inbox: str, gazetteer_path: str, hmac_key: bytes, ingest_time: dt.datetime,
+                 files: list[FeedFile] | None = None):
+        super().__init__()
+        self.files = discover(inbox) if files is None else files
+        self.ingest_time = ingest_time.astimezone(TZ)
+        self._gazetteer_rows = read_gazetteer_rows(gazetteer_path)
+        self._key = hmac_key
+
+    def expand(self, pbegin):
+        read = pbegin | "Read" >> ReadFeeds(self.files)
+        validated = read.rows | "Validate" >> beam.ParDo(
+            ValidateRecord(self._gazetteer_rows, self._key, self.ingest_time)
+        ).with_outputs(QUARANTINE_TAG, main="events")
+        file_order = {f.relpath: (int(f.mtime), f.relpath) for f in self.files}
+        latest = validated.events | "Supersede" >> Supersede(file_order)
+        accounting = {
+            "files": read[FILES_TAG], "events": latest.events,
+            "superseded": latest[SUPERSEDED_TAG], "quarantine": validated[QUARANTINE_TAG],
+        } | "Account" >> AccountPerFile()
+        return {"events": latest.events, "quarantine": validated[QUARANTINE_TAG], "accounting": accounting}
+
+
+@dataclass
+class IngestResult:
+    manifest_path: str
+    manifest: dict
+
+
+def unbalanced_files(manifest: dict) -> list[dict]:
+    return [e for e in manifest["files"] if not e["balanced"]]
+
+
+def run_ingest(inbox: str, gazetteer_path: str, out: str, hmac_key: bytes,
+               ingest_time: dt.datetime | None = None, beam_args: list[str] | None = None,
+               event_shards: int = 1) -> IngestResult:
+    """Ingest an inbox into ``out`` and return the manifest; AccountingError if rows do not add up."""
+    files = discover(inbox)
+    if not files:
+        log.warning("no feed files under %s (expected sub-folders %s)", inbox, ", ".join(sorted({"hotline_12345", "police_110", "grid"})))
+    ingest_time = (ingest_time or default_ingest_time(files)).astimezone(TZ)
+    digest = inbox_digest(files)[:12]
+    run_id = f"{ingest_time:%Y%m%dT%H%M%S}-{digest}"
+    path = sinks.manifest_path(out, "ingest", run_id)
+    header = {"job": "ingest", "run_id": run_id, "inbox": str(inbox), "gazetteer": str(gazetteer_path),
+              "ingest_time": ingest_time.isoformat()}
+    with beam.Pipeline(options=beam_options(beam_args)) as pipeline:
+        ingested = pipeline | "Ingest" >> IngestFeeds(inbox, gazetteer_path, hmac_key, ingest_time, files)
+        _ = ingested["events"] | "WriteEvents" >> sinks.WriteEvents(out, digest, event_shards)
+        _ = ingested["quarantine"] | "WriteQuarantine" >> sinks.WriteQuarantine(out, digest)
+        _ = ingested["accounting"] | "WriteManifest" >> sinks.WriteManifest(path, header)
+    with FileSystems.open(path) as f:
+        manifest = json.loads(f.read().decode("utf-8"))
+    broken = unbalanced_files(manifest)
+    if broken:
+        names = "; ".join(
+            f"{e['file']}: read {e['rows_read']} != accepted {e['accepted']} + superseded {e['superseded']} "
+            f"+ quarantined {sum(e['quarantined'].values())}" for e in broken
+        )
+        raise AccountingError(f"rows do not add up in {len(broken)} file(s): {names} (manifest {path})")
+    return IngestResult(path, manifest)

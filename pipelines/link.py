@@ -1,0 +1,269 @@
+"""Link records that describe one happening into an incident (``incident_id``).
+
+The same fight reaches 110, 12345 and a grid worker; the same caller rings twice. Records are
+linked when they are close in time (within ``max_span_hours`` of the incident's first record),
+in the same region (same township; same village, or a stricter text match across villages;
+within ``max_km`` when both have coordinates) and their texts are similar (idf-weighted overlap of
+character n-grams, boilerplate phrases and masked tokens such as ``[手机号]`` removed). The incident id is the
+event_id of the incident's first record, so it is stable across re-runs.
+
+Beam layout (portable: ParDo, GroupByKey, side input):
+1. key by (township, month) and ``GroupByKey``; records from the first ``max_span_hours`` of a
+   month also go to the previous month's group as *guests*, so an incident that starts on the
+   31st can take records of the 1st. Inside a group, records are visited in time order, each
+   compared with at most ``max_candidates`` earlier ones (O(n·k)).
+2. a guest taken by an incident of the previous month yields a *claim*; the claims re-map the
+   guest's own incident in its home month (a small side-input dict) — an incident never spans
+   more than two months, so one re-mapping step is enough.
+Events of domain ``none`` (and unclassified ones) are not linked: incident_id = event_id.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from collections import Counter, defaultdict, deque
+from typing import Iterable, Mapping
+
+import apache_beam as beam
+
+import schemas
+
+# Masking upstream leaves tokens like [手机号], [身份证号], [姓名], 【地址】; they say nothing about
+# the happening and are shared by unrelated records.
+_MASKED = re.compile(r"[\[【<＜(（][^\]】>＞)）]{1,8}[\]】>＞)）]|\*{2,}")
+_NOISE = re.compile(r"[\s\W_]+", re.UNICODE)
+_SKIP = "none"
+
+
+def link_config() -> dict:
+    return schemas.load("scoring.yaml")["linking"]
+
+
+def text_ngrams(text: str | None, n: int, boilerplate: Iterable[str] = ()) -> set:
+    """Character n-grams of the text without masked tokens, punctuation and boilerplate phrases."""
+    cleaned = _MASKED.sub(" ", text or "")
+    for phrase in boilerplate:
+        cleaned = cleaned.replace(phrase, " ")
+    grams = set()
+    for chunk in _NOISE.sub(" ", cleaned).split():
+        if len(chunk) < n:
+            grams.add(chunk)
+        grams.update(chunk[i:i + n] for i in range(len(chunk) - n + 1))
+    return grams
+
+
+def weighted_ngrams(texts: list, n: int, boilerplate: Iterable[str] = (), prior_documents: int = 20) -> list[dict]:
+    """Per text: n-gram → idf weight, with idf from the texts themselves (one township-month).
+
+    Common words of the month ("小区", "打架") weigh less than a place or company name that
+    only the records of one happening share. ``prior_documents`` keeps the weights nearly flat
+    in small groups, where document frequencies say little.
+    """
+    boilerplate = sorted(boilerplate, key=len, reverse=True)
+    grams = [text_ngrams(t, n, boilerplate) for t in texts]
+    df = Counter()
+    for g in grams:
+        df.update(g)
+    total = len(grams)
+    return [{k: math.log((prior_documents + total) / (1 + df[k])) for k in g} for g in grams]
+
+
+def similarity(a: Mapping, b: Mapping) -> float:
+    """Weighted overlap coefficient: shared weight over the smaller text's weight.
+
+    A grid worker's one-line note and a caller's long complaint about the same fight share
+    most of the short text; cosine or Jaccard would punish the length difference.
+    """
+    if len(a) > len(b):
+        a, b = b, a
+    shared = sum(w for k, w in a.items() if k in b)
+    smaller = min(sum(a.values()), sum(b.values()))
+    return shared / smaller if smaller else 0.0
+
+
+def _km(e1: Mapping, e2: Mapping) -> float | None:
+    if None in (e1.get("lon"), e1.get("lat"), e2.get("lon"), e2.get("lat")):
+        return None
+    lat = math.radians((e1["lat"] + e2["lat"]) / 2)
+    dx = math.radians(e1["lon"] - e2["lon"]) * math.cos(lat)
+    dy = math.radians(e1["lat"] - e2["lat"])
+    return 6371.0 * math.hypot(dx, dy)
+
+
+def _required_similarity(e1: Mapping, e2: Mapping, cfg: Mapping) -> float | None:
+    """The similarity two records need to be linked, or None when their places rule it out."""
+    km = _km(e1, e2)
+    if km is not None and km > cfg["max_km"]:
+        return None
+    if km is None and (e1.get("township_code") is None or e1.get("township_code") != e2.get("township_code")):
+        return None
+    if e1.get("caller_key") and e1.get("caller_key") == e2.get("caller_key"):
+        return cfg["same_caller_similarity"]
+    v1, v2 = e1.get("village_code"), e2.get("village_code")
+    if km is None and v1 and v2 and v1 != v2:
+        return cfg["other_village_similarity"]
+    return cfg["min_similarity"]
+
+
+def needs_link(event: Mapping) -> bool:
+    return bool(event.get("domain")) and event["domain"] != _SKIP
+
+
+def link_group(events: Iterable[Mapping], cfg: Mapping | None = None) -> dict[str, str]:
+    """event_id → incident_id for records of one region group (greedy, in time order).
+
+    Each record joins the incident of its most similar earlier record when that incident began
+    no more than ``max_span_hours`` earlier; otherwise it starts a new incident.
+    """
+    cfg = cfg or link_config()
+    ordered = sorted(events, key=lambda e: (e["reported_at"], e["event_id"]))
+    vectors = weighted_ngrams([e.get("text") for e in ordered], cfg["ngram"], cfg.get("boilerplate", ()),
+                              cfg["idf_prior_documents"])
+    span = dt.timedelta(hours=cfg["max_span_hours"])
+    incident_of: dict[str, str] = {}
+    incident_start: dict[str, dt.datetime] = {}
+    recent: deque = deque()  # (index) of earlier records still within the span
+    for i, e in enumerate(ordered):
+        t = e["reported_at"]
+        while recent and t - ordered[recent[0]]["reported_at"] > span:
+            recent.popleft()
+        best, best_sim = None, -1.0
+        for j in list(recent)[-cfg["max_candidates"]:]:
+            other = ordered[j]
+            incident = incident_of[other["event_id"]]
+            if t - incident_start[incident] > span:
+                continue
+            need = _required_similarity(e, other, cfg)
+            if need is None:
+                continue
+            sim = similarity(vectors[i], vectors[j])
+            if sim >= need and sim > best_sim:
+                best, best_sim = incident, sim
+        if best is None:
+            best = e["event_id"]
+            incident_start[best] = t
+        incident_of[e["event_id"]] = best
+        recent.append(i)
+    return incident_of
+
+
+# --------------------------------------------------------------------------------------------
+# Beam
+# --------------------------------------------------------------------------------------------
+
+def _month_key(t: dt.datetime) -> str:
+    return f"{t.year:04d}-{t.month:02d}"
+
+
+def _previous_month_key(t: dt.datetime) -> str:
+    first = t.replace(day=1)
+    return _month_key(first - dt.timedelta(days=1))
+
+
+class _KeyByTownshipMonth(beam.DoFn):
+    def __init__(self, span_hours: float):
+        self._span = dt.timedelta(hours=span_hours)
+
+    def process(self, event):
+        t = event["reported_at"]
+        township = event.get("township_code") or ""
+        yield (township, _month_key(t)), ("home", event)
+        if _in_first_hours(t, self._span):
+            yield (township, _previous_month_key(t)), ("guest", event)
+
+
+def _in_first_hours(t: dt.datetime, span: dt.timedelta) -> bool:
+    return t - t.replace(day=1, hour=0, minute=0, second=0, microsecond=0) <= span
+
+
+class _LinkGroup(beam.DoFn):
+    CLAIMS = "claims"
+
+    def __init__(self, cfg: Mapping):
+        self._cfg = dict(cfg)
+        self._linked = beam.metrics.Metrics.counter("link", "records_linked")
+        self._incidents = beam.metrics.Metrics.counter("link", "incidents")
+
+    def process(self, element):
+        _, tagged = element
+        tagged = list(tagged)
+        incident_of = link_group([e for _, e in tagged], self._cfg)
+        home_ids = {e["event_id"] for role, e in tagged if role == "home"}
+        for role, e in tagged:
+            incident = incident_of[e["event_id"]]
+            if role == "home":
+                if incident == e["event_id"]:
+                    self._incidents.inc()
+                else:
+                    self._linked.inc()
+                yield {**e, "incident_id": incident}
+            elif incident in home_ids:
+                # An incident of this month took a record of the next month's first hours.
+                yield beam.pvalue.TaggedOutput(self.CLAIMS, (e["event_id"], incident))
+
+
+def _remap_pairs(element):
+    """(taken record, {'own': [its home-month incident], 'claim': [incidents]}) → (own, claim)."""
+    _, joined = element
+    if joined["claim"]:
+        for own in joined["own"]:
+            yield own, min(joined["claim"])
+
+
+class LinkIncidents(beam.PTransform):
+    """Events → the same Events with ``incident_id`` set (see the module doc for the layout)."""
+
+    def __init__(self, config: Mapping | None = None):
+        super().__init__()
+        self._cfg = dict(config or link_config())
+
+    def expand(self, events):
+        span = dt.timedelta(hours=self._cfg["max_span_hours"])
+        parts = events | "SplitLinkable" >> beam.Partition(lambda e, _: 0 if needs_link(e) else 1, 2)
+        unlinked = parts[1] | "OwnIncident" >> beam.Map(lambda e: {**e, "incident_id": e["event_id"]})
+        linked = (
+            parts[0]
+            | "KeyByTownshipMonth" >> beam.ParDo(_KeyByTownshipMonth(self._cfg["max_span_hours"]))
+            | "GroupByTownshipMonth" >> beam.GroupByKey()
+            | "LinkInGroup" >> beam.ParDo(_LinkGroup(self._cfg)).with_outputs(_LinkGroup.CLAIMS, main="events")
+        )
+        own = linked.events | "FirstHoursIncidents" >> beam.FlatMap(
+            lambda e: [(e["event_id"], e["incident_id"])] if _in_first_hours(e["reported_at"], span) else [])
+        remap = (
+            {"own": own, "claim": linked[_LinkGroup.CLAIMS]}
+            | "JoinClaims" >> beam.CoGroupByKey()
+            | "ClaimedIncidents" >> beam.FlatMap(_remap_pairs)
+            | "GroupClaims" >> beam.GroupByKey()
+            | "EarliestClaim" >> beam.MapTuple(lambda own_id, claims: (own_id, min(claims)))
+        )
+        resolved = linked.events | "ApplyClaims" >> beam.Map(
+            lambda e, m: {**e, "incident_id": m.get(e["incident_id"], e["incident_id"])}, beam.pvalue.AsDict(remap))
+        return (resolved, unlinked) | "AllEvents" >> beam.Flatten()
+
+
+# --------------------------------------------------------------------------------------------
+# Linking quality against the simulator's truth
+# --------------------------------------------------------------------------------------------
+
+def pairwise_quality(predicted: Mapping[str, str], truth: Mapping[str, str | None]) -> dict:
+    """Pairwise precision / recall / F1 of incident clusters over the records in both maps.
+
+    Records without a truth incident are singletons in the truth.
+    """
+    ids = [i for i in predicted if i in truth]
+
+    def pairs(assign):
+        groups = defaultdict(list)
+        for i in ids:
+            groups[assign(i)].append(i)
+        return {(a, b) for g in groups.values() for k, a in enumerate(sorted(g)) for b in sorted(g)[k + 1:]}
+
+    pred = pairs(lambda i: predicted[i])
+    true = pairs(lambda i: truth[i] if truth[i] else ("single", i))
+    tp = len(pred & true)
+    precision = tp / len(pred) if pred else 1.0
+    recall = tp / len(true) if true else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"records": len(ids), "predicted_pairs": len(pred), "true_pairs": len(true),
+            "precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4)}

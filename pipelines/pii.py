@@ -1,0 +1,124 @@
+"""Personal data: the caller's phone as a keyed hash, and masking of free text.
+
+Outside the quarantine no output may carry a phone number, ID number, bank card, plate or a
+named person in clear. Masking runs on text already passed through ``normalise.clean_text``
+(half-width digits), so the patterns only need ASCII digits.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+from pathlib import Path
+
+KEY_ENV = "RISKWATCH_HMAC_KEY"
+
+
+class MissingKeyError(RuntimeError):
+    """No HMAC key: the job must not run, or caller_key values would be unkeyed or random."""
+
+
+def load_key(key_file: str | os.PathLike | None = None, environ=os.environ) -> bytes:
+    """The HMAC key from ``--key-file`` (preferred) or the RISKWATCH_HMAC_KEY variable."""
+    if key_file:
+        path = Path(key_file)
+        if not path.is_file():
+            raise MissingKeyError(f"HMAC key file {path} does not exist (create it with a long random secret).")
+        key = path.read_bytes().strip()
+        if not key:
+            raise MissingKeyError(f"HMAC key file {path} is empty.")
+        return key
+    key = environ.get(KEY_ENV, "").strip()
+    if key:
+        return key.encode("utf-8")
+    raise MissingKeyError(
+        f"No HMAC key for hashing caller phones: set {KEY_ENV} or pass --key-file FILE "
+        "(e.g. `python -c \"import secrets; print(secrets.token_hex(32))\" > riskwatch.key`). "
+        "The same key must be used for every run, or repeat callers cannot be recognised."
+    )
+
+
+_NON_DIGIT_RE = re.compile(r"\D")
+_COUNTRY_PREFIX_RE = re.compile(r"^(?:\+?0{0,2}86)(?=1[3-9]\d{9}$)")
+
+
+def normalise_phone(value) -> str | None:
+    """Digits of a phone number without +86/0086, separators or extension text; None if no number."""
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # XLSX stores numbers as floats: 13812345678.0
+    text = str(value).strip()
+    digits = _NON_DIGIT_RE.sub("", text if not text.startswith("+") else "+" + text[1:])
+    digits = _COUNTRY_PREFIX_RE.sub("", digits.lstrip("+"))
+    # Fewer than 5 digits is not a callable number (匿名, 未知, 110 itself).
+    return digits if len(digits) >= 5 else None
+
+
+def caller_key(phone, key: bytes) -> str | None:
+    """HMAC-SHA256 (hex) of the normalised phone: the same caller gets the same key across feeds."""
+    digits = normalise_phone(phone)
+    if digits is None:
+        return None
+    return hmac.new(key, digits.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+# Common surnames (single and double): a marker such as 本人 or 我叫 is only followed by a name
+# when a surname comes next; otherwise "本人反映" would lose its verb. 于/和/时 are left out: after
+# 本人 they are almost always words (本人于10月…), rarely surnames.
+_DOUBLE_SURNAMES = "欧阳|司马|上官|诸葛|东方|皇甫|尉迟|公孙|慕容|长孙|宇文|司徒|夏侯|令狐|端木|西门|南宫"
+_SURNAMES = (
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘蒋蔡余杜叶程苏魏"
+    "吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱"
+    "严覃武戴莫孔向汤常温康施文牛樊葛邢安齐易乔伍庞颜倪庄聂章鲁岳翟殷詹申欧耿关兰焦俞左柳甘祝包宁"
+    "尚符舒阮柯纪梅童凌毕单季裴霍涂成苗谷盛曲翁冉骆蓝路游辛靳管柴蒙鲍华喻祁蒲房滕屈饶解牟艾尤阳"
+    "穆农司卓古吉缪简车项连芦麦褚娄窦戚岑景党宫费卜冷晏席卫米柏宗瞿桂全佟应臧闵苟邬边卞姬师仇栾"
+    "隋商刁沙荣巫寇桑郎甄丛仲虞敖巩明佘池查麻苑迟邝"
+)
+# Characters that end a name rather than continue it (verbs, particles, honorific nouns).
+_NAME_STOP = "称说反映报到在于和与的了是来电投诉要求因等向被将把从对称讲诉道家住现今年岁男女先生女士同志某等及"
+_NAME_MARKERS = (
+    "报警人姓名|报警人|来电人姓名|来电人|诉求人|当事人|联系人|举报人|投诉人|求助人|反映人|受害人|"
+    "嫌疑人|户主|业主|姓名|我叫|本人"
+)
+
+# One alternation, most specific first, so an 18-digit ID is never half-masked as a phone.
+_ND = r"(?<![0-9A-Za-z])"  # not glued to a longer number/code on the left
+_NDR = r"(?![0-9])"
+_MASK_PATTERNS = [
+    ("身份证号", _ND + r"[1-9]\d{5}[\s-]?(?:18|19|20)\d{2}[\s-]?(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])[\s-]?\d{3}[\dXx]" + _NDR),
+    ("身份证号", _ND + r"[1-9]\d{7}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}" + _NDR),
+    ("银行卡号", _ND + r"\d{4}(?:[\s-]?\d{4}){3}(?:[\s-]?\d{1,3})?" + _NDR),
+    ("银行卡号", _ND + r"\d{16,19}" + _NDR),
+    ("手机号", _ND + r"(?:(?:\+|00)?86[\s-]?)?1[3-9]\d[\s-]?\d{4}[\s-]?\d{4}" + _NDR),
+    ("固定电话", r"(?<![0-9])(?:\(0\d{2,3}\)|（0\d{2,3}）|0\d{2,3}[\s-]?)\d{7,8}(?:-\d{1,5})?" + _NDR),
+    ("车牌号", r"[京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼使领][A-HJ-NP-Za-hj-np-z]"
+              r"[\s·•.]?[A-HJ-NP-Za-hj-np-z0-9]{5,6}(?![A-Za-z0-9])"),
+]
+_MASK_RE = re.compile("|".join(f"(?P<g{i}>{p})" for i, (_, p) in enumerate(_MASK_PATTERNS)))
+_MASK_TOKENS = {f"g{i}": f"[{label}]" for i, (label, _) in enumerate(_MASK_PATTERNS)}
+# A phone number after a phone marker, in any length a local number can have (no area code).
+_MARKED_NUMBER_RE = re.compile(r"(电话|手机|联系方式|号码|tel|Tel|TEL)([:：\s是为]*)(\d[\d\s-]{5,}\d)")
+_NAME_RE = re.compile(
+    rf"({_NAME_MARKERS})([:：\s]*(?:是|为|叫|系)?[:：\s]*)"
+    rf"(?:(?:{_DOUBLE_SURNAMES})[\u4e00-\u9fff]{{1,2}}|[{_SURNAMES}][^\W\d_{_NAME_STOP}A-Za-z]{{1,2}})"
+)
+
+
+def _token(match: re.Match) -> str:
+    return _MASK_TOKENS[match.lastgroup]
+
+
+def mask(text: str | None) -> str | None:
+    """Replace phone, ID, bank card and plate numbers and names after markers with tokens."""
+    if not text:
+        return text
+    # Every pattern but the name needs a digit (plates carry at least three), so most short
+    # texts skip the big alternation.
+    if any(c.isdigit() for c in text):
+        text = _MASK_RE.sub(_token, text)
+        text = _MARKED_NUMBER_RE.sub(lambda m: m.group(1) + m.group(2) + "[电话]", text)
+    if not text.isascii():
+        text = _NAME_RE.sub(lambda m: m.group(1) + m.group(2) + "[姓名]", text)
+    return text

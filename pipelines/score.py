@@ -1,0 +1,242 @@
+"""Beam transforms from linked Events to score rows (docs/architecture.md, "Score row").
+
+- ``DailyCounts``: Events → ((series, date), tally): incidents (not records) per township ×
+  domain and village × domain × day, with signal tallies. Records are first combined per
+  incident (``CombinePerKey``), then incidents per series × day, so the shuffle carries
+  summaries, not events.
+- ``FeedGaps``: Events (all, including domain ``none``) → the data gaps of the target period
+  (``models.gaps``), as one list for a side input.
+- ``ScoreSeries``: ((series, date), tally) over history + target → day and month score rows for
+  the target period (``models.risk_score.score_series``). The batch job feeds it the target
+  month's events together with the history months read back from the warehouse.
+- ``ScoreEvents``: the three together.
+Portable: ParDo, GroupByKey, CombinePerKey, Flatten and side inputs only; no state.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from collections import Counter, defaultdict
+
+import apache_beam as beam
+
+import schemas
+from models import gaps as gaps_model
+from models import risk_score
+
+_TZ = zoneinfo.ZoneInfo(schemas.TIMEZONE)
+_HOTLINE = "hotline_12345"
+
+
+def local_date(t: dt.datetime) -> dt.date:
+    return t.astimezone(_TZ).date()
+
+
+def _many_people_threshold() -> int | None:
+    for s in schemas.signals()["signals"]:
+        if s["code"] == "many_people":
+            return s.get("people_involved_at_least")
+    return None
+
+
+def series_keys(event: dict):
+    """The series an event counts in: its township's and, if known, its village's (× domain)."""
+    county, township = event.get("county_code"), event["township_code"]
+    yield county, township, None, event["domain"]
+    if event.get("village_code"):
+        yield county, township, event["village_code"], event["domain"]
+
+
+class IncidentCombineFn(beam.CombineFn):
+    """The records of one incident in one series → one incident summary."""
+
+    def __init__(self, many_people_at_least: int | None):
+        self._many = many_people_at_least
+
+    def create_accumulator(self):
+        return {"first": None, "records": 0, "feeds": set(), "signals": set(), "callers": Counter(),
+                "hotline": 0, "hotline_bad": 0}
+
+    def add_input(self, acc, e):
+        acc["first"] = e["reported_at"] if acc["first"] is None else min(acc["first"], e["reported_at"])
+        acc["records"] += 1
+        acc["feeds"].add(e["source"])
+        acc["signals"].update(e.get("signals") or ())
+        if self._many is not None and (e.get("people_involved") or 0) >= self._many:
+            acc["signals"].add("many_people")
+        if e.get("caller_key"):
+            acc["callers"][e["caller_key"]] += 1
+        if e["source"] == _HOTLINE:
+            acc["hotline"] += 1
+            # still open / sent back, or closed to the caller's dissatisfaction
+            acc["hotline_bad"] += int(e.get("status") != "closed" or e.get("satisfaction") == "dissatisfied")
+        return acc
+
+    def merge_accumulators(self, accs):
+        out = self.create_accumulator()
+        for a in accs:
+            if a["first"] is not None:
+                out["first"] = a["first"] if out["first"] is None else min(out["first"], a["first"])
+            out["records"] += a["records"]
+            out["feeds"] |= a["feeds"]
+            out["signals"] |= a["signals"]
+            out["callers"].update(a["callers"])
+            out["hotline"] += a["hotline"]
+            out["hotline_bad"] += a["hotline_bad"]
+        return out
+
+    def extract_output(self, acc):
+        n_feeds = len(acc["feeds"])
+        # ISO strings in keys: Beam must encode keys deterministically, which dates are not
+        return {"date": local_date(acc["first"]).isoformat(), "tally": {
+            "incidents": 1, "records": acc["records"], "signals": {s: 1 for s in sorted(acc["signals"])},
+            "feeds": {f: 1 for f in sorted(acc["feeds"])}, "feeds_2": int(n_feeds == 2), "feeds_3": int(n_feeds >= 3),
+            "callers": dict(acc["callers"]), "hotline": acc["hotline"], "hotline_bad": acc["hotline_bad"]}}
+
+
+class TallyCombineFn(beam.CombineFn):
+    def create_accumulator(self):
+        return risk_score.empty_tally()
+
+    def add_input(self, acc, tally):
+        return risk_score.merge_tallies([acc, tally])
+
+    def merge_accumulators(self, accs):
+        return risk_score.merge_tallies(accs)
+
+    def extract_output(self, acc):
+        return acc
+
+
+class _IncidentRecords(beam.DoFn):
+    def __init__(self):
+        self._skipped = beam.metrics.Metrics.counter("score", "records_without_township")
+
+    def process(self, event):
+        if not event.get("domain") or event["domain"] == "none":
+            return
+        if not event.get("township_code"):
+            self._skipped.inc()
+            return
+        incident = event.get("incident_id") or event["event_id"]
+        for key in series_keys(event):
+            yield (key, incident), event
+
+
+class DailyCounts(beam.PTransform):
+    """Linked Events → (((county, township, village|None, domain), ISO date), tally)."""
+
+    def expand(self, events):
+        return (
+            events
+            | "RecordsByIncident" >> beam.ParDo(_IncidentRecords())
+            | "CombineIncident" >> beam.CombinePerKey(IncidentCombineFn(_many_people_threshold()))
+            | "BySeriesDay" >> beam.MapTuple(lambda key, inc: ((key[0], inc["date"]), inc["tally"]))
+            | "CombineSeriesDay" >> beam.CombinePerKey(TallyCombineFn())
+        )
+
+
+class FeedGaps(beam.PTransform):
+    """All Events → one list of ``models.gaps.Gap`` for start..end (use as ``AsSingleton``)."""
+
+    def __init__(self, target_start: dt.date, target_end: dt.date):
+        super().__init__()
+        self._start, self._end = target_start, target_end
+
+    def expand(self, events):
+        start, end = self._start, self._end
+        return (
+            events
+            | "FeedTownshipDay" >> beam.Map(
+                lambda e: ((e["source"], e.get("township_code"), local_date(e["reported_at"]).isoformat()), 1))
+            | "CountRecords" >> beam.CombinePerKey(sum)
+            | "OneKey" >> beam.MapTuple(lambda key, n: (None, (key[0], key[1], dt.date.fromisoformat(key[2]), n)))
+            | "AllFeedDays" >> beam.GroupByKey()
+            | "FindGaps" >> beam.MapTuple(lambda _, rows: gaps_model.find_gaps(rows, start, end))
+        )
+
+
+class _ScoreTownship(beam.DoFn):
+    """A township × domain series and its villages' series → score rows."""
+
+    def __init__(self, target_start, target_end, history_start):
+        self._period = dict(target_start=target_start, target_end=target_end, history_start=history_start)
+        self._rows = beam.metrics.Metrics.counter("score", "score_rows")
+
+    def setup(self):
+        self._cfg = risk_score.config()
+
+    def process(self, element, parents, gaps):
+        (county, township, domain), values = element
+        by_village = defaultdict(dict)
+        for village, date, tally in values:
+            by_village[village][dt.date.fromisoformat(date)] = tally
+        township_daily = by_village.pop(None, {})
+        parent = parents.get((county, domain), {"daily": {}, "children": 1})
+        gaps = gaps or []
+        rows = risk_score.score_series(township_daily, township_code=township, village_code=None, domain=domain,
+                                       gaps=gaps, parent_daily_counts=parent["daily"], n_siblings=parent["children"],
+                                       day_rows="all", cfg=self._cfg, **self._period)
+        township_counts = {d: t["incidents"] for d, t in township_daily.items()}
+        start, end = self._period["target_start"], self._period["target_end"]
+        for village, daily in sorted(by_village.items()):
+            if not any(start <= d <= end and t["incidents"] for d, t in daily.items()):
+                continue  # a village is scored where it has incidents in the period
+            rows += risk_score.score_series(daily, township_code=township, village_code=village, domain=domain,
+                                            gaps=gaps, parent_daily_counts=township_counts,
+                                            n_siblings=max(len(by_village), 1), day_rows="observed",
+                                            cfg=self._cfg, **self._period)
+        self._rows.inc(len(rows))
+        yield from rows
+
+
+def _parent_totals(element):
+    (county, domain), values = element
+    daily, townships = Counter(), set()
+    for township, date, n in values:
+        daily[dt.date.fromisoformat(date)] += n
+        townships.add(township)
+    return (county, domain), {"daily": dict(daily), "children": len(townships)}
+
+
+class ScoreSeries(beam.PTransform):
+    """((series, date), tally) over history + target → score rows for target_start..target_end.
+
+    ``gaps``: a PCollection with one list of gaps (``FeedGaps``), or None.
+    """
+
+    def __init__(self, target_start: dt.date, target_end: dt.date, history_start: dt.date, gaps=None):
+        super().__init__()
+        self._args = (target_start, target_end, history_start)
+        self._gaps = gaps
+
+    def expand(self, daily):
+        parents = (
+            daily
+            | "TownshipSeries" >> beam.Filter(lambda kv: kv[0][0][2] is None)
+            | "ByCountyDomain" >> beam.MapTuple(lambda key, t: ((key[0][0], key[0][3]), (key[0][1], key[1], t["incidents"])))
+            | "GroupCountyDomain" >> beam.GroupByKey()
+            | "CountyTotals" >> beam.Map(_parent_totals)
+        )
+        gaps = self._gaps if self._gaps is not None else daily.pipeline | "NoGaps" >> beam.Create([[]])
+        return (
+            daily
+            | "ByTownshipDomain" >> beam.MapTuple(
+                lambda key, t: ((key[0][0], key[0][1], key[0][3]), (key[0][2], key[1], t)))
+            | "GroupTownshipDomain" >> beam.GroupByKey()
+            | "Score" >> beam.ParDo(_ScoreTownship(*self._args), beam.pvalue.AsDict(parents),
+                                    beam.pvalue.AsSingleton(gaps, default_value=[]))
+        )
+
+
+class ScoreEvents(beam.PTransform):
+    """Linked Events (history + target period) → score rows of the target period."""
+
+    def __init__(self, target_start: dt.date, target_end: dt.date, history_start: dt.date):
+        super().__init__()
+        self._args = (target_start, target_end, history_start)
+
+    def expand(self, events):
+        target_start, target_end, _ = self._args
+        gaps = events | "FeedGaps" >> FeedGaps(target_start, target_end)
+        return events | "DailyCounts" >> DailyCounts() | "ScoreSeries" >> ScoreSeries(*self._args, gaps=gaps)

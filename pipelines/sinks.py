@@ -1,0 +1,168 @@
+"""Ingest outputs: Events as Parquet partitioned by month, the quarantine as JSON lines, and the
+run manifest. Every file is written to a temporary name and renamed into place, and its name
+depends only on the inputs, so re-running on the same inbox replaces the same files.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import zlib
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+
+from pipelines.normalise import TZ
+from schemas import event_arrow_schema
+
+
+def events_dir(out: str) -> str:
+    return FileSystems.join(out, "warehouse", "events")
+
+
+def manifest_path(out: str, job: str, run_id: str) -> str:
+    return FileSystems.join(out, "manifests", f"{job}-{run_id}.json")
+
+
+def write_atomically(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file and a rename (readers never see half a file)."""
+    tmp = f"{path}.tmp-{zlib.crc32(data):08x}"
+    with FileSystems.create(tmp) as f:
+        f.write(data)
+    if FileSystems.exists(path):
+        FileSystems.delete([path])
+    FileSystems.rename([tmp], [path])
+
+
+def _json_default(value):
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+def to_json(value, **kwargs) -> str:
+    return json.dumps(value, ensure_ascii=False, default=_json_default, **kwargs)
+
+
+def month_of(event: dict) -> str:
+    return event["reported_at"].astimezone(TZ).strftime("%Y-%m")
+
+
+class _WriteEventPartition(beam.DoFn):
+    def __init__(self, out: str, run_digest: str):
+        super().__init__()
+        self._out, self._digest = out, run_digest
+
+    def setup(self):
+        self._schema = event_arrow_schema()
+
+    def process(self, keyed):
+        (month, shard), events = keyed
+        events = sorted(events, key=lambda e: e["event_id"])
+        table = pa.Table.from_pylist(events, schema=self._schema)
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer, compression="zstd")
+        path = FileSystems.join(events_dir(self._out), f"month={month}", f"events-{self._digest}-{shard:03d}.parquet")
+        write_atomically(path, buffer.getvalue())
+        beam.metrics.Metrics.counter("ingest", "events_written").inc(len(events))
+        yield path, len(events)
+
+
+class WriteEvents(beam.PTransform):
+    """Events → ``<out>/warehouse/events/month=YYYY-MM/events-<inputs digest>-<shard>.parquet``.
+
+    One file per month and shard, rows sorted by event_id, so the bytes depend only on the input.
+    Raise ``shards`` when a month no longer fits one worker's memory.
+    """
+
+    def __init__(self, out: str, run_digest: str, shards: int = 1):
+        super().__init__()
+        self._out, self._digest, self._shards = out, run_digest, shards
+
+    def expand(self, events):
+        shards = self._shards
+        return (
+            events
+            | "KeyByMonth" >> beam.Map(lambda e: ((month_of(e), zlib.crc32(e["event_id"].encode()) % shards), e))
+            | "GroupByMonth" >> beam.GroupByKey()
+            | "WriteParquet" >> beam.ParDo(_WriteEventPartition(self._out, self._digest))
+        )
+
+
+class _WriteQuarantineFile(beam.DoFn):
+    def __init__(self, out: str, run_digest: str):
+        super().__init__()
+        self._out, self._digest = out, run_digest
+
+    def process(self, keyed):
+        feed, records = keyed
+        records = sorted(records, key=lambda r: (r["file"], r.get("sheet") or "", r["line"]))
+        data = "".join(to_json(r) + "\n" for r in records).encode("utf-8")
+        path = FileSystems.join(self._out, "quarantine", f"{feed}-{self._digest}.jsonl")
+        write_atomically(path, data)
+        yield path, len(records)
+
+
+class WriteQuarantine(beam.PTransform):
+    """Quarantine records → ``<out>/quarantine/<feed>-<inputs digest>.jsonl`` (restricted access)."""
+
+    def __init__(self, out: str, run_digest: str):
+        super().__init__()
+        self._out, self._digest = out, run_digest
+
+    def expand(self, records):
+        return (
+            records
+            | "KeyByFeed" >> beam.Map(lambda r: (r["feed"], r))
+            | "GroupByFeed" >> beam.GroupByKey()
+            | "WriteJsonl" >> beam.ParDo(_WriteQuarantineFile(self._out, self._digest))
+        )
+
+
+class _WriteManifestFile(beam.DoFn):
+    def __init__(self, path: str, header: dict):
+        super().__init__()
+        self._path, self._header = path, header
+
+    def process(self, keyed):
+        _, entries = keyed
+        files = sorted((e for e in entries if e is not None), key=lambda e: e["file"])
+        manifest = dict(self._header, files=files, totals=manifest_totals(files))
+        write_atomically(self._path, to_json(manifest, indent=2, sort_keys=False).encode("utf-8"))
+        yield self._path
+
+
+def manifest_totals(files: list[dict]) -> dict:
+    totals = {"files": len(files), "rows_read": 0, "accepted": 0, "superseded": 0, "quarantined": 0,
+              "quarantined_by_reason": {}, "unresolved_regions": 0}
+    for entry in files:
+        for key in ("rows_read", "accepted", "superseded", "unresolved_regions"):
+            totals[key] += entry[key]
+        for reason, n in entry["quarantined"].items():
+            totals["quarantined"] += n
+            totals["quarantined_by_reason"][reason] = totals["quarantined_by_reason"].get(reason, 0) + n
+    totals["quarantined_by_reason"] = dict(sorted(totals["quarantined_by_reason"].items()))
+    return totals
+
+
+class WriteManifest(beam.PTransform):
+    """Per-file accounting entries → one manifest JSON (written even when the inbox is empty)."""
+
+    def __init__(self, path: str, header: dict):
+        super().__init__()
+        self._path, self._header = path, header
+
+    def expand(self, entries):
+        keyed = entries | "KeyAll" >> beam.Map(lambda e: (None, e))
+        # A None entry guarantees the single group exists, so an empty inbox still gets a manifest.
+        anchor = entries.pipeline | "Anchor" >> beam.Create([(None, None)])
+        return (
+            (keyed, anchor)
+            | "Together" >> beam.Flatten()
+            | "GroupAll" >> beam.GroupByKey()
+            | "WriteJson" >> beam.ParDo(_WriteManifestFile(self._path, self._header))
+        )

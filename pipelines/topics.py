@@ -1,0 +1,117 @@
+"""Monthly topics as Beam transforms: the same steps as ``models.topics.build_topics``, with the
+per-group clustering (the costly part) spread over workers.
+
+    {'events': month events, 'history': earlier events, 'scores': score rows}
+        | BuildTopics(month, previous_topics, gazetteer_rows)
+        → one ``TopicList`` (ranked topics + last month's closed ones)
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping, Sequence
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from models import topics as model
+
+
+class _KeyBySelectedGroup(beam.DoFn):
+    """(township_code, domain) → event record, for events of the selected groups only."""
+
+    def __init__(self, months: Sequence[str]):
+        self._months = set(months)
+        self._kept = Metrics.counter("topics", "events_in_selected_groups")
+
+    def process(self, event: Mapping, groups: Mapping):
+        record = model.event_record(event)
+        key = (record["township_code"], record["domain"])
+        if key in groups and record["month"] in self._months:
+            self._kept.inc()
+            yield key, record
+
+
+class _ClusterGroup(beam.DoFn):
+    """Topics of one township × domain. The tokenizer and lexicons load once per worker."""
+
+    def __init__(self, month: str, gazetteer_rows: Sequence[Mapping], params: model.TopicParams):
+        self._month = month
+        self._gazetteer_rows = list(gazetteer_rows)
+        self._params = params
+        self._topics = Metrics.counter("topics", "topics")
+        self._builder = None
+
+    def setup(self):
+        self._builder = model.TopicBuilder(self._gazetteer_rows, params=self._params)
+
+    def process(self, element, groups: Mapping):
+        key, grouped = element
+        found = self._builder.group_topics(key, list(grouped["events"]), list(grouped["history"]), groups[key],
+                                           self._month)
+        self._topics.inc(len(found))
+        yield from found
+
+
+class _PreviousTopicHits(beam.DoFn):
+    """topic_id of last month's topics that an event of this month still speaks of."""
+
+    def __init__(self, month: str, previous: Sequence[Mapping]):
+        self._month = month
+        self._previous = list(previous)
+
+    def process(self, event: Mapping):
+        record = model.event_record(event)
+        if record["month"] == self._month:
+            yield from model.previous_topic_hits(record, self._previous)
+
+
+def _select(rows: list[dict], month: str, params: model.TopicParams) -> dict:
+    return model.select_groups(rows, month, params)
+
+
+def _finalise(topics: list, hits: Mapping[str, int], month: str, previous: Sequence[Mapping]) -> model.TopicList:
+    return model.finalise(month, topics, previous, hits)
+
+
+class BuildTopics(beam.PTransform):
+    """Month events, history events and score rows → one ranked ``TopicList``.
+
+    ``previous_topics``: last month's topics.json document (or its `topics` list), read by the
+    caller since it is one small file; ``gazetteer_rows`` as ``pipelines.gazetteer.read_gazetteer_rows``.
+    """
+
+    def __init__(self, month: str, previous_topics: Any = None, gazetteer_rows: Iterable[Mapping] = (),
+                 params: model.TopicParams = model.TopicParams()):
+        super().__init__()
+        self._month = month
+        self._previous = model.previous_topic_list(previous_topics)
+        self._gazetteer_rows = list(gazetteer_rows)
+        self._params = params
+
+    def expand(self, inputs: Mapping[str, beam.PCollection]):
+        month, params = self._month, self._params
+        history_months = [model.shift_month(month, -k) for k in range(1, params.history_months + 1)]
+        groups = (
+            inputs["scores"]
+            | "AllScores" >> beam.combiners.ToList()
+            | "SelectGroups" >> beam.Map(_select, month, params)
+        )
+        groups_side = beam.pvalue.AsSingleton(groups)
+        keyed_month = inputs["events"] | "KeyMonth" >> beam.ParDo(_KeyBySelectedGroup([month]), groups_side)
+        keyed_history = inputs["history"] | "KeyHistory" >> beam.ParDo(
+            _KeyBySelectedGroup(history_months), groups_side
+        )
+        found = (
+            {"events": keyed_month, "history": keyed_history}
+            | "JoinHistory" >> beam.CoGroupByKey()
+            | "ClusterGroups" >> beam.ParDo(_ClusterGroup(month, self._gazetteer_rows, params), groups_side)
+        )
+        hits = (
+            inputs["events"]
+            | "PreviousTopicHits" >> beam.ParDo(_PreviousTopicHits(month, self._previous))
+            | "CountHits" >> beam.combiners.Count.PerElement()
+        )
+        return (
+            found
+            | "AllTopics" >> beam.combiners.ToList()
+            | "RankAndStatus" >> beam.Map(_finalise, beam.pvalue.AsDict(hits), month, self._previous)
+        )

@@ -1,0 +1,250 @@
+"""Raw rows → Events or quarantine records, checked against the feed contract.
+
+Normalising (time, text, region, personal data) happens here in one pass per row, so each row
+costs one DoFn call; the rules themselves live in normalise.py, pii.py and gazetteer.py.
+Messages are written for the department clerk who has to fix the row.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import apache_beam as beam
+
+from pipelines import pii
+from pipelines.gazetteer import Gazetteer
+from pipelines.normalise import TextNormaliser, clean_text, parse_time
+from pipelines.read import HeaderMap, cell_text
+from schemas import FEEDS, event_fields, feed_contract
+
+QUARANTINE_TAG = "quarantine"
+REASONS = (
+    "missing_field", "bad_type", "bad_time", "future_time", "unknown_value", "out_of_range",
+    "malformed_row", "encoding_error", "unknown_header", "summary_row",
+)
+# An event cannot have happened after its data reached us; a little slack for clock skew.
+FUTURE_TOLERANCE = dt.timedelta(minutes=15)
+# Anything earlier is a typing or format error (1900-01-00 from an empty Excel date, 0 epoch).
+EARLIEST_TIME = dt.datetime(2000, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+TIME_EXAMPLE = "2026-10-03 14:05:00"
+# Cells that mean "nothing here" in department exports.
+_BLANKS = frozenset({"", "-", "--", "—", "——", "/", "null", "none", "nan", "#n/a", "n/a"})
+_INTEGER_RE = re.compile(r"^(\d+)(?:\.0+)?\s*(?:人|名|个)?$")
+_FLOAT_RE = re.compile(r"^[+-]?\d+(?:\.\d+)?$")
+# Which free texts may locate a record when no region column does, in order of trust.
+_REGION_TEXTS = (("address", "address"), ("handling_unit", "handling_unit"), ("text", "text"))
+_STATUS_PROGRESS = {"open": 0, "returned": 1, "in_progress": 2, "closed": 3}
+
+
+class _Problem(Exception):
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason, self.message = reason, message
+
+
+def _display(value) -> str:
+    text = cell_text(value).strip()
+    return text if len(text) <= 40 else text[:40] + "…"
+
+
+class RecordValidator:
+    """One feed's contract as a row checker. Build once per worker (loads OpenCC, the gazetteer)."""
+
+    def __init__(self, feed: str, gazetteer: Gazetteer, hmac_key: bytes, ingest_time: dt.datetime,
+                 text_normaliser: TextNormaliser | None = None):
+        self.feed = feed
+        self.contract = feed_contract(feed)
+        self.headers = HeaderMap(self.contract)
+        self.fields = self.contract["fields"]
+        self.gazetteer = gazetteer
+        self.key = hmac_key
+        self.ingest_time = ingest_time
+        self.latest_allowed = ingest_time + FUTURE_TOLERANCE
+        self.normalise_text = text_normaliser or TextNormaliser()
+        self.event_names = [f["name"] for f in event_fields()]
+        self._mappings: dict[tuple, dict[str, str]] = {}
+        self._categories = {
+            f["name"]: {clean_text(alias).lower(): code for code, aliases in f["values"].items() for alias in aliases}
+            for f in self.fields
+            if f["type"] == "category" and isinstance(f.get("values"), dict)
+        }
+
+    def _field_values(self, row: dict) -> tuple[dict, dict]:
+        header = tuple(row["header"])
+        mapping = self._mappings.get(header)
+        if mapping is None:
+            mapping = self._mappings[header] = {f: h for h, f in self.headers.map(list(header)).items()}
+        return {name: row["values"].get(h) for name, h in mapping.items()}, mapping
+
+    def validate(self, row: dict) -> tuple[bool, dict]:
+        """``(True, event)`` or ``(False, quarantine record)``."""
+        if row.get("error"):
+            reason, message = row["error"]
+            return False, self._quarantine(row, None, reason, message)
+        values, mapping = self._field_values(row)
+        where = f"工作表“{row['sheet']}”第{row['line']}行" if row.get("sheet") else f"第{row['line']}行"
+        parsed, problems = {}, []
+        for field in self.fields:
+            name = field["name"]
+            label = mapping.get(name) or self.headers.labels[name]
+            try:
+                parsed[name] = self._parse(field, values.get(name), where, label)
+            except _Problem as problem:
+                problems.append((name, problem))
+        if problems:
+            name, first = problems[0]
+            message = "；".join(p.message for _, p in problems)
+            return False, self._quarantine(row, name, first.reason, message)
+        return True, self._event(row, parsed)
+
+    def _parse(self, field: dict, value, where: str, label: str):
+        kind = field["type"]
+        if kind == "datetime" and isinstance(value, (dt.datetime, dt.date)):
+            return self._time(value, where, label)
+        text = cell_text(value).strip()
+        if text.lstrip("'").strip().lower() in _BLANKS:
+            if field.get("required"):
+                raise _Problem("missing_field", f"{where}缺少必填项“{label}”，请补填后重新提交")
+            return None
+        if kind == "datetime":
+            return self._time(value, where, label)
+        if kind == "phone":
+            return pii.caller_key(value, self.key)
+        if kind == "integer":
+            match = _INTEGER_RE.match(clean_text(text))
+            if not match:
+                raise _Problem("bad_type", f"{where}“{label}”为“{_display(value)}”，应为整数，请填写数字")
+            return self._in_range(field, int(match.group(1)), where, label)
+        if kind == "float":
+            number = clean_text(text)
+            if not _FLOAT_RE.match(number):
+                raise _Problem("bad_type", f"{where}“{label}”为“{_display(value)}”，应为数字（如117.2345），请核对")
+            return self._in_range(field, float(number), where, label)
+        cleaned = self.normalise_text(text.lstrip("'") if kind in ("string", "region") else text)
+        if field.get("required") and not cleaned:
+            raise _Problem("missing_field", f"{where}缺少必填项“{label}”，请补填后重新提交")
+        if kind == "category":
+            return self._category(field, cleaned, where, label)
+        if kind == "text":
+            return pii.mask(cleaned)
+        return cleaned
+
+    def _time(self, value, where: str, label: str) -> dt.datetime:
+        parsed = parse_time(value)
+        if parsed is None or parsed < EARLIEST_TIME:
+            raise _Problem("bad_time", f"{where}“{label}”为“{_display(value)}”，无法识别为日期时间，"
+                                       f"请按“{TIME_EXAMPLE}”格式填写")
+        if parsed > self.latest_allowed:
+            raise _Problem("future_time", f"{where}“{label}”为“{_display(value)}”，晚于数据接收时间"
+                                          f"（{self.ingest_time:%Y-%m-%d %H:%M}），请核对日期")
+        return parsed
+
+    def _in_range(self, field: dict, number, where: str, label: str):
+        low, high = field.get("range") or (None, None)
+        if (low is not None and number < low) or (high is not None and number > high):
+            raise _Problem("out_of_range", f"{where}“{label}”为“{number:g}”，超出允许范围（{low:g}～{high:g}），请核对")
+        return number
+
+    def _category(self, field: dict, cleaned: str, where: str, label: str) -> str:
+        codes = self._categories.get(field["name"])
+        if codes is None:
+            allowed = field.get("values") or []
+            if allowed and cleaned not in allowed and field.get("on_unknown") == "quarantine":
+                raise _Problem("unknown_value", f"{where}“{label}”为“{cleaned}”，不是可识别的取值，可填：{'、'.join(allowed)}")
+            return cleaned
+        code = codes.get(cleaned.lower())
+        if code is not None:
+            return code
+        if field.get("on_unknown") == "quarantine":
+            # One Chinese spelling per value keeps the message short; every listed alias is accepted.
+            allowed = "、".join(next((a for a in aliases if not a.isascii()), aliases[0]) for aliases in field["values"].values())
+            raise _Problem("unknown_value", f"{where}“{label}”为“{cleaned}”，不是可识别的取值，可填：{allowed}")
+        return cleaned
+
+    def _event(self, row: dict, parsed: dict) -> dict:
+        event = dict.fromkeys(self.event_names)
+        for field in self.fields:
+            name = field["name"]
+            if field.get("pii") == "drop" or field["type"] == "region":
+                continue
+            if field.get("pii") == "caller_key":
+                event["caller_key"] = parsed[name]
+            elif name in event:
+                event[name] = parsed[name]
+        for name in ("address", "handling_unit", "disposition"):
+            if event.get(name):
+                event[name] = pii.mask(event[name])
+        region = self._region(parsed, event)
+        event.update(
+            event_id=f"{self.feed}:{parsed['source_id']}",
+            source=self.feed,
+            ingested_at=self.ingest_time,
+            batch_id=row["batch_id"],
+            feed_file=row["file"],
+            feed_line=row["line"],
+            county_code=region.county_code,
+            township_code=region.township_code,
+            village_code=region.village_code,
+            grid_code=region.grid_code,
+            region_resolved_by=region.by,
+            signals=[],
+        )
+        return event
+
+    def _region(self, parsed: dict, event: dict):
+        codes, names = [], []
+        for field in self.fields:
+            if field["type"] == "region":
+                (codes if field["name"].endswith("code") else names).append(parsed.get(field["name"]))
+        texts = [(event.get(name), how) for name, how in _REGION_TEXTS]
+        return self.gazetteer.resolve(codes=codes, names=names, texts=texts)
+
+    def _quarantine(self, row: dict, field: str | None, reason: str, message: str) -> dict:
+        return {
+            "feed": row["feed"], "file": row["file"], "line": row["line"], "sheet": row.get("sheet"),
+            "field": field, "reason": reason, "message": message, "raw": row["raw"], "batch_id": row.get("batch_id"),
+        }
+
+
+class ValidateRecord(beam.DoFn):
+    """Raw row → Event (main output) or quarantine record (``quarantine`` tagged output)."""
+
+    def __init__(self, gazetteer_rows: list[dict], hmac_key: bytes, ingest_time: dt.datetime):
+        super().__init__()
+        # The gazetteer travels inside the DoFn: workers need no access to the driver's files.
+        self._gazetteer_rows = gazetteer_rows
+        self._key = hmac_key
+        self._ingest_time = ingest_time
+
+    def setup(self):
+        gazetteer = Gazetteer(self._gazetteer_rows)
+        normaliser = TextNormaliser()
+        self._validators = {
+            feed: RecordValidator(feed, gazetteer, self._key, self._ingest_time, normaliser) for feed in FEEDS
+        }
+        self._accepted = beam.metrics.Metrics.counter("ingest", "rows_valid")
+        self._quarantined = beam.metrics.Metrics.counter("ingest", "rows_quarantined")
+
+    def process(self, row: dict):
+        ok, record = self._validators[row["feed"]].validate(row)
+        if ok:
+            self._accepted.inc()
+            yield record
+        else:
+            self._quarantined.inc()
+            yield beam.pvalue.TaggedOutput(QUARANTINE_TAG, record)
+
+
+def version_rank(event: dict, file_order: dict[str, tuple]) -> tuple:
+    """Sort key of one version of a record: the highest is the latest and wins.
+
+    Status progress first (a closed order supersedes the open one whatever the file order), then
+    the closing time, then the file (modification time, then name), then the line.
+    """
+    closed = event.get("closed_at")
+    return (
+        _STATUS_PROGRESS.get(event.get("status"), -1),
+        closed.timestamp() if closed else float("-inf"),
+        file_order.get(event["feed_file"], (0.0, event["feed_file"])),
+        event["feed_line"] or 0,
+    )

@@ -1,0 +1,36 @@
+"""Chinese display names of the report's codes (levels, statuses, trends) and level colours."""
+from __future__ import annotations
+
+LEVEL_NAMES = {"red": "红色", "orange": "橙色", "yellow": "黄色", "blue": "蓝色", "none": "无"}
+# National four-colour warning convention; text colour chosen for contrast on each.
+LEVEL_COLOURS = {
+    "red": ("#d7263d", "#ffffff"),
+    "orange": ("#f28c28", "#ffffff"),
+    "yellow": ("#f4d03f", "#3a3000"),
+    "blue": ("#2e86de", "#ffffff"),
+    "none": ("#eef1f4", "#55606b"),
+}
+LEVEL_ORDER = ("red", "orange", "yellow", "blue", "none")
+STATUS_NAMES = {
+    "new": "新出现",
+    "continuing": "持续",
+    "rising": "上升",
+    "easing": "缓解",
+    "resolved": "已化解",
+    "quiet": "趋于平稳",
+}
+TREND_NAMES = {"new": "新出现", "rising": "上升", "flat": "平稳", "falling": "下降"}
+SUBJECT_KINDS = {
+    "residential": "小区楼盘",
+    "company": "企业",
+    "school": "学校",
+    "site": "工地项目",
+    "market": "市场商超",
+    "road": "道路街巷",
+    "village": "村社区",
+    "facility": "场所设施",
+}
+
+
+def level_name(level: str | None) -> str:
+    return LEVEL_NAMES.get(level or "none", level or "无")

@@ -1,0 +1,176 @@
+"""The county simulator: department feeds with ground truth (``riskwatch simulate``).
+
+``simulate(out, start, months, seed, ...)`` writes ``gazetteer.csv``, ``inbox/<feed>/`` files as the
+departments export them, and ``truth/`` (records.csv, episodes.json, outages.json); see
+docs/simulator.md for the truth format. The same arguments always give byte-identical files.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import schemas
+from simulator import mess
+from simulator.county import build_county, place_parts
+from simulator.episodes import episode_records, plan_episodes
+from simulator.feeds import DISPOSITIONS, FeedTable, FeedWriter, header_schedule, iso_times
+from simulator.records import Records
+from simulator.text import TextComposer
+from simulator.volumes import DAY, Calendar, baseline_records, mobile_numbers, situations
+
+TRUTH_COLUMNS = ["feed", "source_id", "file", "line", "domain", "episode_id", "incident_key", "township_code",
+                 "village_code", "reported_at", "broken_reason", "duplicate_of"]
+ID_PREFIX = {"hotline_12345": "GD", "police_110": "JJ", "grid": "SJ"}
+LANDLINE_SHARE = 0.08
+
+
+@dataclass
+class Summary:
+    out: Path
+    rows: int
+    per_feed: dict[str, int]
+    per_domain: dict[str, int]
+    broken: int
+    duplicates: int
+    episodes: int
+    outages: int
+
+
+def simulate(out: str | Path, start: str, months: int, seed: int, population: int = 200_000,
+             broken_share: float = 0.005, files: str = "monthly") -> Summary:
+    if files not in ("monthly", "daily"):
+        raise ValueError(f"files must be 'monthly' or 'daily', not {files!r}")
+    if not 0 <= broken_share < 0.5:
+        raise ValueError(f"broken share must be in [0, 0.5), not {broken_share}")
+    out = Path(out)
+    rng = np.random.default_rng(seed)
+    county = build_county(population, rng)
+    cal = Calendar.from_month(start, months)
+
+    base = baseline_records(county, cal, rng)
+    episodes = plan_episodes(county, cal, rng)
+    ep_recs = episode_records(episodes, county, cal, rng, first_incident=int(base.incident.max(initial=-1)) + 1)
+    records = Records.concat([base, ep_recs])
+    outages = mess.plan_outages(county, cal, rng)
+    records = records.take(np.flatnonzero(~mess.silenced(records, outages, cal)))
+    records = records.take(np.lexsort((records.incident, records.ts, records.feed)))
+
+    table = _feed_table(records, county, cal, episodes, rng)
+    dup_index, dup_next = mess.duplicate_plan(len(records), rng)
+    origin = np.zeros(len(records), dtype=bool)
+    origin[dup_index] = True
+    broken = mess.broken_plan(records.feed, origin, broken_share, rng)
+    schedule = header_schedule(months, rng)
+
+    (out / "truth").mkdir(parents=True, exist_ok=True)
+    county.write_gazetteer(out / "gazetteer.csv")
+    truth: list[dict] = []
+    for fi, feed in enumerate(schemas.FEEDS):
+        index = np.flatnonzero(records.feed == fi)
+        in_feed = records.feed[dup_index] == fi
+        writer = FeedWriter(feed, county, cal, table, files, schedule[feed], rng)
+        truth += writer.write(out / "inbox", index, broken, dup_index[in_feed], dup_next[in_feed])
+
+    for e in episodes:
+        e.magnitude = 0
+    by_id = {e.episode_id: e for e in episodes}
+    for row in truth:
+        if row["episode_id"] and not row["duplicate_of"]:
+            by_id[row["episode_id"]].magnitude += 1
+    _write_truth(out / "truth", truth, [e.truth(county, cal) for e in episodes], [o.truth(county, cal) for o in outages])
+    written = [r for r in truth if not r["duplicate_of"]]
+    return Summary(
+        out=out, rows=len(truth),
+        per_feed={f: sum(1 for r in truth if r["feed"] == f) for f in schemas.FEEDS},
+        per_domain={d: sum(1 for r in written if r["domain"] == d) for d in schemas.domain_codes()},
+        broken=sum(1 for r in truth if r["broken_reason"]), duplicates=len(truth) - len(written),
+        episodes=len(episodes), outages=len(outages),
+    )
+
+
+def _feed_table(records: Records, county, cal: Calendar, episodes, rng: np.random.Generator) -> FeedTable:
+    n = len(records)
+    feeds = schemas.FEEDS
+    domains = schemas.domain_codes()
+    sits = situations()
+    # Ids number each feed's records per day, in time order, as dispatch systems do.
+    day = records.ts // DAY
+    group = records.feed.astype(np.int64) * 10**7 + day
+    _, first, inverse = np.unique(group, return_index=True, return_inverse=True)
+    seq = np.arange(n) - first[inverse] + 1
+    iso = iso_times(records.ts)
+    source_id = [f"{ID_PREFIX[feeds[f]]}{s[:4]}{s[5:7]}{s[8:10]}{q:05d}" for f, s, q in zip(records.feed, iso, seq)]
+
+    fresh = mobile_numbers(n, rng)
+    landline = rng.random(n) < LANDLINE_SHARE
+    area = rng.integers(300, 999, size=n)
+    local = rng.integers(2_000_000, 9_000_000, size=n)
+    phone = [str(c) if c else (f"0{a}-{b}" if ll else str(m))
+             for c, m, ll, a, b in zip(records.caller, fresh, landline, area, local)]
+
+    composed = TextComposer(county, episodes).compose(records, phone, rng)
+    traditional = mess.traditional_mask(records, county, rng)
+    text = mess.to_traditional(composed["text"], traditional)
+    address = mess.to_traditional(composed["address"], traditional)
+
+    towns = county.townships
+    gov = [t.name + ("办事处" if t.kind == "street" else "人民政府") for t in towns]
+    u = rng.random(n)
+    handling, township_field, disposition = [], [], []
+    for i in range(n):
+        t = towns[records.township[i]]
+        feed = feeds[records.feed[i]]
+        if feed == "police_110":
+            handling.append(t.station)
+        else:
+            src = episodes[records.episode[i]].template if records.episode[i] >= 0 else sits[records.situation[i]]
+            handling.append(gov[records.township[i]] if u[i] < 0.3 or "dept" not in src else src["dept"])
+        township_field.append(t.name if u[i] < 0.8 else (t.aliases[0] if u[i] < 0.9 else ""))
+        disposition.append(DISPOSITIONS[int(u[i] * 997) % len(DISPOSITIONS)])
+
+    hours = rng.lognormal(np.log(np.where(records.feed == feeds.index("grid"), 20, 40)), 1.0)
+    closed_ts = records.ts + (hours * 3600).astype(np.int64) + 600
+    sat_u = rng.random(n)
+    dissatisfied = np.where(records.episode >= 0, 0.35, 0.08)
+    satisfaction = np.where(sat_u < dissatisfied, "dissatisfied",
+                            np.where(sat_u < dissatisfied + 0.2, "basically_satisfied",
+                                     np.where(sat_u > 0.95, "unrated", "satisfied")))
+    lon = np.array([towns[k].lon for k in records.township]) + rng.normal(0, 0.015, n)
+    lat = np.array([towns[k].lat for k in records.township]) + rng.normal(0, 0.012, n)
+
+    parts = place_parts()
+    s_names, g_names = parts["surnames"], parts["given_names"]
+    reporter = [s_names[g * 7 % len(s_names)] + g_names[g * 13 % len(g_names)] for g in records.grid]
+
+    ep_ids = [e.episode_id for e in episodes]
+    truth_base = [
+        {"feed": feeds[f], "source_id": sid, "domain": domains[d], "episode_id": ep_ids[e] if e >= 0 else "",
+         "incident_key": f"INC{inc:08d}", "township_code": towns[t].code, "village_code": county.village_code[v],
+         "reported_at": s.replace(" ", "T") + "+08:00"}
+        for f, sid, d, e, inc, t, v, s in zip(records.feed, source_id, records.domain, records.episode,
+                                              records.incident, records.township, records.village, iso)
+    ]
+    return FeedTable(
+        source_id=source_id, iso=iso, ts=records.ts, closed_ts=closed_ts,
+        arrival=mess.arrival_times(records, cal, rng), phone=phone, caller_name=composed["caller_name"],
+        category=composed["category"], text=text, address=address, township_field=township_field,
+        handling_unit=handling, lon=lon, lat=lat, grid_code=[county.grid_code[g] for g in records.grid],
+        reporter=reporter, reporter_id=[f"wg{g:05d}" for g in records.grid], people=records.people,
+        satisfaction=list(satisfaction), disposition=disposition, truth_base=truth_base,
+    )
+
+
+def _write_truth(folder: Path, truth: list[dict], episodes: list[dict], outages: list[dict]) -> None:
+    with open(folder / "records.csv", "w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=TRUTH_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(truth)
+    (folder / "episodes.json").write_text(json.dumps(episodes, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    (folder / "outages.json").write_text(json.dumps(outages, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+
+
+__all__ = ["simulate", "Summary", "TRUTH_COLUMNS"]

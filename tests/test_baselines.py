@@ -1,0 +1,121 @@
+"""Baselines and outbreak statistics on series whose answer is known."""
+import datetime as dt
+
+import numpy as np
+import pytest
+
+from models import baselines
+
+START = dt.date(2024, 1, 1)
+
+
+def days(n, start=START):
+    return [start + dt.timedelta(days=i) for i in range(n)]
+
+
+def first_alarm(surprisal, threshold, start):
+    hits = np.nonzero(surprisal[start:] > threshold)[0]
+    return None if len(hits) == 0 else int(hits[0])
+
+
+def test_constant_series_raises_no_alarm():
+    y = np.full(200, 4.0)
+    mu, phi = baselines.walk_forward_expected(days(200), y)
+    s, _ = baselines.window_surprisal(y, mu, phi)
+    assert np.allclose(mu[30:], 4.0, rtol=0.05)
+    assert s[30:].max() < 1.0
+    for method in ("C1", "C2", "C3"):
+        stat = baselines.ears(y, method)
+        assert np.nanmax(stat) <= 0.0
+
+
+def test_step_up_is_detected_within_three_days():
+    rng = np.random.default_rng(7)
+    y = rng.poisson(3.0, 400).astype(float)
+    y[350:] += rng.poisson(6.0, 50)
+    mu, phi = baselines.walk_forward_expected(days(400), y)
+    s, _ = baselines.window_surprisal(y, mu, phi)
+    delay = first_alarm(s, 3.5, 350)
+    assert delay is not None and delay <= 3
+    assert first_alarm(baselines.ears(y, "C2"), 3.0, 350) is not None
+
+
+def test_overdispersed_noise_gives_few_false_alarms():
+    rng = np.random.default_rng(11)
+    n = 3 * 365
+    dates = days(n)
+    weekly = np.where(np.array([d.weekday() for d in dates]) >= 5, 1.6, 1.0)
+    lam = 2.5 * weekly * rng.gamma(4.0, 0.25, n)  # variance ≈ 1.6 × mean
+    y = rng.poisson(lam).astype(float)
+    mu, phi = baselines.walk_forward_expected(dates, y)
+    s, _ = baselines.window_surprisal(y, mu, phi)
+    alarm_days = int((s[365:] > 3.5).sum())
+    assert alarm_days <= 2, alarm_days
+    assert phi[-1] > 1.2  # the over-dispersion was seen
+    c2_days = int((baselines.ears(y, "C2")[365:] > 3.0).sum())
+    assert c2_days > alarm_days  # EARS C2 ignores over-dispersion and weekends
+
+
+def test_regression_learns_weekday_pattern_and_season():
+    rng = np.random.default_rng(3)
+    n = 2 * 365
+    dates = days(n)
+    weekend = np.array([d.weekday() >= 5 for d in dates])
+    season = 1 + 0.5 * np.sin(2 * np.pi * np.array([d.timetuple().tm_yday for d in dates]) / 365.25)
+    lam = 4 * season * np.where(weekend, 2.0, 1.0)
+    y = rng.poisson(lam).astype(float)
+    model = baselines.fit_expected(dates[:-28], y[:-28])
+    predicted = model.predict(dates[-28:])
+    assert model.day_of_week and model.harmonics == 1
+    assert np.mean(np.abs(predicted - lam[-28:]) / lam[-28:]) < 0.15
+
+
+def test_past_outbreak_is_down_weighted():
+    rng = np.random.default_rng(5)
+    y = rng.poisson(2.0, 300).astype(float)
+    y[250:265] += 15  # last month's episode
+    dates = days(300)
+    model = baselines.fit_expected(dates, y)
+    assert model.predict(dates[-1:])[0] < 3.0  # unweighted, the episode lifts the level and the trend
+
+
+def test_sparse_series_pools_from_parent():
+    rng = np.random.default_rng(9)
+    dates = days(365)
+    parent = rng.poisson(5.0, 365).astype(float)
+    village = np.zeros(365)
+    village[[40, 200]] = 1  # two events a year
+    own = baselines.expected_model(dates, village)
+    pooled = baselines.expected_model(dates, village, parent_counts=parent, n_siblings=20)
+    share = baselines.pooled_share(2, parent.sum(), 20, 10)
+    assert pooled.predict([dates[-1] + dt.timedelta(days=1)])[0] == pytest.approx(5.0 * share, rel=0.15)
+    # a single event is rare for such a village, but one or two events never make a volume signal
+    counts = np.array([0, 0, 1, 0, 0], dtype=float)
+    s, _ = baselines.window_surprisal(counts, pooled.predict(dates[:5]), pooled.dispersion, min_observed=3)
+    assert s.max() == 0.0
+    assert baselines.surprisal(1, pooled.predict(dates[:1])[0], pooled.dispersion)[()] > 1.0
+    assert own.history_total == 2
+
+
+def test_nb_cusum_rises_in_outbreak_and_is_capped():
+    y = np.array([2.0] * 30 + [8.0] * 10 + [2.0] * 30)
+    stat = baselines.nb_cusum(y, np.full(70, 2.0), 1.5, ratio=2.0, ceiling=10.0)
+    assert stat[:30].max() == 0.0
+    assert stat[35] > 5.0
+    assert stat.max() <= 10.0
+    assert stat[-1] < stat[40]
+
+
+def test_ears_c1_matches_hand_computation():
+    y = np.array([1, 2, 3, 4, 5, 6, 7, 20], dtype=float)
+    base = y[:7]
+    expected = (20 - base.mean()) / base.std(ddof=1)
+    assert baselines.ears(y, "C1")[7] == pytest.approx(expected)
+    with pytest.raises(ValueError, match="unknown EARS method"):
+        baselines.ears(y, "C4")
+
+
+def test_upper_tail_matches_poisson_and_negative_binomial():
+    assert baselines.upper_tail(0, 3.0, 1.0) == 1.0
+    assert baselines.upper_tail(10, 3.0, 1.0) == pytest.approx(0.0011024881, rel=1e-6)
+    assert baselines.upper_tail(10, 3.0, 2.0) > baselines.upper_tail(10, 3.0, 1.0)

@@ -1,0 +1,88 @@
+"""Linking records of one happening into incidents, in a real Beam pipeline."""
+import datetime as dt
+import zoneinfo
+
+import apache_beam as beam
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipelines import link
+from pipelines.options import beam_options
+
+TZ = zoneinfo.ZoneInfo("Asia/Shanghai")
+T0 = dt.datetime(2025, 3, 31, 22, 0, tzinfo=TZ)
+
+
+def event(i, source, hours, text, township="330100001000", village=None, domain="public_order", caller=None,
+          lon=None, lat=None):
+    return {"event_id": f"{source}:{i}", "source": source, "reported_at": T0 + dt.timedelta(hours=hours),
+            "text": text, "township_code": township, "village_code": village, "domain": domain,
+            "caller_key": caller, "lon": lon, "lat": lat}
+
+
+FIGHT = [
+    event(1, "police_110", 0, "幸福里小区门口有人打架，一人头部受伤，报警人[手机号]"),
+    event(2, "hotline_12345", 3, "市民来电反映幸福里小区门口昨晚有人打架斗殴，很吵，请相关部门处理"),
+    event(3, "grid", 12, "网格员巡查发现幸福里小区门口发生打架事件，已劝离"),
+]
+OTHER = [
+    # same hour, same kind of text, another township
+    event(4, "police_110", 0.1, "幸福里小区门口有人打架，多人围观", township="330100002000"),
+    # same township and feed boilerplate, different happening
+    event(5, "hotline_12345", 1, "市民来电反映锦绣花园小区物业不作为，请相关部门处理"),
+    # same happening text but three days later: a new incident
+    event(6, "police_110", 80, "幸福里小区门口有人打架，一人受伤"),
+]
+
+
+def test_cross_feed_records_of_one_fight_share_the_first_records_id_across_month_end():
+    expected = [("police_110:1", "police_110:1"), ("hotline_12345:2", "police_110:1"), ("grid:3", "police_110:1"),
+                ("police_110:4", "police_110:4"), ("hotline_12345:5", "hotline_12345:5"),
+                ("police_110:6", "police_110:6"), ("hotline_12345:7", "hotline_12345:7")]
+    none_domain = event(7, "hotline_12345", 1, "咨询幸福里小区门口打架的处理结果", domain="none")
+    with beam.Pipeline(options=beam_options([])) as p:
+        out = (p | beam.Create(FIGHT + OTHER + [none_domain]) | link.LinkIncidents()
+               | beam.Map(lambda e: (e["event_id"], e["incident_id"])))
+        assert_that(out, equal_to(expected))
+
+
+def test_records_keep_their_fields_and_each_flows_through_once():
+    with beam.Pipeline(options=beam_options([])) as p:
+        out = p | beam.Create(FIGHT + OTHER) | link.LinkIncidents()
+        assert_that(out | beam.Map(lambda e: (e["event_id"], e["text"])),
+                    equal_to([(e["event_id"], e["text"]) for e in FIGHT + OTHER]))
+
+
+def test_repeat_call_by_same_caller_links_with_a_looser_text_match():
+    first = event(1, "hotline_12345", 0, "东风村张某家宅基地被邻居占了，要求村里处理", domain="civil_dispute", caller="k1")
+    again = event(2, "hotline_12345", 20, "再次来电，宅基地被占的事还是没人管", domain="civil_dispute", caller="k1")
+    stranger = event(3, "hotline_12345", 21, "再次来电，宅基地被占的事还是没人管", domain="civil_dispute", caller="k2")
+    cfg = link.link_config()
+    a, b = link.weighted_ngrams([first["text"], again["text"]], 2, cfg["boilerplate"])
+    assert cfg["same_caller_similarity"] <= link.similarity(a, b) < cfg["min_similarity"]
+    ids = link.link_group([first, again])
+    assert ids["hotline_12345:2"] == "hotline_12345:1"
+    ids = link.link_group([first, stranger])
+    assert ids["hotline_12345:3"] == "hotline_12345:3"
+
+
+def test_coordinates_far_apart_are_not_linked():
+    a = event(1, "police_110", 0, "幸福里小区门口有人打架", lon=120.10, lat=30.20)
+    b = event(2, "grid", 1, "幸福里小区门口有人打架", lon=120.20, lat=30.30)  # ~14 km away
+    c = event(3, "grid", 2, "幸福里小区门口有人打架", lon=120.101, lat=30.201)
+    ids = link.link_group([a, b, c])
+    assert ids == {"police_110:1": "police_110:1", "grid:2": "grid:2", "grid:3": "police_110:1"}
+
+
+def test_masked_tokens_and_boilerplate_do_not_make_records_similar():
+    cfg = link.link_config()
+    a, b = link.weighted_ngrams(["市民来电反映，[手机号]，[姓名]，请相关部门处理，路灯坏了",
+                                 "市民来电反映，[手机号]，[姓名]，请相关部门处理，狗叫扰民"], 2, cfg["boilerplate"])
+    assert link.similarity(a, b) < cfg["min_similarity"]
+    assert "手机" not in a
+
+
+def test_pairwise_quality_against_truth():
+    predicted = {"a": "a", "b": "a", "c": "c", "d": "d"}
+    truth = {"a": "k1", "b": "k1", "c": "k1", "d": None}
+    q = link.pairwise_quality(predicted, truth)
+    assert (q["precision"], q["recall"]) == (1.0, round(1 / 3, 4))

@@ -1,0 +1,112 @@
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipelines import pii
+
+KEY = b"k"
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("报警人张三称其电话13812345678被盗", "报警人[姓名]称其电话[手机号]被盗"),
+        ("身份证号110101199003071234，卡号6222 0212 3456 7890 123", "身份证号[身份证号]，卡号[银行卡号]"),
+        ("老身份证340123900101123丢失", "老身份证[身份证号]丢失"),
+        ("身份证11010119900307123X", "身份证[身份证号]"),
+        ("联系电话：0551-62345678，车牌苏E·D12345", "联系电话：[固定电话]，车牌[车牌号]"),
+        ("京A12345停在门口，皖AD12345充电", "[车牌号]停在门口，[车牌号]充电"),
+        ("手机+86 138-1234-5678", "手机[手机号]"),
+        ("我叫欧阳娜娜，本人于昨日反映", "我叫[姓名]，本人于昨日反映"),
+        ("姓名：李明，来电人王芳反映", "姓名：[姓名]，来电人[姓名]反映"),
+        ("本人反映噪音问题，电话6234567", "本人反映噪音问题，电话[电话]"),
+        ("联系人员到场，当事人双方和解", "联系人员到场，当事人双方和解"),
+        ("工单20261003140500已转办，涉及3户", "工单20261003140500已转办，涉及3户"),
+    ],
+)
+def test_mask_examples(text, expected):
+    assert pii.mask(text) == expected
+
+
+def _digits(text):
+    return re.sub(r"\D", "", text)
+
+
+_filler = st.text(alphabet="的了在是反映噪音楼上邻居小区门口，。、 请尽快处理村组号栋", max_size=12)
+_mobile = st.builds(lambda p, rest: f"1{p}{rest}", st.sampled_from("3456789"), st.text("0123456789", min_size=9, max_size=9))
+
+
+@st.composite
+def _separated_mobile(draw):
+    number = draw(_mobile)
+    sep = draw(st.sampled_from(["", " ", "-"]))
+    prefix = draw(st.sampled_from(["", "+86", "+86 ", "86-"]))
+    return prefix + number[:3] + sep + number[3:7] + sep + number[7:], number
+
+
+@st.composite
+def _id_number(draw):
+    area = draw(st.integers(110000, 659999))
+    year = draw(st.integers(1930, 2020))
+    month = draw(st.integers(1, 12))
+    day = draw(st.integers(1, 28))
+    seq = draw(st.integers(0, 999))
+    check = draw(st.sampled_from("0123456789X"))
+    return f"{area}{year}{month:02d}{day:02d}{seq:03d}{check}"
+
+
+@given(_filler, _separated_mobile(), _filler)
+def test_generated_mobiles_never_survive(before, mobile, after):
+    written, number = mobile
+    masked = pii.mask(before + written + after)
+    assert number not in _digits(masked)
+    assert "[手机号]" in masked
+
+
+@given(_filler, _id_number(), _filler)
+def test_generated_id_numbers_never_survive(before, id_number, after):
+    masked = pii.mask(before + id_number + after)
+    assert id_number[:17] not in _digits(masked)
+    assert "[身份证号]" in masked
+
+
+@given(_filler, st.text("0123456789", min_size=16, max_size=19), _filler)
+def test_long_digit_runs_never_survive(before, card, after):
+    masked = pii.mask(before + card + after)
+    assert card not in masked
+
+
+@given(_filler, st.sampled_from(["0551", "010", "021", "0755"]), st.text("0123456789", min_size=7, max_size=8), _filler)
+def test_landlines_never_survive(before, area, number, after):
+    masked = pii.mask(f"{before}{area}-{number}{after}")
+    assert number not in masked
+
+
+def test_caller_key_is_the_same_for_every_spelling_of_one_phone():
+    keys = {pii.caller_key(p, KEY) for p in ["13812345678", "+86 138-1234-5678", "0086 13812345678", 13812345678.0]}
+    assert len(keys) == 1
+    key = keys.pop()
+    assert re.fullmatch(r"[0-9a-f]{64}", key)
+    assert "13812345678" not in key
+    assert pii.caller_key("13812345678", b"other") != key
+
+
+@pytest.mark.parametrize("value", [None, "", "匿名", "110", "-"])
+def test_no_number_no_caller_key(value):
+    assert pii.caller_key(value, KEY) is None
+
+
+def test_key_from_file_or_environment(tmp_path):
+    key_file = tmp_path / "k"
+    key_file.write_text("s3cret\n")
+    assert pii.load_key(key_file, environ={}) == b"s3cret"
+    assert pii.load_key(None, environ={pii.KEY_ENV: "from-env"}) == b"from-env"
+
+
+def test_no_key_is_a_clear_error(tmp_path):
+    with pytest.raises(pii.MissingKeyError, match="RISKWATCH_HMAC_KEY"):
+        pii.load_key(None, environ={})
+    with pytest.raises(pii.MissingKeyError, match="does not exist"):
+        pii.load_key(tmp_path / "missing.key", environ={})

@@ -1,0 +1,129 @@
+import apache_beam as beam
+import pytest
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipelines.options import beam_options
+from pipelines.read import FILES_TAG, FileReader, ReadFeeds, decode, discover, sniff_format
+
+
+def _read(fixture_inbox, relpath):
+    feed = relpath.split("/")[0]
+    return FileReader(feed).read(relpath, (fixture_inbox / relpath).read_bytes())
+
+
+def _errors(rows):
+    return [(r["line"], r["error"][0]) for r in rows if r["error"]]
+
+
+def test_utf8_csv_with_title_and_totals_rows(fixture_inbox):
+    rows, info = _read(fixture_inbox, "hotline_12345/2026-10/城关片区工单.csv")
+    assert (info["format"], info["encoding"], info["header_line"], info["title_rows"]) == ("csv", "utf-8", 2, 1)
+    assert info["header_mapping"]["来电时间"] == "reported_at"
+    assert [r["line"] for r in rows] == list(range(3, 12))
+    assert rows[0]["values"]["工单编号"] == "GD20261003001"
+    assert _errors(rows) == [(11, "summary_row")]
+    assert info["rows_read"] == 9
+
+
+def test_gbk_csv_is_detected_not_assumed(fixture_inbox):
+    rows, info = _read(fixture_inbox, "hotline_12345/2026-10/东湖导出(GBK).csv")
+    assert info["encoding"] == "gb18030"
+    assert info["header"][:3] == ["工单号", "受理时间", "联系电话"]
+    assert rows[1]["values"]["问题描述"].startswith("举报东湖镇李庄村有人非法集资")
+
+
+def test_utf8_bom_csv_with_english_headers(fixture_inbox):
+    rows, info = _read(fixture_inbox, "hotline_12345/english_bom.csv")
+    assert info["encoding"] == "utf-8-bom"
+    assert info["header"][0] == "order_id"  # the BOM is not part of the first header
+    assert _errors(rows) == [(4, "malformed_row")]
+    assert "比表头多1列" in rows[2]["error"][1]
+
+
+def test_file_named_xlsx_that_is_csv_is_read_as_csv(fixture_inbox):
+    rows, info = _read(fixture_inbox, "hotline_12345/renamed_really_csv.xlsx")
+    assert (info["declared_format"], info["format"]) == ("xlsx", "csv")
+    assert len(rows) == 1 and rows[0]["error"] is None
+
+
+def test_file_named_csv_that_is_xlsx_is_read_as_workbook(fixture_inbox):
+    rows, info = _read(fixture_inbox, "hotline_12345/really_xlsx.csv")
+    assert (info["declared_format"], info["format"], info["header_line"]) == ("csv", "xlsx", 3)
+    assert rows[0]["values"]["来电号码"] == 15900002222.0
+    assert _errors(rows) == [(5, "summary_row")]
+
+
+def test_xlsx_keeps_cell_types_and_skips_the_statistics_sheet(fixture_inbox):
+    rows, info = _read(fixture_inbox, "police_110/接处警_2026-10.xlsx")
+    assert info["sheets"] == ["Sheet1"] and info["skipped_sheets"] == ["统计"]
+    first = rows[0]
+    assert first["sheet"] == "Sheet1" and first["line"] == 4
+    assert first["values"]["报警时间"].hour == 22
+    assert first["values"]["经度"] == pytest.approx(117.2345)
+    assert _errors(rows) == [(9, "summary_row")]
+
+
+def test_jsonl_with_a_broken_line(fixture_inbox):
+    rows, info = _read(fixture_inbox, "police_110/api/警情推送.jsonl")
+    assert info["format"] == "jsonl"
+    assert rows[0]["values"]["incident_id"] == "P-0001"
+    assert _errors(rows) == [(3, "malformed_row")]
+
+
+def test_mixed_encoding_rows_are_read_line_by_line(fixture_inbox):
+    rows, info = _read(fixture_inbox, "hotline_12345/mixed_encoding.csv")
+    assert info["encoding"] == "gb18030(mixed)"
+    assert rows[1]["values"]["诉求人"] == "沈五"  # the UTF-8 row pasted into a GBK file
+    assert _errors(rows) == [(4, "encoding_error")]
+
+
+def test_a_pdf_named_xlsx_is_one_quarantined_row(fixture_inbox):
+    rows, info = _read(fixture_inbox, "hotline_12345/工单统计.xlsx")
+    assert info["format"] == "pdf"
+    assert _errors(rows) == [(0, "malformed_row")]
+    assert "实为pdf格式" in rows[0]["error"][1]
+
+
+def test_missing_required_column_quarantines_every_row_naming_it(fixture_inbox):
+    rows, info = _read(fixture_inbox, "grid/缺列模板.csv")
+    assert info["missing_required"] == ["text"]
+    assert _errors(rows) == [(2, "missing_field"), (3, "missing_field")]
+    assert "缺少必填列“事件描述”" in rows[0]["error"][1] and "找到的列为：事件编号" in rows[0]["error"][1]
+
+
+def test_header_marks_width_and_case_are_ignored():
+    text = "工单编号*,ＲＥＣＥＩＶＥＤ_ＡＴ, 诉求类型（必填）,CONTENT,备注\nA1,2026-10-03 14:05,咨询,问题,x\n\n"
+    rows, info = FileReader("hotline_12345").read("hotline_12345/a.csv", text.encode("utf-8"))
+    assert set(info["header_mapping"].values()) == {"source_id", "reported_at", "source_category", "text"}
+    assert info["unmapped_columns"] == ["备注"] and info["blank_rows"] == 1
+    assert rows[0]["error"] is None
+
+
+def test_excel_unicode_text_export_is_utf16_tab_separated():
+    text = "工单编号\t来电时间\t诉求类型\t诉求内容\r\nA1\t2026-10-03 14:05\t咨询\t问题\r\n"
+    rows, info = FileReader("hotline_12345").read("hotline_12345/a.txt", text.encode("utf-16"))
+    assert (info["encoding"], info["delimiter"]) == ("utf-16", "\t")
+    assert rows[0]["values"]["诉求内容"] == "问题"
+
+
+@pytest.mark.parametrize("head, kind", [(b"PK\x03\x04", "xlsx"), (b"\xef\xbb\xbf{\"a\": 1}", "jsonl"),
+                                        (b"<html><table>", "html"), (b"a,b\n", "csv"), (b"\x89PNG\r\n", "png")])
+def test_sniff_format_by_content(head, kind):
+    assert sniff_format(head) == kind
+
+
+def test_decode_prefers_strict_decodes():
+    assert decode("城关镇".encode("gbk")) == ("城关镇", "gb18030")
+    assert decode("城关镇".encode("utf-8")) == ("城关镇", "utf-8")
+
+
+def test_read_feeds_is_a_beam_stage(fixture_inbox):
+    files = [f for f in discover(str(fixture_inbox)) if f.feed == "grid"]
+    assert [f.relpath for f in files] == ["grid/english.jsonl", "grid/缺列模板.csv", "grid/网格事件.xlsx"]
+    with beam.Pipeline(options=beam_options([])) as p:
+        read = p | ReadFeeds(files)
+        assert_that(read.rows | beam.Map(lambda r: (r["file"], r["line"])),
+                    equal_to([("grid/english.jsonl", 1)] + [("grid/网格事件.xlsx", n) for n in range(2, 8)]
+                             + [("grid/缺列模板.csv", 2), ("grid/缺列模板.csv", 3)]), label="rows")
+        assert_that(read[FILES_TAG] | beam.Map(lambda i: (i["file"], i["rows_read"])),
+                    equal_to([("grid/english.jsonl", 1), ("grid/网格事件.xlsx", 6), ("grid/缺列模板.csv", 2)]), label="files")

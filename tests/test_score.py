@@ -1,0 +1,156 @@
+"""Score rows from Event dicts: the Beam pipeline, gaps, Chinese reasons, the stream window."""
+import datetime as dt
+import pickle
+import zoneinfo
+
+import apache_beam as beam
+import numpy as np
+
+from models import gaps, risk_score
+from pipelines import link, score
+from pipelines.options import beam_options
+
+TZ = zoneinfo.ZoneInfo("Asia/Shanghai")
+TOWN, OTHER_TOWN, VILLAGE = "330100001000", "330100002000", "330100001001"
+HISTORY_START, TARGET = dt.date(2025, 1, 1), dt.date(2025, 4, 1)
+TARGET_END = dt.date(2025, 4, 30)
+
+
+def event(i, source, day, hour, text, township=TOWN, domain="labor_wage", **extra):
+    t = dt.datetime.combine(day, dt.time(hour), TZ)
+    return {"event_id": f"{source}:{i}", "source": source, "reported_at": t, "text": text, "county_code": "330100",
+            "township_code": township, "village_code": extra.pop("village_code", None), "domain": domain,
+            "signals": extra.pop("signals", []), "caller_key": extra.pop("caller_key", None),
+            "status": extra.pop("status", "closed"), "satisfaction": extra.pop("satisfaction", "satisfied"),
+            "people_involved": extra.pop("people_involved", None), "lon": None, "lat": None, **extra}
+
+
+BACKGROUND = ["饭店服务员说老板欠了{n}个月工钱", "快递站分拣员被克扣{n}天工资", "装修师傅干完活结不到账，欠{n}千元",
+              "厂里辞退员工不给经济补偿，涉及{n}人", "保安公司{n}个月没交社保", "超市收银员离职后工资被扣{n}百元"]
+SITES = ["宏达建筑城南安置房工地", "锦程置业三期项目", "东风村厂房扩建工地", "滨江路改造工程", "实验学校新校区工地",
+         "凯旋广场商业楼工地", "永安路管网工程"]
+CREWS = ["钢筋班组", "木工班组", "瓦工班组", "水电安装队", "外墙保温班组"]
+
+
+def build_events():
+    """Background labour complaints in two townships, then a wage-arrears episode in April."""
+    rng = np.random.default_rng(4)
+    events, i = [], 0
+    sources = ["hotline_12345", "police_110", "grid"]
+    day = HISTORY_START
+    while day <= TARGET_END:
+        for town in (TOWN, OTHER_TOWN):
+            for _ in range(rng.poisson(1.0)):
+                i += 1
+                events.append(event(i, sources[i % 3], day, 10, BACKGROUND[i % len(BACKGROUND)].format(n=i % 13 + 2),
+                                    township=town))
+            for _ in range(6):  # ordinary requests keep every feed busy (gap detection needs a usual level)
+                for src in sources:
+                    i += 1
+                    events.append(event(i, src, day, 9, "咨询办事流程", township=town, domain="none"))
+        day += dt.timedelta(days=1)
+    # the episode: 宏达建筑劳务公司 owes wages; records echo across feeds, the same caller rings again
+    for k, day in enumerate(TARGET + dt.timedelta(days=d) for d in range(9, 16)):
+        for n in range(3):
+            i += 1
+            site, crew = SITES[(3 * k + n) % len(SITES)], CREWS[(3 * k + n) % len(CREWS)]
+            events.append(event(i, "hotline_12345", day, 8 + 4 * n, f"{site}{crew}反映被拖欠工资，老板一直不露面",
+                                caller_key="caller-a" if n == 0 else None, status="open"))
+            events.append(event(f"{i}b", "police_110", day, 9 + 4 * n, f"{site}有{crew}讨要工资，在项目部门口聚集",
+                                signals=["gathering"] if k >= 4 else [], village_code=VILLAGE))
+            events.append(event(f"{i}c", "grid", day, 10 + 4 * n, f"{site}{crew}因欠薪到项目部讨说法",
+                                village_code=VILLAGE))
+    return events
+
+
+def run_rows(events, path):
+    with beam.Pipeline(options=beam_options([])) as p:
+        (p | beam.Create(events) | link.LinkIncidents()
+         | score.ScoreEvents(TARGET, TARGET_END, HISTORY_START)
+         | beam.combiners.ToList()
+         | beam.Map(lambda rows: path.write_bytes(pickle.dumps(rows))))
+    return pickle.loads(path.read_bytes())
+
+
+def test_pipeline_from_events_to_score_rows(tmp_path):
+    events = build_events()
+    # the police feed is silent in the other township for a week of April
+    silent = [e for e in events if not (e["source"] == "police_110" and e["township_code"] == OTHER_TOWN
+                                       and TARGET + dt.timedelta(days=19) <= e["reported_at"].date()
+                                       <= TARGET + dt.timedelta(days=25))]
+    rows = run_rows(silent, tmp_path / "rows.pickle")
+    by = {(r["period"], r["period_start"], r["township_code"], r["village_code"], r["domain"]): r for r in rows}
+    assert {r["domain"] for r in rows} == {"labor_wage"}
+    month = by[("month", TARGET, TOWN, None, "labor_wage")]
+    # incidents, not records: the episode's 63 records in TOWN are far fewer incidents
+    episode_records = 63
+    background = sum(1 for e in silent if e["township_code"] == TOWN and e["domain"] == "labor_wage"
+                     and e["reported_at"].date() >= TARGET) - episode_records
+    # 21 happenings each told by three feeds count once each at most (similar background records link too)
+    assert 21 <= month["observed"] <= background + 21
+    assert month["level"] in risk_score.ALERT_LEVELS
+    assert month["reasons"][0].startswith(f"本月{month['observed']}起，较近3月均值高")
+    assert any("涉及聚集" in r for r in month["reasons"])
+    assert any(r.startswith("12345、110、网格三方均有反映") for r in month["reasons"])
+    assert any("12345工单未解决或不满意占" in r for r in month["reasons"])
+    assert "1名来电人重复来电" in month["reasons"]
+    assert month["complete"] is True
+    first_alert = min(r["period_start"] for r in rows if r["period"] == "day" and r["township_code"] == TOWN
+                      and r["village_code"] is None and r["level"] in risk_score.ALERT_LEVELS)
+    assert TARGET + dt.timedelta(days=9) <= first_alert <= TARGET + dt.timedelta(days=12)
+    quiet = [r for r in rows if r["period"] == "day" and r["township_code"] == TOWN and r["village_code"] is None
+             and r["period_start"] < TARGET + dt.timedelta(days=9)]
+    assert len(quiet) == 9 and all(r["level"] in ("none", "blue") for r in quiet)
+    village_rows = [r for r in rows if r["village_code"] == VILLAGE]
+    assert {r["period"] for r in village_rows} == {"day", "month"}
+    other = by[("month", TARGET, OTHER_TOWN, None, "labor_wage")]
+    assert other["complete"] is False and other["level"] in ("none", "blue")
+    assert "数据缺失：110 7天无数据或明显偏少" in other["reasons"]
+    gap_day = by[("day", TARGET + dt.timedelta(days=20), OTHER_TOWN, None, "labor_wage")]
+    assert gap_day["complete"] is False
+    assert by[("day", TARGET + dt.timedelta(days=5), OTHER_TOWN, None, "labor_wage")]["complete"] is True
+    assert all(0 <= r["score"] <= 100 for r in rows)
+    assert set(rows[0]) == {"period", "period_start", "township_code", "village_code", "domain", "observed",
+                            "expected", "score", "level", "reasons", "complete"}
+
+
+def test_find_gaps_lists_a_silent_feed_day_and_not_a_quiet_weekend():
+    rows = []
+    day = dt.date(2025, 1, 1)
+    while day <= dt.date(2025, 3, 31):
+        weekend = day.weekday() >= 5
+        rows.append(("police_110", TOWN, day, 2 if weekend else 20))
+        if day != dt.date(2025, 3, 12):
+            rows.append(("grid", TOWN, day, 10))
+        day += dt.timedelta(days=1)
+    found = gaps.find_gaps(rows, dt.date(2025, 3, 1), dt.date(2025, 3, 31))
+    assert {(g.feed, g.township_code, g.date) for g in found} == {
+        ("grid", TOWN, dt.date(2025, 3, 12)), ("grid", None, dt.date(2025, 3, 12))}
+
+
+def test_reasons_text_for_signals_callers_and_gaps():
+    tally = risk_score.merge_tallies([{**risk_score.empty_tally(), "incidents": 3, "signals": {"gathering": 2, "extreme_act": 1},
+                                       "feeds": {"police_110": 3, "hotline_12345": 2, "grid": 1}, "feeds_3": 1, "feeds_2": 1,
+                                       "hotline": 10, "hotline_bad": 6}])
+    a = risk_score.assess(4.0, risk_score.month_volume_reason(32, 12.0, [10, 11, 10]), tally, n_repeat_callers=5,
+                          gap_days={"police_110": 3})
+    assert a.reasons[0] == "本月32起，较近3月均值高210%（预期约12起）"
+    assert {"2起涉及聚集", "1起扬言极端行为", "5名来电人重复来电", "12345工单未解决或不满意占60%（6/10）",
+            "12345、110、网格三方均有反映（2起多渠道印证）", "数据缺失：110 3天无数据或明显偏少"} <= set(a.reasons)
+    assert a.complete is False
+    assert a.score > risk_score.base_score(4.0)
+    assert risk_score.level_for(a.score) == a.level
+
+
+def test_score_window_uses_the_same_assessment_as_the_batch_rows():
+    rng = np.random.default_rng(1)
+    history = {HISTORY_START + dt.timedelta(days=i): int(n) for i, n in enumerate(rng.poisson(2.0, 90))}
+    end = HISTORY_START + dt.timedelta(days=96)
+    calm = risk_score.score_window(15, history, 7, window_end=end)
+    burst = risk_score.score_window(40, history, 7, {**risk_score.empty_tally(), "signals": {"gathering": 1}},
+                                    window_end=end)
+    assert calm["level"] == "none" and calm["complete"]
+    assert burst["level"] in ("red", "orange")
+    assert burst["reasons"][0].startswith("近7日40起，预期约")
+    assert "1起涉及聚集" in burst["reasons"]
+    assert 12 <= burst["expected"] <= 16
