@@ -37,7 +37,7 @@ setup(
         "joblib>=1.3",
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "websockets>=13"],
         "dask": ["dask[distributed]>=2024.1"],
     },
     entry_points={"console_scripts": ["riskwatch=jobs.cli:main"]},

@@ -2,7 +2,7 @@
 
 Model: a scikit-learn ``Pipeline`` of
   * character 1–3-gram TF-IDF of the text (sublinear tf), and
-  * word features: jieba-dictionary words of 2–6 characters found in the text (TF-IDF),
+  * word features: jieba-dictionary words of 2–4 characters found in the text (TF-IDF),
     both from one vectorised hashing pass (``models.features.NgramTfidf``),
   * the feed and its category (``source|source_category``, one-hot),
 feeding a ``LinearSVC`` calibrated by temperature scaling (``CalibratedClassifierCV``, 5 folds,
@@ -70,7 +70,7 @@ class ArtifactMismatch(RuntimeError):
 def build_pipeline(random_state: int = 0) -> Pipeline:
     features = ColumnTransformer(
         [
-            ("text", NgramTfidf(char_range=(1, 3), word_range=(2, 6), min_df=2), ["text"]),
+            ("text", NgramTfidf(char_range=(1, 3), word_range=(2, 4), min_df=2), ["text"]),
             (
                 "source",
                 make_pipeline(
@@ -165,6 +165,7 @@ class Prediction:
 class DomainClassifier:
     pipeline: Pipeline
     metadata: dict = field(default_factory=dict)
+    fallback_below: float = FALLBACK_BELOW
 
     def __post_init__(self):
         self.priors = Priors.from_taxonomy(schemas.taxonomy())
@@ -180,7 +181,7 @@ class DomainClassifier:
         out = []
         for i, (first, second) in enumerate(order):
             confidence = float(proba[i, first])
-            if confidence >= FALLBACK_BELOW:
+            if confidence >= self.fallback_below:
                 out.append(Prediction(self.classes[first], round(confidence, 4), "model"))
                 continue
             plausible = {self.classes[first], self.classes[second]}

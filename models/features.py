@@ -12,6 +12,7 @@ It yields two blocks, as a ``FeatureUnion`` of two vectorisers would, but from o
     ``fit``). Every dictionary word found in the text counts, overlapping ones included: word
     features without segmenting at prediction time. The fitted table holds hashes only, so jieba
     is not needed to predict.
+One hash table serves both blocks, so each n-gram is looked up once.
 Each block is TF-IDF weighted like ``TfidfVectorizer(sublinear_tf=True)`` (smoothed idf, l2 norm).
 """
 from __future__ import annotations
@@ -29,7 +30,6 @@ from sklearn.base import BaseEstimator, TransformerMixin
 _MASK = re.compile(r"[\[【<＜(（][^\]】>＞)）\n]{1,8}?(?:号码?|名|址|证|码|号|金额|车牌)[\]】>＞)）]|\*{2,}|\d{7,}")
 _MASK_TOKEN = "〇"
 _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
-_WORD_SALT = np.uint64(0x5851F42D4C957F2D)
 
 
 @functools.lru_cache(maxsize=1)
@@ -74,23 +74,23 @@ def normalise_text(text: str | None) -> str:
 def ngram_hashes(texts: list[str], n_min: int, n_max: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(row, n, hash) of every character n-gram of every text, n in [n_min, n_max]."""
     codes = np.frombuffer(("\x00".join(texts) + "\x00").encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
-    is_sep = codes == 0
-    row_of = np.cumsum(is_sep) - is_sep
-    seps_before = np.concatenate(([0], np.cumsum(is_sep)))
+    is_text = codes != 0
+    row_of = np.cumsum(~is_text) - ~is_text
     rows, sizes, hashes = [], [], []
     h = np.zeros(len(codes), dtype=np.uint64)
+    valid = np.ones(len(codes), dtype=bool)
     with np.errstate(over="ignore"):
         for n in range(1, n_max + 1):
             # h[i] is the hash of codes[i : i + n]; uint64 arithmetic wraps, which is intended.
             h = h[: len(codes) - n + 1] * _MULTIPLIER + codes[n - 1 :]
+            valid = valid[: len(h)] & is_text[n - 1 :]  # no separator inside the window
             if n < n_min:
                 continue
-            start = np.arange(len(h))
-            valid = seps_before[start + n] == seps_before[start]
-            rows.append(row_of[: len(h)][valid])
-            sizes.append(np.full(int(valid.sum()), n, dtype=np.int8))
+            start = np.flatnonzero(valid)
+            rows.append(row_of[start])
+            sizes.append(np.full(len(start), n, dtype=np.int8))
             # the final multiply mixes every code point into the high bits the table indexes by
-            hashes.append(((h[valid] + np.uint64(n)) * _MULTIPLIER) | np.uint64(1))
+            hashes.append(((h[start] + np.uint64(n)) * _MULTIPLIER) | np.uint64(1))
     return np.concatenate(rows), np.concatenate(sizes), np.concatenate(hashes)
 
 
@@ -133,17 +133,20 @@ class HashTable:
 
     def lookup(self, keys: np.ndarray) -> np.ndarray:
         """Column of each key, -1 when absent."""
-        out = np.full(len(keys), -1, dtype=np.int32)
         slot = (keys >> self.shift).astype(np.int64)
-        active = np.arange(len(keys))
-        for _ in range(self.probes):
-            stored = self.keys[slot[active]]
-            found = stored == keys[active]
-            out[active[found]] = self.values[slot[active[found]]]
-            active = active[~found & (stored != 0)]
-            if not len(active):
+        stored = self.keys[slot]
+        found = stored == keys
+        out = np.where(found, self.values[slot], -1)
+        # the few keys that met another key in their first slot probe on
+        pending = np.flatnonzero(~found & (stored != 0))
+        for _ in range(self.probes - 1):
+            if not len(pending):
                 break
-            slot[active] = (slot[active] + 1) & self.mask
+            slot[pending] = (slot[pending] + 1) & self.mask
+            stored = self.keys[slot[pending]]
+            found = stored == keys[pending]
+            out[pending[found]] = self.values[slot[pending[found]]]
+            pending = pending[~found & (stored != 0)]
         return out
 
 
@@ -161,19 +164,6 @@ class NgramTfidf(BaseEstimator, TransformerMixin):
         column = X.iloc[:, 0] if hasattr(X, "iloc") else np.asarray(X, dtype=object).reshape(len(X), -1)[:, 0]
         return normalise_texts(column)
 
-    def _blocks(self, texts: list[str]):
-        """(rows, keys) of the character n-grams and of the candidate word n-grams."""
-        n_min = min(self.char_range[0], self.word_range[0])
-        n_max = max(self.char_range[1], self.word_range[1])
-        rows, sizes, hashes = ngram_hashes(texts, n_min, n_max)
-        chars = (sizes >= self.char_range[0]) & (sizes <= self.char_range[1])
-        words = (sizes >= self.word_range[0]) & (sizes <= self.word_range[1])
-        return (rows[chars], hashes[chars]), (rows[words], hashes[words] ^ _WORD_SALT)
-
-    def _keys(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        (char_rows, char_keys), (word_rows, word_keys) = self._blocks(texts)
-        return np.concatenate([char_rows, word_rows]), np.concatenate([char_keys, word_keys])
-
     def _document_frequency(self, rows: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         pairs = np.unique(np.stack([rows.astype(np.uint64), keys]), axis=1)  # each key once per text
         vocabulary, df = np.unique(pairs[1], return_counts=True)
@@ -182,24 +172,38 @@ class NgramTfidf(BaseEstimator, TransformerMixin):
 
     def fit(self, X, y=None):
         texts = self._texts(X)
-        (char_rows, char_keys), (word_rows, word_keys) = self._blocks(texts)
-        in_dictionary = np.isin(word_keys ^ _WORD_SALT, _jieba_words(*self.word_range))
-        char_vocabulary, char_df = self._document_frequency(char_rows, char_keys)
-        word_vocabulary, word_df = self._document_frequency(word_rows[in_dictionary], word_keys[in_dictionary])
+        n_max = max(self.char_range[1], self.word_range[1])
+        rows, sizes, hashes = ngram_hashes(texts, min(self.char_range[0], self.word_range[0]), n_max)
+        chars = (sizes >= self.char_range[0]) & (sizes <= self.char_range[1])
+        words = (sizes >= self.word_range[0]) & (sizes <= self.word_range[1])
+        words &= np.isin(hashes, _jieba_words(*self.word_range))
+        char_vocabulary, char_df = self._document_frequency(rows[chars], hashes[chars])
+        word_vocabulary, word_df = self._document_frequency(rows[words], hashes[words])
         self.vocabulary_ = np.concatenate([char_vocabulary, word_vocabulary])
         self.n_char_features_ = len(char_vocabulary)
-        df = np.concatenate([char_df, word_df])
-        self.idf_ = np.log((1 + len(texts)) / (1 + df)) + 1
-        self.table_ = HashTable(self.vocabulary_)
+        self.idf_ = np.log((1 + len(texts)) / (1 + np.concatenate([char_df, word_df]))) + 1
+        # One table for both blocks: a 2- or 3-gram that is also a dictionary word is looked up once
+        # and yields both its character column and its word column.
+        keys = np.unique(self.vocabulary_)
+        self.char_column_ = np.full(len(keys), -1, dtype=np.int32)
+        self.char_column_[np.searchsorted(keys, char_vocabulary)] = np.arange(len(char_vocabulary))
+        self.word_column_ = np.full(len(keys), -1, dtype=np.int32)
+        self.word_column_[np.searchsorted(keys, word_vocabulary)] = len(char_vocabulary) + np.arange(len(word_vocabulary))
+        self.table_ = HashTable(keys)
+        self.n_max_ = n_max
         return self
 
     def transform(self, X):
         texts = self._texts(X)
-        rows, keys = self._keys(texts)
-        cols = self.table_.lookup(keys)
-        known = cols >= 0
+        rows, _, hashes = ngram_hashes(texts, 1, self.n_max_)
+        index = self.table_.lookup(hashes)
+        known = index >= 0
+        rows, index = rows[known], index[known]
+        cols = np.concatenate([self.char_column_[index], self.word_column_[index]])
+        rows = np.concatenate([rows, rows])
+        present = cols >= 0
         n_cols = len(self.vocabulary_)
-        cell = np.sort(rows[known].astype(np.int64) * n_cols + cols[known])
+        cell = np.sort(rows[present].astype(np.int64) * n_cols + cols[present])
         starts = np.flatnonzero(np.concatenate(([True], cell[1:] != cell[:-1])))
         counts = np.diff(np.append(starts, len(cell))).astype(np.float64)
         cell = cell[starts]

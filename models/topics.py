@@ -32,8 +32,6 @@ from sklearn.preprocessing import normalize
 
 import schemas
 
-LEVELS = ("red", "orange", "yellow", "blue", "none")
-STATUSES = ("new", "continuing", "rising", "easing", "resolved", "quiet")
 _TZ = ZoneInfo(schemas.TIMEZONE)
 _NOT_NAME = re.compile(r"[^\u3400-\u9fffA-Za-z]")
 _MASK_OR_DIGIT = re.compile(r"[*＊×xX]{2,}|[0-9０-９]+")
@@ -269,8 +267,8 @@ class SubjectFinder:
 
 def canonical_subjects(mentions_per_event: Sequence[Sequence[Mention]]) -> list[list[tuple[str, str]]]:
     """For each event, its subjects (name, kind). A mention whose text gives no clear start
-    ("购买幸福里小区") takes the name that other events delimit and most events share
-    ("幸福里小区"); a name no text delimits ("建筑工程有限公司") is never chosen."""
+    ("购买幸福里小区") takes a name that other events delimit and share ("幸福里小区"); a name no
+    text delimits ("建筑工程有限公司") is never chosen."""
     df: Counter = Counter()
     attested: set[str] = set()
     for mentions in mentions_per_event:
@@ -280,7 +278,10 @@ def canonical_subjects(mentions_per_event: Sequence[Sequence[Mention]]) -> list[
     for mentions in mentions_per_event:
         subjects = []
         for m in mentions:
-            best = max((c for c in m.candidates if c in attested), key=lambda c: (df[c], len(c)))
+            options = [c for c in m.candidates if c in attested]
+            top = max(df[c] for c in options)
+            # the longest name that at least half as many events use: "幸福里小区" over a clipped "福里小区"
+            best = max((c for c in options if 2 * df[c] >= top), key=len)
             if (best, m.kind) not in subjects:
                 subjects.append((best, m.kind))
         chosen.append(subjects)

@@ -23,8 +23,9 @@ NAMESPACE = "riskwatch.classify"
 def annotate(classifier: DomainClassifier, lexicon: SignalLexicon, events: list[dict]) -> list[dict]:
     """Copies of the events with domain, domain_confidence, domain_by and signals filled in."""
     out = []
-    for event, prediction in zip(events, classifier.predict_records(events)):
-        signals = lexicon.extract(event.get("text"), event.get("people_involved"))
+    predictions = classifier.predict_records(events)
+    found = lexicon.extract_batch([e.get("text") for e in events], [e.get("people_involved") for e in events])
+    for event, prediction, signals in zip(events, predictions, found):
         annotated = dict(event)
         annotated.update(
             domain=prediction.domain,
@@ -48,6 +49,7 @@ class _ClassifyBatch(beam.DoFn):
         self.classifier = DomainClassifier.load(Path(self.model_dir) if self.model_dir else None)
         self.lexicon = SignalLexicon.from_schema()
         self.batches = Metrics.distribution(NAMESPACE, "batch_size")
+        Metrics.counter(NAMESPACE, "model_loads").inc()
 
     def _count(self, name: str):
         if name not in self.counters:

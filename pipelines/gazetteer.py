@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -82,6 +83,9 @@ class Gazetteer:
         for term in self._terms:
             lengths.setdefault(term[0], set()).add(len(term))
         self._lengths_by_first = {c: sorted(ls, reverse=True) for c, ls in lengths.items()}
+        # Jump straight to characters that can start a term instead of testing every position.
+        self._starts_re = re.compile("[" + "".join(re.escape(c) for c in sorted(lengths)) + "]") if lengths else None
+        self._codes_cache: dict[str, frozenset] = {}
         counties = [r["code"] for r in rows if r["level"] == "county"]
         self._only_county = counties[0] if len(counties) == 1 else None
 
@@ -101,10 +105,13 @@ class Gazetteer:
 
     def find_terms(self, text: str) -> list[str]:
         """Gazetteer names/aliases inside ``text``, longest match first at each position."""
-        found = []
-        i, n = 0, len(text)
-        while i < n:
-            for length in self._lengths_by_first.get(text[i], ()):
+        found: list[str] = []
+        if self._starts_re is None:
+            return found
+        n, i = len(text), 0
+        while (match := self._starts_re.search(text, i)) is not None:
+            i = match.start()
+            for length in self._lengths_by_first[text[i]]:
                 if i + length <= n and text[i:i + length] in self._terms:
                     found.append(text[i:i + length])
                     i += length
@@ -188,10 +195,14 @@ class Gazetteer:
         grid = chain.get("grid") or next((str(c).strip() for c in codes if c), None)
         return Resolution(county, chain.get("township"), chain.get("village"), grid, by)
 
-    def _codes_in(self, text: str) -> set[str]:
-        codes: set[str] = set()
-        for term in self.find_terms(text):
-            codes |= self._terms[term]
+    def _codes_in(self, text: str) -> frozenset:
+        # Addresses and unit names repeat; bounded so that a long run cannot grow it without end.
+        codes = self._codes_cache.get(text)
+        if codes is None:
+            if len(self._codes_cache) >= 50_000:
+                self._codes_cache.clear()
+            codes = frozenset(c for term in self.find_terms(text) for c in self._terms[term])
+            self._codes_cache[text] = codes
         return codes
 
 

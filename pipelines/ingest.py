@@ -19,7 +19,7 @@ from pipelines.gazetteer import UNRESOLVED, read_gazetteer_rows
 from pipelines.normalise import TZ, parse_time
 from pipelines.options import beam_options
 from pipelines.read import FILES_TAG, FeedFile, ReadFeeds, discover, inbox_digest
-from pipelines.validate import QUARANTINE_TAG, ValidateRecord, version_rank
+from pipelines.validate import QUARANTINE_TAG, EventPacker, ValidateRecord, version_rank
 
 log = logging.getLogger(__name__)
 SUPERSEDED_TAG = "superseded"
@@ -53,9 +53,12 @@ class PickLatestVersion(beam.DoFn):
         super().__init__()
         self._file_order = file_order
 
+    def setup(self):
+        self._packer = EventPacker()
+
     def process(self, keyed):
-        _, versions = keyed
-        versions = sorted(versions, key=lambda e: version_rank(e, self._file_order))
+        _, packed = keyed
+        versions = sorted((self._packer.unpack(p) for p in packed), key=lambda e: version_rank(e, self._file_order))
         for older in versions[:-1]:
             yield beam.pvalue.TaggedOutput(SUPERSEDED_TAG, older)
         yield versions[-1]
@@ -69,9 +72,10 @@ class Supersede(beam.PTransform):
         self._file_order = file_order
 
     def expand(self, events):
+        packer = EventPacker()
         return (
             events
-            | "KeyByEventId" >> beam.Map(lambda e: (e["event_id"], e))
+            | "KeyByEventId" >> beam.Map(lambda e: (e["event_id"], packer.pack(e)))
             | "GroupVersions" >> beam.GroupByKey()
             | "PickLatest" >> beam.ParDo(PickLatestVersion(self._file_order)).with_outputs(SUPERSEDED_TAG, main="events")
         )

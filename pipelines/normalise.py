@@ -72,6 +72,11 @@ def _hour_24(hour: int, ampm: str | None) -> int:
 
 
 def _from_text(text: str) -> dt.datetime | None:
+    if len(text) >= 10 and text[4] == "-" and text[7] == "-":
+        try:  # the common ISO-like form, parsed in C
+            return _localise(dt.datetime.fromisoformat(text))
+        except ValueError:
+            pass  # e.g. 2026-10-3 14:05 (no zero padding): the general pattern below
     compact = _COMPACT_RE.match(text)
     if compact:
         y, mo, d, h, mi, s = compact.groups()
@@ -127,6 +132,11 @@ _WIDTH_TABLE[0x3000] = 0x20  # ideographic space
 for _invisible in (0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF, 0x00AD):
     _WIDTH_TABLE[_invisible] = None
 _WHITESPACE_RE = re.compile(r"\s+")
+# Most text has nothing to translate; a C-level search is cheaper than translating every string.
+_NEEDS_WIDTH_RE = re.compile("[" + "".join(re.escape(chr(c)) for c in _WIDTH_TABLE) + "]")
+# Short values (categories, township names, units) repeat endlessly; long texts rarely do.
+_CACHE_MAX_LENGTH = 24
+_CACHE_MAX_ENTRIES = 50_000
 
 
 def half_width(text: str) -> str:
@@ -136,7 +146,8 @@ def half_width(text: str) -> str:
 
 def clean_text(text: str) -> str:
     """Half-width, control characters removed, whitespace collapsed, trimmed."""
-    text = half_width(text)
+    if _NEEDS_WIDTH_RE.search(text):
+        text = half_width(text)
     if not text.isprintable():
         text = "".join(c if c.isprintable() or c.isspace() else " " for c in text)
     return _WHITESPACE_RE.sub(" ", text).strip()
@@ -153,8 +164,19 @@ class TextNormaliser:
         import opencc
 
         self._t2s = opencc.OpenCC("t2s")
+        self._cache: dict[str, str] = {}
 
     def __call__(self, text: str) -> str:
+        if len(text) <= _CACHE_MAX_LENGTH:
+            cached = self._cache.get(text)
+            if cached is None:
+                if len(self._cache) >= _CACHE_MAX_ENTRIES:
+                    self._cache.clear()
+                cached = self._cache[text] = self._convert(text)
+            return cached
+        return self._convert(text)
+
+    def _convert(self, text: str) -> str:
         text = clean_text(text)
         if text.isascii():
             return text

@@ -96,12 +96,16 @@ _MASK_PATTERNS = [
     ("车牌号", r"[京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼使领][A-HJ-NP-Za-hj-np-z]"
               r"[\s·•.]?[A-HJ-NP-Za-hj-np-z0-9]{5,6}(?![A-Za-z0-9])"),
 ]
-_MASK_RE = re.compile("|".join(f"(?P<g{i}>{p})" for i, (_, p) in enumerate(_MASK_PATTERNS)))
+# The leading lookahead lets most positions fail on one character test instead of seven patterns.
+_MASK_RE = re.compile(
+    r"(?=[0-9(（+京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼使领])(?:"
+    + "|".join(f"(?P<g{i}>{p})" for i, (_, p) in enumerate(_MASK_PATTERNS)) + ")"
+)
 _MASK_TOKENS = {f"g{i}": f"[{label}]" for i, (label, _) in enumerate(_MASK_PATTERNS)}
 # A phone number after a phone marker, in any length a local number can have (no area code).
 _MARKED_NUMBER_RE = re.compile(r"(电话|手机|联系方式|号码|tel|Tel|TEL)([:：\s是为]*)(\d[\d\s-]{5,}\d)")
 _NAME_RE = re.compile(
-    rf"({_NAME_MARKERS})([:：\s]*(?:是|为|叫|系)?[:：\s]*)"
+    rf"(?=[{''.join(sorted(set(m[0] for m in _NAME_MARKERS.split('|'))))}])({_NAME_MARKERS})([:：\s]*(?:是|为|叫|系)?[:：\s]*)"
     rf"(?:(?:{_DOUBLE_SURNAMES})[\u4e00-\u9fff]{{1,2}}|[{_SURNAMES}][^\W\d_{_NAME_STOP}A-Za-z]{{1,2}})"
 )
 

@@ -159,8 +159,9 @@ class FeedGaps(beam.PTransform):
 class _ScoreTownship(beam.DoFn):
     """A township × domain series and its villages' series → score rows."""
 
-    def __init__(self, target_start, target_end, history_start):
+    def __init__(self, target_start, target_end, history_start, villages: bool = True):
         self._period = dict(target_start=target_start, target_end=target_end, history_start=history_start)
+        self._villages = villages
         self._rows = beam.metrics.Metrics.counter("score", "score_rows")
 
     def setup(self):
@@ -177,6 +178,8 @@ class _ScoreTownship(beam.DoFn):
         rows = risk_score.score_series(township_daily, township_code=township, village_code=None, domain=domain,
                                        gaps=gaps, parent_daily_counts=parent["daily"], n_siblings=parent["children"],
                                        day_rows="all", cfg=self._cfg, **self._period)
+        if not self._villages:
+            by_village.clear()
         township_counts = {d: t["incidents"] for d, t in township_daily.items()}
         start, end = self._period["target_start"], self._period["target_end"]
         for village, daily in sorted(by_village.items()):
@@ -202,12 +205,14 @@ def _parent_totals(element):
 class ScoreSeries(beam.PTransform):
     """((series, date), tally) over history + target → score rows for target_start..target_end.
 
-    ``gaps``: a PCollection with one list of gaps (``FeedGaps``), or None.
+    ``gaps``: a PCollection with one list of gaps (``FeedGaps``), or None. ``villages=False``
+    scores townships only (evaluation compares township series; villages cost most of the fits).
     """
 
-    def __init__(self, target_start: dt.date, target_end: dt.date, history_start: dt.date, gaps=None):
+    def __init__(self, target_start: dt.date, target_end: dt.date, history_start: dt.date, gaps=None,
+                 villages: bool = True):
         super().__init__()
-        self._args = (target_start, target_end, history_start)
+        self._args = (target_start, target_end, history_start, villages)
         self._gaps = gaps
 
     def expand(self, daily):

@@ -13,11 +13,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import numpy as np
+
 import schemas
-from models.features import normalise_text
+from models.features import normalise_texts
 
 _NEGATION = r"(?:没有|没|未|无|并未|并无|不存在|未见|不会)"
 _FILLER = r"(?:发现|出现|见|有|人员|群众|任何|人|明显|大规模|过)"
+_NEGATED = re.compile(f"{_NEGATION}{_FILLER}{{0,2}}\\Z")
+_NEGATION_REACH = 10  # characters before a term that can hold its negation
 _HEAD_COUNT = re.compile(r"(\d+|[一二三四五六七八九十两百]+)\s*(?:余|多|来)?\s*(?:名|个|位|户|人)")
 _CN_DIGITS = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
 
@@ -46,37 +50,45 @@ class SignalLexicon:
     patterns: tuple[tuple[str, re.Pattern], ...]
     many_people_code: str | None
     people_threshold: int | None
+    order: tuple[str, ...]
 
     @classmethod
     def from_schema(cls, spec: dict | None = None) -> "SignalLexicon":
         spec = spec or schemas.signals()
         patterns, many_code, threshold = [], None, None
+        order = tuple(signal["code"] for signal in spec["signals"])
         for signal in spec["signals"]:
-            terms = sorted({normalise_text(t) for t in signal.get("terms") or ()}, key=len, reverse=True)
+            terms = sorted(set(normalise_texts(signal.get("terms") or [])), key=len, reverse=True)
             if terms:
                 alternatives = "|".join(re.escape(t) for t in terms)
-                # group 1 is set when the term is negated
-                patterns.append((signal["code"], re.compile(f"({_NEGATION}{_FILLER}{{0,2}})?(?:{alternatives})")))
+                patterns.append((signal["code"], re.compile(alternatives)))
             if "people_involved_at_least" in signal:
                 many_code, threshold = signal["code"], int(signal["people_involved_at_least"])
-        return cls(tuple(patterns), many_code, threshold)
+        return cls(tuple(patterns), many_code, threshold, order)
 
     def extract(self, text: str | None, people_involved: int | None = None) -> list[str]:
-        """Signal codes in the order of ``signals.yaml``."""
-        text = normalise_text(text)
-        found = [code for code, pattern in self.patterns if any(not m.group(1) for m in pattern.finditer(text))]
-        if self.many_people_code and self.many_people_code not in found and self._many_people(text, people_involved):
-            found.append(self.many_people_code)
-        order = [code for code, _ in self.patterns]
-        return sorted(found, key=lambda c: order.index(c) if c in order else len(order))
+        """Signal codes of one text, in the order of ``signals.yaml``."""
+        return self.extract_batch([text], [people_involved])[0]
 
-    def _many_people(self, text: str, people_involved: int | None) -> bool:
-        if self.people_threshold is None:
-            return False
-        if people_involved is not None and people_involved >= self.people_threshold:
-            return True
-        for match in _HEAD_COUNT.finditer(text):
-            count = chinese_number(match.group(1))
-            if count is not None and count >= self.people_threshold:
-                return True
-        return False
+    def extract_batch(self, texts: list[str | None], people_involved: list[int | None] | None = None) -> list[list[str]]:
+        """Signal codes per text. The batch is scanned as one string: most texts raise nothing,
+        and one regex pass over the batch costs far less than one per text."""
+        normalised = normalise_texts(texts)
+        joined = "\x00".join(normalised)
+        starts = np.cumsum([0] + [len(t) + 1 for t in normalised[:-1]])
+        found: list[set[str]] = [set() for _ in normalised]
+        for code, pattern in self.patterns:
+            for match in pattern.finditer(joined):
+                start = match.start()
+                if not _NEGATED.search(joined, max(0, start - _NEGATION_REACH), start):
+                    found[int(np.searchsorted(starts, start, side="right")) - 1].add(code)
+        if self.many_people_code:
+            for i, count in enumerate(people_involved or ()):
+                if count is not None and count >= self.people_threshold:
+                    found[i].add(self.many_people_code)
+            for match in _HEAD_COUNT.finditer(joined):
+                count = chinese_number(match.group(1))
+                if count is not None and count >= self.people_threshold:
+                    found[int(np.searchsorted(starts, match.start(), side="right")) - 1].add(self.many_people_code)
+        order = self.order
+        return [[code for code in order if code in codes] for codes in found]

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.normalise import TZ
+from pipelines.validate import EventPacker
 from schemas import event_arrow_schema
 
 
@@ -61,15 +62,17 @@ class _WriteEventPartition(beam.DoFn):
         self._schema = event_arrow_schema()
 
     def process(self, keyed):
-        (month, shard), events = keyed
-        events = sorted(events, key=lambda e: e["event_id"])
-        table = pa.Table.from_pylist(events, schema=self._schema)
+        (month, shard), packed = keyed
+        by_id = self._schema.get_field_index("event_id")
+        rows = sorted(packed, key=lambda r: r[by_id])  # a deterministic row order
+        columns = list(zip(*rows)) if rows else [[] for _ in self._schema]
+        table = pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(columns, self._schema)], schema=self._schema)
         buffer = io.BytesIO()
         pq.write_table(table, buffer, compression="zstd")
         path = FileSystems.join(events_dir(self._out), f"month={month}", f"events-{self._digest}-{shard:03d}.parquet")
         write_atomically(path, buffer.getvalue())
-        beam.metrics.Metrics.counter("ingest", "events_written").inc(len(events))
-        yield path, len(events)
+        beam.metrics.Metrics.counter("ingest", "events_written").inc(len(rows))
+        yield path, len(rows)
 
 
 class WriteEvents(beam.PTransform):
@@ -84,10 +87,10 @@ class WriteEvents(beam.PTransform):
         self._out, self._digest, self._shards = out, run_digest, shards
 
     def expand(self, events):
-        shards = self._shards
+        shards, packer = self._shards, EventPacker()
         return (
             events
-            | "KeyByMonth" >> beam.Map(lambda e: ((month_of(e), zlib.crc32(e["event_id"].encode()) % shards), e))
+            | "KeyByMonth" >> beam.Map(lambda e: ((month_of(e), zlib.crc32(e["event_id"].encode()) % shards), packer.pack(e)))
             | "GroupByMonth" >> beam.GroupByKey()
             | "WriteParquet" >> beam.ParDo(_WriteEventPartition(self._out, self._digest))
         )

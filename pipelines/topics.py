@@ -64,10 +64,6 @@ class _PreviousTopicHits(beam.DoFn):
             yield from model.previous_topic_hits(record, self._previous)
 
 
-def _select(rows: list[dict], month: str, params: model.TopicParams) -> dict:
-    return model.select_groups(rows, month, params)
-
-
 def _finalise(topics: list, hits: Mapping[str, int], month: str, previous: Sequence[Mapping]) -> model.TopicList:
     return model.finalise(month, topics, previous, hits)
 
@@ -93,7 +89,7 @@ class BuildTopics(beam.PTransform):
         groups = (
             inputs["scores"]
             | "AllScores" >> beam.combiners.ToList()
-            | "SelectGroups" >> beam.Map(_select, month, params)
+            | "SelectGroups" >> beam.Map(model.select_groups, month, params)
         )
         groups_side = beam.pvalue.AsSingleton(groups)
         keyed_month = inputs["events"] | "KeyMonth" >> beam.ParDo(_KeyBySelectedGroup([month]), groups_side)

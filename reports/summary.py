@@ -13,8 +13,11 @@ def _month_rows(scores: Any, month: str | None = None) -> list[dict]:
     return [r for r in rows if month is None or score_month(r) == month]
 
 
-def domain_trend(scores: Any, month: str, months: int = 12) -> dict[str, list[dict]]:
-    """Per domain, the county's events and expected events for each of the last `months` months."""
+def domain_trend(scores: Any, month: str, months: int = 12, events: Any = None) -> dict[str, list[dict]]:
+    """Per domain, the county's events and expected events for each of the last `months` months.
+
+    Scores carry the months a job scored; ``events`` (the months' Events, when given) supply the
+    observed incidents of every month, scored or not."""
     window = [shift_month(month, -k) for k in range(months - 1, -1, -1)]
     totals: dict[str, dict[str, list[float]]] = defaultdict(lambda: {m: [0.0, 0.0] for m in window})
     for r in _month_rows(scores):
@@ -22,6 +25,14 @@ def domain_trend(scores: Any, month: str, months: int = 12) -> dict[str, list[di
         if m in window and r.get("domain") not in (None, "none"):
             totals[r["domain"]][m][0] += float(r.get("observed") or 0)
             totals[r["domain"]][m][1] += float(r.get("expected") or 0)
+    if events is not None:
+        incidents: dict[str, dict[str, set]] = defaultdict(lambda: defaultdict(set))
+        for e in records(events):
+            if e["month"] in window and e["domain"] not in (None, "none"):
+                incidents[e["domain"]][e["month"]].add(e["incident_id"] or e["event_id"])
+        for code, by_month in incidents.items():
+            for m in window:
+                totals[code][m][0] = float(len(by_month.get(m, ())))
     return {
         code: [{"month": m, "observed": totals[code][m][0], "expected": totals[code][m][1]} for m in window]
         for code in schemas.domain_codes(include_none=False)

@@ -72,8 +72,13 @@ def _arrow_type(name: str) -> pa.DataType:
     return pa.type_for_alias(name)
 
 
+def arrow_schema(name: str) -> pa.Schema:
+    """The Arrow/Parquet schema of a table described by ``<name>.yaml`` (e.g. event, score)."""
+    return pa.schema(
+        [pa.field(f["name"], _arrow_type(f["type"]), nullable=not f.get("required")) for f in load(f"{name}.yaml")["fields"]]
+    )
+
+
 def event_arrow_schema() -> pa.Schema:
     """The Parquet schema of warehouse/events/, built from event.yaml."""
-    return pa.schema(
-        [pa.field(f["name"], _arrow_type(f["type"]), nullable=not f.get("required")) for f in event_fields()]
-    )
+    return arrow_schema("event")

@@ -7,6 +7,7 @@ uncaught exceptions, network requests, script results and a full-page screenshot
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import os
@@ -50,7 +51,9 @@ class Chromium:
                 raise RuntimeError(f"chromium did not start; see its log in {self._profile}")
             time.sleep(0.1)
         port, path = port_file.read_text().split()[:2]
-        self._ws = connect(f"ws://127.0.0.1:{port}{path}", max_size=None, open_timeout=START_TIMEOUT_S)
+        self._stack = contextlib.ExitStack()
+        self._ws = self._stack.enter_context(
+            connect(f"ws://127.0.0.1:{port}{path}", max_size=None, open_timeout=START_TIMEOUT_S))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -60,7 +63,7 @@ class Chromium:
                     self.send("Browser.close")
                 except Exception:  # the browser may close the socket before answering
                     pass
-                self._ws.close()
+                self._stack.close()
         finally:
             try:
                 self._process.wait(timeout=20)

@@ -12,7 +12,7 @@ import pandas as pd
 import schemas
 
 TZ = ZoneInfo(schemas.TIMEZONE)
-TOWNSHIPS = [f"3310820{i:02d}000" for i in range(1, 9)]
+TOWNSHIPS = [f"3310820{i:02d}000" for i in range(1, 7)]
 DAILY_MEAN = {"hotline_12345": 40, "police_110": 45, "grid": 15}
 FILE_NAMES = {"hotline_12345": "hotline_12345/12345工单_{:%Y%m%d}.xlsx", "police_110": "police_110/110警情_{:%Y%m%d}.csv",
               "grid": "grid/网格事件_{:%Y%m%d}.jsonl"}

@@ -1,4 +1,5 @@
 import filecmp
+import hashlib
 import json
 import re
 
@@ -60,8 +61,6 @@ def test_every_row_of_every_file_is_accounted_for(run):
 def test_manifest_describes_each_input(run):
     result, _, inbox = run
     entry = next(e for e in result.manifest["files"] if e["file"] == "hotline_12345/2026-10/东湖导出(GBK).csv")
-    import hashlib
-
     assert entry["sha256"] == hashlib.sha256((inbox / entry["file"]).read_bytes()).hexdigest()
     assert (entry["format"], entry["encoding"]) == ("csv", "gb18030")
     assert entry["header_mapping"]["问题描述"] == "text"
@@ -76,7 +75,7 @@ def test_events_are_parquet_by_month_with_the_event_schema(run, events):
     assert len(events) == 21
 
 
-def test_latest_version_of_a_work_order_wins(events, quarantine):
+def test_latest_version_of_a_work_order_wins(events):
     order = events["hotline_12345:GD20261003001"]
     assert (order["status"], order["satisfaction"], order["feed_file"]) == (
         "closed", "basically_satisfied", "hotline_12345/2026-10/东湖导出(GBK).csv")

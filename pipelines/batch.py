@@ -1,0 +1,188 @@
+"""The monthly batch job: one Beam pipeline from inbox to scores, then the month's topics and report.
+
+    inbox ─ IngestFeeds ─ ClassifyEvents ─ LinkIncidents ─┬─ WriteEvents        (warehouse/events/)
+                │                                        └─ ScoreEvents ─ WriteScores (warehouse/scores/)
+                ├─ quarantine ─ WriteQuarantine          (quarantine/)
+                └─ accounting ─ WriteManifest            (manifests/)
+
+The month as a whole (topics, report) is then read back from the warehouse, so every step after
+the pipeline sees exactly what was written. The whole inbox is read on every run: ``superseded``
+needs every version of a record, and a re-run of a month replaces that month's outputs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Callable
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+from pipelines import sinks, warehouse
+from pipelines.classify import ClassifyEvents
+from pipelines.gazetteer import read_gazetteer_rows
+from pipelines.ingest import AccountingError, IngestFeeds, default_ingest_time, unbalanced_files
+from pipelines.link import LinkIncidents
+from pipelines.normalise import TZ
+from pipelines.options import beam_options
+from pipelines.read import discover, inbox_digest
+from pipelines.score import ScoreEvents, local_date
+
+log = logging.getLogger(__name__)
+HISTORY_MONTHS = 12
+
+
+class BatchJobError(RuntimeError):
+    """The job cannot do its work; the message says why and what to do."""
+
+
+def add_months(month: str, n: int) -> str:
+    year, mon = map(int, month.split("-"))
+    index = year * 12 + (mon - 1) + n
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def parse_month(text: str) -> str:
+    try:
+        parsed = dt.datetime.strptime(text, "%Y-%m")
+    except ValueError:
+        raise BatchJobError(f"month {text!r} is not of the form YYYY-MM (e.g. 2026-10)") from None
+    return parsed.strftime("%Y-%m")
+
+
+@dataclasses.dataclass(frozen=True)
+class MonthRange:
+    """The months a run reports on (``--month``, or ``--from``/``--to`` for a backfill)."""
+
+    first: str
+    last: str
+
+    def __post_init__(self):
+        if self.last < self.first:
+            raise BatchJobError(f"--to {self.last} is before --from {self.first}")
+
+    @property
+    def months(self) -> list[str]:
+        out, month = [], self.first
+        while month <= self.last:
+            out.append(month)
+            month = add_months(month, 1)
+        return out
+
+    @property
+    def target_start(self) -> dt.date:
+        return dt.date.fromisoformat(f"{self.first}-01")
+
+    @property
+    def target_end(self) -> dt.date:
+        return dt.date.fromisoformat(f"{add_months(self.last, 1)}-01") - dt.timedelta(days=1)
+
+    @property
+    def history_start(self) -> dt.date:
+        return dt.date.fromisoformat(f"{add_months(self.first, -HISTORY_MONTHS)}-01")
+
+
+class ScoreMonths(beam.PTransform):
+    """Linked Events → score rows of the months in range, each series scored against its own
+    twelve months of history."""
+
+    def __init__(self, months: MonthRange):
+        super().__init__()
+        self._months = months
+
+    def expand(self, events):
+        first, last = self._months.history_start, self._months.target_end
+        return (
+            events
+            | "InScope" >> beam.Filter(lambda e: first <= local_date(e["reported_at"]) <= last)
+            | "Score" >> ScoreEvents(self._months.target_start, self._months.target_end, self._months.history_start)
+        )
+
+
+def build_pipeline(pipeline: beam.Pipeline, *, ingest: IngestFeeds, out: str, months: MonthRange,
+                   manifest_path: str, manifest_header: dict, model_dir: str | None = None) -> None:
+    digest = inbox_digest(ingest.files)[:12]
+    ingested = pipeline | "Ingest" >> ingest
+    events = (
+        ingested["events"]
+        | "Classify" >> ClassifyEvents(model_dir)
+        | "Link" >> LinkIncidents()
+    )
+    _ = events | "WriteEvents" >> sinks.WriteEvents(out, "batch")
+    _ = ingested["quarantine"] | "WriteQuarantine" >> sinks.WriteQuarantine(out, digest)
+    _ = ingested["accounting"] | "WriteManifest" >> sinks.WriteManifest(manifest_path, manifest_header)
+    _ = events | "ScoreMonths" >> ScoreMonths(months) | "WriteScores" >> warehouse.WriteScores(out)
+
+
+@dataclasses.dataclass
+class BatchResult:
+    manifest_path: str
+    manifest: dict
+    reports: dict[str, dict[str, Path]]
+
+
+Progress = Callable[[str], None]
+
+
+def run_batch(inbox: str, gazetteer: str, out: str, key: bytes, months: MonthRange, *,
+              beam_args: list[str] | None = None, ingest_time: dt.datetime | None = None,
+              model_dir: str | None = None, progress: Progress = log.info) -> BatchResult:
+    """Run the whole chain for ``months``; raise BatchJobError or AccountingError when it cannot."""
+    from pipelines.monthly import report_month  # the report stack is only needed after the pipeline
+
+    if not Path(inbox).is_dir():
+        raise BatchJobError(f"inbox {inbox} is not a folder (expected hotline_12345/, police_110/, grid/ inside)")
+    if not Path(gazetteer).is_file():
+        raise BatchJobError(f"gazetteer {gazetteer} does not exist (CSV with code,name,level,parent_code,aliases)")
+    files = discover(inbox)
+    if not files:
+        raise BatchJobError(f"no feed files under {inbox}/hotline_12345, police_110 or grid")
+    ingest_time = (ingest_time or default_ingest_time(files)).astimezone(TZ)
+    run_id = f"{months.first}_{months.last}-{inbox_digest(files)[:12]}"
+    path = sinks.manifest_path(out, "batch", run_id)
+    header = {"job": "batch", "run_id": run_id, "months": months.months, "inbox": str(inbox),
+              "gazetteer": str(gazetteer), "ingest_time": ingest_time.isoformat()}
+    started = time.monotonic()
+    progress(f"读取与处理 {len(files)} 个文件（接入、校验、分类、关联、评分）…")
+    ingest = IngestFeeds(inbox, gazetteer, key, ingest_time, files)
+    with beam.Pipeline(options=beam_options(beam_args)) as pipeline:
+        build_pipeline(pipeline, ingest=ingest, out=out, months=months, manifest_path=path,
+                       manifest_header=header, model_dir=model_dir)
+    pipeline_seconds = time.monotonic() - started
+    with FileSystems.open(path) as f:
+        manifest = json.loads(f.read().decode("utf-8"))
+    broken = unbalanced_files(manifest)
+    if broken:
+        raise AccountingError("rows do not add up in: " + "; ".join(e["file"] for e in broken) + f" (manifest {path})")
+    totals = manifest["totals"]
+    progress(f"接入完成：读取 {totals['rows_read']} 行，入库 {totals['accepted']}，"
+             f"覆盖 {totals['superseded']}，隔离 {totals['quarantined']}（{pipeline_seconds:.1f} 秒）")
+    gazetteer_rows = read_gazetteer_rows(gazetteer)
+    reports, stages = {}, []
+    for month in months.months:
+        month_started = time.monotonic()
+        progress(f"{month}：数据质量、研判选题与报告…")
+        reports[month], summary = report_month(out, month, gazetteer_rows)
+        stages.append({"month": month, "seconds": round(time.monotonic() - month_started, 2), **summary})
+        progress(f"{month}：{summary['topics']} 个选题，报告 {reports[month]['report.html']}")
+    manifest.update(
+        pipeline_seconds=round(pipeline_seconds, 2),
+        seconds=round(time.monotonic() - started, 2),
+        model=_model_version(model_dir),
+        months_done=stages,
+        outputs={m: {k: str(v) for k, v in r.items()} for m, r in reports.items()},
+    )
+    sinks.write_atomically(path, sinks.to_json(manifest, indent=2).encode("utf-8"))
+    return BatchResult(path, manifest, reports)
+
+
+def _model_version(model_dir: str | None) -> dict:
+    from models.domain_classifier import DEFAULT_ARTIFACTS, ARTIFACT_NAME
+
+    meta = Path(model_dir or DEFAULT_ARTIFACTS) / f"{ARTIFACT_NAME}.json"
+    data = json.loads(meta.read_text(encoding="utf-8"))
+    return {k: data.get(k) for k in ("model_version", "sklearn_version", "taxonomy_version", "training_data_sha256")}

@@ -1,0 +1,179 @@
+"""The monthly report: files, atomic re-runs, workbook, topics.json, and the page in real Chromium."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import openpyxl
+import pytest
+
+from models import topics as model
+from reports import render, summary
+from reports.render import write_report
+from reports.topics_json import read_topics_json
+from tests.chromium import Chromium
+from tests.topic_fixtures import (CHENGGUAN, GAZETTEER, MONTH, QINGSHI, TZ, history_events, month_events,
+                                  month_scores, score_row)
+
+import datetime as dt
+
+QUALITY = [{"feed": "grid", "township": QINGSHI, "dates": ["2025-06-03", "2025-06-04"],
+            "message": "网格事件文件缺失，两天无数据"},
+           {"feed": "police_110", "township": None, "dates": "2025-06-18",
+            "message": "110接处警文件编码错误，整批隔离"}]
+ALERTS = [
+    {"alert_id": "a1", "raised_at": dt.datetime(2025, 6, 12, 9, 30, tzinfo=TZ), "level": "orange",
+     "township_code": CHENGGUAN, "domain": "housing_construction", "window_start": None, "window_end": None,
+     "observed": 9, "expected": 2.1, "reasons": ["近7日9件，为预期的4.3倍"], "event_ids": ["x", "y"]},
+    {"alert_id": "a2", "raised_at": dt.datetime(2025, 6, 20, 16, 0, tzinfo=TZ), "level": "red",
+     "township_code": QINGSHI, "domain": "labor_wage", "window_start": None, "window_end": None,
+     "observed": 5, "expected": 0.8, "reasons": ["扬言极端行为"], "event_ids": ["z"]},
+    {"alert_id": "a0", "raised_at": dt.datetime(2025, 5, 30, 8, 0, tzinfo=TZ), "level": "red",
+     "township_code": QINGSHI, "domain": "labor_wage", "window_start": None, "window_end": None,
+     "observed": 3, "expected": 0.8, "reasons": [], "event_ids": []},
+]
+
+
+def year_of_scores() -> list[dict]:
+    rows = month_scores()
+    for k in range(1, 12):
+        month = model.shift_month(MONTH, -k)
+        rows.append(score_row(CHENGGUAN, "housing_construction", month, 4 + k % 3, 5, 20, "none"))
+        rows.append(score_row(QINGSHI, "labor_wage", month, 2 + k % 2, 3, 10, "none"))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def topic_list():
+    return model.build_topics(month_events(), month_scores(), history_events(), gazetteer=str(GAZETTEER),
+                              month=MONTH)
+
+
+@pytest.fixture()
+def report(tmp_path, topic_list):
+    paths = write_report(tmp_path, MONTH, topic_list, year_of_scores(), ALERTS, QUALITY, gazetteer=str(GAZETTEER),
+                         events=month_events())
+    return tmp_path, paths
+
+
+def test_report_files_and_page_content(report, topic_list):
+    out, paths = report
+    assert {p.name for p in (out / "reports" / MONTH).iterdir()} == {"report.html", "topics.xlsx", "topics.json"}
+    html = paths["report.html"].read_text(encoding="utf-8")
+    assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", html, re.I), "the page must not reference the web"
+    assert "<script" not in html and "<link" not in html
+    assert html.count('class="card topic-card"') == len(topic_list.topics)
+    assert "城关镇·幸福里小区逾期交房集中投诉" in html and "住建局" in html
+    # data-quality banner names the feeds with gaps; the headline counts this month's alerts only
+    assert "综治网格事件 · 青石镇 · 2025-06-03、2025-06-04：网格事件文件缺失" in html
+    assert "110接处警记录 · 全县 · 2025-06-18" in html
+    headline = summary.headline_figures(month_events(), ALERTS, month_scores(), MONTH)
+    assert (headline["alerts"], headline["red"], headline["orange"]) == (2, 1, 1)
+    assert headline["completeness"] == 0.75
+    assert html.count("<svg") == 10 + len(topic_list.topics)  # ten domain panels, one chart per card
+
+
+def test_domain_trend_and_level_table():
+    trend = summary.domain_trend(year_of_scores(), MONTH)
+    housing = trend["housing_construction"]
+    assert [p["month"] for p in housing][0] == "2024-07" and housing[-1] == {
+        "month": MONTH, "observed": 20.0, "expected": 6.0}
+    assert len(trend) == 10 and all(len(v) == 12 for v in trend.values())
+    levels = summary.township_domain_levels(year_of_scores(), MONTH)
+    assert levels[CHENGGUAN]["housing_construction"]["level"] == "orange"
+    assert levels[QINGSHI]["labor_wage"] == {"level": "yellow", "score": 64.0, "observed": 8.0}
+
+
+def test_topics_json_round_trip_sets_next_months_status(report, topic_list):
+    _, paths = report
+    doc = json.loads(paths["topics.json"].read_text(encoding="utf-8"))
+    assert doc["month"] == MONTH and doc["format_version"] == 1
+    first = doc["topics"][0]
+    for key in ("rank", "title", "domain", "domain_name", "region", "level", "score", "events", "monthly_events",
+                "trend", "status", "reasons", "sources", "repeat_callers", "excerpts", "evidence_event_ids",
+                "lead_department", "topic_id"):
+        assert key in first, key
+    assert first["title"] == "城关镇·幸福里小区逾期交房集中投诉"
+    # next month: the compound is still complained about, the company is gone
+    july = [{**e, "event_id": e["event_id"] + "-jul", "reported_at": e["reported_at"] + dt.timedelta(days=30)}
+            for e in month_events() if "xingfuli" in e["event_id"]][:6]
+    scores = [score_row(CHENGGUAN, "housing_construction", "2025-07", 6, 5, 45, "blue")]
+    nxt = model.build_topics(july, scores, month_events(), read_topics_json(paths["topics.json"]),
+                             gazetteer=str(GAZETTEER), month="2025-07")
+    assert nxt.topics[0].topic_id == first["topic_id"] and nxt.topics[0].status == "easing"
+    assert {c["title"]: c["status"] for c in nxt.closed}["青石镇·宏达建筑工程有限公司拖欠工资集中投诉"] == "resolved"
+
+
+def test_workbook_sheets(report, topic_list):
+    _, paths = report
+    book = openpyxl.load_workbook(paths["topics.xlsx"])
+    assert book.sheetnames == ["研判选题清单", "选题证据", "风险评分", "数据质量"]
+    topics = book["研判选题清单"]
+    assert topics.freeze_panes == "A2"
+    assert [c.value for c in topics[1]][:4] == ["排名", "选题标题", "状态", "风险领域"]
+    assert topics["B2"].value == "城关镇·幸福里小区逾期交房集中投诉" and topics["Q2"].value == "住建局"
+    assert topics.column_dimensions["B"].width > 40
+    evidence = book["选题证据"]
+    assert evidence.max_row - 1 == sum(t.events for t in topic_list.topics)
+    scores = book["风险评分"]
+    assert scores["A2"].value == MONTH and scores["I2"].value == "橙色"
+    quality = book["数据质量"]
+    assert [c.value for c in quality[2]] == ["综治网格事件", "青石镇", "2025-06-03、2025-06-04", "网格事件文件缺失，两天无数据"]
+    assert quality.max_row == 3
+
+
+def test_quality_sheet_without_issues_says_so(tmp_path, topic_list):
+    paths = write_report(tmp_path, MONTH, topic_list, month_scores(), [], [], gazetteer=str(GAZETTEER))
+    sheet = openpyxl.load_workbook(paths["topics.xlsx"])["数据质量"]
+    assert sheet["D2"].value == "本月各数据源未报告缺口或接入失败。"
+    assert "数据质量：本月各数据源未报告缺口或接入失败" in paths["report.html"].read_text(encoding="utf-8")
+
+
+def test_rerun_replaces_the_month_whole(report, topic_list, monkeypatch):
+    out, paths = report
+    stale = paths["report.html"].parent / "stale.txt"
+    stale.write_text("from an older run")
+    fewer = model.TopicList(MONTH, topic_list.topics[:1], [])
+    write_report(out, MONTH, fewer, month_scores(), ALERTS, [], gazetteer=str(GAZETTEER))
+    assert not stale.exists()
+    assert json.loads(paths["topics.json"].read_text(encoding="utf-8"))["topics"][0]["rank"] == 1
+    assert len(json.loads(paths["topics.json"].read_text(encoding="utf-8"))["topics"]) == 1
+    # a run that fails while writing leaves the previous report untouched and no debris
+    before = paths["report.html"].read_bytes()
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(render, "write_topics_json", broken)
+    with pytest.raises(OSError, match="disk full"):
+        write_report(out, MONTH, topic_list, month_scores(), ALERTS, [], gazetteer=str(GAZETTEER))
+    assert paths["report.html"].read_bytes() == before
+    assert sorted(p.name for p in (out / "reports").iterdir()) == [MONTH]
+
+
+def test_page_in_headless_chromium(report, topic_list, tmp_path):
+    _, paths = report
+    url = paths["report.html"].resolve().as_uri()
+    with Chromium(width=1200, height=900) as browser:
+        page = browser.open(url)
+        assert page.console_errors() == []
+        assert page.requested_urls() == [url]  # nothing fetched besides the page itself
+        assert page.evaluate("document.querySelectorAll('article.topic-card').length") == len(topic_list.topics)
+        assert page.evaluate("document.querySelector('#topic-1 h3').textContent") == topic_list.topics[0].title
+        # the CJK title is laid out with a real font: about one em per character, on one line
+        width = page.evaluate("document.querySelector('#topic-1 h3').getBoundingClientRect().width")
+        height = page.evaluate("document.querySelector('#topic-1 h3').getBoundingClientRect().height")
+        assert 17 * 14 < width and height < 40
+        shot = page.screenshot(tmp_path / "report.png")
+        pdf = page.pdf(tmp_path / "report.pdf")
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
+    assert pdf.read_bytes()[:5] == b"%PDF-"
+    artifacts = os.environ.get("RISKWATCH_TEST_ARTIFACTS")
+    if artifacts:
+        target = Path(artifacts if artifacts not in ("1", "true") else "test-artifacts")
+        target.mkdir(parents=True, exist_ok=True)
+        for f in (shot, pdf):
+            shutil.copy(f, target / f.name)
