@@ -9,8 +9,9 @@ only) and scored against ``truth/episodes.json`` with ``models.detection_eval``:
 - ``NB-CUSUM``: negative-binomial CUSUM (mean × 2 against mean) on the same expected count;
 - ``EARS C1/C2/C3``.
 For each: the most sensitive threshold with at most 1 false alarm per series-year, its median
-delay, and the sensitivity at RiskWatch's rate; plus the time each statistic takes. ``--count
-records`` scores reports instead of linked incidents (the linking/volume question).
+delay, and the sensitivity at RiskWatch's rate; plus the time each statistic takes.
+``--extra-report-weight W`` counts each linked incident as 1 + W per further report (0: incidents,
+1: reports), the question of how linking should shape the volume signal.
 
 Run: ``PYTHONPATH=. python benchmarks/bench_detection.py --truth /tmp/det/sim --work /tmp/det/eval/true-domains``
 """
@@ -33,12 +34,14 @@ from models import baselines  # noqa: E402
 from models import detection_eval as de  # noqa: E402
 
 
-def load_series(work: Path, count: str) -> dict:
+def load_series(work: Path, extra_report_weight: float) -> dict:
+    """Series → date → incidents + weight × (records − incidents): 0 counts incidents, 1 records."""
     series: dict = {}
     with open(work / "daily_counts.jsonl", encoding="utf-8") as f:
         for line in f:
             r = json.loads(line)
-            series.setdefault((r["township_code"], r["domain"]), {})[dt.date.fromisoformat(r["date"])] = r[count]
+            volume = r["incidents"] + extra_report_weight * (r["records"] - r["incidents"])
+            series.setdefault((r["township_code"], r["domain"]), {})[dt.date.fromisoformat(r["date"])] = volume
     return series
 
 
@@ -77,27 +80,84 @@ def statistics_for(series: dict, first: dt.date, start: dt.date, end: dt.date, r
     return out, seconds
 
 
+def township_months(events: Path, truth_rows: dict) -> dict:
+    """Ingested events with their true domain (domain ``none`` left out), grouped by township × month
+    as ``LinkIncidents`` groups them (without the month-boundary guests, which move a handful of pairs)."""
+    import glob
+
+    import pyarrow.parquet as pq
+
+    groups: dict = {}
+    for path in sorted(glob.glob(str(events / "warehouse" / "events" / "month=*" / "*.parquet"))):
+        for e in pq.read_table(path).to_pylist():
+            t = truth_rows.get(e["event_id"])
+            if t is None or t.domain == "none" or not e["township_code"]:
+                continue
+            e["domain"] = t.domain
+            groups.setdefault((e["township_code"], e["reported_at"].strftime("%Y-%m")), []).append(e)
+    return groups
+
+
+def link_all(groups: dict, setting: dict) -> dict:
+    from pipelines.link import link_config, link_group
+
+    cfg = {**link_config(), **setting}
+    predicted = {}
+    for records in groups.values():
+        predicted.update(link_group(records, cfg))
+    return predicted
+
+
+def linking_sweep(events: Path, truth: Path, settings: list[dict]) -> None:
+    """Pairwise precision / recall of ``link_group`` against truth incident_key, per setting."""
+    from pipelines.link import pairwise_quality
+
+    truth_rows = de.load_truth_records(truth / "truth" / "records.csv")
+    groups = township_months(events, truth_rows)
+    keys = {i: t.incident_key for i, t in truth_rows.items()}
+    episode = {i for i, t in truth_rows.items() if t.episode_id}
+    print(f"{sum(map(len, groups.values()))} linkable records in {len(groups)} township-months")
+    for setting in settings:
+        t0 = time.process_time()
+        predicted = link_all(groups, setting)
+        cpu = time.process_time() - t0
+        everything = pairwise_quality(predicted, keys)
+        ep = pairwise_quality({i: p for i, p in predicted.items() if i in episode}, keys)
+        bg = pairwise_quality({i: p for i, p in predicted.items() if i not in episode}, keys)
+        print(f"{json.dumps(setting, ensure_ascii=False):<70} all P {everything['precision']:.3f} "
+              f"R {everything['recall']:.3f} | episodes P {ep['precision']:.3f} R {ep['recall']:.3f} | "
+              f"background P {bg['precision']:.3f} R {bg['recall']:.3f} | records/incident "
+              f"{len(predicted) / len(set(predicted.values())):.3f} | {cpu:.0f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--truth", type=Path, required=True, help="simulator output folder")
-    parser.add_argument("--work", type=Path, required=True, help="an evaluate-detection output (e.g. OUT/true-domains)")
-    parser.add_argument("--count", choices=("incidents", "records"), default="incidents")
+    parser.add_argument("--work", type=Path, help="an evaluate-detection output (e.g. OUT/true-domains)")
+    parser.add_argument("--extra-report-weight", type=float, default=0.0)
     parser.add_argument("--refit-every", type=int, default=7, help="days between refits of the expected model")
     parser.add_argument("--margin-days", type=int, default=3)
+    parser.add_argument("--linking-events", type=Path,
+                        help="instead: sweep linking settings on these ingested events (an ingest --out folder)")
+    parser.add_argument("--linking-settings", default='[{}]',
+                        help="JSON list of overrides of scoring.yaml `linking`, e.g. '[{}, {\"max_span_hours\": 24}]'")
     args = parser.parse_args()
+    if args.linking_events:
+        linking_sweep(args.linking_events, args.truth, json.loads(args.linking_settings))
+        return
 
     period = json.loads((args.work / "evaluation.json").read_text(encoding="utf-8"))["period"]
     first, start, end = (dt.date.fromisoformat(period[k]) for k in ("history_start", "start", "end"))
     evaluation = json.loads((args.work / "evaluation.json").read_text(encoding="utf-8"))
     n_series = evaluation["series"]
     episodes = de.load_episodes(args.truth / "truth" / "episodes.json")
-    series = load_series(args.work, args.count)
+    series = load_series(args.work, args.extra_report_weight)
     stats, seconds = statistics_for(series, first, start, end, args.refit_every)
     curves = {name: de.curve(stat, de.default_thresholds(v for days in stat.values.values() for v in days.values()),
                              episodes, n_series, start, end, args.margin_days) for name, stat in stats.items()}
     reference = de.at_false_alarm_rate(curves["regression+windows"], 1.0)
     rate = reference["false_alarms_per_series_year"] if reference else 1.0
-    print(f"{len(series)} non-empty series of {n_series}, {start} – {end}, counting {args.count}, "
+    print(f"{len(series)} non-empty series of {n_series}, {start} – {end}, extra report weight {args.extra_report_weight:g}, "
           f"refit every {args.refit_every} days")
     print(f"{'method':<20}{'threshold':>10}{'sens@≤1FA':>11}{'delay':>7}{'FA/yr':>7}{'sens@same FA':>14}{'cpu s':>8}")
     for name, rows in curves.items():

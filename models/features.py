@@ -60,6 +60,9 @@ def normalise_texts(texts) -> list[str]:
     independent evaluation set may not be, and a prediction must not depend on who called. The
     whole batch is converted as one string: the per-call overhead dominates for short texts.
     """
+    texts = list(texts)
+    if not texts:
+        return []
     pattern, table = _compatibility_chars()
     joined = "\x00".join(t.replace("\x00", " ") if t else "" for t in texts)
     joined = pattern.sub(lambda m: table[m.group()], joined).lower()
@@ -151,9 +154,12 @@ class HashTable:
 
 
 class NgramTfidf(BaseEstimator, TransformerMixin):
-    """Character and dictionary-word n-gram TF-IDF of a text column (see the module docstring)."""
+    """Character and dictionary-word n-gram TF-IDF of a text column (see the module docstring).
 
-    def __init__(self, char_range=(1, 3), word_range=(2, 6), min_df=2, sublinear_tf=True):
+    ``word_range=None`` leaves the word block out.
+    """
+
+    def __init__(self, char_range=(1, 3), word_range=(2, 4), min_df=2, sublinear_tf=True):
         self.char_range = char_range
         self.word_range = word_range
         self.min_df = min_df
@@ -172,11 +178,13 @@ class NgramTfidf(BaseEstimator, TransformerMixin):
 
     def fit(self, X, y=None):
         texts = self._texts(X)
-        n_max = max(self.char_range[1], self.word_range[1])
-        rows, sizes, hashes = ngram_hashes(texts, min(self.char_range[0], self.word_range[0]), n_max)
+        word_range = self.word_range or (0, 0)
+        n_max = max(self.char_range[1], word_range[1])
+        rows, sizes, hashes = ngram_hashes(texts, 1, n_max)
         chars = (sizes >= self.char_range[0]) & (sizes <= self.char_range[1])
-        words = (sizes >= self.word_range[0]) & (sizes <= self.word_range[1])
-        words &= np.isin(hashes, _jieba_words(*self.word_range))
+        words = (sizes >= word_range[0]) & (sizes <= word_range[1])
+        if self.word_range:
+            words &= np.isin(hashes, _jieba_words(*self.word_range))
         char_vocabulary, char_df = self._document_frequency(rows[chars], hashes[chars])
         word_vocabulary, word_df = self._document_frequency(rows[words], hashes[words])
         self.vocabulary_ = np.concatenate([char_vocabulary, word_vocabulary])

@@ -24,7 +24,6 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines import sinks, warehouse
 from pipelines.classify import ClassifyEvents
-from pipelines.gazetteer import read_gazetteer_rows
 from pipelines.ingest import AccountingError, IngestFeeds, default_ingest_time, unbalanced_files
 from pipelines.link import LinkIncidents
 from pipelines.normalise import TZ
@@ -161,12 +160,11 @@ def run_batch(inbox: str, gazetteer: str, out: str, key: bytes, months: MonthRan
     totals = manifest["totals"]
     progress(f"接入完成：读取 {totals['rows_read']} 行，入库 {totals['accepted']}，"
              f"覆盖 {totals['superseded']}，隔离 {totals['quarantined']}（{pipeline_seconds:.1f} 秒）")
-    gazetteer_rows = read_gazetteer_rows(gazetteer)
     reports, stages = {}, []
     for month in months.months:
         month_started = time.monotonic()
         progress(f"{month}：数据质量、研判选题与报告…")
-        reports[month], summary = report_month(out, month, gazetteer_rows)
+        reports[month], summary = report_month(out, month, gazetteer)
         stages.append({"month": month, "seconds": round(time.monotonic() - month_started, 2), **summary})
         progress(f"{month}：{summary['topics']} 个选题，报告 {reports[month]['report.html']}")
     manifest.update(
@@ -178,6 +176,11 @@ def run_batch(inbox: str, gazetteer: str, out: str, key: bytes, months: MonthRan
     )
     sinks.write_atomically(path, sinks.to_json(manifest, indent=2).encode("utf-8"))
     return BatchResult(path, manifest, reports)
+
+
+def critical_findings(result: BatchResult) -> list[str]:
+    """The data problems the quality policy marks critical, per month, as the report words them."""
+    return [f"{s['month']}：{text}" for s in result.manifest["months_done"] for text in s["quality_critical"]]
 
 
 def _model_version(model_dir: str | None) -> dict:

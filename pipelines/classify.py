@@ -43,13 +43,14 @@ class _ClassifyBatch(beam.DoFn):
         self.model_dir = model_dir
         self.classifier = None
         self.lexicon = None
+        self.loaded = False
         self.counters = {}
 
     def setup(self):
         self.classifier = DomainClassifier.load(Path(self.model_dir) if self.model_dir else None)
         self.lexicon = SignalLexicon.from_schema()
         self.batches = Metrics.distribution(NAMESPACE, "batch_size")
-        Metrics.counter(NAMESPACE, "model_loads").inc()
+        self.loaded = True  # counted with the first batch: metrics set in setup() are not reported
 
     def _count(self, name: str):
         if name not in self.counters:
@@ -57,6 +58,9 @@ class _ClassifyBatch(beam.DoFn):
         self.counters[name].inc()
 
     def process(self, batch: list[dict]):
+        if self.loaded:
+            Metrics.counter(NAMESPACE, "model_loads").inc()
+            self.loaded = False
         self.batches.update(len(batch))
         for event in annotate(self.classifier, self.lexicon, batch):
             self._count(f"domain_{event['domain']}")

@@ -1,4 +1,4 @@
-"""The month as a whole, read back from the warehouse: topics, data quality and the report."""
+"""The month as a whole, read back from the warehouse: data quality, topics and the report."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,6 +7,9 @@ import schemas
 from models.topics import build_topics
 from pipelines import warehouse
 from pipelines.batch import add_months
+from pipelines.gazetteer import read_gazetteer_rows
+from pipelines.quality import run_quality
+from quality.scorecard import describe
 from reports.render import write_report
 from reports.summary import domain_trend
 from reports.topics_json import read_topics_json
@@ -16,8 +19,23 @@ TREND_MONTHS = 12
 _TREND_COLUMNS = ["incident_id", "domain", "reported_at"]
 
 
-def report_month(out: str, month: str, gazetteer_rows: list[dict]) -> tuple[dict[str, Path], dict]:
-    """Build ``<out>/reports/<month>/`` from the warehouse; return its paths and a run summary."""
+def quality_summary(findings: list[dict], township_names: dict) -> list[dict]:
+    """Quality findings as the report's banner and 数据质量 sheet show them: feed, place, day, words."""
+    summary = []
+    for f in findings:
+        details = f.get("details") or {}
+        day = details.get("date") or (f.get("period_start") or "")[:10] or None
+        summary.append({"feed": f["feed"], "township": details.get("township_code"), "dates": [day] if day else [],
+                        "severity": f["severity"], "message": describe(f, township_names)})
+    return summary
+
+
+def report_month(out: str, month: str, gazetteer: str) -> tuple[dict[str, Path], dict]:
+    """Check the month's feeds, build ``<out>/reports/<month>/`` from the warehouse; return the
+    report's paths and a run summary (with the quality findings marked critical by the policy)."""
+    gazetteer_rows = read_gazetteer_rows(gazetteer)
+    names = {r["code"]: r["name"] for r in gazetteer_rows}
+    quality, quality_paths = run_quality(out, month, gazetteer_csv=gazetteer)
     events = warehouse.read_events(out, [month])
     history = warehouse.read_events(out, [add_months(month, -k) for k in range(1, TOPIC_HISTORY_MONTHS + 1)])
     scores = warehouse.read_scores(out, [month])
@@ -26,8 +44,14 @@ def report_month(out: str, month: str, gazetteer_rows: list[dict]) -> tuple[dict
     previous = read_topics_json(Path(out) / "reports" / add_months(month, -1) / "topics.json")
     topics = build_topics(events, scores, history, previous, schemas.taxonomy(), gazetteer_rows, month)
     paths = write_report(
-        out, month, topics, scores=scores, alerts=None, quality_summary=[],
+        out, month, topics, scores=scores, alerts=None,
+        quality_summary=quality_summary(quality.findings, names),
         domain_trend=domain_trend(scores, month, TREND_MONTHS, events=trend_events),
         gazetteer=gazetteer_rows, events=events,
     )
-    return paths, {"events": len(events), "topics": len(topics.topics), "closed_topics": len(topics.closed)}
+    paths.update({f"quality_{k}": Path(v) for k, v in quality_paths.items()})
+    return paths, {
+        "events": len(events), "topics": len(topics.topics), "closed_topics": len(topics.closed),
+        "quality_seconds": round(quality.seconds, 2), "quality_findings": len(quality.findings),
+        "quality_critical": [describe(f, names) for f in quality.critical],
+    }

@@ -2,8 +2,8 @@
 
 A signal is raised when one of its terms occurs in the normalised text and is not negated.
 Negation is checked cheaply and only right before the term: a negation word (没有, 未, 无, 并未,
-不存在, 未见 …) followed by at most two filler words (发现, 出现, 人员, 群众, 任何 …) and then the
-term — 现场没有聚集, 未发现人员聚集, 无群众围堵 raise nothing, while 讨薪未果后聚集 still raises
+不存在, 未见 …) followed by at most three filler words (发现, 出现, 人员, 群众, 任何, 找 …, or the signal's
+own terms) and then the term — 现场没有聚集, 未发现人员聚集, 无群众围堵 raise nothing, while 讨薪未果后聚集 still raises
 ``gathering`` because 果后 is no filler. ``many_people`` is also raised by the feed's
 ``people_involved`` reaching ``people_involved_at_least`` or by a stated head count in the text
 (三十余名工人, 约50人, 二十多户) reaching it.
@@ -19,10 +19,10 @@ import schemas
 from models.features import normalise_texts
 
 _NEGATION = r"(?:没有|没|未|无|并未|并无|不存在|未见|不会)"
-_FILLER = r"(?:发现|出现|见|有|人员|群众|任何|人|明显|大规模|过)"
-_NEGATED = re.compile(f"{_NEGATION}{_FILLER}{{0,2}}\\Z")
-_NEGATION_REACH = 10  # characters before a term that can hold its negation
-_HEAD_COUNT = re.compile(r"(\d+|[一二三四五六七八九十两百]+)\s*(?:余|多|来)?\s*(?:名|个|位|户|人)")
+_FILLER = r"(?:发现|出现|见|有|人员|群众|任何|人|明显|大规模|过|找|向|联系|接受)"
+_NEGATION_REACH = 12  # characters before a term that can hold its negation
+# 个 counts people only when people follow: 12个月 is no head count
+_HEAD_COUNT = re.compile(r"(\d+|[一二三四五六七八九十两百]+)\s*(?:余|多|来)?\s*(?:名|位|户|人|个(?:人|工人|村民|业主|学生|家长))")
 _CN_DIGITS = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
 
 
@@ -47,7 +47,7 @@ def chinese_number(token: str) -> int | None:
 
 @dataclass(frozen=True)
 class SignalLexicon:
-    patterns: tuple[tuple[str, re.Pattern], ...]
+    patterns: tuple[tuple[str, re.Pattern, re.Pattern], ...]
     many_people_code: str | None
     people_threshold: int | None
     order: tuple[str, ...]
@@ -61,7 +61,9 @@ class SignalLexicon:
             terms = sorted(set(normalise_texts(signal.get("terms") or [])), key=len, reverse=True)
             if terms:
                 alternatives = "|".join(re.escape(t) for t in terms)
-                patterns.append((signal["code"], re.compile(alternatives)))
+                # the signal's own terms count as fillers: 没有找媒体曝光 negates 曝光 as well
+                negated = re.compile(f"{_NEGATION}(?:{_FILLER}|{alternatives}){{0,3}}\\Z")
+                patterns.append((signal["code"], re.compile(alternatives), negated))
             if "people_involved_at_least" in signal:
                 many_code, threshold = signal["code"], int(signal["people_involved_at_least"])
         return cls(tuple(patterns), many_code, threshold, order)
@@ -77,10 +79,10 @@ class SignalLexicon:
         joined = "\x00".join(normalised)
         starts = np.cumsum([0] + [len(t) + 1 for t in normalised[:-1]])
         found: list[set[str]] = [set() for _ in normalised]
-        for code, pattern in self.patterns:
+        for code, pattern, negated in self.patterns:
             for match in pattern.finditer(joined):
                 start = match.start()
-                if not _NEGATED.search(joined, max(0, start - _NEGATION_REACH), start):
+                if not negated.search(joined, max(0, start - _NEGATION_REACH), start):
                     found[int(np.searchsorted(starts, start, side="right")) - 1].add(code)
         if self.many_people_code:
             for i, count in enumerate(people_involved or ()):

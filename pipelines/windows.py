@@ -79,10 +79,13 @@ def decision_windowing(policy: FiringPolicy) -> beam.WindowInto:
     """
     if not policy.streaming:
         return beam.WindowInto(window.GlobalWindows())
+    # Grouped candidates keep their earliest event time, holding the watermark back so that the
+    # state-expiry timer downstream cannot fire before candidates still on their way.
     return beam.WindowInto(
         window.GlobalWindows(),
         trigger=trigger.Repeatedly(trigger.AfterProcessingTime(policy.batching_delay_s)),
         accumulation_mode=trigger.AccumulationMode.DISCARDING,
+        timestamp_combiner=window.TimestampCombiner.OUTPUT_AT_EARLIEST,
     )
 
 

@@ -110,3 +110,31 @@ def _accounting_findings(feed, result, table, quarantine, policy) -> list[dict]:
                         "expected": None, "details": {k: v for k, v in details.items() if k != "examples"},
                         "examples": details.get("examples", [])})
     return out
+
+
+def write_outputs(report: QualityReport, run: QualityRun, out_dir, township_names: dict | None = None) -> dict:
+    """``<out>/quality/YYYY-MM/``: data docs, scorecard (HTML fragment + XLSX), findings and gaps."""
+    import json
+    from pathlib import Path
+
+    from quality import docs, scorecard
+
+    target = Path(out_dir) / "quality" / report.month
+    target.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "data_docs": docs.build(run, target / "data_docs"),
+        "scorecard_html": target / "scorecard.html",
+        "scorecard_xlsx": target / "scorecard.xlsx",
+        "findings": target / "findings.json",
+    }
+    paths["scorecard_html"].write_text(scorecard.html_fragment(report.findings, report.rows, township_names), encoding="utf-8")
+    scorecard.write_xlsx(paths["scorecard_xlsx"], report.findings, township_names)
+    summary = {
+        "month": report.month, "rows": report.rows, "seconds": round(report.seconds, 2),
+        "critical": len(report.critical), "findings": report.findings,
+        "gaps": [{"feed": g.feed, "township_code": g.township_code, "date": g.date.isoformat(), "observed": g.observed,
+                  "expected": g.expected} for g in report.gaps],
+        "banner": scorecard.gap_banner(report.gaps),
+    }
+    paths["findings"].write_text(json.dumps(summary, ensure_ascii=False, indent=1, default=str), encoding="utf-8")
+    return paths

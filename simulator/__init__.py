@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing
+import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +44,8 @@ class Summary:
 
 
 def simulate(out: str | Path, start: str, months: int, seed: int, population: int = 200_000,
-             broken_share: float = 0.005, files: str = "monthly") -> Summary:
+             broken_share: float = 0.005, files: str = "monthly", workers: int | None = None) -> Summary:
+    """Write a simulated county to `out`; `workers` processes write the files (default: the CPUs, at most 4)."""
     if files not in ("monthly", "daily"):
         raise ValueError(f"files must be 'monthly' or 'daily', not {files!r}")
     if not 0 <= broken_share < 0.5:
@@ -68,28 +72,63 @@ def simulate(out: str | Path, start: str, months: int, seed: int, population: in
 
     (out / "truth").mkdir(parents=True, exist_ok=True)
     county.write_gazetteer(out / "gazetteer.csv")
-    truth: list[dict] = []
+    truth: list[tuple] = []
+    jobs = []
     for fi, feed in enumerate(schemas.FEEDS):
-        index = np.flatnonzero(records.feed == fi)
         in_feed = records.feed[dup_index] == fi
-        writer = FeedWriter(feed, county, cal, table, files, schedule[feed], rng)
-        truth += writer.write(out / "inbox", index, broken, dup_index[in_feed], dup_next[in_feed])
+        writer = FeedWriter(feed, county, cal, table, files, schedule[feed])
+        specs = writer.plan(np.flatnonzero(records.feed == fi), broken, dup_index[in_feed], dup_next[in_feed], rng)
+        truth += writer.truth(specs)
+        jobs += [(writer, spec) for spec in specs]
+    _write_files(out / "inbox", jobs, workers)
 
-    for e in episodes:
-        e.magnitude = 0
-    by_id = {e.episode_id: e for e in episodes}
+    col = {c: k for k, c in enumerate(TRUTH_COLUMNS)}
+    magnitude: dict[str, int] = {}
     for row in truth:
-        if row["episode_id"] and not row["duplicate_of"]:
-            by_id[row["episode_id"]].magnitude += 1
+        if row[col["episode_id"]] and not row[col["duplicate_of"]]:
+            magnitude[row[col["episode_id"]]] = magnitude.get(row[col["episode_id"]], 0) + 1
+    for e in episodes:
+        e.magnitude = magnitude.get(e.episode_id, 0)
     _write_truth(out / "truth", truth, [e.truth(county, cal) for e in episodes], [o.truth(county, cal) for o in outages])
-    written = [r for r in truth if not r["duplicate_of"]]
+    originals = [r for r in truth if not r[col["duplicate_of"]]]
     return Summary(
         out=out, rows=len(truth),
-        per_feed={f: sum(1 for r in truth if r["feed"] == f) for f in schemas.FEEDS},
-        per_domain={d: sum(1 for r in written if r["domain"] == d) for d in schemas.domain_codes()},
-        broken=sum(1 for r in truth if r["broken_reason"]), duplicates=len(truth) - len(written),
+        per_feed=_counts((r[col["feed"]] for r in truth), schemas.FEEDS),
+        per_domain=_counts((r[col["domain"]] for r in originals), schemas.domain_codes()),
+        broken=sum(1 for r in truth if r[col["broken_reason"]]), duplicates=len(truth) - len(originals),
         episodes=len(episodes), outages=len(outages),
     )
+
+
+def _counts(values, keys) -> dict[str, int]:
+    counts = Counter(values)
+    return {k: counts.get(k, 0) for k in keys}
+
+
+# The files to write, set before the worker processes fork so that they share the record table.
+_JOBS: list = []
+
+
+def _write_one(k: int) -> None:
+    inbox, (writer, spec) = _JOBS[0], _JOBS[1][k]
+    writer.write_file(inbox, spec)
+
+
+def _write_files(inbox: Path, jobs: list, workers: int | None) -> None:
+    """Write every planned file; XLSX writing dominates, so files go to forked workers, biggest first.
+    Contents never depend on which process writes a file."""
+    workers = workers or min(4, os.cpu_count() or 1)
+    order = sorted(range(len(jobs)), key=lambda k: -len(jobs[k][1].records) * (3 if jobs[k][1].rel.endswith(".xlsx") else 1))
+    _JOBS[:] = [inbox, jobs]
+    try:
+        if workers > 1 and len(jobs) > 1 and "fork" in multiprocessing.get_all_start_methods():
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                pool.map(_write_one, order, chunksize=1)
+        else:
+            for k in order:
+                _write_one(k)
+    finally:
+        _JOBS.clear()
 
 
 def _feed_table(records: Records, county, cal: Calendar, episodes, rng: np.random.Generator) -> FeedTable:
@@ -102,7 +141,7 @@ def _feed_table(records: Records, county, cal: Calendar, episodes, rng: np.rando
     group = records.feed.astype(np.int64) * 10**7 + day
     _, first, inverse = np.unique(group, return_index=True, return_inverse=True)
     seq = np.arange(n) - first[inverse] + 1
-    iso = iso_times(records.ts)
+    iso = iso_times(records.ts).tolist()
     source_id = [f"{ID_PREFIX[feeds[f]]}{s[:4]}{s[5:7]}{s[8:10]}{q:05d}" for f, s, q in zip(records.feed, iso, seq)]
 
     fresh = mobile_numbers(n, rng)
@@ -148,14 +187,13 @@ def _feed_table(records: Records, county, cal: Calendar, episodes, rng: np.rando
 
     ep_ids = [e.episode_id for e in episodes]
     truth_base = [
-        {"feed": feeds[f], "source_id": sid, "domain": domains[d], "episode_id": ep_ids[e] if e >= 0 else "",
-         "incident_key": f"INC{inc:08d}", "township_code": towns[t].code, "village_code": county.village_code[v],
-         "reported_at": s.replace(" ", "T") + "+08:00"}
+        (feeds[f], sid, domains[d], ep_ids[e] if e >= 0 else "", f"INC{inc:08d}", towns[t].code,
+         county.village_code[v], s.replace(" ", "T") + "+08:00")
         for f, sid, d, e, inc, t, v, s in zip(records.feed, source_id, records.domain, records.episode,
                                               records.incident, records.township, records.village, iso)
     ]
     return FeedTable(
-        source_id=source_id, iso=iso, ts=records.ts, closed_ts=closed_ts,
+        source_id=source_id, iso=iso, ts=records.ts, closed_ts=closed_ts, closed_iso=list(iso_times(closed_ts)),
         arrival=mess.arrival_times(records, cal, rng), phone=phone, caller_name=composed["caller_name"],
         category=composed["category"], text=text, address=address, township_field=township_field,
         handling_unit=handling, lon=lon, lat=lat, grid_code=[county.grid_code[g] for g in records.grid],
@@ -164,10 +202,10 @@ def _feed_table(records: Records, county, cal: Calendar, episodes, rng: np.rando
     )
 
 
-def _write_truth(folder: Path, truth: list[dict], episodes: list[dict], outages: list[dict]) -> None:
+def _write_truth(folder: Path, truth: list[tuple], episodes: list[dict], outages: list[dict]) -> None:
     with open(folder / "records.csv", "w", encoding="utf-8", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=TRUTH_COLUMNS, lineterminator="\n")
-        writer.writeheader()
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(TRUTH_COLUMNS)
         writer.writerows(truth)
     (folder / "episodes.json").write_text(json.dumps(episodes, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     (folder / "outages.json").write_text(json.dumps(outages, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")

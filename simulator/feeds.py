@@ -81,6 +81,23 @@ def header_schedule(months: int, rng: np.random.Generator) -> dict[str, list[int
 
 
 @dataclass
+class FileSpec:
+    """One export file: its rows (record, kind: 0 original / 1 re-export in the next file / 2 again
+    in the same file, planted reason) and layout."""
+
+    feed: str
+    rel: str
+    header_set: dict
+    title: list[str]
+    totals: bool
+    export: int
+    records: list[int]
+    kinds: list[int]
+    reasons: list[str]
+    first_line: int
+
+
+@dataclass
 class FeedTable:
     """Per record values that do not depend on the file a record lands in."""
 
@@ -88,6 +105,7 @@ class FeedTable:
     iso: np.ndarray  # 'YYYY-MM-DD HH:MM:SS' wall clock
     ts: np.ndarray
     closed_ts: np.ndarray
+    closed_iso: list[str]
     arrival: np.ndarray
     phone: list[str]
     caller_name: list[str]
@@ -104,7 +122,7 @@ class FeedTable:
     people: np.ndarray
     satisfaction: list[str]
     disposition: list[str]
-    truth_base: list[dict]
+    truth_base: list[tuple]  # feed, source_id, domain, episode_id, incident_key, township_code, village_code, reported_at
 
 
 def format_time(iso: str, ts: int, style: str):
@@ -130,13 +148,12 @@ def iso_times(ts: np.ndarray) -> np.ndarray:
 
 
 class FeedWriter:
-    """Writes one feed's files for a run and returns their truth lines."""
+    """Plans and writes one feed's files for a run, and gives their truth lines."""
 
-    def __init__(self, feed: str, county: County, cal: Calendar, table: FeedTable, files: str, schedule: list[int],
-                 rng: np.random.Generator):
+    def __init__(self, feed: str, county: County, cal: Calendar, table: FeedTable, files: str, schedule: list[int]):
         self.feed, self.county, self.cal, self.t, self.files, self.schedule = feed, county, cal, table, files, schedule
-        self.rng = rng
         self.fields = header_fields(feed)
+        self._columns: dict[tuple, list[str]] = {}
 
     # -- which file, which export time -------------------------------------------------------
     def _period(self, seconds: np.ndarray) -> np.ndarray:
@@ -202,8 +219,7 @@ class FeedWriter:
         return v
 
     def _closed(self, i: int) -> tuple[str, int]:
-        c = int(self.t.closed_ts[i])
-        return str(iso_times(np.array([c]))[0]), c
+        return self.t.closed_iso[i], int(self.t.closed_ts[i])
 
     def _break(self, v: dict, reason: str, k: int, header_set: dict) -> dict:
         """Damage that makes the row fail validation with exactly `reason` (value-level reasons;
@@ -235,71 +251,88 @@ class FeedWriter:
         return value.replace(str(year), str(new_year), 1)
 
     # -- files ----------------------------------------------------------------------------
-    def write(self, inbox: Path, index: np.ndarray, broken: np.ndarray, dup_index: np.ndarray, dup_next: np.ndarray) -> list[dict]:
-        """Write the feed's files for records `index` (in time order) and return truth rows."""
-        folder = inbox / self.feed
-        folder.mkdir(parents=True, exist_ok=True)
+    def plan(self, index: np.ndarray, broken: np.ndarray, dup_index: np.ndarray, dup_next: np.ndarray,
+             rng: np.random.Generator) -> list["FileSpec"]:
+        """The feed's files for records `index`: which rows go where, in which order and line.
+
+        Repeated exports go into the next file (with the status they have by then) or again at the
+        end of the same file. Line numbers are fixed here, so the truth needs no written file."""
         period = self._period(self.t.arrival[index])
         n_periods = int(period.max()) + 1 if len(index) else 0
-        # entries per period: (record, kind) with kind 0 original, 1 re-export in the next file, 2 same file
-        per_file: dict[int, list[tuple[int, int]]] = {}
-        for rec, p in zip(index, period):
-            per_file.setdefault(int(p), []).append((int(rec), 0))
+        per_file: dict[int, list[tuple[int, int]]] = {}  # period → (record, kind); kind 0 original, 1 next file, 2 same file
+        for rec, p in zip(index.tolist(), period.tolist()):
+            per_file.setdefault(p, []).append((rec, 0))
         rec_period = dict(zip(index.tolist(), period.tolist()))
         same_file: dict[int, list[int]] = {}
-        for rec, nxt in zip(dup_index, dup_next):
-            p = rec_period[int(rec)]
+        for rec, nxt in zip(dup_index.tolist(), dup_next.tolist()):
+            p = rec_period[rec]
             if nxt and p + 1 < n_periods:
-                per_file.setdefault(p + 1, []).append((int(rec), 1))
+                per_file.setdefault(p + 1, []).append((rec, 1))
             else:
-                same_file.setdefault(p, []).append(int(rec))
-        located: dict[int, str] = {}
-        truth: list[dict] = []
+                same_file.setdefault(p, []).append(rec)
+        specs = []
         for p in sorted(set(per_file) | set(same_file)):
             entries = sorted(per_file.get(p, []), key=lambda e: (self.t.ts[e[0]], e[0]))
             entries += [(rec, 2) for rec in same_file.get(p, [])]
             key, export, month_index = self._period_info(p)
             hs = header_sets()[self.feed][self.schedule[min(month_index, len(self.schedule) - 1)]]
-            rel = f"{self.feed}/{FILE_NAMES[self.feed].format(key=key)}"
-            rows, kinds = [], []
-            for rec, kind in entries:
-                v = self.values(rec, export, hs)
-                v["_i"] = rec
-                reason = broken[rec] if kind == 0 else ""
-                if reason:
-                    v = self._break(v, reason, rec, hs)
-                rows.append((v, reason))
-                kinds.append((rec, kind))
             title = [line.format(county=self.county.name, exported=_iso(export)) for line in hs["title"]]
-            lines = {"hotline_12345": self._write_xlsx, "police_110": self._write_csv, "grid": self._write_jsonl}[self.feed](
-                inbox / rel, hs, title, rows)
-            for (rec, kind), line in zip(kinds, lines):
-                base = dict(self.t.truth_base[rec])
-                base.update(file=rel, line=line, broken_reason=broken[rec] if kind == 0 else "", duplicate_of="")
+            specs.append(FileSpec(
+                feed=self.feed, rel=f"{self.feed}/{FILE_NAMES[self.feed].format(key=key)}", header_set=hs,
+                title=title, totals=bool(rng.random() < hs["totals"]), export=export,
+                records=[rec for rec, _ in entries], kinds=[kind for _, kind in entries],
+                reasons=[broken[rec] if kind == 0 else "" for rec, kind in entries],
+                first_line=1 if self.feed == "grid" else len(title) + 2,
+            ))
+        return specs
+
+    def truth(self, specs: list["FileSpec"]) -> list[tuple]:
+        """Truth rows (TRUTH_COLUMNS order) of the planned files."""
+        located: dict[int, str] = {}
+        rows = []
+        for spec in specs:
+            for k, (rec, kind, reason) in enumerate(zip(spec.records, spec.kinds, spec.reasons)):
+                feed, source_id, domain, episode, incident, town, village, reported = self.t.truth_base[rec]
+                line = spec.first_line + k
                 if kind == 0:
-                    located[rec] = f"{rel}:{line}"
-                else:
-                    base["duplicate_of"] = located[rec]
-                truth.append(base)
-        return truth
+                    located[rec] = f"{spec.rel}:{line}"
+                rows.append((feed, source_id, spec.rel, line, domain, episode, incident, town, village, reported,
+                             reason, "" if kind == 0 else located[rec]))
+        return rows
+
+    def write_file(self, inbox: Path, spec: "FileSpec") -> None:
+        (inbox / spec.rel).parent.mkdir(parents=True, exist_ok=True)
+        rows = []
+        for rec, reason in zip(spec.records, spec.reasons):
+            v = self.values(rec, spec.export, spec.header_set)
+            v["_i"] = rec
+            if reason:
+                v = self._break(v, reason, rec, spec.header_set)
+            rows.append((v, reason))
+        writer = {"hotline_12345": self._write_xlsx, "police_110": self._write_csv, "grid": self._write_jsonl}[self.feed]
+        writer(inbox / spec.rel, spec, rows)
 
     def _cells(self, hs: dict, v: dict) -> list:
-        return [v.get(self.fields[_normal_header(h)], "") for h in hs["headers"]]
+        headers = tuple(hs["headers"])
+        columns = self._columns.get(headers)
+        if columns is None:
+            columns = self._columns[headers] = [self.fields[_normal_header(h)] for h in headers]
+        return [v.get(f, "") for f in columns]
 
-    def _write_xlsx(self, path: Path, hs: dict, title: list[str], rows: list) -> list[int]:
+    def _write_xlsx(self, path: Path, spec: "FileSpec", rows: list) -> None:
+        hs = spec.header_set
         wb = xlsxwriter.Workbook(str(path), {"constant_memory": True, "strings_to_numbers": False,
                                              "strings_to_formulas": False, "strings_to_urls": False})
         wb.set_properties({"created": XLSX_CREATED, "author": f"{self.county.name}12345热线"})
         date_format = wb.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
         ws = wb.add_worksheet("工单明细")
         r = 0
-        for line in title:
+        for line in spec.title:
             ws.write_string(r, 0, line)
             r += 1
         for c, h in enumerate(hs["headers"]):
             ws.write_string(r, c, h)
         r += 1
-        lines = []
         write_string, write_number = ws.write_string, ws.write_number
         for v, _reason in rows:
             for c, cell in enumerate(self._cells(hs, v)):
@@ -307,21 +340,19 @@ class FeedWriter:
                     write_number(r, c, cell, date_format)
                 elif cell:
                     write_string(r, c, str(cell))
-            lines.append(r + 1)
             r += 1
-        if self.rng.random() < hs["totals"]:
+        if spec.totals:
             ws.write_string(r, 0, "合计")
             ws.write_string(r, 1, f"共{len(rows)}条")
         wb.close()
-        return lines
 
-    def _write_csv(self, path: Path, hs: dict, title: list[str], rows: list) -> list[int]:
+    def _write_csv(self, path: Path, spec: "FileSpec", rows: list) -> None:
+        hs = spec.header_set
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\r\n")
         text_col = [self.fields[_normal_header(h)] for h in hs["headers"]].index("text")
-        out = [line.encode(CSV_ENCODING) for line in title]
+        out = [line.encode(CSV_ENCODING) for line in spec.title]
         out.append(",".join(hs["headers"]).encode(CSV_ENCODING))
-        lines = []
         for v, reason in rows:
             cells = ["" if c is None else str(c) for c in self._cells(hs, v)]
             if reason == "malformed_row":  # the export cut the line short
@@ -334,23 +365,21 @@ class FeedWriter:
                 out.append(_truncated_char_line(cells, text_col, writer, buf))
             else:
                 out.append(line.encode(CSV_ENCODING))
-            lines.append(len(out))
         path.write_bytes(b"\r\n".join(out) + b"\r\n")
-        return lines
 
-    def _write_jsonl(self, path: Path, hs: dict, title: list[str], rows: list) -> list[int]:
+    def _write_jsonl(self, path: Path, spec: "FileSpec", rows: list) -> None:
+        hs = spec.header_set
         out = []
         for v, reason in rows:
             obj = dict(zip(hs["headers"], self._cells(hs, v)))
             line = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
             if reason == "malformed_row":  # a line cut off mid-record
                 out.append(line[: len(line) // 2].encode("utf-8"))
-            elif reason == "encoding_error":  # a line that another system wrote in GBK
-                out.append(line.encode("gbk"))
+            elif reason == "encoding_error":
+                out.append(_damaged_utf8_line(line, str(v.get("text") or "")))
             else:
                 out.append(line.encode("utf-8"))
         path.write_bytes(b"\n".join(out) + b"\n")
-        return list(range(1, len(out) + 1))
 
 
 def _truncated_char_line(cells: list[str], text_col: int, writer, buf: io.StringIO) -> bytes:
@@ -372,6 +401,18 @@ def _truncated_char_line(cells: list[str], text_col: int, writer, buf: io.String
     before = (csv_part(cells[:text_col]) + ",").encode(CSV_ENCODING) if text_col else b""
     after = ("," + csv_part(cells[text_col + 1 :])).encode(CSV_ENCODING) if text_col + 1 < len(cells) else b""
     return before + head + after
+
+
+def _damaged_utf8_line(line: str, text: str) -> bytes:
+    """A line damaged in transfer: a character of its text cut short and a stray 0xFF byte, which
+    neither UTF-8 nor GB18030 can decode (a line merely in GBK would be recovered, rightly)."""
+    at = line.find(text) if text else -1
+    wide = next((at + k for k, ch in enumerate(text) if ord(ch) >= 0x800), -1) if at >= 0 else -1
+    if wide < 0:
+        return line.encode("utf-8") + b"\xff"
+    offset = len(line[:wide].encode("utf-8"))
+    raw = line.encode("utf-8")
+    return raw[: offset + 2] + b"\xff" + raw[offset + 3 :]
 
 
 def _iso(seconds: int) -> str:

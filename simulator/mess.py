@@ -31,7 +31,7 @@ MISSING_FIELDS = {
 }
 # Status words of systems the contract does not know.
 UNKNOWN_STATUS = ["挂起", "已归档", "待审核", "作废", "延期办理", "已转办"]
-BAD_TIMES = ["待补录", "0000-00-00 00:00:00", "1900-01-00", "#VALUE!", "--", "时间不详"]
+BAD_TIMES = ["待补录", "0000-00-00 00:00:00", "1900-01-00", "#VALUE!", "时间不详", "2026-1O-03"]
 DUPLICATE_SHARE = 0.012
 # Delay between the event and its export: most within hours, a tail of days.
 LATE_TAIL_SHARE = {"hotline_12345": 0.04, "police_110": 0.02, "grid": 0.08}

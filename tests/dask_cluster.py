@@ -57,9 +57,11 @@ class DaskCluster:
 
     def _spawn(self, args: list[str], log_name: str) -> None:
         env = dict(os.environ)
-        # Workers unpickle RiskWatch's DoFns: the project must be importable there, as it would
-        # be by installing the package on every node of a real cluster.
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p)
+        # The scheduler and workers unpickle the DoFns: the project must be importable there, as
+        # it would be by installing the package on every node of a real cluster; tests/ too,
+        # because pytest imports test modules by their bare name (test_x, not tests.test_x).
+        paths = (str(PROJECT_ROOT), str(PROJECT_ROOT / "tests"), env.get("PYTHONPATH"))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
         log = open(Path(self._workdir) / log_name, "wb")
         with log:
             self._processes.append(subprocess.Popen(

@@ -77,7 +77,8 @@ def test_missing_day_and_far_too_little_are_gaps(report):
     assert 20 <= gaps[1]["observed"] < 0.2 * gaps[1]["expected"]
     sentence = scorecard.describe(gaps[0])
     assert sentence.startswith("110接处警记录：10月3日仅有") and sentence.endswith("疑似数据断供")
-    assert scorecard.gap_banner(report.gaps).startswith("数据缺口：110接处警记录10月3日")
+    banner = scorecard.gap_banner(report.gaps)
+    assert banner.startswith("数据缺口：") and "110接处警记录10月3日" in banner and "评分标记为不完整" in banner
 
 
 def test_far_too_little_is_caught_by_row_count(report):
@@ -115,7 +116,7 @@ def test_feed_shifted_by_eight_hours(report, faulty):
         flagged = {f["batch"] for f in found(report, check)}
         assert flagged <= grid_files and len(flagged) >= 0.8 * len(grid_files), check
     shifts = [f["details"]["shift_hours"] for f in found(report, "hour_profile")]
-    assert shifts.count(8) >= 0.6 * len(shifts)        # ~70 grid records a day: some days are noisier
+    assert sorted(shifts)[len(shifts) // 2] == 8        # ~70 grid records a day: single days are noisy
     finding = next(f for f in found(report, "hour_profile") if f["details"]["shift_hours"] == 8)
     assert "偏移约8小时" in scorecard.describe(finding)
 

@@ -81,3 +81,8 @@ def test_batch_equals_one_by_one(texts, data):
     lexicon = SignalLexicon.from_schema()
     people = data.draw(st.lists(st.one_of(st.none(), st.integers(0, 40)), min_size=len(texts), max_size=len(texts)))
     assert lexicon.extract_batch(texts, people) == [lexicon.extract(t, p) for t, p in zip(texts, people)]
+
+
+def test_durations_and_amounts_are_no_head_count(lexicon):
+    assert lexicon.extract("拖欠12个月工资共计30000元") == []
+    assert lexicon.extract("20个工人在门口") == ["many_people"]

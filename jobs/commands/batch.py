@@ -39,7 +39,7 @@ def progress_printer(stream=sys.stderr):
 
 def run(args, beam_args) -> int:
     from models.domain_classifier import ArtifactMismatch, DomainClassifier
-    from pipelines.batch import BatchJobError, MonthRange, parse_month, run_batch
+    from pipelines.batch import BatchJobError, MonthRange, critical_findings, parse_month, run_batch
     from pipelines.ingest import AccountingError, parse_ingest_time
 
     try:
@@ -67,4 +67,10 @@ def run(args, beam_args) -> int:
     for month, paths in result.reports.items():
         print(f"{month}: {paths['report.html']}")
     print(f"manifest: {result.manifest_path}")
+    critical = critical_findings(result)
+    if critical:
+        print("riskwatch batch: FAILED: critical data-quality findings (see quality/ and the report):", file=sys.stderr)
+        for line in critical:
+            print(f"  {line}", file=sys.stderr)
+        return 1
     return 0

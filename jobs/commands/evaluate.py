@@ -15,6 +15,9 @@ def add_arguments(parser) -> None:
 
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help=f"corpus folder (default {DEFAULT_CORPUS})")
     parser.add_argument("--model", type=Path, default=DEFAULT_ARTIFACTS, help=f"artifact folder (default {DEFAULT_ARTIFACTS})")
+    parser.add_argument("--simulation", type=Path, action="append", default=[],
+                        help="also evaluate on every record of a `riskwatch simulate` output folder (its natural "
+                        "mix of domains); use a run whose seed did not feed the training corpus; repeatable")
     parser.add_argument("--json", type=Path, help="also write the metrics as JSON to this file")
     parser.add_argument("--no-confusion", action="store_true", help="omit the confusion matrices from the table")
 
@@ -53,7 +56,10 @@ def print_report(evaluation: dict, confusion: bool = True) -> None:
 
 
 def run(args, beam_args) -> int:
+    import pandas as pd
+
     from models.domain_classifier import ArtifactMismatch, DomainClassifier, evaluate, evaluation_sets
+    from models.simulated_corpus import simulated_examples
 
     try:
         classifier = DomainClassifier.load(args.model)
@@ -61,6 +67,13 @@ def run(args, beam_args) -> int:
         print(f"riskwatch evaluate: {exc}", file=sys.stderr)
         return 2
     evaluation = {name: evaluate(classifier, frame) for name, frame in evaluation_sets(args.corpus).items()}
+    for folder in args.simulation:
+        try:
+            examples = pd.DataFrame(simulated_examples(folder, cap=None))
+        except FileNotFoundError as exc:
+            print(f"riskwatch evaluate: {exc}", file=sys.stderr)
+            return 2
+        evaluation[f"simulation:{folder.name}"] = evaluate(classifier, examples)
     if not evaluation:
         print(f"riskwatch evaluate: nothing to evaluate in {args.corpus}", file=sys.stderr)
         return 2

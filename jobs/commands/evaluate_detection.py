@@ -18,7 +18,9 @@ import csv
 import datetime as dt
 import json
 import logging
+import statistics
 import sys
+from collections import Counter
 from pathlib import Path
 
 NAME = "evaluate-detection"
@@ -55,16 +57,16 @@ def events_glob(path: Path) -> str:
 
 
 def truth_period(records_csv: Path) -> tuple[dt.date, dt.date]:
-    """First and last day of the simulated records."""
-    first = last = None
+    """First and last full day of the simulated records (a few late echoes spill past the end)."""
+    per_day: Counter = Counter()
     with open(records_csv, encoding="utf-8", newline="") as f:
         for row in csv.DictReader(f):
-            day = row["reported_at"][:10]
-            first = day if first is None or day < first else first
-            last = day if last is None or day > last else last
-    if first is None:
+            per_day[row["reported_at"][:10]] += 1
+    if not per_day:
         raise ValueError(f"{records_csv} has no records")
-    return dt.date.fromisoformat(first), dt.date.fromisoformat(last)
+    usual = statistics.median(per_day.values())
+    full = [d for d, n in per_day.items() if n >= 0.5 * usual]
+    return dt.date.fromisoformat(min(per_day)), dt.date.fromisoformat(max(full))
 
 
 def add_months(day: dt.date, months: int) -> dt.date:
