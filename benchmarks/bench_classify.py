@@ -9,9 +9,14 @@ Run: ``PYTHONPATH=. python benchmarks/bench_classify.py [--n 20000] [--runs 5] [
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import json
 import os
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 # one core: BLAS and OpenMP threads would otherwise borrow the others
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -20,6 +25,7 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import pandas as pd  # noqa: E402
 
 from models.domain_classifier import COLUMNS, DEFAULT_CORPUS, DomainClassifier, read_jsonl, training_files  # noqa: E402
+from jobs import cli  # noqa: E402
 from pipelines.classify import annotate  # noqa: E402
 from pipelines.signals import SignalLexicon  # noqa: E402
 
@@ -72,6 +78,14 @@ def main() -> None:
     for name, fn in parts.items():
         per_cpu, per_wall = rates(fn, records, args.batch, args.runs)
         print(f"{name:38s} {per_cpu:>10,.0f} {per_wall:>11,.0f}  descriptions/s")
+    with tempfile.TemporaryDirectory() as folder:
+        source, target = Path(folder) / "in.jsonl", Path(folder) / "out.jsonl"
+        source.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+        argv = ["classify", "--input", str(source), "--output", str(target)]
+        with contextlib.redirect_stdout(io.StringIO()):
+            per_cpu, per_wall = rates(lambda _: cli.main(argv), [None], 1, args.runs)
+        print(f"{'riskwatch classify (JSONL in and out)':38s} {per_cpu * len(records):>10,.0f} "
+              f"{per_wall * len(records):>11,.0f}  descriptions/s")
 
 
 if __name__ == "__main__":

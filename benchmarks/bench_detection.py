@@ -130,6 +130,56 @@ def linking_sweep(events: Path, truth: Path, settings: list[dict]) -> None:
               f"{len(predicted) / len(set(predicted.values())):.3f} | {cpu:.0f} s")
 
 
+def township_tallies(groups: dict, predicted: dict) -> dict:
+    """(township, domain) → date → tally, built with the batch job's ``IncidentCombineFn``."""
+    from models.risk_score import merge_tallies
+    from pipelines.score import IncidentCombineFn, _many_people_threshold
+
+    combine = IncidentCombineFn(_many_people_threshold())
+    incidents: dict = {}
+    for records in groups.values():
+        for e in records:
+            key = (e["township_code"], e["domain"], predicted[e["event_id"]])
+            incidents[key] = combine.add_input(incidents.get(key) or combine.create_accumulator(), e)
+    per_day: dict = {}
+    for (township, domain, _), acc in incidents.items():
+        out = combine.extract_output(acc)
+        per_day.setdefault((township, domain), {}).setdefault(dt.date.fromisoformat(out["date"]), []).append(out["tally"])
+    return {s: {d: merge_tallies(ts) for d, ts in days.items()} for s, days in per_day.items()}
+
+
+def detection_sweep(events: Path, truth: Path, link_settings: list[dict], weights: list[float],
+                    history_months: int, margin_days: int, refit_every: int) -> None:
+    """RiskWatch's statistic (regression + windows, before contributions) and EARS C3 per linking
+    setting × extra report weight, on events linked in-process with the true domains."""
+    from jobs.commands.evaluate_detection import add_months, truth_period
+    from schemas import domain_codes
+
+    truth_rows = de.load_truth_records(truth / "truth" / "records.csv")
+    episodes = de.load_episodes(truth / "truth" / "episodes.json")
+    first, end = truth_period(truth / "truth" / "records.csv")
+    history_start = first.replace(day=1)
+    start = add_months(history_start, history_months)
+    groups = township_months(events, truth_rows)
+    n_series = len({t for t, _ in groups}) * len(domain_codes(include_none=False))
+    print(f"{n_series} series, {start} – {end}, {len(de.episodes_in_period(episodes, start, end))} episodes")
+    for setting in link_settings:
+        tallies = township_tallies(groups, link_all(groups, setting))
+        for weight in weights:
+            series = {k: {d: t["incidents"] + weight * (t["records"] - t["incidents"]) for d, t in daily.items()}
+                      for k, daily in tallies.items()}
+            stats, _ = statistics_for(series, history_start, start, end, refit_every)
+            line = [f"{json.dumps(setting, ensure_ascii=False)} w={weight:g}:"]
+            for name in ("regression+windows", "EARS C3"):
+                stat = stats[name]
+                rows = de.curve(stat, de.default_thresholds(v for d in stat.values.values() for v in d.values()),
+                                episodes, n_series, start, end, margin_days)
+                best = de.at_false_alarm_rate(rows, 1.0) or {}
+                line.append(f"{name} ≤1FA/yr {best.get('detected')}/{best.get('episodes')} "
+                            f"delay {best.get('median_delay_days')} FA {best.get('false_alarms_per_series_year')}")
+            print(" | ".join(line), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--truth", type=Path, required=True, help="simulator output folder")
@@ -141,7 +191,14 @@ def main() -> None:
                         help="instead: sweep linking settings on these ingested events (an ingest --out folder)")
     parser.add_argument("--linking-settings", default='[{}]',
                         help="JSON list of overrides of scoring.yaml `linking`, e.g. '[{}, {\"max_span_hours\": 24}]'")
+    parser.add_argument("--detection-events", type=Path,
+                        help="instead: RiskWatch statistic and EARS C3 per linking setting × report weight on these events")
+    parser.add_argument("--weights", default="0", help="comma-separated extra report weights for --detection-events")
     args = parser.parse_args()
+    if args.detection_events:
+        detection_sweep(args.detection_events, args.truth, json.loads(args.linking_settings),
+                        [float(w) for w in args.weights.split(",")], 2, args.margin_days, args.refit_every)
+        return
     if args.linking_events:
         linking_sweep(args.linking_events, args.truth, json.loads(args.linking_settings))
         return

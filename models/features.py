@@ -39,9 +39,15 @@ def _t2s():
     return opencc.OpenCC("t2s")
 
 
+# Full-width punctuation and digits are in nearly every work order: folding them with str.replace
+# (one C-level scan each) is several times faster than a per-match callback.
+_FREQUENT_FORMS = "，。：；！？（）、　０１２３４５６７８９"
+
+
 @functools.lru_cache(maxsize=1)
-def _compatibility_chars() -> tuple[re.Pattern, dict[str, str]]:
-    """NFKC per character (full-width forms, ideographic space, circled digits …) as a pattern."""
+def _compatibility_chars() -> tuple[re.Pattern, dict[str, str], tuple[tuple[str, str], ...]]:
+    """NFKC per character (full-width forms, ideographic space, circled digits …): the frequent
+    ones as replacement pairs, the rest as a pattern with its table."""
     table = {}
     for code in range(0x80, 0x10000):
         if 0xD800 <= code < 0xE000:
@@ -50,7 +56,8 @@ def _compatibility_chars() -> tuple[re.Pattern, dict[str, str]]:
         folded = unicodedata.normalize("NFKC", char)
         if folded != char:
             table[char] = folded
-    return re.compile("[" + "".join(re.escape(c) for c in table) + "]"), table
+    frequent = tuple((c, table[c]) for c in _FREQUENT_FORMS if c in table)
+    return re.compile("[" + "".join(re.escape(c) for c in table) + "]"), table, frequent
 
 
 def normalise_texts(texts) -> list[str]:
@@ -63,8 +70,11 @@ def normalise_texts(texts) -> list[str]:
     texts = list(texts)
     if not texts:
         return []
-    pattern, table = _compatibility_chars()
+    pattern, table, frequent = _compatibility_chars()
     joined = "\x00".join(t.replace("\x00", " ") if t else "" for t in texts)
+    for form, folded in frequent:
+        if form in joined:
+            joined = joined.replace(form, folded)
     joined = pattern.sub(lambda m: table[m.group()], joined).lower()
     joined = _MASK.sub(_MASK_TOKEN, _t2s().convert(joined))
     return joined.split("\x00")
@@ -207,8 +217,11 @@ class NgramTfidf(BaseEstimator, TransformerMixin):
         index = self.table_.lookup(hashes)
         known = index >= 0
         rows, index = rows[known], index[known]
-        cols = np.concatenate([self.char_column_[index], self.word_column_[index]])
-        rows = np.concatenate([rows, rows])
+        if len(self.vocabulary_) > self.n_char_features_:
+            cols = np.concatenate([self.char_column_[index], self.word_column_[index]])
+            rows = np.concatenate([rows, rows])
+        else:
+            cols = self.char_column_[index]
         present = cols >= 0
         n_cols = len(self.vocabulary_)
         cell = np.sort(rows[present].astype(np.int64) * n_cols + cols[present])

@@ -54,6 +54,13 @@ def merge_tallies(tallies: Iterable[Mapping]) -> dict:
     return out
 
 
+def volume(tally: Mapping, cfg: Mapping | None = None) -> float:
+    """What a series counts: each linked incident once, plus ``extra_report_weight`` for each further
+    report of it (see ``anomaly`` in schemas/scoring.yaml and docs/notes/scoring.md)."""
+    weight = float((cfg or config())["anomaly"].get("extra_report_weight", 0.0))
+    return tally["incidents"] + weight * (tally["records"] - tally["incidents"])
+
+
 def repeat_callers(period_tally: Mapping, lookback_tally: Mapping, min_records: int = 2) -> int:
     """Callers of the period who called at least ``min_records`` times over lookback + period."""
     return sum(1 for key, n in period_tally["callers"].items()
@@ -244,7 +251,7 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
     min_observed = cfg["anomaly"]["min_observed"]
     lookback_days = cfg["contributions"]["repeat_callers"]["within_days"]
     gaps = list(gaps)
-    dates, counts = dense_counts({d: t["incidents"] for d, t in daily.items()}, history_start, target_end)
+    dates, counts = dense_counts({d: volume(t, cfg) for d, t in daily.items()}, history_start, target_end)
     index = {d: i for i, d in enumerate(dates)}
     parent = None if parent_daily_counts is None else dense_counts(parent_daily_counts, history_start, target_end)[1]
     empty = empty_tally()

@@ -1,13 +1,19 @@
 """The month as a whole, read back from the warehouse: data quality, topics and the report."""
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 from pathlib import Path
+
+import pandas as pd
 
 import schemas
 from models.topics import build_topics
 from pipelines import warehouse
 from pipelines.batch import add_months
+from pipelines.alert_sinks import AlertStore
 from pipelines.gazetteer import read_gazetteer_rows
+from pipelines.normalise import TZ
 from pipelines.quality import run_quality
 from quality.scorecard import describe
 from reports.render import write_report
@@ -30,6 +36,35 @@ def quality_summary(findings: list[dict], township_names: dict) -> list[dict]:
     return summary
 
 
+_WARNING_LEVELS = {"red": 3, "orange": 2, "yellow": 1}
+
+
+def daily_warnings(scores: pd.DataFrame) -> list[dict]:
+    """Township series' runs of consecutive yellow-or-higher days as warnings, in the alert shape:
+    what the day scores would have raised, one warning per run at its highest level."""
+    days = scores[(scores["period"] == "day") & scores["village_code"].isna() & scores["level"].isin(_WARNING_LEVELS)]
+    warnings = []
+    for (township, domain), series in days.sort_values("period_start").groupby(["township_code", "domain"]):
+        run: list = []
+        for row in [*series.itertuples(index=False), None]:
+            if run and (row is None or row.period_start - run[-1].period_start > dt.timedelta(days=1)):
+                peak = max(run, key=lambda r: (_WARNING_LEVELS[r.level], r.score))
+                start = dt.datetime.combine(run[0].period_start, dt.time(), TZ)
+                end = dt.datetime.combine(run[-1].period_start + dt.timedelta(days=1), dt.time(), TZ)
+                key = f"daily_score|{township}|{domain}|{start.isoformat()}"
+                warnings.append({
+                    "alert_id": hashlib.sha256(key.encode()).hexdigest()[:16], "rule": "daily_score",
+                    "raised_at": start + dt.timedelta(days=1), "level": peak.level, "township_code": township,
+                    "domain": domain, "window_start": start, "window_end": end,
+                    "observed": int(sum(r.observed for r in run)), "expected": float(sum(r.expected for r in run)),
+                    "score": float(peak.score), "reasons": list(peak.reasons), "event_ids": [],
+                })
+                run = []
+            if row is not None:
+                run.append(row)
+    return warnings
+
+
 def report_month(out: str, month: str, gazetteer: str) -> tuple[dict[str, Path], dict]:
     """Check the month's feeds, build ``<out>/reports/<month>/`` from the warehouse; return the
     report's paths and a run summary (with the quality findings marked critical by the policy)."""
@@ -44,7 +79,7 @@ def report_month(out: str, month: str, gazetteer: str) -> tuple[dict[str, Path],
     previous = read_topics_json(Path(out) / "reports" / add_months(month, -1) / "topics.json")
     topics = build_topics(events, scores, history, previous, schemas.taxonomy(), gazetteer_rows, month)
     paths = write_report(
-        out, month, topics, scores=scores, alerts=None,
+        out, month, topics, scores=scores, alerts=[*daily_warnings(scores), *AlertStore(out).raised()],
         quality_summary=quality_summary(quality.findings, names),
         domain_trend=domain_trend(scores, month, TREND_MONTHS, events=trend_events),
         gazetteer=gazetteer_rows, events=events,

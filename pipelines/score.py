@@ -180,7 +180,7 @@ class _ScoreTownship(beam.DoFn):
                                        day_rows="all", cfg=self._cfg, **self._period)
         if not self._villages:
             by_village.clear()
-        township_counts = {d: t["incidents"] for d, t in township_daily.items()}
+        township_counts = {d: risk_score.volume(t, self._cfg) for d, t in township_daily.items()}
         start, end = self._period["target_start"], self._period["target_end"]
         for village, daily in sorted(by_village.items()):
             if not any(start <= d <= end and t["incidents"] for d, t in daily.items()):
@@ -219,7 +219,9 @@ class ScoreSeries(beam.PTransform):
         parents = (
             daily
             | "TownshipSeries" >> beam.Filter(lambda kv: kv[0][0][2] is None)
-            | "ByCountyDomain" >> beam.MapTuple(lambda key, t: ((key[0][0], key[0][3]), (key[0][1], key[1], t["incidents"])))
+            | "ByCountyDomain" >> beam.MapTuple(
+                lambda key, t, cfg: ((key[0][0], key[0][3]), (key[0][1], key[1], risk_score.volume(t, cfg))),
+                risk_score.config())
             | "GroupCountyDomain" >> beam.GroupByKey()
             | "CountyTotals" >> beam.Map(_parent_totals)
         )

@@ -72,10 +72,12 @@ class SignalLexicon:
         """Signal codes of one text, in the order of ``signals.yaml``."""
         return self.extract_batch([text], [people_involved])[0]
 
-    def extract_batch(self, texts: list[str | None], people_involved: list[int | None] | None = None) -> list[list[str]]:
+    def extract_batch(self, texts: list[str | None], people_involved: list[int | None] | None = None,
+                      normalised: bool = False) -> list[list[str]]:
         """Signal codes per text. The batch is scanned as one string: most texts raise nothing,
-        and one regex pass over the batch costs far less than one per text."""
-        normalised = normalise_texts(texts)
+        and one regex pass over the batch costs far less than one per text. ``normalised=True``:
+        the texts already went through ``models.features.normalise_texts``."""
+        normalised = list(texts) if normalised else normalise_texts(texts)
         joined = "\x00".join(normalised)
         starts = np.cumsum([0] + [len(t) + 1 for t in normalised[:-1]])
         found: list[set[str]] = [set() for _ in normalised]

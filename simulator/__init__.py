@@ -63,7 +63,7 @@ def simulate(out: str | Path, start: str, months: int, seed: int, population: in
     records = records.take(np.flatnonzero(~mess.silenced(records, outages, cal)))
     records = records.take(np.lexsort((records.incident, records.ts, records.feed)))
 
-    table = _feed_table(records, county, cal, episodes, rng)
+    table = _feed_table(records, county, cal, episodes, outages, rng)
     dup_index, dup_next = mess.duplicate_plan(len(records), rng)
     origin = np.zeros(len(records), dtype=bool)
     origin[dup_index] = True
@@ -131,7 +131,7 @@ def _write_files(inbox: Path, jobs: list, workers: int | None) -> None:
         _JOBS.clear()
 
 
-def _feed_table(records: Records, county, cal: Calendar, episodes, rng: np.random.Generator) -> FeedTable:
+def _feed_table(records: Records, county, cal: Calendar, episodes, outages, rng: np.random.Generator) -> FeedTable:
     n = len(records)
     feeds = schemas.FEEDS
     domains = schemas.domain_codes()
@@ -194,7 +194,7 @@ def _feed_table(records: Records, county, cal: Calendar, episodes, rng: np.rando
     ]
     return FeedTable(
         source_id=source_id, iso=iso, ts=records.ts, closed_ts=closed_ts, closed_iso=list(iso_times(closed_ts)),
-        arrival=mess.arrival_times(records, cal, rng), phone=phone, caller_name=composed["caller_name"],
+        arrival=mess.arrival_times(records, outages, cal, rng), phone=phone, caller_name=composed["caller_name"],
         category=composed["category"], text=text, address=address, township_field=township_field,
         handling_unit=handling, lon=lon, lat=lat, grid_code=[county.grid_code[g] for g in records.grid],
         reporter=reporter, reporter_id=[f"wg{g:05d}" for g in records.grid], people=records.people,

@@ -84,7 +84,7 @@ def silenced(records: Records, outages: list[Outage], cal: Calendar) -> np.ndarr
     return mask
 
 
-def arrival_times(records: Records, cal: Calendar, rng: np.random.Generator) -> np.ndarray:
+def arrival_times(records: Records, outages: list[Outage], cal: Calendar, rng: np.random.Generator) -> np.ndarray:
     """When each record reached the export: hours later, a tail of days (a record of the 30th in
     next month's file)."""
     n = len(records)
@@ -92,7 +92,15 @@ def arrival_times(records: Records, cal: Calendar, rng: np.random.Generator) -> 
     tail_share = np.array([LATE_TAIL_SHARE[f] for f in schemas.FEEDS])[records.feed]
     tail = rng.random(n) < tail_share
     delay = np.where(tail, rng.integers(DAY, 10 * DAY, size=n), delay)
-    return np.minimum(records.ts + delay, cal.end_seconds - 1)
+    arrival = records.ts + delay
+    # A silent feed exports nothing; what was on its way arrives with the backlog after the outage.
+    for o in outages:
+        if o.township >= 0:
+            continue
+        day = arrival // DAY - cal.epoch_day0
+        held = (records.feed == schemas.FEEDS.index(o.feed)) & (day >= o.start_day) & (day <= o.end_day)
+        arrival = np.where(held, (cal.epoch_day0 + o.end_day + 1) * DAY + arrival % DAY, arrival)
+    return np.minimum(arrival, cal.end_seconds - 1)
 
 
 def duplicate_plan(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

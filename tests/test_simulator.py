@@ -284,7 +284,15 @@ def test_same_seed_same_bytes_other_seed_other_files(tmp_path):
 
 def test_daily_files(tmp_path):
     simulate(tmp_path, "2025-03", 1, seed=2, population=3000, files="daily")
-    assert len(list((tmp_path / "inbox" / "police_110").iterdir())) == 31
+    outages = json.loads((tmp_path / "truth" / "outages.json").read_text(encoding="utf-8"))
+    silent = set()
+    for o in outages:
+        if o["feed"] == "police_110" and o["township_code"] is None:
+            first, last = dt.date.fromisoformat(o["start"]), dt.date.fromisoformat(o["end"])
+            silent |= {first + dt.timedelta(days=k) for k in range((last - first).days + 1)}
+    names = sorted(p.name for p in (tmp_path / "inbox" / "police_110").iterdir())
+    expected = [f"110警情_{dt.date(2025, 3, d)}.csv" for d in range(1, 32) if dt.date(2025, 3, d) not in silent]
+    assert names == expected
 
 
 def test_cli_simulate(tmp_path, capsys):
