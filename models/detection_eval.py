@@ -213,13 +213,14 @@ def at_false_alarm_rate(rows: Sequence[Mapping], max_rate: float) -> dict | None
     return max(ok, key=lambda r: (r["sensitivity"], -(r["median_delay_days"] or 1e9)))
 
 
-def default_thresholds(values: Iterable[float], n: int = 40) -> list[float]:
-    """Thresholds spread over the quantiles of the positive values (the tail is where alarms are)."""
+def default_thresholds(values: Iterable[float], n: int = 60) -> list[float]:
+    """Thresholds at quantiles of the positive values, denser towards the top: at about one false
+    alarm per series-year only the top few thousandths of the days alarm."""
     v = np.array([x for x in values if x > 0], dtype=float)
     if v.size == 0:
         return [1.0]
-    qs = np.unique(np.quantile(v, np.linspace(0.5, 1.0, n)))
-    return [float(q) for q in qs]
+    levels = 1.0 - 0.5 * np.logspace(0.0, -4.0, n)
+    return [float(q) for q in np.unique(np.quantile(v, levels))]
 
 
 # --------------------------------------------------------------------------------------------

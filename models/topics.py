@@ -492,34 +492,107 @@ class TopicBuilder:
 
     def group_topics(self, key: tuple[str, str], month_events: Sequence[Mapping], history: Sequence[Mapping],
                      score_row: Mapping | None, month: str) -> list[Topic]:
-        """Topics of one township × domain from its events of the month (and the history months)."""
-        township, domain = key
-        events = sorted((event_record(e) if "month" not in e else dict(e) for e in month_events),
-                        key=lambda e: (e["reported_at"] or "", e["event_id"]))
-        events = [e for e in events if e["month"] == month]
+        """Topics of one township × domain from its events of the month (and the history months).
+
+        The month's and the history's events are grouped together, so each topic's count in the
+        previous months is measured the same way as this month's."""
+        events = self._within(month_events, month, month)
         if not events:
             return []
-        past = [event_record(e) if "month" not in e else dict(e) for e in history]
-        past = [e for e in past if e["month"] < month]
-        texts = [e["text"] for e in events + past]
+        past = self._within(history, shift_month(month, -self.params.history_months), shift_month(month, -1))
+        everything = events + past
+        texts = [e["text"] for e in everything]
         subjects = unify_subjects(canonical_subjects([self.finder.mentions(t) for t in texts]), texts, self.suffixes)
-        labels = self.cluster(events, subjects[: len(events)])
-        background = [e["text"] for e in events + past]
-        vectorizer, _ = self._text_space(background)
+        grievances = [self.grievances.phrase(key[1], t) for t in texts]
+        keys = self.topic_keys(key[1], everything, subjects, grievances, month)
+        vectorizer, _ = self._text_space(texts)
+        members: dict[tuple, list[int]] = defaultdict(list)
+        for i, k in enumerate(keys):
+            members[k].append(i)
+        n = len(events)
         topics = []
-        for label in sorted(set(labels)):
-            members = [i for i, l in enumerate(labels) if l == label]
-            cluster = [events[i] for i in members]
-            flagged = any(e["signals"] for e in cluster)
-            if len(cluster) < self.params.min_events and not flagged:
+        for k in sorted(members, key=lambda k: (k[0] or "", k[1] or "")):
+            mine = [i for i in members[k] if i < n]
+            if len(mine) < self.params.min_events and not any(events[i]["signals"] for i in mine):
                 continue
-            topics.append(self._topic(key, cluster, [subjects[i] for i in members], events, past,
-                                      subjects[len(events):], score_row, month, vectorizer))
-        if not topics and len(events) >= self.params.min_events:
+            topics.append(self._topic(key, k, [events[i] for i in mine], [subjects[i] for i in mine],
+                                      [everything[i] for i in members[k] if i >= n], events, past, score_row,
+                                      month, vectorizer))
+        if not topics and n >= self.params.min_events:
             # a high score spread over unrelated events is still worth one topic for the region
-            topics.append(self._topic(key, events, subjects[: len(events)], events, past, subjects[len(events):],
-                                      score_row, month, vectorizer))
+            topics.append(self._topic(key, (None, None), events, subjects[:n], past, events, past, score_row, month,
+                                      vectorizer))
         return topics
+
+    @staticmethod
+    def _within(events: Iterable[Mapping], first: str, last: str) -> list[dict]:
+        records_ = (event_record(e) if "month" not in e else dict(e) for e in events)
+        return sorted((e for e in records_ if first <= e["month"] <= last),
+                      key=lambda e: (e["reported_at"] or "", e["event_id"]))
+
+    def topic_keys(self, domain: str, events: Sequence[Mapping], subjects: Sequence[Sequence[tuple[str, str]]],
+                   grievances: Sequence[str | None], month: str) -> list[tuple[str | None, str | None]]:
+        """(subject, phrase) of each event: what it is about and what is wrong.
+
+        A subject that at least ``min_subject_events`` events of the month name is a topic of its
+        own (split by grievance when each part is that big; smaller parts join its main grievance).
+        Other events go by their grievance; events naming none are clustered on their text, and a
+        cluster is named by a noun its events share, else it joins the group's 其他 topic."""
+        p = self.params
+        in_month = [e["month"] == month for e in events]
+        named_month: Counter = Counter()
+        named_all: Counter = Counter()
+        for subs, current in zip(subjects, in_month):
+            names = {s for s, _ in subs}
+            named_all.update(names)
+            if current:
+                named_month.update(names)
+        primary = [max((s for s, _ in subs), key=lambda s: (named_month[s], named_all[s], len(s), s)) if subs
+                   else None for subs in subjects]
+        entities = {s for s, c in named_month.items() if c >= p.min_subject_events}
+        parts = Counter((primary[i], grievances[i]) for i in range(len(events))
+                        if in_month[i] and primary[i] in entities and grievances[i])
+        kept = {k for k, c in parts.items() if c >= p.min_subject_events}
+        main = {s: max(((c, g) for (s2, g), c in parts.items() if s2 == s), default=(0, None))[1] for s in entities}
+        keys: list = [None] * len(events)
+        residual = []
+        for i, (s, g) in enumerate(zip(primary, grievances)):
+            if s in entities:
+                keys[i] = (s, g if (s, g) in kept else main[s])
+            elif g:
+                keys[i] = (None, g)
+            else:
+                residual.append(i)
+        if residual:
+            labels = self.cluster([events[i] for i in residual], [subjects[i] for i in residual])
+            clusters: dict[int, list[int]] = defaultdict(list)
+            for i, label in zip(residual, labels):
+                clusters[label].append(i)
+            for label, idx in clusters.items():
+                texts = [events[i]["text"] for i in idx if in_month[i]]
+                noun = self.shared_noun(texts) if len(texts) >= p.min_events else None
+                for i in idx:
+                    keys[i] = (None, noun)
+        return keys
+
+    def shared_noun(self, texts: Sequence[str]) -> str | None:
+        """A noun at least half of the texts use and that says what they are about (not who, when or
+        how they were reported); the longest, then the most shared."""
+        counts: Counter = Counter()
+        for text in texts:
+            counts.update(set(self.content_nouns(text)))
+        shared = [w for w, c in counts.items() if 2 * c >= len(texts)]
+        return max(shared, key=lambda w: (counts[w], len(w), w)) if shared else None
+
+    def content_nouns(self, text: str) -> list[str]:
+        text = self.finder.strip_regions(text)
+        return [w.word for w in self.pos_tokenizer.lcut(self.feature_text(text))
+                if w.flag in _NOUN_TAGS and self._is_content(w.word)]
+
+    def _is_content(self, word: str) -> bool:
+        return (len(word) >= 2 and not word.isascii() and word not in self.generic_terms
+                and word not in self.signal_terms and word not in self.actor_terms
+                and word not in self.regions.villages and not any(word.endswith(s) for s in self.suffixes))
 
     def _text_space(self, texts: Sequence[str]):
         vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(2, 3), sublinear_tf=True,
@@ -581,15 +654,17 @@ class TopicBuilder:
                 out.append(int(v))
         return out
 
-    def _topic(self, key, cluster, cluster_subjects, group_events, past, past_subjects, score_row, month,
+    def _topic(self, key, topic_key, cluster, cluster_subjects, past_members, group_events, past, score_row, month,
                vectorizer) -> Topic:
         township, domain = key
         n = len(cluster)
-        subject, kind = self._subject(cluster, cluster_subjects)
-        phrase, keywords = self._phrase(cluster, cluster_subjects, group_events, past, subject, domain)
-        history = self._history_counts(cluster, subject, keywords, past, past_subjects, vectorizer, month)
-        monthly = [{"month": m, "events": c} for m, c in history] + [{"month": month, "events": n}]
-        previous = [c for _, c in history]
+        subject, kind = self._subject(topic_key[0], cluster, cluster_subjects)
+        phrase = topic_key[1]
+        keywords = self._keywords(cluster, cluster_subjects, group_events, past, subject, phrase, domain)
+        months = [shift_month(month, -k) for k in range(self.params.history_months, 0, -1)]
+        past_counts = Counter(e["month"] for e in past_members)
+        previous = [past_counts[m] for m in months]
+        monthly = [{"month": m, "events": c} for m, c in zip(months, previous)] + [{"month": month, "events": n}]
         trend = _trend(n, previous)
         signals = Counter(s for e in cluster for s in e["signals"])
         sources = Counter(e["source"] for e in cluster)
@@ -604,7 +679,7 @@ class TopicBuilder:
         title = self._title(township_name, subject, phrase, domain, n, sources)
         reasons = list((score_row or {}).get("reasons") or [])
         mean_prev = sum(previous) / len(previous) if previous else 0.0
-        reasons.append(f"本月{n}件，此前{len(previous)}个月月均{mean_prev:.1f}件")
+        reasons.append(f"本选题本月{n}件，此前{len(previous)}个月月均{mean_prev:.1f}件")
         if signals:
             reasons.append("含预警信号：" + "、".join(
                 f"{self.signal_names.get(code, code)}{count}件" for code, count in signals.most_common()))
@@ -613,7 +688,7 @@ class TopicBuilder:
         if len(sources) > 1:
             reasons.append(f"{len(sources)}个渠道均有反映")
         topic = Topic(
-            topic_id=_topic_id(township, domain, subject, keywords),
+            topic_id=_topic_id(township, domain, subject, [phrase] if phrase else keywords),
             month=month,
             title=title,
             subject=subject,
@@ -641,77 +716,60 @@ class TopicBuilder:
                                          "incident_id", "caller_key")} for e in cluster],
             lead_department=self.domains.get(domain, {}).get("lead_department", ""),
         )
-        topic.priority = priority(topic)
+        topic.priority = priority(topic, _excess(score_row))
         return topic
 
-    def _subject(self, cluster, cluster_subjects) -> tuple[str | None, str | None]:
-        counts: Counter = Counter()
-        kinds = {}
-        for subs in cluster_subjects:
-            for s, k in set(subs):
-                counts[s] += 1
-                kinds[s] = k
-        if counts:
-            best, c = max(counts.items(), key=lambda kv: (kv[1], len(kv[0]), kv[0]))
-            if c >= max(1, math.ceil(len(cluster) / 3)):
-                return best, kinds[best]
+    def _subject(self, named: str | None, cluster, cluster_subjects) -> tuple[str | None, str | None]:
+        """The subject the topic was formed on, else the village most of its events come from."""
+        if named:
+            kinds = {s: k for subs in cluster_subjects for s, k in subs}
+            return named, kinds.get(named, "village" if named in self.regions.villages else None)
         villages = Counter(e["village_code"] for e in cluster if e["village_code"])
-        if villages:
+        if villages and len(cluster) >= self.params.min_events:
             code, c = villages.most_common(1)[0]
             if c * 2 >= len(cluster) and code in self.regions.names:
                 return self.regions.name(code), "village"
         return None, None
 
-    def _phrase(self, cluster, cluster_subjects, group_events, past, subject, domain):
-        """The cluster's most characteristic phrase (c-TF-IDF against its group and history) and keywords."""
+    def _keywords(self, cluster, cluster_subjects, group_events, past, subject, phrase, domain) -> list[str]:
+        """Up to five words that characterise the topic against its group and history (c-TF-IDF),
+        the grievance phrase first."""
         names = {s for subs in cluster_subjects for s, _ in subs} | ({subject} if subject else set())
         exclude = names | {subject_core(n, self.suffixes) for n in names}
         candidates = set()
         for e in cluster:
             candidates.update(self.content_terms(e["text"], exclude))
-        if not candidates:
-            return None, []
         texts = [e["text"] for e in cluster]
         background = [e["text"] for e in group_events] + [e["text"] for e in past]
         domain_words = set(self.domains.get(domain, {}).get("keywords", []))
-        share = {t: sum(1 for x in texts if t in x) / len(texts) for t in candidates}
         scored = []
         for term in candidates:
+            share = sum(1 for x in texts if term in x) / len(texts)
             df = sum(1 for t in background if term in t)
             idf = math.log((len(background) + 1) / (df + 1)) + 1.0
             bonus = 1.5 if term in domain_words else 1.0
             length = 1.0 + 0.15 * min(len(term) - 2, 4)
-            scored.append((share[term] * idf * bonus * length, term))
+            scored.append((share * idf * bonus * length, term))
         scored.sort(key=lambda s: (-s[0], s[1]))
-        keywords = []
+        keywords = [phrase] if phrase else []
         for _, term in scored:
-            if not any(term in k or k in term for k in keywords):
-                keywords.append(term)
             if len(keywords) == 5:
                 break
-        whats = [t for _, t in scored if t not in self.actor_terms]
-        if not whats:
-            return None, keywords
-        best = whats[0]
-        # "交房" is shared most, "逾期交房" says what is wrong: take the longer when a third say it
-        longer = [t for t in candidates if best in t and t != best and share[t] >= 1 / 3]
-        if longer:
-            best = max(longer, key=lambda t: (share[t], len(t), t))
-        keywords = [best] + [k for k in keywords if k not in best and best not in k][:4]
-        phrase = best if (share[best] >= 0.25 or len(cluster) <= 2) else None
-        return phrase, keywords
+            if not any(term in k or k in term for k in keywords):
+                keywords.append(term)
+        return keywords
 
     def _title(self, township_name, subject, phrase, domain, n, sources) -> str:
         endings = self.lexicon["title_endings"]
         if n >= int(endings["many_events"]):
-            main_source = sources.most_common(1)[0][0] if sources else None
-            ending = endings.get("many_by_source", {}).get(main_source) if sources[main_source] * 2 > n else None
-            ending = ending or endings["many"]
+            main_source, count = sources.most_common(1)[0] if sources else (None, 0)
+            by_source = endings.get("many_by_source", {}).get(main_source)
+            majority = count > float(endings.get("majority_share", 0.5)) * n
+            ending = by_source if (by_source and majority) else endings["many"]
         else:
             ending = endings["few"]
-        what = phrase or self.domains.get(domain, {}).get("name_zh", domain)
-        if subject and what.startswith(subject):
-            what = what[len(subject):]
+        domain_name = self.domains.get(domain, {}).get("name_zh", domain)
+        what = phrase or (domain_name if subject else self.lexicon["other_phrase"].format(domain=domain_name))
         return f"{township_name}·{subject or ''}{what}{ending}"
 
     def _excerpts(self, cluster, vectorizer) -> list[dict]:
@@ -747,27 +805,6 @@ class TopicBuilder:
             })
         return result
 
-    def _history_counts(self, cluster, subject, keywords, past, past_subjects, vectorizer, month):
-        """Events of each previous month that belong to this topic: same subject, or (without a subject)
-        text as close to the topic's centre as its own members are."""
-        months = [shift_month(month, -k) for k in range(self.params.history_months, 0, -1)]
-        counts = dict.fromkeys(months, 0)
-        if past:
-            if subject:
-                hits = [subject in {s for s, _ in subs} or subject in e["text"] for e, subs in zip(past, past_subjects)]
-            elif vectorizer is not None:
-                members = normalize(vectorizer.transform([e["text"] for e in cluster]))
-                centre = normalize(np.asarray(members.mean(axis=0)))
-                floor = float(np.min(members @ centre.ravel()))
-                sims = normalize(vectorizer.transform([e["text"] for e in past])) @ centre.ravel()
-                hits = [float(s) >= floor for s in sims]
-            else:
-                hits = [False] * len(past)
-            for e, hit in zip(past, hits):
-                if hit and e["month"] in counts:
-                    counts[e["month"]] += 1
-        return [(m, counts[m]) for m in months]
-
 
 def _trend(current: int, previous: Sequence[int]) -> str:
     if not previous or not any(previous):
@@ -786,23 +823,50 @@ def _topic_id(township: str, domain: str, subject: str | None, keywords: Sequenc
     return hashlib.sha1(basis.encode("utf-8")).hexdigest()[:12]
 
 
-_LEVEL_WEIGHT = {"red": 1.0, "orange": 0.8, "yellow": 0.6, "blue": 0.4, "none": 0.2}
+_LEVEL_WEIGHT = {"red": 1.0, "orange": 0.8, "yellow": 0.6, "blue": 0.4, "none": 0.0}
+_NOUN_TAGS = frozenset({"n", "nz", "vn", "nt", "nw", "an"})
 
 
-def priority(topic: Topic) -> float:
-    """0–100: the region's score, the topic's size, its escalation signals and its growth.
+def _excess(score_row: Mapping | None) -> float:
+    """Events of the region × domain above its expected count this month."""
+    if not score_row:
+        return 0.0
+    return max(0.0, float(score_row.get("observed") or 0) - float(score_row.get("expected") or 0))
 
-    Size saturates (30 events count nearly as much as 100) so that one huge diffuse cluster does not
-    bury a sharp episode; signals count by the share of events carrying them."""
-    size = 1.0 - math.exp(-topic.events / 8.0)
-    signal_events = sum(1 for e in topic.evidence if e["signals"])
-    signal = min(1.0, signal_events / max(2.0, 0.3 * topic.events))
+
+def anomaly(current: int, previous: Sequence[int]) -> float:
+    """0–1: how far this month's count stands above the topic's own previous months.
+
+    The spread allows for month-to-month noise larger than Poisson (a quarter of the mean), so a
+    big series up by a fifth scores low and a subject going from nothing to a dozen events high;
+    the growth factor keeps a small rise of a large series from counting as a surge."""
+    mean = sum(previous) / len(previous) if previous else 0.0
+    spread = math.sqrt(mean + (0.25 * mean) ** 2 + 1.0)
+    surprise = max(0.0, current - mean) / spread
+    growth = min(1.0, math.log2((current + 1.0) / (mean + 1.0)) / 2.0)
+    return max(0.0, (1.0 - math.exp(-surprise / 2.5)) * growth)
+
+
+def priority(topic: Topic, region_excess: float = 0.0) -> float:
+    """0–100 rank of a topic for the task force.
+
+    - its own anomaly against its previous months (0.40),
+    - the region × domain's level, credited by the share of the region's excess the topic makes (0.20):
+      a red township lends its colour to the matter that turned it red, not to its everyday events,
+    - escalation signals (0.15), corroboration by several feeds (0.10), a named subject rather than a
+      scattered kind of grievance (0.10), repeat callers (0.05)."""
     previous = [m["events"] for m in topic.monthly_events[:-1]]
     mean = sum(previous) / len(previous) if previous else 0.0
-    growth = max(0.0, topic.events - mean) / max(topic.events, 1)
+    own = anomaly(topic.events, previous)
+    excess = max(0.0, topic.events - mean)
+    share = min(1.0, excess / max(region_excess, excess, 1.0))
+    region = _LEVEL_WEIGHT.get(topic.level, 0.0) * share
+    signal_events = sum(1 for e in topic.evidence if e["signals"])
+    signal = min(1.0, signal_events / max(2.0, 0.3 * topic.events))
+    feeds = min(1.0, (len(topic.sources) - 1) / 2.0)
+    named = 1.0 if topic.subject else (0.3 if topic.phrase else 0.0)
     repeat = min(1.0, topic.repeat_callers / 3.0)
-    region = max(float(topic.score) / 100.0, _LEVEL_WEIGHT.get(topic.level, 0.2) * 0.5)
-    return 100.0 * (0.30 * region + 0.35 * size + 0.15 * signal + 0.15 * growth + 0.05 * repeat)
+    return 100.0 * (0.40 * own + 0.20 * region + 0.15 * signal + 0.10 * feeds + 0.10 * named + 0.05 * repeat)
 
 
 # --------------------------------------------------------------------------------------------

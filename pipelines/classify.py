@@ -22,20 +22,19 @@ NAMESPACE = "riskwatch.classify"
 
 def annotate(classifier: DomainClassifier, lexicon: SignalLexicon, events: list[dict]) -> list[dict]:
     """Copies of the events with domain, domain_confidence, domain_by and signals filled in."""
-    out = []
     predictions = classifier.predict_records(events)
     found = lexicon.extract_batch([e.get("text") for e in events], [e.get("people_involved") for e in events])
-    for event, prediction, signals in zip(events, predictions, found):
-        annotated = dict(event)
-        annotated.update(
-            domain=prediction.domain,
-            domain_confidence=prediction.confidence,
-            domain_by=prediction.by,
+    return [
+        {
+            **event,
+            "domain": prediction.domain,
+            "domain_confidence": prediction.confidence,
+            "domain_by": prediction.by,
             # signals set upstream (e.g. repeat callers) are kept, without duplicates
-            signals=list(dict.fromkeys([*(event.get("signals") or ()), *signals])),
-        )
-        out.append(annotated)
-    return out
+            "signals": list(dict.fromkeys([*event["signals"], *signals])) if event.get("signals") else signals,
+        }
+        for event, prediction, signals in zip(events, predictions, found)
+    ]
 
 
 class _ClassifyBatch(beam.DoFn):

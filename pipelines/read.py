@@ -36,7 +36,8 @@ CSV_DELIMITERS = (",", "\t", ";", "|")
 SUMMARY_ROW_RE = re.compile(
     r"^(合计|总计|共计|小计|累计|汇总|本页合计|制表|审核|填报|填表|导出|打印|统计时间|统计日期|负责人|共\d+条)"
 )
-_IGNORED_FILES_RE = re.compile(r"^(\.|~\$|Thumbs\.db$|desktop\.ini$)", re.IGNORECASE)
+# Hidden and editor lock files, and the ".done" markers with which a sender says a file is complete.
+_IGNORED_FILES_RE = re.compile(r"^(\.|~\$|Thumbs\.db$|desktop\.ini$)|\.done$", re.IGNORECASE)
 _HEADER_DECORATION_RE = re.compile(r"(\*|[(（]必填[)）]|[(（]选填[)）])")
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
@@ -60,7 +61,7 @@ def discover(inbox: str) -> list[FeedFile]:
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in filenames:
-                if _IGNORED_FILES_RE.match(name):
+                if _IGNORED_FILES_RE.search(name):
                     continue
                 path = os.path.join(dirpath, name)
                 st = os.stat(path)

@@ -127,3 +127,11 @@ def test_read_feeds_is_a_beam_stage(fixture_inbox):
                              + [("grid/缺列模板.csv", 2), ("grid/缺列模板.csv", 3)]), label="rows")
         assert_that(read[FILES_TAG] | beam.Map(lambda i: (i["file"], i["rows_read"])),
                     equal_to([("grid/english.jsonl", 1), ("grid/网格事件.xlsx", 6), ("grid/缺列模板.csv", 2)]), label="files")
+
+
+def test_discover_skips_hidden_lock_and_done_marker_files(tmp_path):
+    feed = tmp_path / "hotline_12345"
+    feed.mkdir()
+    for name in ["工单.csv", ".工单.csv.swp", "~$工单.xlsx", "工单.csv.done", "Thumbs.db"]:
+        (feed / name).write_text("x", encoding="utf-8")
+    assert [f.relpath for f in discover(str(tmp_path))] == ["hotline_12345/工单.csv"]

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import schemas
-from pipelines.signals import SignalLexicon, chinese_number
+from pipelines.signals import SignalLexicon, chinese_number, signal_metrics
 
 
 @pytest.fixture(scope="module")
@@ -86,3 +86,13 @@ def test_batch_equals_one_by_one(texts, data):
 def test_durations_and_amounts_are_no_head_count(lexicon):
     assert lexicon.extract("拖欠12个月工资共计30000元") == []
     assert lexicon.extract("20个工人在门口") == ["many_people"]
+
+
+def test_negation_is_measured_against_the_same_lexicon_without_it(lexicon):
+    texts = ["现场没有聚集", "工人在门口聚集", "未造成人员聚集"]
+    truth = [[], ["gathering"], []]
+    with_negation = signal_metrics(lexicon, texts, truth)
+    without = signal_metrics(lexicon.without_negation(), texts, truth)
+    assert with_negation["gathering"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1}
+    assert without["gathering"]["precision"] == pytest.approx(1 / 3, abs=1e-4)
+    assert (with_negation["exact"], without["exact"]) == (1.0, pytest.approx(1 / 3, abs=1e-4))

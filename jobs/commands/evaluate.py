@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 NAME = "evaluate"
+SIGNALS_EVAL = Path("signals") / "signals_eval.jsonl"  # under the corpus folder; texts with their signal codes
 HELP = ("evaluate the saved domain classifier on the independent set and on held-out generated / "
         "simulated examples (table and JSON)")
 
@@ -49,6 +50,15 @@ def format_metrics(name: str, metrics: dict, confusion: bool = True) -> str:
     return text
 
 
+def format_signal_metrics(name: str, metrics: dict) -> str:
+    rows = [["signal", "precision", "recall", "f1", "support"]]
+    for code, m in metrics.items():
+        if code != "exact":
+            rows.append([code, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"])])
+    rows.append(["exact match", "", "", f"{metrics['exact']:.3f}", ""])
+    return f"== {name}\n{_table(rows)}"
+
+
 def print_report(evaluation: dict, confusion: bool = True) -> None:
     for name, metrics in evaluation.items():
         print(format_metrics(name, metrics, confusion))
@@ -60,6 +70,7 @@ def run(args, beam_args) -> int:
 
     from models.domain_classifier import ArtifactMismatch, DomainClassifier, evaluate, evaluation_sets
     from models.simulated_corpus import simulated_examples
+    from pipelines.signals import SignalLexicon, signal_metrics
 
     try:
         classifier = DomainClassifier.load(args.model)
@@ -80,6 +91,16 @@ def run(args, beam_args) -> int:
     print(f"model {classifier.metadata.get('model_version')} trained {classifier.metadata.get('trained_on')}, "
           f"data sha256 {classifier.metadata.get('training_data_sha256', '')[:12]}")
     print_report(evaluation, confusion=not args.no_confusion)
+    signal_set = args.corpus / SIGNALS_EVAL
+    if signal_set.exists():
+        labelled = [json.loads(line) for line in signal_set.read_text(encoding="utf-8").splitlines() if line.strip()]
+        texts, truth = [r["text"] for r in labelled], [r["signals"] for r in labelled]
+        lexicon = SignalLexicon.from_schema()
+        evaluation["signals"] = signal_metrics(lexicon, texts, truth)
+        evaluation["signals_without_negation"] = signal_metrics(lexicon.without_negation(), texts, truth)
+        print(format_signal_metrics(f"signals ({len(texts)} labelled texts)", evaluation["signals"]))
+        print(format_signal_metrics("signals with negation handling switched off", evaluation["signals_without_negation"]))
+        print()
     if args.json:
         args.json.write_text(json.dumps(evaluation, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         print(f"metrics → {args.json}")
