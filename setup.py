@@ -13,7 +13,7 @@ setup(
     include_package_data=True,
     package_data={
         "schemas": ["*.yaml", "feeds/*.yaml", "*.csv"],
-        "models": ["corpus/*", "artifacts/*"],
+        "models": ["corpus/*", "corpus/signals/*", "artifacts/*"],
         "simulator": ["data/*"],
         "quality": ["*.yaml", "static/**/*"],
         "reports": ["templates/*", "static/*"],
@@ -37,7 +37,7 @@ setup(
         "joblib>=1.3",
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100", "websockets>=13"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "websockets>=13", "dask[distributed]>=2024.1"],  # tests/test_dask_runner.py starts a real cluster
         "dask": ["dask[distributed]>=2024.1"],
     },
     entry_points={"console_scripts": ["riskwatch=jobs.cli:main"]},

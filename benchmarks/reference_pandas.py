@@ -16,8 +16,10 @@ a required field or the time parse are dropped and counted.
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime as dt
 import io
+import json
 import time
 from pathlib import Path
 
@@ -51,6 +53,19 @@ def _decode(data: bytes) -> str:
     return data.decode("gb18030", errors="replace")
 
 
+def _json_lines(text: str) -> list[dict]:
+    """Objects of a JSON-lines file; a malformed line is dropped (read_json would reject the file)."""
+    records = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
 def _with_header(table: pd.DataFrame, aliases: dict[str, str]) -> pd.DataFrame:
     """The table under its header row: exports often put a title row or two above it."""
     scan = table.head(10)
@@ -65,13 +80,14 @@ def read_file(path: Path, feed: str) -> pd.DataFrame:
     aliases = _alias_map(feed)
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):
-        frame = pd.read_json(io.StringIO(_decode(path.read_bytes())), lines=True, dtype=False, convert_dates=False)
+        frame = pd.DataFrame.from_records(_json_lines(_decode(path.read_bytes())))
         frame = frame.rename(columns=lambda c: aliases.get(str(c).strip(), str(c).strip()))
     elif suffix in (".xlsx", ".xlsm", ".xls"):
         frame = _with_header(pd.read_excel(path, header=None, dtype=object, engine="calamine"), aliases)
     else:
-        frame = _with_header(pd.read_csv(io.StringIO(_decode(path.read_bytes())), header=None, dtype=str,
-                                         keep_default_na=False), aliases)
+        # csv.reader, not read_csv: a title line above the header would fix the column count at 1
+        rows = list(csv.reader(io.StringIO(_decode(path.read_bytes()))))
+        frame = _with_header(pd.DataFrame(rows, dtype=object), aliases)
     frame["source"] = feed
     frame["file"] = str(path)
     frame["file_mtime"] = path.stat().st_mtime

@@ -124,10 +124,13 @@ class Evaluation:
         return self.false_alarms / self.series_years if self.series_years else float("nan")
 
     def summary(self) -> dict:
+        def rounded(x, digits):
+            return None if x != x else round(x, digits)  # NaN (nothing to divide by) → null in JSON
+
         return {"episodes": len(self.episodes), "detected": self.detected,
-                "sensitivity": round(self.sensitivity, 4), "median_delay_days": self.median_delay,
+                "sensitivity": rounded(self.sensitivity, 4), "median_delay_days": self.median_delay,
                 "false_alarms": self.false_alarms, "series_years": round(self.series_years, 2),
-                "false_alarms_per_series_year": round(self.false_alarms_per_series_year, 3)}
+                "false_alarms_per_series_year": rounded(self.false_alarms_per_series_year, 3)}
 
 
 def episodes_in_period(episodes: Iterable[TruthEpisode], start: dt.date, end: dt.date) -> list[TruthEpisode]:
@@ -207,7 +210,8 @@ def curve(statistic: DayStatistic, thresholds: Sequence[float], episodes, n_seri
 def at_false_alarm_rate(rows: Sequence[Mapping], max_rate: float) -> dict | None:
     """The most sensitive point of a curve whose false-alarm rate is at most ``max_rate``
     (ties: the shorter median delay)."""
-    ok = [r for r in rows if r["false_alarms_per_series_year"] <= max_rate + 1e-9]
+    ok = [r for r in rows if r["false_alarms_per_series_year"] is not None
+          and r["false_alarms_per_series_year"] <= max_rate + 1e-9]
     if not ok:
         return None
     return max(ok, key=lambda r: (r["sensitivity"], -(r["median_delay_days"] or 1e9)))
@@ -256,7 +260,7 @@ def curve_svg(curves: Mapping[str, Sequence[Mapping]], max_rate: float = 5.0, ti
     for i, (name, rows) in enumerate(curves.items()):
         colour = _COLOURS[i % len(_COLOURS)]
         pts = sorted((r["false_alarms_per_series_year"], r["sensitivity"]) for r in rows
-                     if r["false_alarms_per_series_year"] == r["false_alarms_per_series_year"])
+                     if r["false_alarms_per_series_year"] is not None and r["sensitivity"] is not None)
         path = " ".join(f"{x(a):.1f},{y(b):.1f}" for a, b in pts if a <= max_rate)
         parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
         parts.append(f'<text x="{left + 8}" y="{top + 16 + 14 * i}" fill="{colour}">{escape(name)}</text>')

@@ -179,15 +179,15 @@ class DomainClassifier:
         frame = frame.reindex(columns=COLUMNS)
         proba = self.pipeline.predict_proba(frame)
         order = np.argsort(-proba, axis=1)[:, :2]
-        out = []
-        for i, (first, second) in enumerate(order):
-            confidence = float(proba[i, first])
-            if confidence >= self.fallback_below:
-                out.append(Prediction(self.classes[first], round(confidence, 4), "model"))
-                continue
+        confidence = np.round(proba[np.arange(len(proba)), order[:, 0]], 4).tolist()
+        out = [Prediction(self.classes[first], c, "model") for first, c in zip(order[:, 0].tolist(), confidence)]
+        for i in np.flatnonzero(np.asarray(confidence) < self.fallback_below):
+            first, second = order[i]
             plausible = {self.classes[first], self.classes[second]}
-            domain, by = self._prior(frame.iloc[i], plausible) or (self.classes[first], "model")
-            out.append(Prediction(domain, round(float(proba[i, self.classes.index(domain)]), 4), by))
+            prior = self._prior(frame.iloc[i], plausible)
+            if prior:
+                domain, by = prior
+                out[i] = Prediction(domain, round(float(proba[i, self.classes.index(domain)]), 4), by)
         return out
 
     def _prior(self, row, plausible: set[str]) -> tuple[str, str] | None:

@@ -169,9 +169,11 @@ def assess(surprisal_value: float, volume_reason: str, tally: Mapping, n_repeat_
                       complete=not gap_days, base=round(base, 1), surprisal=round(float(surprisal_value), 2))
 
 
-def window_volume_reason(observed: int, expected: float, window_days: int) -> str:
+def window_volume_reason(observed: int, expected: float, window_days: int, reports: int | None = None) -> str:
+    """"近3日9起（27条反映），预期约4起，高125%" — reports shown when several describe one incident."""
     span = "当日" if window_days == 1 else f"近{window_days}日"
-    text = f"{span}{observed}起，预期约{_num(expected)}起"
+    told = f"（{reports}条反映）" if reports is not None and reports > observed else ""
+    text = f"{span}{observed}起{told}，预期约{_num(expected)}起"
     return text + (f"，{_pct(observed, expected)}" if expected > 0 and observed > expected else "")
 
 
@@ -251,7 +253,11 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
     min_observed = cfg["anomaly"]["min_observed"]
     lookback_days = cfg["contributions"]["repeat_callers"]["within_days"]
     gaps = list(gaps)
+    # The statistic runs on the volume (incidents + weighted further reports); rows and reasons
+    # speak in incidents, with the volume's expected count turned into incidents by the history's ratio.
     dates, counts = dense_counts({d: volume(t, cfg) for d, t in daily.items()}, history_start, target_end)
+    incidents = dense_counts({d: t["incidents"] for d, t in daily.items()}, history_start, target_end)[1]
+    records = dense_counts({d: t["records"] for d, t in daily.items()}, history_start, target_end)[1]
     index = {d: i for i, d in enumerate(dates)}
     parent = None if parent_daily_counts is None else dense_counts(parent_daily_counts, history_start, target_end)[1]
     empty = empty_tally()
@@ -272,6 +278,8 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
         m_first, m_last = index[max(month, target_start)], index[min(_month_end(month), target_end)]
         model = baselines.expected_model(dates[:m_first], counts[:m_first], cfg["expected"],
                                          None if parent is None else parent[:m_first], n_siblings)
+        history_volume = float(counts[:m_first].sum())
+        per_volume = float(incidents[:m_first].sum()) / history_volume if history_volume else 1.0
         # Windows ending early in the month reach back into history; the month's model predicts
         # those days too, so a window's observed and expected cover the same days.
         lo = max(0, m_first - max(windows) + 1)
@@ -284,26 +292,29 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
         base = dict(township_code=township_code, village_code=village_code, domain=domain)
         if day_rows != "none":
             for i in range(m_first, m_last + 1):
-                if day_rows == "observed" and counts[i] == 0:
+                if day_rows == "observed" and incidents[i] == 0:
                     continue
                 w = int(best_w[i])
                 first = max(0, i - w + 1)
                 tally, n_repeat = span(first, i)
-                observed_w = int(counts[first:i + 1].sum())
-                expected_w = float(mu[first:i + 1].sum())
+                reason = window_volume_reason(int(incidents[first:i + 1].sum()),
+                                              float(mu[first:i + 1].sum()) * per_volume, w,
+                                              int(records[first:i + 1].sum()))
                 gap_days = gaps_for(gaps, township_code, feeds, dates[first:i + 1])
-                a = assess(float(surprisal[i]), window_volume_reason(observed_w, expected_w, w), tally,
-                           n_repeat, gap_days, w == 1, cfg)
-                rows.append(_row("day", dates[i], int(counts[i]), float(mu[i]), a, base))
-        observed = int(counts[m_first:m_last + 1].sum())
-        expected = float(mu[m_first:m_last + 1].sum())
-        s = float(baselines.surprisal(observed, expected, model.dispersion)) if observed >= min_observed else 0.0
-        previous = [int(counts[index[p]:index[_month_end(p)] + 1].sum()) for p in _previous_months(month, 3)
+                a = assess(float(surprisal[i]), reason, tally, n_repeat, gap_days, w == 1, cfg)
+                rows.append(_row("day", dates[i], int(incidents[i]), float(mu[i]) * per_volume, a, base))
+        observed = int(incidents[m_first:m_last + 1].sum())
+        observed_volume = float(counts[m_first:m_last + 1].sum())
+        expected_volume = float(mu[m_first:m_last + 1].sum())
+        s = (float(baselines.surprisal(observed_volume, expected_volume, model.dispersion))
+             if observed_volume >= min_observed else 0.0)
+        previous = [int(incidents[index[p]:index[_month_end(p)] + 1].sum()) for p in _previous_months(month, 3)
                     if p >= history_start]
         tally, n_repeat = span(m_first, m_last)
         gap_days = gaps_for(gaps, township_code, feeds, dates[m_first:m_last + 1])
-        a = assess(s, month_volume_reason(observed, expected, previous), tally, n_repeat, gap_days, False, cfg)
-        rows.append(_row("month", month, observed, expected, a, base))
+        a = assess(s, month_volume_reason(observed, expected_volume * per_volume, previous), tally, n_repeat,
+                   gap_days, False, cfg)
+        rows.append(_row("month", month, observed, expected_volume * per_volume, a, base))
     return rows
 
 

@@ -31,6 +31,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
 
 import schemas
+from models.grievances import GrievanceVocabulary
 
 _TZ = ZoneInfo(schemas.TIMEZONE)
 _NOT_NAME = re.compile(r"[^\u3400-\u9fffA-Za-z]")
@@ -46,6 +47,7 @@ class TopicParams:
     subject_weight: float = 0.5  # share of an event vector given to its subject (squared norm)
     village_weight: float = 0.1
     min_events: int = 2  # smaller clusters become topics only when they carry a signal
+    min_subject_events: int = 3  # events of the month naming a subject for it to be a topic of its own
     top_n_groups: int = 10  # groups below blue still studied when among the top N by score
     min_group_events: int = 3
     max_agglomerative: int = 3000  # above this, DBSCAN (linear memory) replaces the n×n linkage
@@ -217,7 +219,9 @@ class SubjectFinder:
         ))
         self.min_chars = int(lexicon["name_min_chars"])
         self.max_chars = int(lexicon["name_max_chars"])
-        boundaries = sorted(set(lexicon["name_boundaries"]), key=len, reverse=True)
+        # words that are no part of a name end it too ("上周开始路边…" names no road)
+        words = [w for w in [*lexicon["generic_terms"], *(lexicon.get("actor_terms") or [])] if len(w) >= 2]
+        boundaries = sorted(set(lexicon["name_boundaries"]) | set(words), key=len, reverse=True)
         self.boundary_re = re.compile("|".join(map(re.escape, boundaries)))
         self.generic = set(lexicon["generic_subjects"])
         terms = sorted(regions.region_terms, key=len, reverse=True)
@@ -379,6 +383,7 @@ class Topic:
             "region": {"code": self.township_code, "name": self.township_name},
             "subject": self.subject,
             "subject_kind": self.subject_kind,
+            "phrase": self.phrase,
             "keywords": self.keywords,
             "level": self.level,
             "score": round(float(self.score), 1),
@@ -444,6 +449,7 @@ class TopicBuilder:
         self.generic_terms = set(self.lexicon["generic_terms"]) | set(self.lexicon["generic_subjects"])
         self.generic_terms |= set(self.suffixes)
         self.actor_terms = set(self.lexicon.get("actor_terms") or [])
+        self.grievances = GrievanceVocabulary(self.lexicon)
         self.signal_names = {s["code"]: s["name_zh"] for s in self.signal_spec["signals"]}
         # escalation words are reported as signals, never as what a topic is about
         self.signal_terms = {t for s in self.signal_spec["signals"] for t in s.get("terms", [])}
@@ -454,6 +460,7 @@ class TopicBuilder:
             except (OSError, ValueError):
                 self.source_names[feed] = feed
         self._tokenizer = None
+        self._pos_tokenizer = None
 
     # -- text -----------------------------------------------------------------------------------
 
@@ -465,23 +472,32 @@ class TopicBuilder:
             tokenizer = jieba.Tokenizer()
             words = {k for d in self.taxonomy["domains"] for k in d.get("keywords", [])}
             words |= {t for s in self.signal_spec["signals"] for t in s.get("terms", [])}
+            words |= set(self.grievances.terms())
             for word in sorted(words):
-                tokenizer.add_word(word, freq=2000)
+                tokenizer.add_word(word, freq=2000, tag="n")
             self._tokenizer = tokenizer
         return self._tokenizer
+
+    @property
+    def pos_tokenizer(self):
+        if self._pos_tokenizer is None:
+            import jieba.posseg
+
+            self._pos_tokenizer = jieba.posseg.POSTokenizer(self.tokenizer)
+        return self._pos_tokenizer
 
     @staticmethod
     def feature_text(text: str) -> str:
         return _NOT_NAME.sub(" ", _MASK_OR_DIGIT.sub(" ", text))
 
     def content_terms(self, text: str, exclude: Iterable[str]) -> list[str]:
-        """Phrases a title may use: content words and pairs of adjacent content words."""
+        """Keyword candidates: content words and pairs of adjacent content words (no names, people,
+        fillers or escalation words)."""
         for term in sorted(exclude, key=len, reverse=True):
             text = text.replace(term, "|")
         text = self.finder.strip_regions(text)
         tokens = self.tokenizer.lcut(self.feature_text(text))
-        ok = [len(t) >= 2 and t not in self.generic_terms and t not in self.signal_terms and not t.isascii()
-              for t in tokens]
+        ok = [self._is_content(t) for t in tokens]
         terms = [t for t, good in zip(tokens, ok) if good]
         for i in range(len(tokens) - 1):
             if ok[i] and ok[i + 1] and len(tokens[i]) + len(tokens[i + 1]) <= 6:
@@ -513,6 +529,8 @@ class TopicBuilder:
         topics = []
         for k in sorted(members, key=lambda k: (k[0] or "", k[1] or "")):
             mine = [i for i in members[k] if i < n]
+            if k == (None, None):
+                continue  # events about nothing in common are no topic (unless nothing else is: below)
             if len(mine) < self.params.min_events and not any(events[i]["signals"] for i in mine):
                 continue
             topics.append(self._topic(key, k, [events[i] for i in mine], [subjects[i] for i in mine],
@@ -535,9 +553,10 @@ class TopicBuilder:
         """(subject, phrase) of each event: what it is about and what is wrong.
 
         A subject that at least ``min_subject_events`` events of the month name is a topic of its
-        own (split by grievance when each part is that big; smaller parts join its main grievance).
-        Other events go by their grievance; events naming none are clustered on their text, and a
-        cluster is named by a noun its events share, else it joins the group's 其他 topic."""
+        own, titled with its most frequent grievance (one matter is told in several ways: "信访局
+        没有答复" and "对处理结果不服" about one village are one topic). Other events go by their
+        grievance; events naming none are clustered on their text, and a cluster is named by a
+        noun its events share and the rest of the group does not, else it joins the 其他 topic."""
         p = self.params
         in_month = [e["month"] == month for e in events]
         named_month: Counter = Counter()
@@ -552,13 +571,12 @@ class TopicBuilder:
         entities = {s for s, c in named_month.items() if c >= p.min_subject_events}
         parts = Counter((primary[i], grievances[i]) for i in range(len(events))
                         if in_month[i] and primary[i] in entities and grievances[i])
-        kept = {k for k, c in parts.items() if c >= p.min_subject_events}
         main = {s: max(((c, g) for (s2, g), c in parts.items() if s2 == s), default=(0, None))[1] for s in entities}
         keys: list = [None] * len(events)
         residual = []
         for i, (s, g) in enumerate(zip(primary, grievances)):
             if s in entities:
-                keys[i] = (s, g if (s, g) in kept else main[s])
+                keys[i] = (s, main[s])
             elif g:
                 keys[i] = (None, g)
             else:
@@ -568,20 +586,26 @@ class TopicBuilder:
             clusters: dict[int, list[int]] = defaultdict(list)
             for i, label in zip(residual, labels):
                 clusters[label].append(i)
+            background = [e["text"] for e in events]
             for label, idx in clusters.items():
                 texts = [events[i]["text"] for i in idx if in_month[i]]
-                noun = self.shared_noun(texts) if len(texts) >= p.min_events else None
+                noun = self.shared_noun(texts, background) if len(texts) >= p.min_subject_events else None
                 for i in idx:
                     keys[i] = (None, noun)
         return keys
 
-    def shared_noun(self, texts: Sequence[str]) -> str | None:
-        """A noun at least half of the texts use and that says what they are about (not who, when or
-        how they were reported); the longest, then the most shared."""
+    def shared_noun(self, texts: Sequence[str], background: Sequence[str], lift: float = 3.0) -> str | None:
+        """A noun that at least half of the texts use, ``lift`` times as often as the group's texts
+        do, and that says what they are about (not who, when or how it was reported)."""
         counts: Counter = Counter()
         for text in texts:
             counts.update(set(self.content_nouns(text)))
-        shared = [w for w, c in counts.items() if 2 * c >= len(texts)]
+        shared = []
+        for word, c in counts.items():
+            share = c / len(texts)
+            base = sum(1 for t in background if word in t) / max(1, len(background))
+            if share >= 0.5 and share >= lift * base:
+                shared.append(word)
         return max(shared, key=lambda w: (counts[w], len(w), w)) if shared else None
 
     def content_nouns(self, text: str) -> list[str]:
@@ -837,36 +861,46 @@ def _excess(score_row: Mapping | None) -> float:
 def anomaly(current: int, previous: Sequence[int]) -> float:
     """0–1: how far this month's count stands above the topic's own previous months.
 
-    The spread allows for month-to-month noise larger than Poisson (a quarter of the mean), so a
-    big series up by a fifth scores low and a subject going from nothing to a dozen events high;
-    the growth factor keeps a small rise of a large series from counting as a surge."""
+    The spread allows for month-to-month noise larger than Poisson (a quarter of the mean) and for
+    small counts (+4), so a big series up by a fifth or a kind of event going from 0 to 3 scores low
+    and a subject going from nothing to a dozen events high; the growth factor keeps a small rise
+    of a large series from counting as a surge."""
     mean = sum(previous) / len(previous) if previous else 0.0
-    spread = math.sqrt(mean + (0.25 * mean) ** 2 + 1.0)
+    spread = math.sqrt(mean + (0.25 * mean) ** 2 + 4.0)
     surprise = max(0.0, current - mean) / spread
     growth = min(1.0, math.log2((current + 1.0) / (mean + 1.0)) / 2.0)
     return max(0.0, (1.0 - math.exp(-surprise / 2.5)) * growth)
 
 
 def priority(topic: Topic, region_excess: float = 0.0) -> float:
-    """0–100 rank of a topic for the task force.
+    """0–100 rank of a topic for the task force. Anomaly first:
 
-    - its own anomaly against its previous months (0.40),
-    - the region × domain's level, credited by the share of the region's excess the topic makes (0.20):
-      a red township lends its colour to the matter that turned it red, not to its everyday events,
-    - escalation signals (0.15), corroboration by several feeds (0.10), a named subject rather than a
-      scattered kind of grievance (0.10), repeat callers (0.05)."""
+    - its own anomaly against its previous months (0.6 of the base),
+    - the region × domain's level, credited by the share of the region's excess the topic makes (0.4):
+      a red township lends its colour to the matter that turned it red, not to its everyday events;
+
+    then, scaled by the square root of that base so that they lift anomalies and never make one,
+    escalation signals, incidents corroborated by several feeds, a named subject rather than a
+    scattered kind of grievance, and repeat callers."""
     previous = [m["events"] for m in topic.monthly_events[:-1]]
     mean = sum(previous) / len(previous) if previous else 0.0
-    own = anomaly(topic.events, previous)
     excess = max(0.0, topic.events - mean)
     share = min(1.0, excess / max(region_excess, excess, 1.0))
-    region = _LEVEL_WEIGHT.get(topic.level, 0.0) * share
+    base = 0.6 * anomaly(topic.events, previous) + 0.4 * _LEVEL_WEIGHT.get(topic.level, 0.0) * share
     signal_events = sum(1 for e in topic.evidence if e["signals"])
     signal = min(1.0, signal_events / max(2.0, 0.3 * topic.events))
-    feeds = min(1.0, (len(topic.sources) - 1) / 2.0)
-    named = 1.0 if topic.subject else (0.3 if topic.phrase else 0.0)
+    feeds_of: dict[str, set] = defaultdict(set)
+    for e in topic.evidence:
+        feeds_of[e["incident_id"] or e["event_id"]].add(e["source"])
+    corroborated = sum(1 for feeds in feeds_of.values() if len(feeds) > 1)
+    corroboration = min(1.0, corroborated / max(2.0, 0.2 * len(feeds_of)))
+    if topic.subject:  # named by its events, or only where they come from
+        named = 1.0 if any(topic.subject in e["text"] for e in topic.evidence) else 0.5
+    else:
+        named = 0.3 if topic.phrase else 0.0
     repeat = min(1.0, topic.repeat_callers / 3.0)
-    return 100.0 * (0.40 * own + 0.20 * region + 0.15 * signal + 0.10 * feeds + 0.10 * named + 0.05 * repeat)
+    extras = (0.35 * signal + 0.25 * corroboration + 0.25 * named + 0.15 * repeat)
+    return 100.0 * (0.6 * base + 0.4 * extras * math.sqrt(base))
 
 
 # --------------------------------------------------------------------------------------------
@@ -901,6 +935,8 @@ def similarity(current: Topic, previous: Mapping) -> float:
             return 1.0
         a, b = _bigrams(subject), _bigrams(prev_subject)
         return 0.9 if (subject in prev_subject or prev_subject in subject) else 0.8 * len(a & b) / max(1, len(a | b))
+    if not subject and not prev_subject and current.phrase and current.phrase == previous.get("phrase"):
+        return 1.0
     words, prev_words = set(current.keywords), set(previous.get("keywords") or [])
     overlap = len(words & prev_words) / max(1, min(len(words), len(prev_words)))
     titles = _bigrams(current.title), _bigrams(previous.get("title") or "")

@@ -220,8 +220,8 @@ class ScoreSeries(beam.PTransform):
             daily
             | "TownshipSeries" >> beam.Filter(lambda kv: kv[0][0][2] is None)
             | "ByCountyDomain" >> beam.MapTuple(
-                lambda key, t, cfg: ((key[0][0], key[0][3]), (key[0][1], key[1], risk_score.volume(t, cfg))),
-                risk_score.config())
+                lambda key, t, cfg=risk_score.config(): ((key[0][0], key[0][3]),
+                                                         (key[0][1], key[1], risk_score.volume(t, cfg))))
             | "GroupCountyDomain" >> beam.GroupByKey()
             | "CountyTotals" >> beam.Map(_parent_totals)
         )

@@ -120,3 +120,10 @@ def test_train_then_evaluate_commands(tmp_path, tiny_corpus, capsys):
 def test_train_rejects_a_bad_date(tmp_path, tiny_corpus, capsys):
     assert cli.main(["train", "--corpus", str(tiny_corpus), "--out", str(tmp_path), "--date", "yesterday"]) == 2
     assert "YYYY-MM-DD" in capsys.readouterr().err
+
+
+def test_classify_command_names_a_line_that_is_not_json(tmp_path, capsys):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "路灯坏了"}\n\n{"text": "被骗了"\n', encoding="utf-8")
+    assert cli.main(["classify", "--input", str(source), "--output", str(tmp_path / "o.jsonl")]) == 2
+    assert "in.jsonl:3: not JSON" in capsys.readouterr().err

@@ -6,7 +6,10 @@ import json
 from pathlib import Path
 
 import apache_beam as beam
+import pytest
 from apache_beam.pvalue import TaggedOutput
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.windowed_value import WindowedValue
 
 from pipelines.options import beam_options
 from pipelines.runners import ParDoWithOutputs, counter_values, dask_options, run_to_completion
@@ -86,3 +89,63 @@ def test_dask_options_use_one_partition_per_worker_thread(dask_cluster):
     assert options["npartitions"] == 2  # two single-threaded workers
     explicit = dask_options(dask_cluster.address, ["--dask_partition_size=50"]).get_all_options()
     assert explicit["npartitions"] is None and explicit["partition_size"] == 50
+
+
+def _ingested_events(out: Path) -> list[dict]:
+    """The fixture inbox's Events as written by the real ingest, classified with the saved model."""
+    import pyarrow.parquet as pq
+
+    from models.domain_classifier import DomainClassifier
+
+    events = [e for path in sorted((out / "warehouse" / "events").rglob("*.parquet"))
+              for e in pq.read_table(path).to_pylist()]
+    for event, prediction in zip(events, DomainClassifier.load().predict_records(events)):
+        event["domain"] = prediction.domain
+    return events
+
+
+def _run_daily_counts(events: list[dict], options, folder: Path) -> dict:
+    from pipelines.score import DailyCounts
+
+    folder.mkdir()
+    pipeline = beam.Pipeline(options=options)
+    daily = pipeline | beam.Create(events) | DailyCounts()
+    write_outputs({"daily": daily}, str(folder))
+    run_to_completion(pipeline)
+    return read_outputs(folder)
+
+
+def test_daily_counts_of_ingested_events_equal_on_dask_cluster(dask_cluster, ingest_run, tmp_path):
+    _, out, _ = ingest_run
+    events = _ingested_events(out)
+    local = _run_daily_counts(events, beam_options([]), tmp_path / "local")
+    on_dask = _run_daily_counts(events, dask_options(dask_cluster.address), tmp_path / "dask")
+
+    assert on_dask == local
+    counted = [e for e in events if e["domain"] != "none" and e["township_code"]]
+    township_rows = [(key, tally) for key, tally in local["daily"] if key[0][2] is None]
+    assert counted and township_rows
+    # without linked incidents every record is its own incident, counted once per township series
+    assert sum(t["incidents"] for _, t in township_rows) == len(counted)
+
+
+class _EmitsUndeclared(beam.DoFn):
+    def process(self, row):
+        yield TaggedOutput("rejected", row)
+
+
+class _EmitsFromFinishBundle(beam.DoFn):
+    def process(self, row):
+        yield row
+
+    def finish_bundle(self):
+        yield WindowedValue("late", 0, [GlobalWindow()])
+
+
+def test_par_do_with_outputs_refuses_what_would_be_lost_on_some_runners():
+    for fn, message in [(_EmitsUndeclared(), "undeclared output tag 'rejected'"),
+                        (_EmitsFromFinishBundle(), "finish_bundle emits outputs")]:
+        pipeline = beam.Pipeline(options=beam_options([]))
+        _ = pipeline | beam.Create(["a"]) | ParDoWithOutputs(fn, "quarantine", main="rows")
+        with pytest.raises(Exception, match=message):
+            pipeline.run().wait_until_finish()

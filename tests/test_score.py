@@ -154,3 +154,39 @@ def test_score_window_uses_the_same_assessment_as_the_batch_rows():
     assert burst["reasons"][0].startswith("近7日40起，预期约")
     assert "1起涉及聚集" in burst["reasons"]
     assert 12 <= burst["expected"] <= 16
+
+
+def test_many_reports_of_few_incidents_still_raise_the_volume():
+    """Linking folds a run of complaints about one site into a few incidents; the further reports
+    still count (dampened), so the episode shows; with the weight at 0 it would hide."""
+    rng = np.random.default_rng(2)
+    daily = {}
+    day = HISTORY_START
+    while day <= TARGET_END:
+        n = int(rng.poisson(1.0))
+        daily[day] = {**risk_score.empty_tally(), "incidents": n, "records": n}
+        day += dt.timedelta(days=1)
+    for k in range(9, 14):  # two incidents a day, told by eight reports each
+        daily[TARGET + dt.timedelta(days=k)] = {**risk_score.empty_tally(), "incidents": 2, "records": 16}
+    cfg = risk_score.config()
+
+    def alarms(weight):
+        c = {**cfg, "anomaly": {**cfg["anomaly"], "extra_report_weight": weight}}
+        rows = risk_score.score_series(daily, target_start=TARGET, target_end=TARGET_END, history_start=HISTORY_START,
+                                       township_code=TOWN, village_code=None, domain="labor_wage", cfg=c)
+        return [r for r in rows if r["period"] == "day" and r["level"] in risk_score.ALERT_LEVELS], rows
+
+    hidden, _ = alarms(0.0)
+    shown, rows = alarms(cfg["anomaly"]["extra_report_weight"])
+    assert not hidden
+    assert shown and min(r["period_start"] for r in shown) <= TARGET + dt.timedelta(days=11)
+    first = min(shown, key=lambda r: r["period_start"])
+    assert first["observed"] == 2 and isinstance(first["observed"], int)
+    assert "条反映）" in first["reasons"][0] and first["reasons"][0].split("起")[0][-1].isdigit()
+    quiet = [r for r in rows if r["period"] == "day" and r["period_start"] < TARGET + dt.timedelta(days=9)]
+    assert all(0.3 < r["expected"] < 2.0 for r in quiet)  # in incidents, as observed
+
+
+def test_window_reason_names_reports_when_several_tell_one_incident():
+    assert risk_score.window_volume_reason(9, 4.0, 3, 27) == "近3日9起（27条反映），预期约4起，高125%"
+    assert risk_score.window_volume_reason(9, 4.0, 3, 9) == "近3日9起，预期约4起，高125%"

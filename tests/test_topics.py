@@ -63,7 +63,7 @@ def test_topics_are_the_hand_labelled_episodes(topic_list):
     assert list(by_title)[:3] == [
         "城关镇·幸福里小区逾期交房集中投诉",
         "青石镇·宏达建筑工程有限公司拖欠工资集中投诉",
-        "城关镇·锦绣花园电梯集中投诉",
+        "城关镇·锦绣花园电梯故障集中投诉",
     ]
     for topic, label in zip(topic_list.topics[:3], ["xingfuli", "hongda", "jinxiu"]):
         labels = {label_of(i) for i in topic.evidence_event_ids}
@@ -178,3 +178,76 @@ def test_events_from_a_dataframe(builder):
                                 builder=builder)
     assert result.month == MONTH
     assert result.topics[0].title == "城关镇·幸福里小区逾期交房集中投诉"
+
+
+# -- title rules, on hand-written events -------------------------------------------------------
+
+def _events(township, domain, month, texts, source="police_110", signals=()):
+    year, mon = (int(p) for p in month.split("-"))
+    return [{"event_id": f"{source}:{domain}-{month}-{i}", "source": source, "township_code": township,
+             "village_code": None, "domain": domain, "text": text, "signals": list(signals),
+             "caller_key": None, "incident_id": None,
+             "reported_at": f"{year:04d}-{mon:02d}-{1 + i % 27:02d}T10:00:00+08:00"} for i, text in enumerate(texts)]
+
+
+QUARRELS = ["和老公吵架，他喝了酒砸东西", "丈夫经常打人，这次把脸打肿了", "夫妻两个因为孩子上学的事吵得很厉害",
+            "儿媳和婆婆吵起来了，双方不让", "妻子要离婚，男方不同意，在家里闹", "报警人称老婆回娘家不回来，双方家人吵架"]
+
+
+@pytest.mark.parametrize("domain, text, phrase", [
+    ("environment_health", "谭庄村养猪场污水直排到沟里，臭气熏天", "养殖污染"),
+    ("civil_dispute", "和老公吵架，他喝了酒砸东西", "婚姻家庭纠纷"),
+    ("civil_dispute", "邻居盖房占了我家宅基地", "宅基地纠纷"),
+    ("housing_construction", "房子延期交付快半年了，开发商没有说法", "逾期交房"),
+    ("labor_wage", "包工头跑了，二十多个人的工钱没结", "拖欠工资"),
+    ("public_order", "小区门口有人喝得烂醉", None),
+])
+def test_grievance_phrases_say_what_is_wrong(builder, domain, text, phrase):
+    assert builder.grievances.phrase(domain, text) == phrase
+
+
+@pytest.mark.parametrize("text", ["从上周开始路边有人乱倒垃圾", "一辆大货车把路边护栏撞坏了", "我们小区门口天天堵车",
+                                  "丈夫在马路上打人", "最近一个多月村里有人焚烧秸秆"])
+def test_time_words_people_and_generic_places_are_no_subjects(builder, text):
+    assert model.canonical_subjects([builder.finder.mentions(text)]) == [[]]
+
+
+def test_scattered_quarrels_make_one_topic_named_by_their_kind(builder):
+    history = [e for m in ("2025-03", "2025-04", "2025-05") for e in _events(CHENGGUAN, "civil_dispute", m, QUARRELS * 3)]
+    month = _events(CHENGGUAN, "civil_dispute", MONTH, QUARRELS * 3 + ["借给邻居两万块钱，一直不还", "邻居借钱不还还骂人",
+                                                                       "借条写得清楚，对方就是赖着不还钱"])
+    scores = [score_row(CHENGGUAN, "civil_dispute", MONTH, 21, 18, 55, "yellow")]
+    result = model.build_topics(month, scores, history, builder=builder, month=MONTH)
+    titles = [t.title for t in result.topics]
+    assert "城关镇·婚姻家庭纠纷警情多发" in titles and "城关镇·债务纠纷警情多发" in titles
+    for word in builder.lexicon["actor_terms"]:
+        assert all(word not in t.title.split("·")[1] for t in result.topics), word
+    quarrels = next(t for t in result.topics if t.phrase == "婚姻家庭纠纷")
+    assert quarrels.events == 18 and [m["events"] for m in quarrels.monthly_events] == [18, 18, 18, 18]
+    assert quarrels.trend == "flat" and quarrels.priority < 15  # big but normal
+
+
+def test_a_named_company_surging_outranks_a_big_normal_series(builder):
+    history = [e for m in ("2025-03", "2025-04", "2025-05") for e in _events(CHENGGUAN, "civil_dispute", m, QUARRELS * 5)]
+    quarrels = _events(CHENGGUAN, "civil_dispute", MONTH, QUARRELS * 6)
+    wages = _events(QINGSHI, "labor_wage", MONTH, [
+        "瑞丰房地产开发有限公司欠我们二十几个工人的工资，再不给就去找电视台",
+        "在瑞丰房地产开发有限公司的工地干了大半年，工钱一分没拿到",
+        "瑞丰房地产开发有限公司拖欠的工资还没结，工人们拉横幅讨薪"], source="hotline_12345",
+        signals=["gathering"])
+    scores = [score_row(CHENGGUAN, "civil_dispute", MONTH, 36, 30, 60, "yellow"),
+              score_row(QINGSHI, "labor_wage", MONTH, 3, 2, 45, "blue")]
+    result = model.build_topics(quarrels + wages, scores, history, builder=builder, month=MONTH)
+    top = result.topics[0]
+    assert top.title == "青石镇·瑞丰房地产开发有限公司拖欠工资集中投诉"
+    assert (top.subject, top.subject_kind, top.phrase) == ("瑞丰房地产开发有限公司", "company", "拖欠工资")
+    family = next(t for t in result.topics if t.phrase == "婚姻家庭纠纷")
+    assert family.events == 36 and family.priority < top.priority / 2
+
+
+def test_unnamed_clusters_take_a_shared_characteristic_noun_or_none(builder):
+    background = ["路灯坏了好几天", "井盖丢了", "有人占道经营"] * 4
+    texts = ["说实话，小区门口共享单车乱停乱放", "共享单车堆在人行道上，说实话走不了人", "麻烦管一下共享单车"]
+    assert builder.shared_noun(texts, background + texts) in {"共享单车", "单车"}
+    # fillers that every text of the group uses say nothing about a cluster
+    assert builder.shared_noun(["说实话，情况比较急", "说实话，情况比较急，麻烦你们"], background) is None

@@ -24,17 +24,28 @@ def add_arguments(parser) -> None:
     parser.add_argument("--model", type=Path, default=DEFAULT_ARTIFACTS, help=f"artifact folder (default {DEFAULT_ARTIFACTS})")
 
 
-def _records(lines, path: Path):
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+def _batches(lines, path: Path):
+    """Batches of records; a batch is decoded as one JSON array (fewer decoder calls), and only a
+    batch that fails is decoded line by line to name the bad line."""
+    numbered = ((n, line) for n, line in enumerate(lines, 1) if line.strip())
+    while chunk := list(itertools.islice(numbered, BATCH)):
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{number}: not JSON ({exc.msg})") from None
-        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-            raise ValueError(f"{path}:{number}: needs an object with a string `text`")
-        yield record
+            records = json.loads("[" + ",".join(line for _, line in chunk) + "]")
+        except json.JSONDecodeError:
+            records = [_decode(n, line, path) for n, line in chunk]
+        if len(records) != len(chunk):  # a line holding two values separated by a comma
+            records = [_decode(n, line, path) for n, line in chunk]
+        for (number, _), record in zip(chunk, records):
+            if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+                raise ValueError(f"{path}:{number}: needs an object with a string `text`")
+        yield records
+
+
+def _decode(number: int, line: str, path: Path):
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}:{number}: not JSON ({exc.msg})") from None
 
 
 def run(args, beam_args) -> int:
@@ -48,12 +59,12 @@ def run(args, beam_args) -> int:
         print(f"riskwatch classify: {exc}", file=sys.stderr)
         return 2
     lexicon = SignalLexicon.from_schema()
+    encode = json.JSONEncoder(ensure_ascii=False).encode
     count = 0
     try:
         with open(args.input, encoding="utf-8-sig") as src, open(args.output, "w", encoding="utf-8") as out:
-            records = _records(src, args.input)
-            while batch := list(itertools.islice(records, BATCH)):
-                out.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in annotate(classifier, lexicon, batch))
+            for batch in _batches(src, args.input):
+                out.write("".join(encode(r) + "\n" for r in annotate(classifier, lexicon, batch)))
                 count += len(batch)
     except (OSError, ValueError) as exc:
         print(f"riskwatch classify: {exc}", file=sys.stderr)

@@ -130,6 +130,9 @@ def evaluate(work: Path, truth_dir: Path, history_start: dt.date, start: dt.date
                            "magnitude": r.episode.magnitude, "detected": r.detected, "delay_days": r.delay_days}
                           for r in per_episode]
     result["episodes_in_period"] = len(in_period)
+    result["riskwatch_by_shape"] = {
+        shape: de.Evaluation([r for r in per_episode if r.episode.shape == shape], 0, 0.0).summary()
+        for shape in sorted({r.episode.shape for r in per_episode})}
 
     predicted, linked_domain = {}, {}
     with open(work / "incidents.csv", encoding="utf-8") as f:
@@ -180,6 +183,9 @@ def markdown_table(result: dict, mode: str) -> str:
             lines.append(f"| {name} ({label}) | {r['threshold']:g} | {r['detected']}/{r['episodes']} | "
                          f"{r['sensitivity']:.0%} | {_fmt_delay(r['median_delay_days'])} | "
                          f"{r['false_alarms_per_series_year']:.2f} |")
+    lines += ["", "| RiskWatch by episode shape | detected | median delay (days) |", "| --- | --- | --- |"]
+    for shape, r in result["riskwatch_by_shape"].items():
+        lines.append(f"| {shape} | {r['detected']}/{r['episodes']} | {_fmt_delay(r['median_delay_days'])} |")
     link = result["linking"]
     lines += ["", "| linking (pairwise vs truth incident_key) | precision | recall | F1 |", "| --- | --- | --- | --- |"]
     for name in ("all_scored_records", "episode_records", "background_records"):
