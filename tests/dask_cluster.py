@@ -104,7 +104,11 @@ class DaskCluster:
         return "\n".join(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}"
                          for log in sorted(Path(self._workdir).glob("*.log")))
 
+    def scheduler_pid(self) -> int:
+        return self._processes[0].pid
+
     def worker_pids(self) -> list[int]:
+        """The worker (nanny) processes started here; each runs its worker in a child process."""
         return [p.pid for p in self._processes[1:]]
 
     def close(self) -> None:

@@ -149,3 +149,16 @@ def test_par_do_with_outputs_refuses_what_would_be_lost_on_some_runners():
         _ = pipeline | beam.Create(["a"]) | ParDoWithOutputs(fn, "quarantine", main="rows")
         with pytest.raises(Exception, match=message):
             pipeline.run().wait_until_finish()
+
+
+def test_cluster_processes_are_all_gone_after_close():
+    import psutil
+
+    from tests.dask_cluster import DaskCluster
+
+    with DaskCluster(workers=1) as cluster:
+        roots = [psutil.Process(pid) for pid in [*cluster.worker_pids(), cluster.scheduler_pid()]]
+        processes = [*roots, *(child for root in roots for child in root.children(recursive=True))]
+        assert len(processes) >= 3  # scheduler, nanny and the nanny's worker process
+    _, alive = psutil.wait_procs(processes, timeout=10)
+    assert alive == []
