@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +49,8 @@ from sklearn.svm import LinearSVC
 
 import schemas
 from models.features import NgramTfidf, normalise_text, source_key
+
+log = logging.getLogger(__name__)
 
 MODEL_VERSION = "ngram-svm-1"
 FALLBACK_BELOW = 0.5
@@ -215,7 +219,10 @@ class DomainClassifier:
 
     @classmethod
     def load(cls, artifact_dir: Path | None = None) -> "DomainClassifier":
-        artifact_dir = Path(artifact_dir or DEFAULT_ARTIFACTS)
+        """The classifier saved in ``artifact_dir``, or the bundled one when None."""
+        if artifact_dir is None:
+            return cls._load_bundled()
+        artifact_dir = Path(artifact_dir)
         model_path = artifact_dir / f"{ARTIFACT_NAME}.joblib"
         meta_path = artifact_dir / f"{ARTIFACT_NAME}.json"
         if not model_path.exists() or not meta_path.exists():
@@ -223,6 +230,24 @@ class DomainClassifier:
         metadata = json.loads(meta_path.read_text(encoding="utf-8"))
         check_compatible(metadata)
         return cls(joblib.load(model_path), metadata)
+
+
+    @classmethod
+    def _load_bundled(cls) -> "DomainClassifier":
+        """The bundled model; under another scikit-learn release, which may not unpickle it
+        faithfully, the same corpus is retrained once (deterministic, seconds) into a cache."""
+        metadata = json.loads((DEFAULT_ARTIFACTS / f"{ARTIFACT_NAME}.json").read_text(encoding="utf-8"))
+        if metadata.get("sklearn_version") == sklearn.__version__:
+            return cls.load(DEFAULT_ARTIFACTS)
+        cache = (Path(os.environ.get("RISKWATCH_CACHE") or Path.home() / ".cache" / "riskwatch")
+                 / f"classifier-sklearn{sklearn.__version__}-{metadata['training_data_sha256'][:12]}")
+        if (cache / f"{ARTIFACT_NAME}.json").exists():
+            return cls.load(cache)
+        log.warning("bundled classifier was saved with scikit-learn %s; retraining it for %s into %s",
+                    metadata.get("sklearn_version"), sklearn.__version__, cache)
+        classifier = train(DEFAULT_CORPUS, trained_on=metadata["trained_on"], random_state=metadata["random_state"])
+        classifier.save(cache)
+        return classifier
 
 
 def check_compatible(metadata: dict) -> None:

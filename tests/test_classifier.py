@@ -206,3 +206,21 @@ def test_word_block_holds_dictionary_words_only():
 def test_normalise_text_folds_width_script_and_masks():
     assert normalise_text("電話[手机号]ＡＢＣ１２３") == "电话〇abc123"
     assert normalise_text(None) == ""
+
+
+def test_bundled_model_is_retrained_once_for_another_scikit_learn(tmp_path, monkeypatch):
+    import sklearn
+
+    from models import domain_classifier as dc
+
+    monkeypatch.setenv("RISKWATCH_CACHE", str(tmp_path))
+    monkeypatch.setattr(sklearn, "__version__", "0.0.test")
+    retrained = dc.DomainClassifier.load()
+    cached = list(tmp_path.glob("classifier-sklearn0.0.test-*"))
+    assert len(cached) == 1 and (cached[0] / "domain_classifier.joblib").exists()
+    assert retrained.metadata["sklearn_version"] == "0.0.test"
+    again = dc.DomainClassifier.load()
+    texts = [{"text": "咨询一下社保卡怎么补办", "source": "hotline_12345", "source_category": "咨询"},
+             {"text": "老板拖欠我们三个月工资不给", "source": "hotline_12345", "source_category": "投诉"}]
+    assert [p.domain for p in again.predict_records(texts)] == [p.domain for p in retrained.predict_records(texts)]
+    assert [p.domain for p in retrained.predict_records(texts)] == ["none", "labor_wage"]
