@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections import Counter, defaultdict, deque
+from collections import Counter, defaultdict
 from typing import Iterable, Mapping
 
 import apache_beam as beam
@@ -114,22 +114,35 @@ def link_group(events: Iterable[Mapping], cfg: Mapping | None = None) -> dict[st
     """event_id → incident_id for records of one region group (greedy, in time order).
 
     Each record joins the incident of its most similar earlier record when that incident began
-    no more than ``max_span_hours`` earlier; otherwise it starts a new incident.
+    no more than ``max_span_hours`` earlier; otherwise it starts a new incident. Only records that
+    share an n-gram can reach a similarity above zero, so candidates come from an inverted index
+    rather than from every recent record.
     """
     cfg = cfg or link_config()
     ordered = sorted(events, key=lambda e: (e["reported_at"], e["event_id"]))
     vectors = weighted_ngrams([e.get("text") for e in ordered], cfg["ngram"], cfg.get("boilerplate", ()),
                               cfg["idf_prior_documents"])
+    totals = [sum(v.values()) for v in vectors]
     span = dt.timedelta(hours=cfg["max_span_hours"])
     incident_of: dict[str, str] = {}
     incident_start: dict[str, dt.datetime] = {}
-    recent: deque = deque()  # (index) of earlier records still within the span
+    postings: dict[str, list[int]] = defaultdict(list)  # n-gram → earlier records holding it, ascending
+    oldest = 0  # earlier records within the span are oldest..i-1
     for i, e in enumerate(ordered):
         t = e["reported_at"]
-        while recent and t - ordered[recent[0]]["reported_at"] > span:
-            recent.popleft()
+        while oldest < i and t - ordered[oldest]["reported_at"] > span:
+            oldest += 1
+        cutoff = max(oldest, i - cfg["max_candidates"])
+        shared: dict[int, float] = defaultdict(float)
+        for gram, weight in vectors[i].items():
+            holders = postings[gram]
+            for k in range(len(holders) - 1, -1, -1):
+                j = holders[k]
+                if j < cutoff:
+                    break
+                shared[j] += weight
         best, best_sim = None, -1.0
-        for j in list(recent)[-cfg["max_candidates"]:]:
+        for j in sorted(shared):
             other = ordered[j]
             incident = incident_of[other["event_id"]]
             if t - incident_start[incident] > span:
@@ -137,14 +150,16 @@ def link_group(events: Iterable[Mapping], cfg: Mapping | None = None) -> dict[st
             need = _required_similarity(e, other, cfg)
             if need is None:
                 continue
-            sim = similarity(vectors[i], vectors[j])
+            smaller = min(totals[i], totals[j])
+            sim = shared[j] / smaller if smaller else 0.0
             if sim >= need and sim > best_sim:
                 best, best_sim = incident, sim
         if best is None:
             best = e["event_id"]
             incident_start[best] = t
         incident_of[e["event_id"]] = best
-        recent.append(i)
+        for gram in vectors[i]:
+            postings[gram].append(i)
     return incident_of
 
 
