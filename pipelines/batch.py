@@ -1,13 +1,15 @@
 """The monthly batch job: one Beam pipeline from inbox to scores, then the month's topics and report.
 
-    inbox ─ IngestFeeds ─ ClassifyEvents ─ LinkIncidents ─┬─ WriteEvents        (warehouse/events/)
-                │                                        └─ ScoreEvents ─ WriteScores (warehouse/scores/)
-                ├─ quarantine ─ WriteQuarantine          (quarantine/)
-                └─ accounting ─ WriteManifest            (manifests/)
+    inbox ─ IngestFeeds ─ ClassifyEvents ─ LinkIncidents ─┬─ WriteEvents ──────────────── (warehouse/events/) ─┐
+                │                                        └─ ScoreMonths ─ WriteScores ─ (warehouse/scores/) ─┤
+                ├─ quarantine ─ WriteQuarantine ─────────────────────────── (quarantine/) ───────────────────┤
+                └─ accounting ─────────────────────────────────────────────────────────── WriteManifest (manifests/)
 
-The month as a whole (topics, report) is then read back from the warehouse, so every step after
-the pipeline sees exactly what was written. The whole inbox is read on every run: ``superseded``
-needs every version of a record, and a re-run of a month replaces that month's outputs.
+Every sink yields what it wrote into the manifest step, the one terminal transform (the DaskRunner
+computes only the last transform's branch; see docs/notes/performance.md, "Rules for portable
+transforms"). The month as a whole (topics, report) is then read back from the warehouse, so every
+step after the pipeline sees exactly what was written. The whole inbox is read on every run:
+``superseded`` needs every version of a record, and a re-run of a month replaces that month's outputs.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from pipelines.link import LinkIncidents
 from pipelines.normalise import TZ
 from pipelines.options import beam_options
 from pipelines.read import discover, inbox_digest
+from pipelines.runners import run_to_completion
 from pipelines.score import ScoreEvents, local_date
 
 log = logging.getLogger(__name__)
@@ -111,10 +114,13 @@ def build_pipeline(pipeline: beam.Pipeline, *, ingest: IngestFeeds, out: str, mo
         | "Classify" >> ClassifyEvents(model_dir)
         | "Link" >> LinkIncidents()
     )
-    _ = events | "WriteEvents" >> sinks.WriteEvents(out, "batch")
-    _ = ingested["quarantine"] | "WriteQuarantine" >> sinks.WriteQuarantine(out, digest)
-    _ = ingested["accounting"] | "WriteManifest" >> sinks.WriteManifest(manifest_path, manifest_header)
-    _ = events | "ScoreMonths" >> ScoreMonths(months) | "WriteScores" >> warehouse.WriteScores(out)
+    written = [
+        events | "WriteEvents" >> sinks.WriteEvents(out, "batch"),
+        ingested["quarantine"] | "WriteQuarantine" >> sinks.WriteQuarantine(out, digest),
+        events | "ScoreMonths" >> ScoreMonths(months) | "WriteScores" >> warehouse.WriteScores(out),
+    ]
+    # Last, and fed by every sink: some runners compute only the last transform's branch.
+    _ = ingested["accounting"] | "WriteManifest" >> sinks.WriteManifest(manifest_path, manifest_header, written, out)
 
 
 @dataclasses.dataclass
@@ -127,12 +133,12 @@ class BatchResult:
 Progress = Callable[[str], None]
 
 
-def run_batch(inbox: str, gazetteer: str, out: str, key: bytes, months: MonthRange, *,
-              beam_args: list[str] | None = None, ingest_time: dt.datetime | None = None,
-              model_dir: str | None = None, progress: Progress = log.info) -> BatchResult:
-    """Run the whole chain for ``months``; raise BatchJobError or AccountingError when it cannot."""
-    from pipelines.monthly import report_month  # the report stack is only needed after the pipeline
-
+def run_batch_pipeline(inbox: str, gazetteer: str, out: str, key: bytes, months: MonthRange, *,
+                       beam_args: list[str] | None = None, ingest_time: dt.datetime | None = None,
+                       model_dir: str | None = None, progress: Progress = log.info) -> tuple[str, dict]:
+    """The Beam part of the batch job (inbox → warehouse, quarantine, manifest) on the runner that
+    ``beam_args`` name; returns the manifest's path and content. Raises BatchJobError or
+    AccountingError when it cannot do its work."""
     if not Path(inbox).is_dir():
         raise BatchJobError(f"inbox {inbox} is not a folder (expected hotline_12345/, police_110/, grid/ inside)")
     if not Path(gazetteer).is_file():
@@ -147,11 +153,10 @@ def run_batch(inbox: str, gazetteer: str, out: str, key: bytes, months: MonthRan
               "gazetteer": str(gazetteer), "ingest_time": ingest_time.isoformat()}
     started = time.monotonic()
     progress(f"读取与处理 {len(files)} 个文件（接入、校验、分类、关联、评分）…")
-    ingest = IngestFeeds(inbox, gazetteer, key, ingest_time, files)
-    with beam.Pipeline(options=beam_options(beam_args)) as pipeline:
-        build_pipeline(pipeline, ingest=ingest, out=out, months=months, manifest_path=path,
-                       manifest_header=header, model_dir=model_dir)
-    pipeline_seconds = time.monotonic() - started
+    pipeline = beam.Pipeline(options=beam_options(beam_args))
+    build_pipeline(pipeline, ingest=IngestFeeds(inbox, gazetteer, key, ingest_time, files), out=out, months=months,
+                   manifest_path=path, manifest_header=header, model_dir=model_dir)
+    run_to_completion(pipeline)
     with FileSystems.open(path) as f:
         manifest = json.loads(f.read().decode("utf-8"))
     broken = unbalanced_files(manifest)
@@ -159,7 +164,20 @@ def run_batch(inbox: str, gazetteer: str, out: str, key: bytes, months: MonthRan
         raise AccountingError("rows do not add up in: " + "; ".join(e["file"] for e in broken) + f" (manifest {path})")
     totals = manifest["totals"]
     progress(f"接入完成：读取 {totals['rows_read']} 行，入库 {totals['accepted']}，"
-             f"覆盖 {totals['superseded']}，隔离 {totals['quarantined']}（{pipeline_seconds:.1f} 秒）")
+             f"覆盖 {totals['superseded']}，隔离 {totals['quarantined']}（{time.monotonic() - started:.1f} 秒）")
+    return path, manifest
+
+
+def run_batch(inbox: str, gazetteer: str, out: str, key: bytes, months: MonthRange, *,
+              beam_args: list[str] | None = None, ingest_time: dt.datetime | None = None,
+              model_dir: str | None = None, progress: Progress = log.info) -> BatchResult:
+    """Run the whole chain for ``months``; raise BatchJobError or AccountingError when it cannot."""
+    from pipelines.monthly import report_month  # the report stack is only needed after the pipeline
+
+    started = time.monotonic()
+    path, manifest = run_batch_pipeline(inbox, gazetteer, out, key, months, beam_args=beam_args,
+                                        ingest_time=ingest_time, model_dir=model_dir, progress=progress)
+    pipeline_seconds = time.monotonic() - started
     reports, stages = {}, []
     for month in months.months:
         month_started = time.monotonic()

@@ -1,18 +1,22 @@
 """``ClassifyEvents``: fills ``domain``, ``domain_confidence``, ``domain_by`` and ``signals``.
 
-Events are grouped with ``BatchElements`` and classified by a DoFn that loads the model once per
-worker in ``setup``. Beam's ``RunInference`` with the scikit-learn handler would need a
-``KeyedModelHandler`` plus pre- and post-processing to turn Event dicts into the model's
-DataFrame and to apply the taxonomy priors and signals, which need the text and the feed again;
-the batched DoFn does the same in one step, with nothing to re-join. Model loading is the only
-shared resource and ``setup`` holds it per DoFn instance.
+Events are keyed by a hash of their ``event_id`` into a fixed number of shards, grouped, and each
+shard is classified in chunks of at most ``max_batch_size`` inside ``process``: one model call per
+chunk, nothing emitted from ``finish_bundle`` (``BatchElements`` emits its last batch there, which
+the DaskRunner drops). The model is loaded through ``apache_beam.utils.shared.Shared``: one copy per
+worker process even on runners that call ``setup`` once per partition. Beam's ``RunInference``
+with the scikit-learn handler would need a ``KeyedModelHandler`` plus pre- and post-processing to
+turn Event dicts into the model's DataFrame and to apply the taxonomy priors and signals, which
+need the text and the feed again; the DoFn does the same in one step, with nothing to re-join.
 """
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
+from apache_beam.utils.shared import Shared
 
 from models.domain_classifier import DomainClassifier
 from pipelines.signals import SignalLexicon
@@ -37,48 +41,70 @@ def annotate(classifier: DomainClassifier, lexicon: SignalLexicon, events: list[
     ]
 
 
-class _ClassifyBatch(beam.DoFn):
+class _LoadedModel:
+    """The classifier and the signal lexicon, held together in ``Shared`` (which needs an object
+    that can be weakly referenced)."""
+
     def __init__(self, model_dir: str | None):
+        self.classifier = DomainClassifier.load(Path(model_dir) if model_dir else None)
+        self.lexicon = SignalLexicon.from_schema()
+
+
+class _ClassifyShard(beam.DoFn):
+    def __init__(self, model_dir: str | None, max_batch_size: int):
         self.model_dir = model_dir
-        self.classifier = None
-        self.lexicon = None
-        self.loaded = False
+        self.max_batch_size = max_batch_size
+        self.shared = Shared()
         self.counters = {}
 
     def setup(self):
-        self.classifier = DomainClassifier.load(Path(self.model_dir) if self.model_dir else None)
-        self.lexicon = SignalLexicon.from_schema()
+        loads = []
+
+        def load():
+            loads.append(1)
+            return _LoadedModel(self.model_dir)
+
+        self.model = self.shared.acquire(load, tag=self.model_dir or "default")
         self.batches = Metrics.distribution(NAMESPACE, "batch_size")
-        self.loaded = True  # counted with the first batch: metrics set in setup() are not reported
+        self.loaded = bool(loads)  # counted with the first batch: metrics set in setup() are not reported
 
     def _count(self, name: str):
         if name not in self.counters:
             self.counters[name] = Metrics.counter(NAMESPACE, name)
         self.counters[name].inc()
 
-    def process(self, batch: list[dict]):
+    def process(self, keyed):
         if self.loaded:
             Metrics.counter(NAMESPACE, "model_loads").inc()
             self.loaded = False
-        self.batches.update(len(batch))
-        for event in annotate(self.classifier, self.lexicon, batch):
-            self._count(f"domain_{event['domain']}")
-            self._count(f"by_{event['domain_by']}")
-            yield event
+        events = sorted(keyed[1], key=lambda e: e["event_id"])  # chunks independent of shuffle order
+        for start in range(0, len(events), self.max_batch_size):
+            batch = events[start:start + self.max_batch_size]
+            self.batches.update(len(batch))
+            for event in annotate(self.model.classifier, self.model.lexicon, batch):
+                self._count(f"domain_{event['domain']}")
+                self._count(f"by_{event['domain_by']}")
+                yield event
 
 
 class ClassifyEvents(beam.PTransform):
-    """Event dicts → the same dicts with domain, domain_confidence, domain_by and signals."""
+    """Event dicts → the same dicts with domain, domain_confidence, domain_by and signals.
 
-    def __init__(self, model_dir: str | Path | None = None, min_batch_size: int = 64, max_batch_size: int = 2048):
+    ``shards`` bounds the parallelism and the size of one group (a county year is ~1M events:
+    ~16k per shard at 64); ``max_batch_size`` the events per model call.
+    """
+
+    def __init__(self, model_dir: str | Path | None = None, max_batch_size: int = 2048, shards: int = 64):
         super().__init__()
         self.model_dir = str(model_dir) if model_dir else None
-        self.min_batch_size = min_batch_size
         self.max_batch_size = max_batch_size
+        self.shards = shards
 
     def expand(self, events):
+        shards = self.shards
         return (
             events
-            | "Batch" >> beam.BatchElements(min_batch_size=self.min_batch_size, max_batch_size=self.max_batch_size)
-            | "Classify" >> beam.ParDo(_ClassifyBatch(self.model_dir))
+            | "KeyByShard" >> beam.Map(lambda e: (zlib.crc32(e["event_id"].encode("utf-8")) % shards, e))
+            | "GroupShards" >> beam.GroupByKey()
+            | "Classify" >> beam.ParDo(_ClassifyShard(self.model_dir, self.max_batch_size))
         )

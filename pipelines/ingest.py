@@ -19,6 +19,7 @@ from pipelines.gazetteer import UNRESOLVED, read_gazetteer_rows
 from pipelines.normalise import TZ, parse_time
 from pipelines.options import beam_options
 from pipelines.read import FILES_TAG, FeedFile, ReadFeeds, discover, inbox_digest
+from pipelines.runners import ParDoWithOutputs, run_to_completion
 from pipelines.validate import QUARANTINE_TAG, EventPacker, ValidateRecord, version_rank
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ class Supersede(beam.PTransform):
             events
             | "KeyByEventId" >> beam.Map(lambda e: (e["event_id"], packer.pack(e)))
             | "GroupVersions" >> beam.GroupByKey()
-            | "PickLatest" >> beam.ParDo(PickLatestVersion(self._file_order)).with_outputs(SUPERSEDED_TAG, main="events")
+            | "PickLatest" >> ParDoWithOutputs(PickLatestVersion(self._file_order), SUPERSEDED_TAG, main="events")
         )
 
 
@@ -141,9 +142,8 @@ class IngestFeeds(beam.PTransform):
 
     def expand(self, pbegin):
         read = pbegin | "Read" >> ReadFeeds(self.files)
-        validated = read.rows | "Validate" >> beam.ParDo(
-            ValidateRecord(self._gazetteer_rows, self._key, self.ingest_time)
-        ).with_outputs(QUARANTINE_TAG, main="events")
+        validated = read.rows | "Validate" >> ParDoWithOutputs(
+            ValidateRecord(self._gazetteer_rows, self._key, self.ingest_time), QUARANTINE_TAG, main="events")
         file_order = {f.relpath: (int(f.mtime), f.relpath) for f in self.files}
         latest = validated.events | "Supersede" >> Supersede(file_order)
         accounting = {
@@ -176,11 +176,14 @@ def run_ingest(inbox: str, gazetteer_path: str, out: str, hmac_key: bytes,
     path = sinks.manifest_path(out, "ingest", run_id)
     header = {"job": "ingest", "run_id": run_id, "inbox": str(inbox), "gazetteer": str(gazetteer_path),
               "ingest_time": ingest_time.isoformat()}
-    with beam.Pipeline(options=beam_options(beam_args)) as pipeline:
-        ingested = pipeline | "Ingest" >> IngestFeeds(inbox, gazetteer_path, hmac_key, ingest_time, files)
-        _ = ingested["events"] | "WriteEvents" >> sinks.WriteEvents(out, digest, event_shards)
-        _ = ingested["quarantine"] | "WriteQuarantine" >> sinks.WriteQuarantine(out, digest)
-        _ = ingested["accounting"] | "WriteManifest" >> sinks.WriteManifest(path, header)
+    pipeline = beam.Pipeline(options=beam_options(beam_args))
+    ingested = pipeline | "Ingest" >> IngestFeeds(inbox, gazetteer_path, hmac_key, ingest_time, files)
+    written = [
+        ingested["events"] | "WriteEvents" >> sinks.WriteEvents(out, digest, event_shards),
+        ingested["quarantine"] | "WriteQuarantine" >> sinks.WriteQuarantine(out, digest),
+    ]
+    _ = ingested["accounting"] | "WriteManifest" >> sinks.WriteManifest(path, header, written, out)
+    run_to_completion(pipeline)
     with FileSystems.open(path) as f:
         manifest = json.loads(f.read().decode("utf-8"))
     broken = unbalanced_files(manifest)

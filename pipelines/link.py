@@ -28,6 +28,7 @@ from typing import Iterable, Mapping
 import apache_beam as beam
 
 import schemas
+from pipelines.runners import ParDoWithOutputs
 
 # Masking upstream leaves tokens like [手机号], [身份证号], [姓名], 【地址】; they say nothing about
 # the happening and are shared by unrelated records.
@@ -235,13 +236,16 @@ class LinkIncidents(beam.PTransform):
 
     def expand(self, events):
         span = dt.timedelta(hours=self._cfg["max_span_hours"])
-        parts = events | "SplitLinkable" >> beam.Partition(lambda e, _: 0 if needs_link(e) else 1, 2)
-        unlinked = parts[1] | "OwnIncident" >> beam.Map(lambda e: {**e, "incident_id": e["event_id"]})
+        # Two filters, not beam.Partition: some runners (DaskRunner) send every element to every part.
+        unlinked = (events
+                    | "NotLinkable" >> beam.Filter(lambda e: not needs_link(e))
+                    | "OwnIncident" >> beam.Map(lambda e: {**e, "incident_id": e["event_id"]}))
         linked = (
-            parts[0]
+            events
+            | "Linkable" >> beam.Filter(needs_link)
             | "KeyByTownshipMonth" >> beam.ParDo(_KeyByTownshipMonth(self._cfg["max_span_hours"]))
             | "GroupByTownshipMonth" >> beam.GroupByKey()
-            | "LinkInGroup" >> beam.ParDo(_LinkGroup(self._cfg)).with_outputs(_LinkGroup.CLAIMS, main="events")
+            | "LinkInGroup" >> ParDoWithOutputs(_LinkGroup(self._cfg), _LinkGroup.CLAIMS, main="events")
         )
         own = linked.events | "FirstHoursIncidents" >> beam.FlatMap(
             lambda e: [(e["event_id"], e["incident_id"])] if _in_first_hours(e["reported_at"], span) else [])

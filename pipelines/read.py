@@ -25,6 +25,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.normalise import clean_text
+from pipelines.runners import ParDoWithOutputs
 from schemas import FEEDS, feed_contract
 
 FILES_TAG = "files"
@@ -54,7 +55,11 @@ class FeedFile:
 
 
 def discover(inbox: str) -> list[FeedFile]:
-    """Every file under ``<inbox>/<feed>/`` at any depth, in a deterministic order."""
+    """Every file under ``<inbox>/<feed>/`` at any depth, in a deterministic order.
+
+    Paths are absolute: they are opened by workers whose working directory is not the driver's.
+    """
+    inbox = os.path.abspath(inbox)
     found = []
     for feed in FEEDS:
         root = os.path.join(inbox, feed)
@@ -466,5 +471,5 @@ class ReadFeeds(beam.PTransform):
             pbegin
             | "ListFiles" >> beam.Create(self._files)
             # Reshuffle-free on purpose: Create already spreads files; DaskRunner lacks Reshuffle.
-            | "ReadFile" >> beam.ParDo(ReadFeedFile()).with_outputs(FILES_TAG, main="rows")
+            | "ReadFile" >> ParDoWithOutputs(ReadFeedFile(), FILES_TAG, main="rows")
         )

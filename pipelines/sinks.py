@@ -127,14 +127,28 @@ class WriteQuarantine(beam.PTransform):
 
 
 class _WriteManifestFile(beam.DoFn):
-    def __init__(self, path: str, header: dict):
+    def __init__(self, path: str, header: dict, out: str | None):
         super().__init__()
         self._path, self._header = path, header
+        # Written paths are listed relative to the output root, so the manifest does not depend on
+        # where that root is mounted.
+        self._prefix = out.rstrip("/") + "/" if out else None
 
     def process(self, keyed):
-        _, entries = keyed
-        files = sorted((e for e in entries if e is not None), key=lambda e: e["file"])
+        _, items = keyed
+        files, written = [], []
+        for kind, value in items:
+            if kind == "file":
+                files.append(value)
+            elif kind == "written":
+                path = value[0]
+                if self._prefix and path.startswith(self._prefix):
+                    path = path[len(self._prefix):]
+                written.append({"path": path, "rows": value[1]})
+        files.sort(key=lambda e: e["file"])
         manifest = dict(self._header, files=files, totals=manifest_totals(files))
+        if written:
+            manifest["written"] = sorted(written, key=lambda w: w["path"])
         write_atomically(self._path, to_json(manifest, indent=2, sort_keys=False).encode("utf-8"))
         yield self._path
 
@@ -153,19 +167,29 @@ def manifest_totals(files: list[dict]) -> dict:
 
 
 class WriteManifest(beam.PTransform):
-    """Per-file accounting entries → one manifest JSON (written even when the inbox is empty)."""
+    """Per-file accounting entries (+ the ``(path, rows)`` every other sink yields) → one manifest
+    JSON, written even when the inbox is empty.
 
-    def __init__(self, path: str, header: dict):
+    Apply it last with every sink's output in ``written``: it is then the pipeline's single
+    terminal step, which runners that only compute the last transform's branch (DaskRunner) need
+    in order to run the other sinks at all, and the manifest lists the files the run wrote
+    (relative to ``out`` when given).
+    """
+
+    def __init__(self, path: str, header: dict, written: list | None = None, out: str | None = None):
         super().__init__()
-        self._path, self._header = path, header
+        self._path, self._header, self._out = path, header, out
+        self._written = list(written or [])
 
     def expand(self, entries):
-        keyed = entries | "KeyAll" >> beam.Map(lambda e: (None, e))
-        # A None entry guarantees the single group exists, so an empty inbox still gets a manifest.
-        anchor = entries.pipeline | "Anchor" >> beam.Create([(None, None)])
+        tagged = [entries | "KeyAll" >> beam.Map(lambda e: (None, ("file", e)))]
+        tagged += [pcoll | f"KeyWritten{i}" >> beam.Map(lambda w: (None, ("written", tuple(w))))
+                   for i, pcoll in enumerate(self._written)]
+        # An anchor guarantees the single group exists, so an empty inbox still gets a manifest.
+        anchor = entries.pipeline | "Anchor" >> beam.Create([(None, ("anchor", None))])
         return (
-            (keyed, anchor)
+            (*tagged, anchor)
             | "Together" >> beam.Flatten()
             | "GroupAll" >> beam.GroupByKey()
-            | "WriteJson" >> beam.ParDo(_WriteManifestFile(self._path, self._header))
+            | "WriteJson" >> beam.ParDo(_WriteManifestFile(self._path, self._header, self._out))
         )

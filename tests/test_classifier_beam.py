@@ -52,7 +52,7 @@ def test_classify_events_fills_domain_and_signals():
 
 def test_model_is_loaded_once_per_worker_and_events_are_batched():
     events = [dict(EVENTS[i % 3], event_id=f"e:{i}") for i in range(300)]
-    pipeline, _, summary = _run(events, min_batch_size=50, max_batch_size=100)
+    pipeline, _, summary = _run(events, max_batch_size=100)
     assert_that(summary | beam.combiners.Count.Globally(), equal_to([300]))
     result = pipeline.run()
     result.wait_until_finish()

@@ -13,7 +13,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from pipelines.options import beam_options
 from pipelines.runners import ParDoWithOutputs, counter_values, dask_options, run_to_completion
-from tests.dask_cluster import dask_cluster  # noqa: F401  (pytest fixture)
+from tests.dask_cluster import DaskCluster, dask_cluster  # noqa: F401  (dask_cluster: pytest fixture)
 
 
 class _WriteSorted(beam.DoFn):
@@ -153,8 +153,6 @@ def test_par_do_with_outputs_refuses_what_would_be_lost_on_some_runners():
 
 def test_cluster_processes_are_all_gone_after_close():
     import psutil
-
-    from tests.dask_cluster import DaskCluster
 
     with DaskCluster(workers=1) as cluster:
         roots = [psutil.Process(pid) for pid in [*cluster.worker_pids(), cluster.scheduler_pid()]]
