@@ -46,17 +46,33 @@ def find_gaps(daily_counts: Iterable[tuple[str, str | None, dt.date, int]], star
             series[(feed, None)][date] += int(n)
     gaps = []
     n_days = (end - start).days + 1
+    # A township's counts are small and over-dispersed: one empty day in a few hundred is noise
+    # across a county's township-days, while an outage lasts. Feed-wide days stand alone.
+    township_run = int(cfg.get("township_min_run_days", 1))
     for (feed, township), counts in sorted(series.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
-        for offset in range(n_days):
+        run: list[Gap] = []
+        for offset in range(n_days + 1):
             day = start + dt.timedelta(days=offset)
-            expected = _usual_count(counts, day, history_days)
-            observed = counts.get(day, 0)
-            if expected < cfg["min_expected"] or observed >= cfg["max_ratio"] * expected:
+            gap = _gap_on(feed, township, counts, day, history_days, cfg) if offset < n_days else None
+            if gap is not None:
+                run.append(gap)
                 continue
-            # Far below the usual count and unlikely under Poisson noise: not just a quiet day.
-            if stats.poisson.cdf(observed, expected) < cfg["max_probability"]:
-                gaps.append(Gap(feed, township, day, observed, round(expected, 1)))
+            if len(run) >= (1 if township is None else township_run):
+                gaps.extend(run)
+            run = []
     return gaps
+
+
+def _gap_on(feed: str, township: str | None, counts: dict[dt.date, int], day: dt.date, history_days: int,
+            cfg: dict) -> Gap | None:
+    expected = _usual_count(counts, day, history_days)
+    observed = counts.get(day, 0)
+    if expected < cfg["min_expected"] or observed >= cfg["max_ratio"] * expected:
+        return None
+    # Far below the usual count and unlikely under Poisson noise: not just a quiet day.
+    if stats.poisson.cdf(observed, expected) < cfg["max_probability"]:
+        return Gap(feed, township, day, observed, round(expected, 1))
+    return None
 
 
 def _usual_count(counts: dict[dt.date, int], day: dt.date, history_days: int) -> float:

@@ -124,8 +124,21 @@ def test_find_gaps_lists_a_silent_feed_day_and_not_a_quiet_weekend():
             rows.append(("grid", TOWN, day, 10))
         day += dt.timedelta(days=1)
     found = gaps.find_gaps(rows, dt.date(2025, 3, 1), dt.date(2025, 3, 31))
+    assert {(g.feed, g.township_code, g.date) for g in found} == {("grid", None, dt.date(2025, 3, 12))}
+
+
+def test_a_township_gap_must_last_while_one_empty_day_is_noise():
+    rows = []
+    day = dt.date(2025, 1, 1)
+    while day <= dt.date(2025, 3, 31):
+        if day != dt.date(2025, 3, 5):
+            rows.append(("grid", TOWN, day, 8))
+        if not dt.date(2025, 3, 12) <= day <= dt.date(2025, 3, 14):
+            rows.append(("grid", OTHER_TOWN, day, 8))
+        day += dt.timedelta(days=1)
+    found = gaps.find_gaps(rows, dt.date(2025, 3, 1), dt.date(2025, 3, 31))
     assert {(g.feed, g.township_code, g.date) for g in found} == {
-        ("grid", TOWN, dt.date(2025, 3, 12)), ("grid", None, dt.date(2025, 3, 12))}
+        ("grid", OTHER_TOWN, dt.date(2025, 3, d)) for d in (12, 13, 14)}
 
 
 def test_reasons_text_for_signals_callers_and_gaps():
