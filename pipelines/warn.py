@@ -254,8 +254,13 @@ class RiskScorer:
         self.risk_score = risk_score
         self.config = risk_score.config()
         self.many_people_at_least = ImmediateRule.from_schema().many_people_at_least
+        self.min_history_days = int(self.config["expected"]["warn_min_history_days"])
 
     def assess(self, candidate: dict, history: dict[dt.date, int], start: dt.date | None) -> dict:
+        # Against a warehouse only days old every count looks unexpected: no window warning until
+        # there is history to expect from (the immediate rule still applies).
+        if start is None or (candidate["window_start"].date() - start).days < self.min_history_days:
+            return {"level": "none", "score": 0.0, "expected": 0.0, "reasons": []}
         records = candidate["records"]
         tally = window_tally(records, self.many_people_at_least)
         days = max(1, round((candidate["window_end"] - candidate["window_start"]) / dt.timedelta(days=1)))

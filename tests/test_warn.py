@@ -111,3 +111,18 @@ def test_stream_and_repeated_bounded_runs_raise_the_same_warnings(tmp_path):
         bounded += run_bounded(seen, tmp_path / "bounded", fresh={e["batch_id"] for e in batch})
     assert [a["level"] for a in streamed] == ["yellow", "orange", "orange", "red"]
     assert key(streamed) == key(bounded)
+
+
+def test_the_risk_scorer_raises_no_window_warning_without_history():
+    from pipelines.warn import RiskScorer, SeriesRecord
+
+    scorer = RiskScorer()
+    scorer.setup()
+    records = [SeriesRecord.of(event(n, 24 * 60 + n), None) for n in range(1, 13)]
+    candidate = {"records": records, "window_start": at(24 * 60), "window_end": at(24 * 61)}
+    assert scorer.assess(dict(candidate), {}, None)["level"] == "none"
+    two_weeks = {(at(0) + dt.timedelta(days=d)).date(): 1 for d in range(46, 60)}
+    assert scorer.assess(dict(candidate), two_weeks, at(24 * 46).date())["level"] == "none"
+    two_months = {(at(0) + dt.timedelta(days=d)).date(): 1 for d in range(60)}
+    assessed = scorer.assess(dict(candidate), two_months, at(0).date())
+    assert assessed["level"] in ("orange", "red") and assessed["expected"] < 3
