@@ -10,6 +10,7 @@ import csv
 import json
 import multiprocessing
 import os
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,7 +122,10 @@ def _write_files(inbox: Path, jobs: list, workers: int | None) -> None:
     order = sorted(range(len(jobs)), key=lambda k: -len(jobs[k][1].records) * (3 if jobs[k][1].rel.endswith(".xlsx") else 1))
     _JOBS[:] = [inbox, jobs]
     try:
-        if workers > 1 and len(jobs) > 1 and "fork" in multiprocessing.get_all_start_methods():
+        # Forking a process that runs other threads (a Dask client, a gRPC server) can deadlock
+        # the child on a lock held at fork time: write in this process then.
+        forkable = "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
+        if workers > 1 and len(jobs) > 1 and forkable:
             with multiprocessing.get_context("fork").Pool(workers) as pool:
                 pool.map(_write_one, order, chunksize=1)
         else:
