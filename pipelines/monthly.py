@@ -83,6 +83,7 @@ def report_month(out: str, month: str, gazetteer: str) -> tuple[dict[str, Path],
         quality_summary=quality_summary(quality.findings, names),
         domain_trend=domain_trend(scores, month, TREND_MONTHS, events=trend_events),
         gazetteer=gazetteer_rows, events=events,
+        scorecard_html=Path(quality_paths["scorecard_html"]).read_text(encoding="utf-8"),
     )
     paths.update({f"quality_{k}": Path(v) for k, v in quality_paths.items()})
     return paths, {

@@ -24,6 +24,7 @@ class QualityReport:
     batch_tables: dict = field(default_factory=dict)
     accounting: dict = field(default_factory=dict)
     rows: dict = field(default_factory=dict)       # feed -> events in the month
+    rejected: dict = field(default_factory=dict)   # feed -> the month's files with quarantined rows
     seconds: float = 0.0
 
     @property
@@ -80,6 +81,7 @@ def check_month(events: pd.DataFrame, month: str, policy: Policy, quarantine: li
             report.batch_tables[feed] = table
         table = accounting.accounting_table(feed, feed_events, quarantine, manifest)
         report.accounting[feed] = table
+        report.rejected[feed] = rejected_files(feed, table, set(feed_events["feed_file"].dropna()), quarantine)
         if len(table):
             result = run.validate(f"{feed}.accounting", f"{feed}.{month}", table, accounting.accounting_expectations(policy),
                                   accounting.FILE_COLUMN, complete=True)
@@ -90,6 +92,14 @@ def check_month(events: pd.DataFrame, month: str, policy: Policy, quarantine: li
         report.findings += found
     report.seconds = time.perf_counter() - began
     return report
+
+
+def rejected_files(feed: str, table: pd.DataFrame, month_files: set, quarantine: list[dict]) -> list[dict]:
+    """The month's files of a feed that had rows quarantined, with counts by reason: every broken
+    row reaches the department, also below the share that makes a finding."""
+    rows = table[table[accounting.FILE_COLUMN].isin(month_files) & (table["quarantined"] > 0)]
+    return [{**r, "reasons": accounting.quarantine_reasons(feed, r[accounting.FILE_COLUMN], quarantine, 0)["reasons"]}
+            for r in rows.to_dict("records")]
 
 
 def _accounting_findings(feed, result, table, quarantine, policy) -> list[dict]:
@@ -127,7 +137,8 @@ def write_outputs(report: QualityReport, run: QualityRun, out_dir, township_name
         "scorecard_xlsx": target / "scorecard.xlsx",
         "findings": target / "findings.json",
     }
-    paths["scorecard_html"].write_text(scorecard.html_fragment(report.findings, report.rows, township_names), encoding="utf-8")
+    paths["scorecard_html"].write_text(scorecard.html_fragment(report.findings, report.rows, township_names, report.rejected),
+                                       encoding="utf-8")
     scorecard.write_xlsx(paths["scorecard_xlsx"], report.findings, township_names)
     summary = {
         "month": report.month, "rows": report.rows, "seconds": round(report.seconds, 2),

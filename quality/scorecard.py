@@ -139,8 +139,21 @@ def write_xlsx(path, findings: list[dict], township_names: dict | None = None, s
         sheet.set_column(5, 8, 40)
 
 
-def html_fragment(findings: list[dict], rows: dict[str, int], township_names: dict | None = None) -> str:
-    """A <section> per department: counts, then each finding with up to three masked examples."""
+def _rejected_table(files: list[dict]) -> str:
+    e = html.escape
+    parts = ["<table><tr><th>文件</th><th>读取</th><th>入库</th><th>重复覆盖</th><th>退回</th><th>退回原因</th></tr>"]
+    for f in files:
+        reasons = "、".join(f"{REASON_ZH.get(r, r)}{n}条" for r, n in f["reasons"].items())
+        parts.append(f"<tr><td>{e(f['file'])}</td><td>{f['rows_read']}</td><td>{f['accepted']}</td>"
+                     f"<td>{f['superseded']}</td><td>{f['quarantined']}</td><td>{e(reasons)}</td></tr>")
+    parts.append("</table>")
+    return "".join(parts)
+
+
+def html_fragment(findings: list[dict], rows: dict[str, int], township_names: dict | None = None,
+                  rejected: dict[str, list[dict]] | None = None) -> str:
+    """A <section> per department: counts, files with rejected rows (each row is in quarantine/
+    with its line and reason), then each finding with up to three masked examples."""
     by_feed = defaultdict(list)
     for f in findings:
         by_feed[f["feed"]].append(f)
@@ -151,6 +164,10 @@ def html_fragment(findings: list[dict], rows: dict[str, int], township_names: di
         critical = sum(f["severity"] == "critical" for f in items)
         parts.append(f'<div class="rw-feed"><h3>{e(feed_name(feed))}</h3>'
                      f'<p>本月接收记录 {rows.get(feed, 0)} 条；发现问题 {len(items)} 项（严重 {critical} 项，提示 {len(items) - critical} 项）。</p>')
+        files = (rejected or {}).get(feed) or []
+        if files:
+            parts.append(f'<p>以下文件共 {sum(f["quarantined"] for f in files)} 条记录被退回，'
+                         '请按隔离清单（quarantine）中的行号和原因更正后重新报送：</p>' + _rejected_table(files))
         if not items:
             parts.append('<p class="rw-ok">未发现问题。</p></div>')
             continue

@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence
 from zoneinfo import ZoneInfo
 
 import jinja2
+from markupsafe import Markup
 
 import schemas
 from models.topics import RegionNames, TopicList, shift_month
@@ -43,7 +44,8 @@ def _month_title(month: str) -> str:
 
 def render_html(month: str, topic_list: TopicList, scores: Any, alerts: Any, quality_summary: Sequence[Mapping],
                 domain_trend: Mapping | None, township_domain_levels: Mapping | None, headline: Mapping,
-                region_names: Mapping[str, str], county_name: str, generated_at: datetime) -> str:
+                region_names: Mapping[str, str], county_name: str, generated_at: datetime,
+                scorecard_html: str | None = None) -> str:
     domain_names = schemas.domain_names_zh()
     domains = schemas.domain_codes(include_none=False)
     feed_names = _feed_names()
@@ -128,6 +130,8 @@ def render_html(month: str, topic_list: TopicList, scores: Any, alerts: Any, qua
         table_rows=table_rows,
         alerts=alerts_rows,
         quality=quality,
+        # quality.scorecard builds the fragment and escapes every value it puts in
+        scorecard=Markup(scorecard_html) if scorecard_html else None,
         level_colours=LEVEL_COLOURS,
         level_legend=[(lv, level_name(lv)) for lv in LEVEL_ORDER],
     )
@@ -137,7 +141,7 @@ def write_report(out_dir: str | Path, month: str, topics: TopicList, scores: Any
                  quality_summary: Sequence[Mapping] | None = None, domain_trend: Mapping | None = None,
                  township_domain_levels: Mapping | None = None, headline: Mapping | None = None,
                  gazetteer: Any = None, events: Any = None, county_name: str | None = None,
-                 generated_at: datetime | None = None) -> dict[str, Path]:
+                 generated_at: datetime | None = None, scorecard_html: str | None = None) -> dict[str, Path]:
     """Write ``<out_dir>/reports/<month>/`` and return the paths of its files.
 
     ``topics``: a ``TopicList`` (``models.topics.build_topics`` or ``pipelines.topics.BuildTopics``);
@@ -156,7 +160,7 @@ def write_report(out_dir: str | Path, month: str, topics: TopicList, scores: Any
     if headline is None:
         headline = summary.headline_figures(events, alerts, scores, month)
     html = render_html(month, topics, scores, alerts, quality_summary or [], domain_trend, township_domain_levels,
-                       headline, region_names, county_name, generated_at)
+                       headline, region_names, county_name, generated_at, scorecard_html)
     reports_dir = Path(out_dir) / "reports"
     reports_dir.mkdir(parents=True, exist_ok=True)
     final = reports_dir / month

@@ -141,3 +141,11 @@ def test_policy_off_silences_a_check(faulty, tmp_path):
     report = check_month(faulty, MONTH, load_policy(path))
     assert not found(report, "id_unique")
     assert report.exit_code == 0          # what remains only warns
+
+
+def test_every_file_with_rejected_rows_reaches_the_scorecard(report):
+    [entry] = report.rejected["hotline_12345"]
+    assert (entry["file"], entry["quarantined"], entry["reasons"]) == (REJECTS, 40, {"bad_time": 40})
+    page = scorecard.html_fragment(report.findings, report.rows, rejected=report.rejected)
+    assert "共 40 条记录被退回" in page and "时间无法识别40条" in page
+    assert "13812345678" not in page and "张三" not in page

@@ -177,3 +177,10 @@ def test_page_in_headless_chromium(report, topic_list, tmp_path):
         target.mkdir(parents=True, exist_ok=True)
         for f in (shot, pdf):
             shutil.copy(f, target / f.name)
+
+
+def test_the_quality_scorecard_is_a_section_of_the_page(tmp_path, topic_list):
+    card = '<section class="rw-quality"><h2>数据质量记分卡</h2><p>本月接收记录 12 条</p></section>'
+    paths = write_report(tmp_path, MONTH, topic_list, month_scores(), [], [], gazetteer=str(GAZETTEER),
+                         scorecard_html=card)
+    assert card in paths["report.html"].read_text(encoding="utf-8")
