@@ -1,15 +1,21 @@
 """The monthly batch job: one Beam pipeline from inbox to scores, then the month's topics and report.
 
-    inbox ─ IngestFeeds ─ ClassifyEvents ─ LinkIncidents ─┬─ WriteEvents ──────────────── (warehouse/events/) ─┐
-                │                                        └─ ScoreMonths ─ WriteScores ─ (warehouse/scores/) ─┤
-                ├─ quarantine ─ WriteQuarantine ─────────────────────────── (quarantine/) ───────────────────┤
-                └─ accounting ─────────────────────────────────────────────────────────── WriteManifest (manifests/)
+    new inbox files ─ IngestFeeds ─ ClassifyNew ─ LinkIncidents ─┬─ WriteEvents (changed months) ─ (warehouse/events/) ─┐
+    warehouse events ──┘  │  │                                  └─ ScoreMonths ─ WriteScores ─── (warehouse/scores/) ─┤
+                          │  └─ quarantine ─ WriteQuarantine ──────────────────── (quarantine/) ────────────────────┤
+                          └─ accounting ─────────────────────────────────────────────────────────── WriteManifest (manifests/)
 
 Every sink yields what it wrote into the manifest step, the one terminal transform (the DaskRunner
 computes only the last transform's branch; see docs/notes/performance.md, "Rules for portable
 transforms"). The month as a whole (topics, report) is then read back from the warehouse, so every
-step after the pipeline sees exactly what was written. The whole inbox is read on every run:
-``superseded`` needs every version of a record, and a re-run of a month replaces that month's outputs.
+step after the pipeline sees exactly what was written.
+
+A run reads only the inbox files that the warehouse's ledger (``pipelines.ledger``) does not list;
+the Events of the others are read back from the warehouse, so ``superseded`` still sees every
+version of a record, classified events keep their domain, and every event is linked again (links
+join neighbouring months). Only the months whose records changed, and their neighbours, are
+rewritten. The first run, a changed or vanished file, or a new gazetteer, key or model read the
+whole inbox, as does ``incremental=False``.
 """
 from __future__ import annotations
 
@@ -27,6 +33,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipelines import sinks, warehouse
 from pipelines.classify import ClassifyEvents
 from pipelines.ingest import AccountingError, IngestFeeds, default_ingest_time, unbalanced_files
+from pipelines.ledger import Ledger, file_sha256, read_ledger, run_fingerprint, write_ledger
 from pipelines.link import LinkIncidents
 from pipelines.normalise import TZ
 from pipelines.options import beam_options
@@ -105,17 +112,53 @@ class ScoreMonths(beam.PTransform):
         )
 
 
+class ChangedMonths(beam.PTransform):
+    """The months whose event partitions an incremental run must rewrite: those of records from
+    the run's new files, of the warehouse records they superseded, and one month either side
+    (linking joins a month's incidents with the first hours of the next)."""
+
+    def __init__(self, new_files: list[str]):
+        super().__init__()
+        self._new_files = frozenset(new_files)
+
+    def expand(self, ingested):
+        new_files = self._new_files
+        added = ingested["events"] | "FromNewFiles" >> beam.Filter(lambda e: e["feed_file"] in new_files)
+        replaced = ingested["superseded"] | "FromWarehouse" >> beam.Filter(lambda e: e["feed_file"] not in new_files)
+        return (
+            (added, replaced)
+            | "Changed" >> beam.Flatten()
+            | "Month" >> beam.Map(sinks.month_of)
+            | "DistinctMonths" >> beam.Distinct()
+            | "WithNeighbours" >> beam.FlatMap(lambda m: [add_months(m, -1), m, add_months(m, 1)])
+        )
+
+
+class ClassifyNew(beam.PTransform):
+    """Classifies the Events that have no domain yet; those read back from the warehouse keep theirs."""
+
+    def __init__(self, model_dir: str | None):
+        super().__init__()
+        self._model_dir = model_dir
+
+    def expand(self, events):
+        fresh = events | "Unclassified" >> beam.Filter(lambda e: e["domain"] is None)
+        known = events | "Classified" >> beam.Filter(lambda e: e["domain"] is not None)
+        return (fresh | "Classify" >> ClassifyEvents(self._model_dir), known) | "AllClassified" >> beam.Flatten()
+
+
 def build_pipeline(pipeline: beam.Pipeline, *, ingest: IngestFeeds, out: str, months: MonthRange,
                    manifest_path: str, manifest_header: dict, model_dir: str | None = None) -> None:
     digest = inbox_digest(ingest.files)[:12]
     ingested = pipeline | "Ingest" >> ingest
-    events = (
-        ingested["events"]
-        | "Classify" >> ClassifyEvents(model_dir)
-        | "Link" >> LinkIncidents()
-    )
+    # Every Flatten adds its inputs' partitions on the DaskRunner, and each later shuffle costs
+    # tasks per partition: split only when warehouse events are mixed in.
+    classify = ClassifyNew(model_dir) if ingest.incremental else ClassifyEvents(model_dir)
+    events = ingested["events"] | "Classify" >> classify | "Link" >> LinkIncidents()
+    changed = (ingested | "ChangedMonths" >> ChangedMonths([f.relpath for f in ingest.files])
+               if ingest.incremental else None)
     written = [
-        events | "WriteEvents" >> sinks.WriteEvents(out, "batch"),
+        events | "WriteEvents" >> sinks.WriteEvents(out, "batch", months=changed),
         ingested["quarantine"] | "WriteQuarantine" >> sinks.WriteQuarantine(out, digest),
         events | "ScoreMonths" >> ScoreMonths(months) | "WriteScores" >> warehouse.WriteScores(out),
     ]
@@ -135,10 +178,16 @@ Progress = Callable[[str], None]
 
 def run_batch_pipeline(inbox: str, gazetteer: str, out: str, key: bytes, months: MonthRange, *,
                        beam_args: list[str] | None = None, ingest_time: dt.datetime | None = None,
-                       model_dir: str | None = None, progress: Progress = log.info) -> tuple[str, dict]:
+                       model_dir: str | None = None, progress: Progress = log.info,
+                       incremental: bool = True) -> tuple[str, dict]:
     """The Beam part of the batch job (inbox → warehouse, quarantine, manifest) on the runner that
     ``beam_args`` name; returns the manifest's path and content. Raises BatchJobError or
-    AccountingError when it cannot do its work."""
+    AccountingError when it cannot do its work.
+
+    With ``incremental`` and a matching ledger (``pipelines.ledger``), only inbox files not yet in
+    the warehouse are read; the warehouse's Events stand in for the others, and only the months
+    that change are rewritten. The manifest accounts for the files this run read.
+    """
     if not Path(inbox).is_dir():
         raise BatchJobError(f"inbox {inbox} is not a folder (expected hotline_12345/, police_110/, grid/ inside)")
     if not Path(gazetteer).is_file():
@@ -146,22 +195,31 @@ def run_batch_pipeline(inbox: str, gazetteer: str, out: str, key: bytes, months:
     files = discover(inbox)
     if not files:
         raise BatchJobError(f"no feed files under {inbox}/hotline_12345, police_110 or grid")
+    sha256 = {f.relpath: file_sha256(f.path) for f in files}
+    fingerprint = run_fingerprint(gazetteer, key, _model_version(model_dir))
+    known = read_ledger(out) if incremental else None
+    new_files = known.new_files(files, sha256, fingerprint) if known else None
     ingest_time = (ingest_time or default_ingest_time(files)).astimezone(TZ)
-    run_id = f"{months.first}_{months.last}-{inbox_digest(files)[:12]}"
+    to_read = files if new_files is None else new_files
+    run_id = f"{months.first}_{months.last}-{inbox_digest(to_read)[:12]}"
     path = sinks.manifest_path(out, "batch", run_id)
     header = {"job": "batch", "run_id": run_id, "months": months.months, "inbox": str(inbox),
-              "gazetteer": str(gazetteer), "ingest_time": ingest_time.isoformat()}
+              "gazetteer": str(gazetteer), "ingest_time": ingest_time.isoformat(),
+              "read": "all_files" if new_files is None else "new_files", "files_in_inbox": len(files)}
     started = time.monotonic()
-    progress(f"读取与处理 {len(files)} 个文件（接入、校验、分类、关联、评分）…")
+    progress(f"读取与处理 {len(to_read)} 个文件（共 {len(files)} 个；接入、校验、分类、关联、评分）…")
+    prior = None if new_files is None else warehouse.ReadEvents(warehouse.batch_event_files(out))
+    ingest = IngestFeeds(inbox, gazetteer, key, ingest_time, to_read, prior=prior, order_files=files)
     pipeline = beam.Pipeline(options=beam_options(beam_args))
-    build_pipeline(pipeline, ingest=IngestFeeds(inbox, gazetteer, key, ingest_time, files), out=out, months=months,
-                   manifest_path=path, manifest_header=header, model_dir=model_dir)
+    build_pipeline(pipeline, ingest=ingest, out=out, months=months, manifest_path=path, manifest_header=header,
+                   model_dir=model_dir)
     run_to_completion(pipeline)
     with FileSystems.open(path) as f:
         manifest = json.loads(f.read().decode("utf-8"))
     broken = unbalanced_files(manifest)
     if broken:
         raise AccountingError("rows do not add up in: " + "; ".join(e["file"] for e in broken) + f" (manifest {path})")
+    write_ledger(out, Ledger(fingerprint, sha256))
     totals = manifest["totals"]
     progress(f"接入完成：读取 {totals['rows_read']} 行，入库 {totals['accepted']}，"
              f"覆盖 {totals['superseded']}，隔离 {totals['quarantined']}（{time.monotonic() - started:.1f} 秒）")
@@ -170,13 +228,15 @@ def run_batch_pipeline(inbox: str, gazetteer: str, out: str, key: bytes, months:
 
 def run_batch(inbox: str, gazetteer: str, out: str, key: bytes, months: MonthRange, *,
               beam_args: list[str] | None = None, ingest_time: dt.datetime | None = None,
-              model_dir: str | None = None, progress: Progress = log.info) -> BatchResult:
-    """Run the whole chain for ``months``; raise BatchJobError or AccountingError when it cannot."""
+              model_dir: str | None = None, progress: Progress = log.info, incremental: bool = True) -> BatchResult:
+    """Run the whole chain for ``months``; raise BatchJobError or AccountingError when it cannot.
+    ``incremental=False`` re-reads the whole inbox (see ``run_batch_pipeline``)."""
     from pipelines.monthly import report_month  # the report stack is only needed after the pipeline
 
     started = time.monotonic()
     path, manifest = run_batch_pipeline(inbox, gazetteer, out, key, months, beam_args=beam_args,
-                                        ingest_time=ingest_time, model_dir=model_dir, progress=progress)
+                                        ingest_time=ingest_time, model_dir=model_dir, progress=progress,
+                                        incremental=incremental)
     pipeline_seconds = time.monotonic() - started
     reports, stages = {}, []
     for month in months.months:

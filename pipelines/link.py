@@ -7,14 +7,15 @@ within ``max_km`` when both have coordinates) and their texts are similar (idf-w
 character n-grams, boilerplate phrases and masked tokens such as ``[手机号]`` removed). The incident id is the
 event_id of the incident's first record, so it is stable across re-runs.
 
-Beam layout (portable: ParDo, GroupByKey, side input):
+Beam layout (portable: ParDo, GroupByKey, CoGroupByKey; no side input):
 1. key by (township, month) and ``GroupByKey``; records from the first ``max_span_hours`` of a
    month also go to the previous month's group as *guests*, so an incident that starts on the
    31st can take records of the 1st. Inside a group, records are visited in time order, each
    compared with at most ``max_candidates`` earlier ones (O(n·k)).
 2. a guest taken by an incident of the previous month yields a *claim*; the claims re-map the
-   guest's own incident in its home month (a small side-input dict) — an incident never spans
-   more than two months, so one re-mapping step is enough.
+   guest's own incident in its home month (a join with the records of the incidents that have a
+   record in their month's first hours, the only ones that can be claimed) — an incident never
+   spans more than two months, so one re-mapping step is enough.
 Events of domain ``none`` (and unclassified ones) are not linked: incident_id = event_id.
 """
 from __future__ import annotations
@@ -195,9 +196,11 @@ def _in_first_hours(t: dt.datetime, span: dt.timedelta) -> bool:
 
 class _LinkGroup(beam.DoFn):
     CLAIMS = "claims"
+    CLAIMABLE = "claimable"
 
     def __init__(self, cfg: Mapping):
         self._cfg = dict(cfg)
+        self._span = dt.timedelta(hours=self._cfg["max_span_hours"])
         self._linked = beam.metrics.Metrics.counter("link", "records_linked")
         self._incidents = beam.metrics.Metrics.counter("link", "incidents")
 
@@ -206,6 +209,9 @@ class _LinkGroup(beam.DoFn):
         tagged = list(tagged)
         incident_of = link_group([e for _, e in tagged], self._cfg)
         home_ids = {e["event_id"] for role, e in tagged if role == "home"}
+        # Only an incident with a record in its month's first hours can be claimed by the previous month.
+        claimable = {incident_of[e["event_id"]] for role, e in tagged
+                     if role == "home" and _in_first_hours(e["reported_at"], self._span)}
         for role, e in tagged:
             incident = incident_of[e["event_id"]]
             if role == "home":
@@ -213,7 +219,8 @@ class _LinkGroup(beam.DoFn):
                     self._incidents.inc()
                 else:
                     self._linked.inc()
-                yield {**e, "incident_id": incident}
+                linked = {**e, "incident_id": incident}
+                yield beam.pvalue.TaggedOutput(self.CLAIMABLE, linked) if incident in claimable else linked
             elif incident in home_ids:
                 # An incident of this month took a record of the next month's first hours.
                 yield beam.pvalue.TaggedOutput(self.CLAIMS, (e["event_id"], incident))
@@ -225,6 +232,15 @@ def _remap_pairs(element):
     if joined["claim"]:
         for own in joined["own"]:
             yield own, min(joined["claim"])
+
+
+def _apply_claims(element):
+    """(incident, {'events': its records, 'claims': incidents that took one of them}) → the records,
+    in the earliest claiming incident if any."""
+    incident, joined = element
+    final = min(joined["claims"]) if joined["claims"] else incident
+    for event in joined["events"]:
+        yield {**event, "incident_id": final}
 
 
 class LinkIncidents(beam.PTransform):
@@ -245,20 +261,25 @@ class LinkIncidents(beam.PTransform):
             | "Linkable" >> beam.Filter(needs_link)
             | "KeyByTownshipMonth" >> beam.ParDo(_KeyByTownshipMonth(self._cfg["max_span_hours"]))
             | "GroupByTownshipMonth" >> beam.GroupByKey()
-            | "LinkInGroup" >> ParDoWithOutputs(_LinkGroup(self._cfg), _LinkGroup.CLAIMS, main="events")
+            | "LinkInGroup" >> ParDoWithOutputs(_LinkGroup(self._cfg), _LinkGroup.CLAIMS, _LinkGroup.CLAIMABLE,
+                                                main="events")
         )
-        own = linked.events | "FirstHoursIncidents" >> beam.FlatMap(
+        claimable = linked[_LinkGroup.CLAIMABLE]
+        own = claimable | "FirstHoursIncidents" >> beam.FlatMap(
             lambda e: [(e["event_id"], e["incident_id"])] if _in_first_hours(e["reported_at"], span) else [])
-        remap = (
+        claims = (
             {"own": own, "claim": linked[_LinkGroup.CLAIMS]}
             | "JoinClaims" >> beam.CoGroupByKey()
             | "ClaimedIncidents" >> beam.FlatMap(_remap_pairs)
-            | "GroupClaims" >> beam.GroupByKey()
-            | "EarliestClaim" >> beam.MapTuple(lambda own_id, claims: (own_id, min(claims)))
         )
-        resolved = linked.events | "ApplyClaims" >> beam.Map(
-            lambda e, m: {**e, "incident_id": m.get(e["incident_id"], e["incident_id"])}, beam.pvalue.AsDict(remap))
-        return (resolved, unlinked) | "AllEvents" >> beam.Flatten()
+        # A join, not a side input: the DaskRunner recomputes a side input's whole upstream for
+        # every partition that reads it. Only the records of claimable incidents take part.
+        resolved = (
+            {"events": claimable | "ByIncident" >> beam.Map(lambda e: (e["incident_id"], e)), "claims": claims}
+            | "JoinIncidentClaims" >> beam.CoGroupByKey()
+            | "ApplyClaims" >> beam.FlatMap(_apply_claims)
+        )
+        return (linked.events, resolved, unlinked) | "AllEvents" >> beam.Flatten()
 
 
 # --------------------------------------------------------------------------------------------

@@ -5,12 +5,13 @@
   incident (``CombinePerKey``), then incidents per series × day, so the shuffle carries
   summaries, not events.
 - ``FeedGaps``: Events (all, including domain ``none``) → the data gaps of the target period
-  (``models.gaps``), as one list for a side input.
+  (``models.gaps``), as one list.
 - ``ScoreSeries``: ((series, date), tally) over history + target → day and month score rows for
   the target period (``models.risk_score.score_series``). The batch job feeds it the target
   month's events together with the history months read back from the warehouse.
 - ``ScoreEvents``: the three together.
-Portable: ParDo, GroupByKey, CombinePerKey, Flatten and side inputs only; no state.
+Portable: ParDo, GroupByKey, CombinePerKey and Flatten only; no state, no side inputs (the
+DaskRunner recomputes a side input's whole upstream for every partition that reads it).
 """
 from __future__ import annotations
 
@@ -137,7 +138,7 @@ class DailyCounts(beam.PTransform):
 
 
 class FeedGaps(beam.PTransform):
-    """All Events → one list of ``models.gaps.Gap`` for start..end (use as ``AsSingleton``)."""
+    """All Events → one list of ``models.gaps.Gap`` for start..end (``ScoreSeries``' ``gaps``)."""
 
     def __init__(self, target_start: dt.date, target_end: dt.date):
         super().__init__()
@@ -156,8 +157,23 @@ class FeedGaps(beam.PTransform):
         )
 
 
-class _ScoreTownship(beam.DoFn):
-    """A township × domain series and its villages' series → score rows."""
+def _parent_totals(series: list) -> dict:
+    """A domain's township series → per county: daily volume summed over townships, and how many."""
+    cfg = risk_score.config()
+    daily, townships = defaultdict(Counter), defaultdict(set)
+    for (county, township, village), date, tally in series:
+        if village is None:
+            daily[county][dt.date.fromisoformat(date)] += risk_score.volume(tally, cfg)
+            townships[county].add(township)
+    return {county: {"daily": dict(days), "children": len(townships[county])} for county, days in daily.items()}
+
+
+class _ScoreDomain(beam.DoFn):
+    """Every series of one domain (townships and their villages, all counties) → score rows.
+
+    One group per domain holds what a township's score needs from its county (the parent series),
+    so no side input is needed; the feed gaps arrive in the same group.
+    """
 
     def __init__(self, target_start, target_end, history_start, villages: bool = True):
         self._period = dict(target_start=target_start, target_end=target_end, history_start=history_start)
@@ -167,19 +183,30 @@ class _ScoreTownship(beam.DoFn):
     def setup(self):
         self._cfg = risk_score.config()
 
-    def process(self, element, parents, gaps):
-        (county, township, domain), values = element
+    def process(self, element):
+        domain, joined = element
+        series = list(joined["series"])
+        gaps = next(iter(joined.get("gaps", ())), None) or []
+        parents = _parent_totals(series)
+        by_township = defaultdict(list)
+        for (county, township, village), date, tally in series:
+            by_township[(county, township)].append((village, date, tally))
+        for (county, township), values in sorted(by_township.items(), key=lambda kv: (kv[0][0] or "", kv[0][1])):
+            rows = self._score_township(county, township, domain, values, parents, gaps)
+            self._rows.inc(len(rows))
+            yield from rows
+
+    def _score_township(self, county, township, domain, values, parents, gaps) -> list[dict]:
         by_village = defaultdict(dict)
         for village, date, tally in values:
             by_village[village][dt.date.fromisoformat(date)] = tally
         township_daily = by_village.pop(None, {})
-        parent = parents.get((county, domain), {"daily": {}, "children": 1})
-        gaps = gaps or []
+        parent = parents.get(county, {"daily": {}, "children": 1})
         rows = risk_score.score_series(township_daily, township_code=township, village_code=None, domain=domain,
                                        gaps=gaps, parent_daily_counts=parent["daily"], n_siblings=parent["children"],
                                        day_rows="all", cfg=self._cfg, **self._period)
         if not self._villages:
-            by_village.clear()
+            return rows
         township_counts = {d: risk_score.volume(t, self._cfg) for d, t in township_daily.items()}
         start, end = self._period["target_start"], self._period["target_end"]
         for village, daily in sorted(by_village.items()):
@@ -189,17 +216,7 @@ class _ScoreTownship(beam.DoFn):
                                             gaps=gaps, parent_daily_counts=township_counts,
                                             n_siblings=max(len(by_village), 1), day_rows="observed",
                                             cfg=self._cfg, **self._period)
-        self._rows.inc(len(rows))
-        yield from rows
-
-
-def _parent_totals(element):
-    (county, domain), values = element
-    daily, townships = Counter(), set()
-    for township, date, n in values:
-        daily[dt.date.fromisoformat(date)] += n
-        townships.add(township)
-    return (county, domain), {"daily": dict(daily), "children": len(townships)}
+        return rows
 
 
 class ScoreSeries(beam.PTransform):
@@ -207,6 +224,8 @@ class ScoreSeries(beam.PTransform):
 
     ``gaps``: a PCollection with one list of gaps (``FeedGaps``), or None. ``villages=False``
     scores townships only (evaluation compares township series; villages cost most of the fits).
+    Grouped by domain, with the gaps joined to every domain's group: no side inputs, which the
+    DaskRunner recomputes, whole upstream included, for every partition that reads them.
     """
 
     def __init__(self, target_start: dt.date, target_end: dt.date, history_start: dt.date, gaps=None,
@@ -216,23 +235,17 @@ class ScoreSeries(beam.PTransform):
         self._gaps = gaps
 
     def expand(self, daily):
-        parents = (
-            daily
-            | "TownshipSeries" >> beam.Filter(lambda kv: kv[0][0][2] is None)
-            | "ByCountyDomain" >> beam.MapTuple(
-                lambda key, t, cfg=risk_score.config(): ((key[0][0], key[0][3]),
-                                                         (key[0][1], key[1], risk_score.volume(t, cfg))))
-            | "GroupCountyDomain" >> beam.GroupByKey()
-            | "CountyTotals" >> beam.Map(_parent_totals)
-        )
-        gaps = self._gaps if self._gaps is not None else daily.pipeline | "NoGaps" >> beam.Create([[]])
+        series = daily | "ByDomain" >> beam.MapTuple(
+            lambda key, t: (key[0][3], ((key[0][0], key[0][1], key[0][2]), key[1], t)))
+        groups = {"series": series}
+        if self._gaps is not None:
+            domains = schemas.domain_codes(include_none=False)
+            groups["gaps"] = self._gaps | "GapsPerDomain" >> beam.FlatMap(lambda g: [(d, g) for d in domains])
         return (
-            daily
-            | "ByTownshipDomain" >> beam.MapTuple(
-                lambda key, t: ((key[0][0], key[0][1], key[0][3]), (key[0][2], key[1], t)))
-            | "GroupTownshipDomain" >> beam.GroupByKey()
-            | "Score" >> beam.ParDo(_ScoreTownship(*self._args), beam.pvalue.AsDict(parents),
-                                    beam.pvalue.AsSingleton(gaps, default_value=[]))
+            groups
+            | "GroupDomain" >> beam.CoGroupByKey()
+            | "DomainsWithSeries" >> beam.Filter(lambda kv: bool(kv[1]["series"]))
+            | "Score" >> beam.ParDo(_ScoreDomain(*self._args))
         )
 
 

@@ -54,17 +54,25 @@ def month_of(event: dict) -> str:
 
 
 class _WriteEventPartition(beam.DoFn):
-    def __init__(self, out: str, run_digest: str):
+    def __init__(self, out: str, run_digest: str, only_marked: bool):
         super().__init__()
-        self._out, self._digest = out, run_digest
+        self._out, self._digest, self._only_marked = out, run_digest, only_marked
 
     def setup(self):
         self._schema = event_arrow_schema()
 
     def process(self, keyed):
-        (month, shard), packed = keyed
+        (month, shard), tagged = keyed
+        rows, marked = [], False
+        for kind, packed in tagged:
+            if kind == "row":
+                rows.append(packed)
+            else:
+                marked = True
+        if self._only_marked and not (marked and rows):
+            return
         by_id = self._schema.get_field_index("event_id")
-        rows = sorted(packed, key=lambda r: r[by_id])  # a deterministic row order
+        rows.sort(key=lambda r: r[by_id])  # a deterministic row order
         columns = list(zip(*rows)) if rows else [[] for _ in self._schema]
         table = pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(columns, self._schema)], schema=self._schema)
         buffer = io.BytesIO()
@@ -79,20 +87,28 @@ class WriteEvents(beam.PTransform):
     """Events → ``<out>/warehouse/events/month=YYYY-MM/events-<inputs digest>-<shard>.parquet``.
 
     One file per month and shard, rows sorted by event_id, so the bytes depend only on the input.
-    Raise ``shards`` when a month no longer fits one worker's memory.
+    Raise ``shards`` when a month no longer fits one worker's memory. With ``months`` (a
+    PCollection of ``YYYY-MM``), only those months' partitions are written, the others are left
+    as they are.
     """
 
-    def __init__(self, out: str, run_digest: str, shards: int = 1):
+    def __init__(self, out: str, run_digest: str, shards: int = 1, months=None):
         super().__init__()
         self._out, self._digest, self._shards = out, run_digest, shards
+        self._months = months
 
     def expand(self, events):
         shards, packer = self._shards, EventPacker()
+        keyed = events | "KeyByMonth" >> beam.Map(
+            lambda e: ((month_of(e), zlib.crc32(e["event_id"].encode()) % shards), ("row", packer.pack(e))))
+        if self._months is not None:
+            marks = self._months | "MarkMonths" >> beam.FlatMap(
+                lambda month: [((month, shard), ("write", None)) for shard in range(shards)])
+            keyed = (keyed, marks) | "RowsAndMarks" >> beam.Flatten()
         return (
-            events
-            | "KeyByMonth" >> beam.Map(lambda e: ((month_of(e), zlib.crc32(e["event_id"].encode()) % shards), packer.pack(e)))
+            keyed
             | "GroupByMonth" >> beam.GroupByKey()
-            | "WriteParquet" >> beam.ParDo(_WriteEventPartition(self._out, self._digest))
+            | "WriteParquet" >> beam.ParDo(_WriteEventPartition(self._out, self._digest, self._months is not None))
         )
 
 

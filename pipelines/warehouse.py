@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.sinks import events_dir, write_atomically
-from schemas import arrow_schema
+from pipelines.validate import EventPacker
+from schemas import arrow_schema, event_arrow_schema
 
 
 def scores_dir(out: str) -> str:
@@ -65,6 +66,41 @@ class WriteScores(beam.PTransform):
             | "GroupByMonth" >> beam.GroupByKey()
             | "WriteParquet" >> beam.ParDo(_WriteScoreMonth(self._out))
         )
+
+
+def batch_event_files(out: str) -> list[str]:
+    """The batch job's own event partitions (``WriteEvents(out, "batch")``), oldest month first."""
+    return sorted(str(p) for p in Path(events_dir(out)).glob("month=*/events-batch-*.parquet"))
+
+
+class _ReadEventFile(beam.DoFn):
+    """A warehouse events Parquet file → its Events, exactly as the pipeline carried them."""
+
+    def setup(self):
+        self._schema = event_arrow_schema()
+        self._packer = EventPacker()
+
+    def process(self, path: str):
+        with FileSystems.open(path) as f:
+            parquet = pq.ParquetFile(pa.BufferReader(f.read()))
+        for group in range(parquet.num_row_groups):
+            table = parquet.read_row_group(group).cast(self._schema)
+            # Timestamps as epoch milliseconds: the packed form EventPacker turns back into datetimes.
+            columns = [c.cast(pa.int64()).to_pylist() if pa.types.is_timestamp(c.type) else c.to_pylist()
+                       for c in table.columns]
+            for values in zip(*columns):
+                yield self._packer.unpack(values)
+
+
+class ReadEvents(beam.PTransform):
+    """Warehouse events Parquet files → Event dicts (``Create(paths) | ParDo(read)``: portable)."""
+
+    def __init__(self, paths: list[str]):
+        super().__init__()
+        self._paths = list(paths)
+
+    def expand(self, pbegin):
+        return pbegin | "ListFiles" >> beam.Create(self._paths) | "ReadFile" >> beam.ParDo(_ReadEventFile())
 
 
 def _read_months(root: str, months: list[str], schema: pa.Schema, columns: list[str] | None = None) -> pd.DataFrame:

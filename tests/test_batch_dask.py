@@ -22,7 +22,8 @@ def _rows(folder: Path) -> list[dict]:
     return sorted(rows, key=lambda r: json.dumps(r, sort_keys=True, default=str, ensure_ascii=False))
 
 
-def _outputs(out: Path, manifest: dict) -> dict:
+def batch_outputs(out: Path, manifest: dict) -> dict:
+    """What a batch run wrote under `out`, as comparable content (rows sorted; not file bytes)."""
     quarantine = [json.loads(line) for path in sorted((out / "quarantine").glob("*.jsonl"))
                   for line in path.read_text(encoding="utf-8").splitlines()]
     return {
@@ -38,7 +39,7 @@ def _outputs(out: Path, manifest: dict) -> dict:
 def _run(inbox: str, gazetteer_path: str, out: Path, beam_args: list[str]) -> dict:
     _, manifest = run_batch_pipeline(inbox, gazetteer_path, str(out), TEST_KEY, MONTH, beam_args=beam_args,
                                      ingest_time=INGEST_TIME)
-    return _outputs(out, manifest)
+    return batch_outputs(out, manifest)
 
 
 def test_batch_pipeline_writes_the_same_outputs_on_dask_cluster(dask_cluster, fixture_inbox, gazetteer_path, tmp_path):
