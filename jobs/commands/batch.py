@@ -25,12 +25,16 @@ def add_arguments(parser) -> None:
     parser.add_argument("--key-file", help=f"file holding the HMAC key for caller phones (else ${pii.KEY_ENV})")
     parser.add_argument("--ingest-time", help="the run's clock, ISO 8601 (default: newest input file's mtime)")
     parser.add_argument("--model-dir", help="classifier artifact folder (default: the bundled model)")
+    parser.add_argument("--full", action="store_true",
+                        help="re-read the whole inbox instead of only files not yet in the warehouse "
+                        "(after upgrading RiskWatch or changing a feed contract)")
 
 
-def progress_printer(stream=sys.stderr):
+def progress_printer(stream=None):
     """Stage lines: with elapsed time on a terminal, as plain log lines otherwise (cron, Airflow)."""
     import time
 
+    stream = stream or sys.stderr
     started = time.monotonic()
     if stream.isatty():
         return lambda message: print(f"[{time.monotonic() - started:6.1f}s] {message}", file=stream, flush=True)
@@ -57,7 +61,8 @@ def run(args, beam_args) -> int:
         return 2
     try:
         result = run_batch(args.inbox, args.gazetteer, args.out, key, months, beam_args=beam_args,
-                           ingest_time=ingest_time, model_dir=args.model_dir, progress=progress_printer())
+                           ingest_time=ingest_time, model_dir=args.model_dir, progress=progress_printer(),
+                           incremental=not args.full)
     except BatchJobError as exc:
         print(f"riskwatch batch: {exc}", file=sys.stderr)
         return 2
