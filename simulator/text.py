@@ -14,7 +14,7 @@ import yaml
 
 import schemas
 from simulator.county import County, place_parts
-from simulator.episodes import Episode, episode_catalog
+from simulator.episodes import Episode
 from simulator.records import Records
 from simulator.volumes import situations
 

@@ -1,12 +1,9 @@
 """The streaming pipeline on the direct runner with TestStream: panes, lateness, suppression."""
 from __future__ import annotations
 
-import datetime as dt
-
 import apache_beam as beam
 from apache_beam.testing import test_stream
 from apache_beam.transforms.window import TimestampedValue
-from apache_beam.utils.timestamp import Timestamp
 
 from pipelines.alert_sinks import AlertStore
 from pipelines.options import beam_options

@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import sys
 from pathlib import Path
+
+from jobs.terminal import text_table
 
 NAME = "demo"
 HELP = "simulate a small county, run the monthly job for its last month, print the top topics"
@@ -34,14 +35,6 @@ def demo_key(folder: Path) -> bytes:
     return path.read_bytes().strip()
 
 
-def _width(text: str) -> int:
-    return sum(2 if ord(c) > 0x2E7F else 1 for c in text)
-
-
-def _pad(text: str, width: int) -> str:
-    return text + " " * max(0, width - _width(text))
-
-
 def topics_table(document: dict, top: int) -> str:
     from reports.labels import level_name
 
@@ -49,10 +42,7 @@ def topics_table(document: dict, top: int) -> str:
     for t in document["topics"][:top]:
         rows.append((str(t["rank"]), t["title"], level_name(t["level"]), f"{t['score']:.0f}",
                      str(t["events"]), t["status"]))
-    widths = [max(_width(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(_pad(c, w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    lines.insert(1, "-" * max(_width(line) for line in lines))
-    return "\n".join(lines)
+    return text_table(rows)
 
 
 def local_parallel(beam_args: list[str]) -> list[str]:

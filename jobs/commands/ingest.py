@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 
+from jobs.terminal import text_table
 from pipelines import pii
 
 NAME = "ingest"
@@ -29,16 +30,7 @@ def accounting_table(manifest: dict) -> str:
     t = manifest["totals"]
     reasons = ", ".join(f"{r}={n}" for r, n in t["quarantined_by_reason"].items()) or "-"
     rows.append(("合计", t["rows_read"], t["accepted"], t["superseded"], t["quarantined"], reasons, t["unresolved_regions"]))
-    cells = [[str(c) for c in r] for r in rows]
-    widths = [max(_width(r[i]) for r in cells) for i in range(len(cells[0]))]
-    lines = ["  ".join(c + " " * (w - _width(c)) for c, w in zip(r, widths)).rstrip() for r in cells]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
-
-
-def _width(text: str) -> int:
-    # CJK characters take two terminal columns.
-    return sum(2 if ord(c) > 0x2E7F else 1 for c in text)
+    return text_table(rows)
 
 
 def run(args, beam_args) -> int:
