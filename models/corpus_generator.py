@@ -11,11 +11,10 @@ Run: ``PYTHONPATH=. python -m models.corpus_generator [--per-domain 220] [--none
 from __future__ import annotations
 
 import argparse
-import json
 import random
 from pathlib import Path
 
-from models.domain_classifier import DEFAULT_CORPUS
+from models.domain_classifier import DEFAULT_CORPUS, write_jsonl
 
 PLACES = ["", "", "城关镇", "东城街道", "某小区", "幸福路", "河西村", "工业园区", "县城", "新华社区", "锦绣花园小区",
           "老街", "三组", "南山村", "滨江路", "开发区", "镇上", "城南", "汽车站附近", "农贸市场"]
@@ -140,8 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_CORPUS / "generated.jsonl")
     args = parser.parse_args(argv)
     rows = generate(args.per_domain, args.none)
-    args.out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    print(f"{len(rows)} examples → {args.out}")
+    write_jsonl(args.out, rows)
 
 
 if __name__ == "__main__":

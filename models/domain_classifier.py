@@ -96,6 +96,12 @@ def build_pipeline(random_state: int = 0) -> Pipeline:
 # ---------------------------------------------------------------- corpus
 
 
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    """A corpus file: one JSON object per line, Chinese kept readable."""
+    Path(path).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    print(f"{len(rows)} examples → {path}")
+
+
 def read_jsonl(path: Path) -> pd.DataFrame:
     rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
     frame = pd.DataFrame(rows)

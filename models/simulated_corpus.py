@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import random
 from pathlib import Path
 
-from models.domain_classifier import DEFAULT_CORPUS
+from models.domain_classifier import DEFAULT_CORPUS, write_jsonl
 from pipelines.read import FileReader, discover
 
 DEFAULT_CAP = 300
@@ -64,8 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_CORPUS / "simulated.jsonl")
     args = parser.parse_args(argv)
     examples = simulated_examples(args.sim_dir, args.cap)
-    args.out.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in examples), encoding="utf-8")
-    print(f"{len(examples)} examples → {args.out}")
+    write_jsonl(args.out, examples)
 
 
 if __name__ == "__main__":
