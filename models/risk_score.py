@@ -198,30 +198,42 @@ def dense_counts(daily: Mapping[dt.date, float], start: dt.date, end: dt.date) -
     return dates, np.array([float(daily.get(d, 0)) for d in dates])
 
 
-def score_window(observed: int, history_daily_counts: Mapping[dt.date, float], window_days: int,
+def score_window(observed: int, history_daily_counts: Mapping[dt.date, Mapping | float], window_days: int,
                  signals: Mapping | None = None, *, window_end: dt.date, history_start: dt.date | None = None,
                  n_repeat_callers: int = 0, gap_days: Mapping[str, int] | None = None,
                  parent_daily_counts: Mapping[dt.date, float] | None = None, n_siblings: int = 1,
                  cfg: Mapping | None = None) -> dict:
     """Score the incidents of one window against the series' history before the window.
 
-    ``history_daily_counts``: incidents per day before the window (dates → counts; missing days
-    count as zero from ``history_start``, default the earliest date given). ``signals``: the
-    window's tally (see module doc) or None. Returns score, level, expected, reasons, complete.
+    ``history_daily_counts``: per day before the window, a tally (``incidents``, ``records``) or a
+    plain incident count (missing days count as zero from ``history_start``, default the earliest
+    date given). ``signals``: the window's tally (see module doc) or None. As in ``score_series``,
+    the statistic runs on the volume (incidents + weighted further reports) and the reasons speak
+    in incidents. Returns score, level, expected, reasons, complete.
     """
     cfg = cfg or config()
+    tally = signals or empty_tally()
+
+    def as_tally(value) -> Mapping:
+        return value if isinstance(value, Mapping) else {"incidents": value, "records": value}
+
     first_day = window_end - dt.timedelta(days=window_days - 1)
     history_end = first_day - dt.timedelta(days=1)
     start = history_start or min(history_daily_counts, default=history_end)
-    dates, counts = dense_counts(history_daily_counts, start, history_end)
+    history = {d: as_tally(v) for d, v in history_daily_counts.items()}
+    dates, volumes = dense_counts({d: volume(t, cfg) for d, t in history.items()}, start, history_end)
+    incidents = dense_counts({d: t["incidents"] for d, t in history.items()}, start, history_end)[1]
+    per_volume = float(incidents.sum()) / float(volumes.sum()) if volumes.sum() else 1.0
     parent = None if parent_daily_counts is None else dense_counts(parent_daily_counts, start, history_end)[1]
-    model = baselines.expected_model(dates, counts, cfg["expected"], parent, n_siblings)
+    model = baselines.expected_model(dates, volumes, cfg["expected"], parent, n_siblings)
     window_dates = [first_day + dt.timedelta(days=i) for i in range(window_days)]
-    expected = float(model.predict(window_dates).sum())
-    s = float(baselines.surprisal(observed, expected, model.dispersion)) if observed >= cfg["anomaly"]["min_observed"] else 0.0
-    tally = signals or empty_tally()
-    result = assess(s, window_volume_reason(observed, expected, window_days), tally, n_repeat_callers,
-                    gap_days, window_days == 1, cfg)
+    expected_volume = float(model.predict(window_dates).sum())
+    observed_volume = volume({"incidents": observed, "records": max(tally.get("records") or 0, observed)}, cfg)
+    s = (float(baselines.surprisal(observed_volume, expected_volume, model.dispersion))
+         if observed_volume >= cfg["anomaly"]["min_observed"] else 0.0)
+    expected = expected_volume * per_volume
+    reason = window_volume_reason(observed, expected, window_days, tally.get("records"))
+    result = assess(s, reason, tally, n_repeat_callers, gap_days, window_days == 1, cfg)
     return {"observed": observed, "expected": round(expected, 2), "score": result.score, "level": result.level,
             "reasons": result.reasons, "complete": result.complete}
 

@@ -200,7 +200,8 @@ class CountSeriesWindows(beam.PTransform):
 
 
 class DailyIncidentCounts(beam.PTransform):
-    """Events → (series key, {date: distinct incidents that day}): the history side input.
+    """Events → (series key, {date: {"incidents", "records"}}): the history side input, the day's
+    distinct incidents and its reports, as the batch job's daily tallies count them.
 
     GroupByKey rather than CombinePerKey: the streaming direct runner fails to substitute the
     combiner lifting of a globally windowed side input next to a TestStream.
@@ -218,7 +219,8 @@ class DailyIncidentCounts(beam.PTransform):
                 )
             )
             | "GroupDay" >> beam.GroupByKey()
-            | "Incidents" >> beam.MapTuple(lambda key, incidents: (key, len(set(incidents))))
+            | "Incidents" >> beam.MapTuple(
+                lambda key, incidents: (key, {"incidents": len(set(incidents)), "records": len(incidents)}))
             | "BySeries" >> beam.Map(lambda kv: (kv[0][0], (dt.date.fromordinal(kv[0][1]), kv[1])))
             | "Group" >> beam.GroupByKey()
             | "AsDict" >> beam.MapTuple(lambda key, days: (key, dict(days)))
@@ -256,7 +258,7 @@ class RiskScorer:
         self.many_people_at_least = ImmediateRule.from_schema().many_people_at_least
         self.min_history_days = int(self.config["expected"]["warn_min_history_days"])
 
-    def assess(self, candidate: dict, history: dict[dt.date, int], start: dt.date | None) -> dict:
+    def assess(self, candidate: dict, history: dict[dt.date, dict], start: dt.date | None) -> dict:
         # Against a warehouse only days old every count looks unexpected: no window warning until
         # there is history to expect from (the immediate rule still applies).
         if start is None or (candidate["window_start"].date() - start).days < self.min_history_days:

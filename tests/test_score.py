@@ -203,3 +203,15 @@ def test_many_reports_of_few_incidents_still_raise_the_volume():
 def test_window_reason_names_reports_when_several_tell_one_incident():
     assert risk_score.window_volume_reason(9, 4.0, 3, 27) == "近3日9起（27条反映），预期约4起，高125%"
     assert risk_score.window_volume_reason(9, 4.0, 3, 9) == "近3日9起，预期约4起，高125%"
+
+
+def test_score_window_counts_further_reports_as_the_batch_statistic_does():
+    history = {HISTORY_START + dt.timedelta(days=i): {"incidents": 2, "records": 2} for i in range(90)}
+    end = HISTORY_START + dt.timedelta(days=96)
+    window = {**risk_score.empty_tally(), "incidents": 18, "records": 18}
+    retold = {**window, "records": 60}  # the same incidents, each reported again and again
+    quiet = risk_score.score_window(18, history, 7, window, window_end=end)
+    loud = risk_score.score_window(18, history, 7, retold, window_end=end)
+    assert loud["score"] > quiet["score"]
+    assert loud["reasons"][0].startswith("近7日18起（60条反映），预期约14起")
+    assert quiet["expected"] == loud["expected"] == 14.0

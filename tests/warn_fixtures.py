@@ -49,7 +49,7 @@ class ThresholdScorer:
         observed = len({r.incident for r in candidate["records"]})
         days = (candidate["window_end"] - candidate["window_start"]) / dt.timedelta(days=1)
         before = candidate["window_start"].date()
-        past = [n for day, n in history.items() if start and start <= day < before]
+        past = [t["incidents"] for day, t in history.items() if start and start <= day < before]
         span = (before - start).days if start else 0
         expected = days * sum(past) / span if span else 0.0
         level = next((name for floor, name in self.levels if observed >= floor + expected), "none")
