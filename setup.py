@@ -29,7 +29,6 @@ setup(
         "openpyxl>=3.1",
         "xlsxwriter>=3.1",
         "python-calamine>=0.2",
-        "charset-normalizer>=3.3",
         "opencc>=1.1",
         "jieba>=0.42",
         "pyyaml>=6",
