@@ -3,14 +3,7 @@ headless Chromium (no request leaves the machine), the scorecard as HTML and XLS
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import json
-import os
-import shlex
-import shutil
-import subprocess
-import time
-from pathlib import Path
 
 import openpyxl
 import pandas as pd
@@ -21,10 +14,8 @@ import pytest
 import schemas
 from jobs.cli import main
 from quality import docs
+from tests.chromium import Chromium
 from tests.quality_events import make_month
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
 
 @pytest.fixture(scope="module")
 def ingested(tmp_path_factory):
@@ -77,96 +68,23 @@ def test_data_docs_reference_no_external_asset(quality_out):
         assert (site / "static" / "vendor" / asset["path"]).is_file(), asset["path"]
 
 
-def _high(fd: int) -> int:
-    """The same pipe end on a descriptor above 19, clear of the 3 and 4 Chromium wants."""
-    moved = fcntl.fcntl(fd, fcntl.F_DUPFD, 20)
-    os.close(fd)
-    return moved
-
-
-class DevTools:
-    """Chromium's DevTools protocol over --remote-debugging-pipe (fd 3 in, fd 4 out): no port, no extra package."""
-
-    def __init__(self, user_data_dir: Path):
-        # Chromium expects the pipe on fds 3 and 4; /usr/bin/chromium is a shell wrapper, so the
-        # fds are moved there by bash's redirections right before it execs.
-        to_chrome_r, self._to_chrome = os.pipe()
-        self._from_chrome, from_chrome_w = os.pipe()
-        to_chrome_r, from_chrome_w = _high(to_chrome_r), _high(from_chrome_w)
-        command = " ".join(shlex.quote(a) for a in [
-            CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--no-first-run", f"--user-data-dir={user_data_dir}",
-            "--remote-debugging-pipe", "about:blank"])
-        self.proc = subprocess.Popen(
-            ["bash", "-c", f"exec {command} 3<&{to_chrome_r} 4>&{from_chrome_w} {to_chrome_r}<&- {from_chrome_w}>&-"],
-            pass_fds=(to_chrome_r, from_chrome_w), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        os.close(to_chrome_r)
-        os.close(from_chrome_w)
-        self._buffer, self._id, self.events = b"", 0, []
-
-    def _read(self) -> dict:
-        while b"\0" not in self._buffer:
-            chunk = os.read(self._from_chrome, 65536)
-            if not chunk:
-                raise RuntimeError("chromium closed the DevTools pipe")
-            self._buffer += chunk
-        message, self._buffer = self._buffer.split(b"\0", 1)
-        return json.loads(message)
-
-    def call(self, method: str, session: str | None = None, **params) -> dict:
-        self._id += 1
-        message = {"id": self._id, "method": method, "params": params, **({"sessionId": session} if session else {})}
-        os.write(self._to_chrome, json.dumps(message).encode() + b"\0")
-        while True:
-            reply = self._read()
-            if reply.get("id") == self._id:
-                if "error" in reply:
-                    raise RuntimeError(reply["error"])
-                return reply.get("result", {})
-            self.events.append(reply)
-
-    def wait_for(self, method: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not any(e.get("method") == method for e in self.events):
-            if time.monotonic() > deadline:
-                raise TimeoutError(method)
-            self.events.append(self._read())
-
-    def close(self) -> None:
-        try:
-            self.call("Browser.close")
-        except (RuntimeError, OSError):
-            pass
-        self.proc.wait(timeout=20)
-
-
-def test_data_docs_render_offline_in_chromium(quality_out, tmp_path):
+def test_data_docs_render_offline_in_chromium(quality_out):
     _, out = quality_out
-    page = next((out / "data_docs" / "validations" / "police_110" / "batch").rglob("*.html"))
-    browser = DevTools(tmp_path / "chromium-profile")
-    try:
-        target = browser.call("Target.createTarget", url="about:blank")["targetId"]
-        session = browser.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-        for domain in ("Network", "Runtime", "Log", "Page"):
-            browser.call(f"{domain}.enable", session)
-        browser.call("Page.navigate", session, url=page.as_uri())
-        browser.wait_for("Page.loadEventFired", timeout=60)
-        rendered = browser.call("Runtime.evaluate", session, returnByValue=True, expression=(
+    path = next((out / "data_docs" / "validations" / "police_110" / "batch").rglob("*.html"))
+    with Chromium() as browser:
+        page = browser.open(path.as_uri())
+        state = json.loads(page.evaluate(
             "JSON.stringify({jquery: typeof jQuery, table: typeof jQuery !== 'undefined' && typeof jQuery.fn.bootstrapTable,"
             " vega: typeof vegaEmbed, wrapped: document.querySelectorAll('.bootstrap-table').length,"
-            " text: document.body.innerText})"))["result"]["value"]
-    finally:
-        browser.close()
-    state = json.loads(rendered)
-    urls = [e["params"]["request"]["url"] for e in browser.events if e.get("method") == "Network.requestWillBeSent"]
-    url_of = {e["params"]["requestId"]: e["params"]["request"]["url"] for e in browser.events
-              if e.get("method") == "Network.requestWillBeSent"}
-    # The browser asks for a favicon on its own, at a time of its choosing; the page never does.
-    failed = [(url_of.get(e["params"]["requestId"]), e["params"]["errorText"]) for e in browser.events
-              if e.get("method") == "Network.loadingFailed"
-              and not (url_of.get(e["params"]["requestId"]) or "").endswith("/favicon.ico")]
-    errors = [e["params"] for e in browser.events if e.get("method") in ("Runtime.exceptionThrown",)
-              or (e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")]
+            " text: document.body.innerText})"))
+        urls = page.requested_urls()
+        url_of = {e["params"]["requestId"]: e["params"]["request"]["url"] for e in page.events
+                  if e["method"] == "Network.requestWillBeSent"}
+        # The browser asks for a favicon on its own, at a time of its choosing; the page never does.
+        failed = [(url_of.get(e["params"]["requestId"]), e["params"]["errorText"]) for e in page.events
+                  if e["method"] == "Network.loadingFailed"
+                  and not (url_of.get(e["params"]["requestId"]) or "").endswith("/favicon.ico")]
+        errors = [e for e in page.console_errors() if "favicon.ico" not in e]
     assert urls and all(u.startswith(("file://", "data:")) for u in urls), [u for u in urls if not u.startswith("file://")]
     assert failed == [] and errors == []
     assert state["jquery"] == "function" and state["table"] == "function" and state["vega"] == "function"
