@@ -7,14 +7,11 @@ is far cheaper than GX inside workers, and the month's Events are already on dis
 """
 from __future__ import annotations
 
-import csv
 import datetime as dt
 from pathlib import Path
 
-import pandas as pd
-import pyarrow.parquet as pq
-
-import schemas
+from pipelines import warehouse
+from pipelines.gazetteer import read_gazetteer_rows
 from quality import accounting
 from quality.monthly import QualityReport, check_month, write_outputs
 from quality.policy import load_policy
@@ -31,25 +28,18 @@ def history_months(month: str, days: int) -> list[str]:
     return months
 
 
-def read_events(out_dir: Path, months: list[str]) -> pd.DataFrame:
-    schema = schemas.event_arrow_schema()
-    tables = [pq.read_table(path, schema=schema) for m in months
-              for path in sorted((out_dir / "warehouse" / "events" / f"month={m}").glob("*.parquet"))]
-    return pd.concat([t.to_pandas() for t in tables], ignore_index=True) if tables else schema.empty_table().to_pandas()
-
-
 def township_names(gazetteer_csv: str | None) -> dict:
     if not gazetteer_csv:
         return {}
-    with open(gazetteer_csv, encoding="utf-8-sig", newline="") as f:
-        return {row["code"]: row["name"] for row in csv.DictReader(f) if row.get("level") == "township"}
+    return {row["code"]: row["name"] for row in read_gazetteer_rows(gazetteer_csv) if row.get("level") == "township"}
 
 
 def run_quality(out_dir, month: str, policy_path=None, gazetteer_csv: str | None = None, report_dir=None) -> tuple[QualityReport, dict]:
     """Check ``month`` of the ingest output in ``out_dir``; write to ``report_dir`` (default ``out_dir``)."""
     out_dir = Path(out_dir)
     policy = load_policy(policy_path)
-    events = read_events(out_dir, history_months(month, policy.thresholds.get("history_days", 56)))
+    events = warehouse.read_events(str(out_dir), history_months(month, policy.thresholds.get("history_days", 56)),
+                                   latest_only=False)
     run = QualityRun(policy, month)
     report = check_month(events, month, policy, quarantine=accounting.read_quarantine(out_dir / "quarantine"),
                          manifest=accounting.manifest_files(out_dir / "manifests"), run=run)

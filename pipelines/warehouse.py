@@ -116,13 +116,15 @@ def _read_months(root: str, months: list[str], schema: pa.Schema, columns: list[
     return pa.concat_tables(tables).to_pandas()
 
 
-def read_events(out: str, months: list[str], columns: list[str] | None = None) -> pd.DataFrame:
+def read_events(out: str, months: list[str], columns: list[str] | None = None,
+                latest_only: bool = True) -> pd.DataFrame:
     """The warehouse's Events of these months; a record written by several runs counts once
-    (its latest ingest wins)."""
+    (its latest ingest wins) unless ``latest_only`` is False (the quality checks look for
+    records stored twice)."""
     if columns:
         columns = list(dict.fromkeys([*columns, "event_id", "ingested_at"]))
     frame = _read_months(events_dir(out), months, arrow_schema("event"), columns)
-    if frame.empty:
+    if frame.empty or not latest_only:
         return frame
     frame = frame.sort_values(["event_id", "ingested_at"], kind="stable")
     return frame.drop_duplicates("event_id", keep="last").reset_index(drop=True)
