@@ -701,6 +701,8 @@ class TopicBuilder:
         score = float((score_row or {}).get("score") or 0.0)
         township_name = self.regions.name(township)
         title = self._title(township_name, subject, phrase, domain, n, sources)
+        # The township × domain reasons first, then this topic's own, marked so the two levels
+        # do not read as repeats on the card.
         reasons = list((score_row or {}).get("reasons") or [])
         mean_prev = sum(previous) / len(previous) if previous else 0.0
         reasons.append(f"本选题本月{n}件，此前{len(previous)}个月月均{mean_prev:.1f}件")
@@ -708,9 +710,9 @@ class TopicBuilder:
             reasons.append("含预警信号：" + "、".join(
                 f"{self.signal_names.get(code, code)}{count}件" for code, count in signals.most_common()))
         if repeat:
-            reasons.append(f"{repeat}名来电人重复反映")
+            reasons.append(f"本选题{repeat}名来电人重复反映")
         if len(sources) > 1:
-            reasons.append(f"{len(sources)}个渠道均有反映")
+            reasons.append(f"本选题{len(sources)}个渠道均有反映")
         topic = Topic(
             topic_id=_topic_id(township, domain, subject, [phrase] if phrase else keywords),
             month=month,
