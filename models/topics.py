@@ -14,6 +14,7 @@ per-group work with Beam and ``build_topics`` runs the same steps in one process
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import re
 from collections import Counter, defaultdict
@@ -469,6 +470,7 @@ class TopicBuilder:
         if self._tokenizer is None:
             import jieba
 
+            jieba.setLogLevel(logging.WARNING)  # its dictionary-loading chatter is not the job's log
             tokenizer = jieba.Tokenizer()
             words = {k for d in self.taxonomy["domains"] for k in d.get("keywords", [])}
             words |= {t for s in self.signal_spec["signals"] for t in s.get("terms", [])}
