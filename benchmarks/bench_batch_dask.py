@@ -18,7 +18,8 @@ import datetime as dt
 import time
 from pathlib import Path
 
-from pipelines.batch import MonthRange, add_months, run_batch_pipeline
+from models.topics import shift_month
+from pipelines.batch import MonthRange, run_batch_pipeline
 from pipelines.runners import DASK_RUNNER
 from simulator import simulate
 from tests.dask_cluster import DaskCluster
@@ -62,7 +63,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-batch-dask-") as tmp:
         sim = Path(tmp) / "sim"
         summary = simulate(sim, args.start, args.months, seed=args.seed, population=args.population)
-        last = add_months(args.start, args.months - 1)
+        last = shift_month(args.start, args.months - 1)
         months = MonthRange(last, last)
         print(f"simulated {summary.rows} rows, {args.start}..{last}; scoring {last}", flush=True)
         local = _measure("FnApiRunner", sim, Path(tmp) / "local", months, [])

@@ -29,7 +29,8 @@ import schemas
 from models import risk_score
 from models.domain_classifier import DomainClassifier
 from pipelines import pii
-from pipelines.batch import HISTORY_MONTHS, add_months
+from models.topics import shift_month
+from pipelines.batch import HISTORY_MONTHS
 from pipelines.gazetteer import Gazetteer
 from pipelines.normalise import TextNormaliser, parse_time
 
@@ -148,7 +149,7 @@ def classify(frame: pd.DataFrame, classifier: DomainClassifier) -> pd.Series:
 
 def _month_bounds(month: str) -> tuple[dt.date, dt.date, dt.date]:
     first = lambda m: dt.date.fromisoformat(f"{m}-01")  # noqa: E731
-    return first(month), first(add_months(month, 1)) - dt.timedelta(days=1), first(add_months(month, -HISTORY_MONTHS))
+    return first(month), first(shift_month(month, 1)) - dt.timedelta(days=1), first(shift_month(month, -HISTORY_MONTHS))
 
 
 def daily_counts(frame: pd.DataFrame) -> pd.DataFrame:

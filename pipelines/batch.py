@@ -30,6 +30,7 @@ from typing import Callable
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
+from models.topics import shift_month
 from pipelines import sinks, warehouse
 from pipelines.classify import ClassifyEvents
 from pipelines.ingest import AccountingError, IngestFeeds, default_ingest_time, unbalanced_files
@@ -47,12 +48,6 @@ HISTORY_MONTHS = 12
 
 class BatchJobError(RuntimeError):
     """The job cannot do its work; the message says why and what to do."""
-
-
-def add_months(month: str, n: int) -> str:
-    year, mon = map(int, month.split("-"))
-    index = year * 12 + (mon - 1) + n
-    return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
 def parse_month(text: str) -> str:
@@ -79,7 +74,7 @@ class MonthRange:
         out, month = [], self.first
         while month <= self.last:
             out.append(month)
-            month = add_months(month, 1)
+            month = shift_month(month, 1)
         return out
 
     @property
@@ -88,11 +83,11 @@ class MonthRange:
 
     @property
     def target_end(self) -> dt.date:
-        return dt.date.fromisoformat(f"{add_months(self.last, 1)}-01") - dt.timedelta(days=1)
+        return dt.date.fromisoformat(f"{shift_month(self.last, 1)}-01") - dt.timedelta(days=1)
 
     @property
     def history_start(self) -> dt.date:
-        return dt.date.fromisoformat(f"{add_months(self.first, -HISTORY_MONTHS)}-01")
+        return dt.date.fromisoformat(f"{shift_month(self.first, -HISTORY_MONTHS)}-01")
 
 
 class ScoreMonths(beam.PTransform):
@@ -130,7 +125,7 @@ class ChangedMonths(beam.PTransform):
             | "Changed" >> beam.Flatten()
             | "Month" >> beam.Map(sinks.month_of)
             | "DistinctMonths" >> beam.Distinct()
-            | "WithNeighbours" >> beam.FlatMap(lambda m: [add_months(m, -1), m, add_months(m, 1)])
+            | "WithNeighbours" >> beam.FlatMap(lambda m: [shift_month(m, -1), m, shift_month(m, 1)])
         )
 
 

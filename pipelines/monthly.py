@@ -10,7 +10,7 @@ import pandas as pd
 import schemas
 from models.topics import build_topics
 from pipelines import warehouse
-from pipelines.batch import add_months
+from models.topics import shift_month
 from pipelines.alert_sinks import AlertStore
 from pipelines.gazetteer import read_gazetteer_rows
 from pipelines.normalise import TZ
@@ -72,11 +72,11 @@ def report_month(out: str, month: str, gazetteer: str) -> tuple[dict[str, Path],
     names = {r["code"]: r["name"] for r in gazetteer_rows}
     quality, quality_paths = run_quality(out, month, gazetteer_csv=gazetteer)
     events = warehouse.read_events(out, [month])
-    history = warehouse.read_events(out, [add_months(month, -k) for k in range(1, TOPIC_HISTORY_MONTHS + 1)])
+    history = warehouse.read_events(out, [shift_month(month, -k) for k in range(1, TOPIC_HISTORY_MONTHS + 1)])
     scores = warehouse.read_scores(out, [month])
     trend_events = warehouse.read_events(
-        out, [add_months(month, -k) for k in range(TREND_MONTHS - 1, -1, -1)], columns=_TREND_COLUMNS)
-    previous = read_topics_json(Path(out) / "reports" / add_months(month, -1) / "topics.json")
+        out, [shift_month(month, -k) for k in range(TREND_MONTHS - 1, -1, -1)], columns=_TREND_COLUMNS)
+    previous = read_topics_json(Path(out) / "reports" / shift_month(month, -1) / "topics.json")
     topics = build_topics(events, scores, history, previous, schemas.taxonomy(), gazetteer_rows, month)
     paths = write_report(
         out, month, topics, scores=scores, alerts=[*daily_warnings(scores), *AlertStore(out).raised()],

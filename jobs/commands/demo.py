@@ -56,7 +56,8 @@ def local_parallel(beam_args: list[str]) -> list[str]:
 def run(args, beam_args) -> int:
     from jobs.commands.batch import progress_printer
     from jobs.commands.ingest import accounting_table
-    from pipelines.batch import MonthRange, add_months, run_batch
+    from models.topics import shift_month
+    from pipelines.batch import MonthRange, run_batch
     from simulator import simulate
 
     folder = Path(args.out).resolve()
@@ -67,7 +68,7 @@ def run(args, beam_args) -> int:
     summary = simulate(sim, args.start, args.months, args.seed, population=args.population)
     say(f"模拟完成：{summary.rows:,} 行，其中坏行 {summary.broken}、重复导出 {summary.duplicates}、"
         f"风险事件 {summary.episodes} 个、数据断供 {summary.outages} 段")
-    month = add_months(args.start, args.months - 1)
+    month = shift_month(args.start, args.months - 1)
     result = run_batch(str(sim / "inbox"), str(sim / "gazetteer.csv"), str(folder / "out"), key,
                        MonthRange(month, month), beam_args=local_parallel(beam_args), progress=say)
     print()
