@@ -9,12 +9,12 @@ killed half-way is redone on restart with the same files and the same output nam
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import time
 from pathlib import Path
 
 from pipelines.alert_sinks import write_atomic
+from pipelines.ledger import file_sha256
 from pipelines.read import FeedFile, discover
 
 DONE_SUFFIX = ".done"
@@ -22,14 +22,6 @@ DONE_SUFFIX = ".done"
 
 def state_dir(out_dir) -> Path:
     return Path(out_dir) / "state" / "stream"
-
-
-def file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclasses.dataclass

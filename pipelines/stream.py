@@ -18,12 +18,13 @@ import apache_beam as beam
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipelines import sinks
+from pipelines import sinks, warehouse
 from pipelines.alert_sinks import (AlertStore, PublishAlerts, WebhookNotifier, dead_letter_path, deliver_pending,
                                    from_json_line)
 from pipelines.classify import ClassifyEvents
-from pipelines.inbox_watch import Journal, LandingDetector, feed_files, file_sha256, new_landed_files, state_dir
+from pipelines.inbox_watch import Journal, LandingDetector, feed_files, new_landed_files, state_dir
 from pipelines.ingest import IngestFeeds, default_ingest_time
+from pipelines.ledger import file_sha256
 from pipelines.link import LinkIncidents
 from pipelines.normalise import TZ
 from pipelines.options import beam_options
@@ -93,22 +94,6 @@ def warn_and_publish(events, history, prior_alerts, policy: WarnPolicy, scorer, 
 
 # ---------------------------------------------------------------------------------------------
 # The embedded default on one machine: repeated bounded runs over the alert horizon
-
-
-class ReadWarehouseEvents(beam.PTransform):
-    """Warehouse Parquet files → Events (nothing when there are none yet)."""
-
-    def __init__(self, paths: list[str]):
-        super().__init__()
-        self.paths = paths
-
-    def expand(self, pbegin):
-        from apache_beam.io.parquetio import ReadFromParquet
-
-        if not self.paths:
-            return pbegin | "NoEvents" >> beam.Create([])
-        reads = [pbegin | f"Read{i}" >> ReadFromParquet(path) for i, path in enumerate(self.paths)]
-        return reads | "AllFiles" >> beam.Flatten()
 
 
 def month_paths(out_dir, start: dt.datetime, end: dt.datetime, exclude: str) -> list[str]:
@@ -242,7 +227,7 @@ class EmbeddedStream:
         prior = [a for a in self.store.raised() if a["window_end"] >= lo - cooldown]
         out_path = staging / "alerts.staged.jsonl"
         with beam.Pipeline(options=beam_options(cfg.beam_args)) as p:
-            stored = p | "Events" >> ReadWarehouseEvents(paths)
+            stored = p | "Events" >> warehouse.ReadEvents(paths)
             recent = (stored
                       | "Horizon" >> beam.Filter(lambda e: lo <= e["reported_at"] < hi)
                       | "Link" >> LinkIncidents())
