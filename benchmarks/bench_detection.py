@@ -5,6 +5,8 @@ On the township × domain daily series that ``riskwatch evaluate-detection`` wro
 only) and scored against ``truth/episodes.json`` with ``models.detection_eval``:
 - ``regression+windows``: RiskWatch's statistic — quasi-Poisson regression expected count,
   NB surprisal over 1/3/7/14-day windows (the day score before contributions);
+- ``regression+windows+EWMA``: the same, plus an ESSENCE-style EWMA (λ 0.3) of the standardised
+  residuals as a fifth "window" (Bonferroni over five);
 - ``regression+day``: the same expected count, the day alone;
 - ``NB-CUSUM``: negative-binomial CUSUM (mean × 2 against mean) on the same expected count;
 - ``EARS C1/C2/C3``.
@@ -12,6 +14,10 @@ For each: the most sensitive threshold with at most 1 false alarm per series-yea
 delay, and the sensitivity at RiskWatch's rate; plus the time each statistic takes.
 ``--extra-report-weight W`` counts each linked incident as 1 + W per further report (0: incidents,
 1: reports), the question of how linking should shape the volume signal.
+
+``--contribution-events EVENTS --variants 0.667:0:all,1:1`` scores whole days (statistic and
+contributions, ``risk_score.score_series``) on events linked in-process, per contribution weighting:
+the question of how much the escalation signals should weigh against the counts.
 
 Run: ``PYTHONPATH=. python benchmarks/bench_detection.py --truth /tmp/det/sim --work /tmp/det/eval/true-domains``
 """
@@ -33,6 +39,8 @@ import schemas  # noqa: E402
 from models import baselines  # noqa: E402
 from models import detection_eval as de  # noqa: E402
 
+EWMA_SMOOTHING = 0.3
+
 
 def load_series(work: Path, extra_report_weight: float) -> dict:
     """Series → date → incidents + weight × (records − incidents): 0 counts incidents, 1 records."""
@@ -51,7 +59,7 @@ def statistics_for(series: dict, first: dt.date, start: dt.date, end: dt.date, r
     windows = tuple(cfg["anomaly"]["windows"])
     dates = [first + dt.timedelta(days=i) for i in range((end - first).days + 1)]
     keep = [i for i, d in enumerate(dates) if d >= start]
-    values = {name: {} for name in ("regression+windows", "regression+day", "NB-CUSUM")}
+    values = {name: {} for name in ("regression+windows", "regression+windows+EWMA", "regression+day", "NB-CUSUM")}
     seconds = dict.fromkeys(values, 0.0)
     for key, daily in series.items():
         y = np.array([float(daily.get(d, 0)) for d in dates])
@@ -62,6 +70,13 @@ def statistics_for(series: dict, first: dt.date, start: dt.date, end: dt.date, r
         s, _ = baselines.window_surprisal(y, mu, phi, windows, cfg["anomaly"]["min_observed"])
         seconds["regression+windows"] += fit + time.process_time() - t0
         t0 = time.process_time()
+        # the EWMA as one more "window" (Bonferroni over 5), counted where the last week had volume
+        ewma = np.where(baselines.rolling_sum(y, 7) >= cfg["anomaly"]["min_observed"],
+                        baselines.ewma_surprisal(y, mu, phi, EWMA_SMOOTHING), 0.0)
+        correction = np.log10(len(windows) + 1) - np.log10(len(windows))
+        s_ewma = np.maximum(np.maximum(s, ewma - np.log10(len(windows))) - correction, 0.0)
+        seconds["regression+windows+EWMA"] += fit + time.process_time() - t0
+        t0 = time.process_time()
         s1 = np.where(y >= cfg["anomaly"]["min_observed"], baselines.surprisal(y, mu, phi), 0.0)
         seconds["regression+day"] += fit + time.process_time() - t0
         t0 = time.process_time()
@@ -70,7 +85,8 @@ def statistics_for(series: dict, first: dt.date, start: dt.date, end: dt.date, r
             hi = min(len(y), lo + 30)
             cusum[lo:hi] = baselines.nb_cusum(y[:hi], mu[:hi], float(np.nanmax(phi[lo:hi])))[lo:hi]
         seconds["NB-CUSUM"] += fit + time.process_time() - t0
-        for name, stat in (("regression+windows", s), ("regression+day", s1), ("NB-CUSUM", cusum)):
+        for name, stat in (("regression+windows", s), ("regression+windows+EWMA", s_ewma), ("regression+day", s1),
+                           ("NB-CUSUM", cusum)):
             values[name][key] = {dates[i]: float(stat[i]) for i in keep if not np.isnan(stat[i])}
     out = {name: de.DayStatistic(name, v, 0.0) for name, v in values.items()}
     for method in ("C1", "C2", "C3"):
@@ -81,12 +97,16 @@ def statistics_for(series: dict, first: dt.date, start: dt.date, end: dt.date, r
 
 
 def township_months(events: Path, truth_rows: dict) -> dict:
-    """Ingested events with their true domain (domain ``none`` left out), grouped by township × month
-    as ``LinkIncidents`` groups them (without the month-boundary guests, which move a handful of pairs)."""
+    """Ingested events with their true domain (domain ``none`` left out) and their text's signals
+    (as evaluate-detection's ``TruthDomains`` adds them), grouped by township × month as
+    ``LinkIncidents`` groups them (without the month-boundary guests, which move a handful of pairs)."""
     import glob
 
     import pyarrow.parquet as pq
 
+    from pipelines.signals import SignalLexicon
+
+    lexicon = SignalLexicon.from_schema()
     groups: dict = {}
     for path in sorted(glob.glob(str(events / "warehouse" / "events" / "month=*" / "*.parquet"))):
         for e in pq.read_table(path).to_pylist():
@@ -94,6 +114,8 @@ def township_months(events: Path, truth_rows: dict) -> dict:
             if t is None or t.domain == "none" or not e["township_code"]:
                 continue
             e["domain"] = t.domain
+            found = lexicon.extract(e.get("text"), e.get("people_involved"))
+            e["signals"] = list(dict.fromkeys([*(e.get("signals") or ()), *found]))
             groups.setdefault((e["township_code"], e["reported_at"].strftime("%Y-%m")), []).append(e)
     return groups
 
@@ -180,6 +202,68 @@ def detection_sweep(events: Path, truth: Path, link_settings: list[dict], weight
             print(" | ".join(line), flush=True)
 
 
+def scaled_contributions(cfg: dict, factor: float, above_usual: bool, margin_sd: float) -> dict:
+    """scoring.yaml with every contribution weight and cap × factor, and the usual-level switch set."""
+    rules = {}
+    for name, rule in cfg["contributions"].items():
+        if isinstance(rule, dict):
+            rule = {k: (v * factor if k in _WEIGHTS else v) for k, v in rule.items()}
+        rules[name] = rule
+    rules.update(total_cap=cfg["contributions"]["total_cap"] * factor, above_usual=above_usual,
+                 usual_margin_sd=margin_sd)
+    return {**cfg, "contributions": rules}
+
+
+_WEIGHTS = ("per_incident", "cap", "per_caller", "points_at_full_share", "per_incident_two_feeds",
+            "per_incident_three_feeds")
+
+
+def contribution_sweep(events: Path, truth: Path, variants: list[str], history_months: int, margin_days: int) -> None:
+    """The whole day score (statistic + contributions, ``risk_score.score_series``) per variant
+    ``FACTOR:MARGIN_SD[:all]`` (contribution weights × FACTOR of scoring.yaml's; signals above the
+    usual + MARGIN_SD Poisson sd, or ``:all`` counting every signal), on events linked in-process with
+    the true domains; alarms at yellow and the best threshold with ≤ 1 false alarm per series-year."""
+    from collections import Counter
+
+    from jobs.commands.evaluate_detection import add_months, truth_period
+    from models import risk_score
+    from schemas import domain_codes
+
+    truth_rows = de.load_truth_records(truth / "truth" / "records.csv")
+    episodes = de.load_episodes(truth / "truth" / "episodes.json")
+    first, end = truth_period(truth / "truth" / "records.csv")
+    history_start = first.replace(day=1)
+    start = add_months(history_start, history_months)
+    groups = township_months(events, truth_rows)
+    tallies = township_tallies(groups, link_all(groups, {}))
+    n_series = len({t for t, _ in groups}) * len(domain_codes(include_none=False))
+    base = risk_score.config()
+    print(f"{n_series} series, {start} – {end}, {len(de.episodes_in_period(episodes, start, end))} episodes")
+    for variant in variants:
+        factor, margin, *rest = variant.split(":")
+        cfg = scaled_contributions(base, float(factor), rest != ["all"], float(margin))
+        parents: dict = {}
+        for (township, domain), daily in tallies.items():
+            for d, t in daily.items():
+                parents.setdefault(domain, Counter())[d] += risk_score.volume(t, cfg)
+        scores = {}
+        for (township, domain), daily in tallies.items():
+            rows = risk_score.score_series(daily, target_start=start, target_end=end, history_start=history_start,
+                                           township_code=township, village_code=None, domain=domain,
+                                           parent_daily_counts=dict(parents[domain]),
+                                           n_siblings=len({t for t, _ in tallies}), day_rows="all", cfg=cfg)
+            scores[(township, domain)] = {r["period_start"]: r["score"] for r in rows if r["period"] == "day"}
+        stat = de.DayStatistic("RiskWatch", scores, float(cfg["levels"]["yellow"]))
+        at_yellow = de.evaluate_alarms(stat.alarms(stat.operating_threshold), episodes, n_series, start, end,
+                                       margin_days).summary()
+        best = de.at_false_alarm_rate(de.curve(stat, [float(t) for t in range(30, 101, 2)], episodes, n_series,
+                                               start, end, margin_days), 1.0) or {}
+        print(f"{variant:<12} yellow: {at_yellow['detected']}/{at_yellow['episodes']} delay "
+              f"{at_yellow['median_delay_days']} FA {at_yellow['false_alarms_per_series_year']} | ≤1FA/yr: "
+              f"threshold {best.get('threshold')} {best.get('detected')}/{best.get('episodes')} delay "
+              f"{best.get('median_delay_days')} FA {best.get('false_alarms_per_series_year')}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--truth", type=Path, required=True, help="simulator output folder")
@@ -194,7 +278,14 @@ def main() -> None:
     parser.add_argument("--detection-events", type=Path,
                         help="instead: RiskWatch statistic and EARS C3 per linking setting × report weight on these events")
     parser.add_argument("--weights", default="0", help="comma-separated extra report weights for --detection-events")
+    parser.add_argument("--contribution-events", type=Path,
+                        help="instead: whole day scores per contribution variant on these events (true domains)")
+    parser.add_argument("--variants", default="1:1",
+                        help="comma-separated FACTOR:MARGIN_SD[:all] for --contribution-events, e.g. '0.667:0:all,1:1'")
     args = parser.parse_args()
+    if args.contribution_events:
+        contribution_sweep(args.contribution_events, args.truth, args.variants.split(","), 2, args.margin_days)
+        return
     if args.detection_events:
         detection_sweep(args.detection_events, args.truth, json.loads(args.linking_settings),
                         [float(w) for w in args.weights.split(",")], 2, args.margin_days, args.refit_every)
@@ -216,14 +307,14 @@ def main() -> None:
     rate = reference["false_alarms_per_series_year"] if reference else 1.0
     print(f"{len(series)} non-empty series of {n_series}, {start} – {end}, extra report weight {args.extra_report_weight:g}, "
           f"refit every {args.refit_every} days")
-    print(f"{'method':<20}{'threshold':>10}{'sens@≤1FA':>11}{'delay':>7}{'FA/yr':>7}{'sens@same FA':>14}{'cpu s':>8}")
+    print(f"{'method':<26}{'threshold':>10}{'sens@≤1FA':>11}{'delay':>7}{'FA/yr':>7}{'sens@same FA':>14}{'cpu s':>8}")
     for name, rows in curves.items():
         best = de.at_false_alarm_rate(rows, 1.0)
         same = de.at_false_alarm_rate(rows, rate)
         if best is None:
-            print(f"{name:<20}{'–':>10}")
+            print(f"{name:<26}{'–':>10}")
             continue
-        print(f"{name:<20}{best['threshold']:>10.3g}{best['sensitivity']:>11.0%}"
+        print(f"{name:<26}{best['threshold']:>10.3g}{best['sensitivity']:>11.0%}"
               f"{(best['median_delay_days'] if best['median_delay_days'] is not None else float('nan')):>7.1f}"
               f"{best['false_alarms_per_series_year']:>7.2f}{(same['sensitivity'] if same else 0):>14.0%}"
               f"{seconds[name]:>8.1f}")

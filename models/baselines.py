@@ -18,7 +18,7 @@ import dataclasses
 import datetime as dt
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 import schemas
 
@@ -73,11 +73,15 @@ def _nb_size(mu, phi):
 
 
 def nb_logpmf(x, mu, phi):
+    """NB (or Poisson) log-likelihood of x, through log-gamma so that weighted volumes
+    (incidents + 0.5 × further reports: 2.5, 3.5 …) are scored as counts are."""
+    x = np.asarray(x, dtype=float)
     mu = np.maximum(np.asarray(mu, dtype=float), 1e-12)
     size = _nb_size(mu, phi)
     if size is None:
-        return stats.poisson.logpmf(x, mu)
-    return stats.nbinom.logpmf(x, size, size / (size + mu))
+        return x * np.log(mu) - mu - special.gammaln(x + 1.0)
+    return (special.gammaln(x + size) - special.gammaln(size) - special.gammaln(x + 1.0)
+            + size * np.log(size / (size + mu)) + x * np.log(mu / (size + mu)))
 
 
 def nb_cusum(counts, expected, dispersion: float, ratio: float = 2.0, ceiling: float | None = 10.0) -> np.ndarray:
@@ -339,3 +343,19 @@ def window_surprisal(counts, expected, dispersion, windows=(1, 3, 7, 14), min_ob
         best = np.where(better, s, best)
         best_w = np.where(better, w, best_w)
     return np.maximum(best, 0.0), best_w
+
+
+def ewma_surprisal(counts, expected, dispersion, smoothing: float = 0.3) -> np.ndarray:
+    """ESSENCE-style EWMA of the standardised (Anscombe) residuals against the expected counts,
+    as -log10 of its normal upper tail (the EWMA's null variance is λ/(2−λ)). Kept for the
+    comparison in benchmarks/bench_detection.py: on the simulated counties it added nothing to the
+    1/3/7/14-day windows (docs/notes/scoring.md, Session 2)."""
+    resid = anscombe_residuals(counts, expected, np.asarray(dispersion, dtype=float))
+    out = np.empty(len(resid))
+    level = 0.0
+    for i, r in enumerate(resid):
+        level = smoothing * r + (1.0 - smoothing) * level
+        out[i] = level
+    z = out / np.sqrt(smoothing / (2.0 - smoothing))
+    return -np.log10(np.clip(stats.norm.sf(z), 1e-300, 1.0))
+

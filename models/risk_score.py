@@ -2,8 +2,9 @@
 
 The base score comes from how surprising the observed number of incidents is against the
 series' expected count (``models.baselines``); contributions are added for escalation signals,
-repeat callers, unresolved 12345 work orders and cross-feed corroboration. All weights and
-thresholds live in ``schemas/scoring.yaml``.
+repeat callers, unresolved 12345 work orders and cross-feed corroboration — signals and
+cross-feed incidents only above the series' usual level for the period (``usual_counts``).
+All weights and thresholds live in ``schemas/scoring.yaml``.
 
 A *tally* is the per series × day summary produced by ``pipelines.score.DailyCounts``:
 ``{"incidents", "records", "signals": {code: incidents}, "feeds": {feed: incidents},
@@ -51,6 +52,18 @@ def merge_tallies(tallies: Iterable[Mapping]) -> dict:
         feeds.update(t["feeds"])
         callers.update(t["callers"])
     out["signals"], out["feeds"], out["callers"] = dict(signals), dict(feeds), dict(callers)
+    return out
+
+
+def signal_history(tallies: Iterable[Mapping]) -> dict:
+    """Incidents, signal counts and cross-feed incidents summed over days (``usual_counts``'s history);
+    lighter than ``merge_tallies``, which also merges callers."""
+    out = {"incidents": 0, "signals": Counter(), "feeds_2": 0, "feeds_3": 0}
+    for t in tallies:
+        out["incidents"] += t["incidents"]
+        out["signals"].update(t.get("signals") or {})
+        out["feeds_2"] += t.get("feeds_2", 0)
+        out["feeds_3"] += t.get("feeds_3", 0)
     return out
 
 
@@ -103,9 +116,35 @@ def _num(x: float) -> str:
     return f"{x:.0f}" if x >= 10 or float(x).is_integer() else f"{x:.1f}"
 
 
-def _contributions(tally: Mapping, n_repeat_callers: int, cfg: Mapping) -> list[tuple[float, str]]:
-    """(points, reason) for each contribution that applies, biggest first."""
+def usual_counts(history: Mapping, expected_incidents: float) -> dict:
+    """What the series' history makes usual in a period expecting ``expected_incidents``: for each
+    signal and for incidents seen by two / three feeds, the history's share of incidents × that.
+
+    A signal that comes with every tenth incident of a busy series (110 and 12345 both hearing of a
+    traffic accident) is that series' normal, not evidence of a rising risk; the same signal in a
+    series that has never carried it is. ``history``: ``signal_history`` of the days before.
+    """
+    if not history["incidents"]:
+        return {}
+    scale = expected_incidents / history["incidents"]
+    usual = {code: n * scale for code, n in history["signals"].items()}
+    usual["feeds_2"], usual["feeds_3"] = history["feeds_2"] * scale, history["feeds_3"] * scale
+    return usual
+
+
+def _excess(n: float, usual: Mapping | None, key: str, margin_sd: float = 0.0) -> float:
+    """How far ``n`` lies above the usual count and its chance variation (``margin_sd`` Poisson
+    standard deviations): in a busy series a few more gatherings than usual are noise."""
+    mean = (usual or {}).get(key, 0.0)
+    return max(0.0, n - mean - margin_sd * float(np.sqrt(mean)))
+
+
+def _contributions(tally: Mapping, n_repeat_callers: int, cfg: Mapping,
+                   usual: Mapping | None = None) -> list[tuple[float, str]]:
+    """(points, reason) for each contribution that applies, biggest first. With ``usual``
+    (``usual_counts``), signals and cross-feed incidents earn points only above the series' usual."""
     rules = cfg["contributions"]
+    margin = float(rules.get("usual_margin_sd", 0.0))
     names = {s["code"]: s["name_zh"] for s in schemas.signals()["signals"]}
     out = []
     wording = {"gathering": "{n}起涉及{name}", "extreme_act": "{n}起{name}",
@@ -113,8 +152,11 @@ def _contributions(tally: Mapping, n_repeat_callers: int, cfg: Mapping) -> list[
     for code, n in sorted(tally["signals"].items()):
         if n and code in rules:
             rule = rules[code]
+            excess = _excess(n, usual, code, margin)
+            if not excess:
+                continue
             text = wording.get(code, "{n}起含“{name}”信号").format(n=n, name=names.get(code, code))
-            out.append((min(rule["cap"], rule["per_incident"] * n), text))
+            out.append((min(rule["cap"], rule["per_incident"] * excess), text + _usual_note(usual, code)))
     if n_repeat_callers:
         rule = rules["repeat_callers"]
         out.append((min(rule["cap"], rule["per_caller"] * n_repeat_callers),
@@ -127,11 +169,18 @@ def _contributions(tally: Mapping, n_repeat_callers: int, cfg: Mapping) -> list[
             out.append((rule["points_at_full_share"] * share,
                         f"{hotline}工单未解决或不满意占{share * 100:.0f}%（{tally['hotline_bad']}/{tally['hotline']}）"))
     rule = rules["cross_feed"]
-    points = rule["per_incident_two_feeds"] * tally["feeds_2"] + rule["per_incident_three_feeds"] * tally["feeds_3"]
+    points = (rule["per_incident_two_feeds"] * _excess(tally["feeds_2"], usual, "feeds_2", margin)
+              + rule["per_incident_three_feeds"] * _excess(tally["feeds_3"], usual, "feeds_3", margin))
     if points:
         out.append((min(rule["cap"], points), _cross_feed_reason(tally, cfg)))
     out.sort(key=lambda pr: -pr[0])
     return out
+
+
+def _usual_note(usual: Mapping | None, code: str) -> str:
+    """"（通常约1.5起）" where the history makes some of them usual, so a reader sees why few points."""
+    n = (usual or {}).get(code, 0.0)
+    return f"（通常约{_num(n)}起）" if n >= 0.5 else ""
 
 
 def _cross_feed_reason(tally: Mapping, cfg: Mapping) -> str:
@@ -151,15 +200,18 @@ def gap_reasons(gap_days: Mapping[str, int], single_day: bool, cfg: Mapping) -> 
 
 
 def assess(surprisal_value: float, volume_reason: str, tally: Mapping, n_repeat_callers: int = 0,
-           gap_days: Mapping[str, int] | None = None, single_day: bool = False, cfg: Mapping | None = None) -> Assessment:
+           gap_days: Mapping[str, int] | None = None, single_day: bool = False, cfg: Mapping | None = None,
+           usual: Mapping | None = None) -> Assessment:
     """Combine the anomaly statistic and the contributions into score, level and reasons.
 
-    A series with a feed gap keeps the score its observed counts give (a lower bound: records
-    are missing) and says so; it is never presented as complete.
+    ``usual``: the series' usual signal counts for this period (``usual_counts``), used when
+    ``contributions.above_usual`` is on. A series with a feed gap keeps the score its observed
+    counts give (a lower bound: records are missing) and says so; it is never presented as complete.
     """
     cfg = cfg or config()
     base = base_score(surprisal_value, cfg)
-    contributions = _contributions(tally, n_repeat_callers, cfg)
+    contributions = _contributions(tally, n_repeat_callers, cfg,
+                                   usual if cfg["contributions"].get("above_usual") else None)
     added = min(cfg["contributions"]["total_cap"], sum(p for p, _ in contributions))
     score = round(min(100.0, base + added), 1)
     reasons = [volume_reason] + [text for _, text in contributions]
@@ -205,11 +257,13 @@ def score_window(observed: int, history_daily_counts: Mapping[dt.date, Mapping |
                  cfg: Mapping | None = None) -> dict:
     """Score the incidents of one window against the series' history before the window.
 
-    ``history_daily_counts``: per day before the window, a tally (``incidents``, ``records``) or a
-    plain incident count (missing days count as zero from ``history_start``, default the earliest
-    date given). ``signals``: the window's tally (see module doc) or None. As in ``score_series``,
-    the statistic runs on the volume (incidents + weighted further reports) and the reasons speak
-    in incidents. Returns score, level, expected, reasons, complete.
+    ``history_daily_counts``: per day before the window, a tally (``incidents``, ``records`` and,
+    for the signals' usual level, ``signals``, ``feeds_2``, ``feeds_3``) or a plain incident count
+    (missing days count as zero from ``history_start``, default the earliest date given).
+    ``signals``: the window's tally (see module doc) or None. As in ``score_series``, the statistic
+    runs on the volume (incidents + weighted further reports) and the reasons speak in incidents;
+    a history without signal counts makes every signal unusual (full points).
+    Returns score, level, expected, reasons, complete.
     """
     cfg = cfg or config()
     tally = signals or empty_tally()
@@ -233,7 +287,8 @@ def score_window(observed: int, history_daily_counts: Mapping[dt.date, Mapping |
          if observed_volume >= cfg["anomaly"]["min_observed"] else 0.0)
     expected = expected_volume * per_volume
     reason = window_volume_reason(observed, expected, window_days, tally.get("records"))
-    result = assess(s, reason, tally, n_repeat_callers, gap_days, window_days == 1, cfg)
+    usual = usual_counts(signal_history(t for d, t in history.items() if start <= d <= history_end), expected)
+    result = assess(s, reason, tally, n_repeat_callers, gap_days, window_days == 1, cfg, usual)
     return {"observed": observed, "expected": round(expected, 2), "score": result.score, "level": result.level,
             "reasons": result.reasons, "complete": result.complete}
 
@@ -302,6 +357,7 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
         surprisal = np.concatenate([np.zeros(lo), s_part])
         best_w = np.concatenate([np.ones(lo, dtype=int), w_part])
         base = dict(township_code=township_code, village_code=village_code, domain=domain)
+        history = signal_history(tallies[max(0, m_first - cfg["expected"]["max_history_days"]):m_first])
         if day_rows != "none":
             for i in range(m_first, m_last + 1):
                 if day_rows == "observed" and incidents[i] == 0:
@@ -313,7 +369,8 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
                                               float(mu[first:i + 1].sum()) * per_volume, w,
                                               int(records[first:i + 1].sum()))
                 gap_days = gaps_for(gaps, township_code, feeds, dates[first:i + 1])
-                a = assess(float(surprisal[i]), reason, tally, n_repeat, gap_days, w == 1, cfg)
+                usual = usual_counts(history, float(mu[first:i + 1].sum()) * per_volume)
+                a = assess(float(surprisal[i]), reason, tally, n_repeat, gap_days, w == 1, cfg, usual)
                 rows.append(_row("day", dates[i], int(incidents[i]), float(mu[i]) * per_volume, a, base))
         observed = int(incidents[m_first:m_last + 1].sum())
         observed_volume = float(counts[m_first:m_last + 1].sum())
@@ -325,7 +382,7 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
         tally, n_repeat = span(m_first, m_last)
         gap_days = gaps_for(gaps, township_code, feeds, dates[m_first:m_last + 1])
         a = assess(s, month_volume_reason(observed, expected_volume * per_volume, previous), tally, n_repeat,
-                   gap_days, False, cfg)
+                   gap_days, False, cfg, usual_counts(history, expected_volume * per_volume))
         rows.append(_row("month", month, observed, expected_volume * per_volume, a, base))
     return rows
 

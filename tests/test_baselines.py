@@ -119,3 +119,15 @@ def test_upper_tail_matches_poisson_and_negative_binomial():
     assert baselines.upper_tail(0, 3.0, 1.0) == 1.0
     assert baselines.upper_tail(10, 3.0, 1.0) == pytest.approx(0.0011024881, rel=1e-6)
     assert baselines.upper_tail(10, 3.0, 2.0) > baselines.upper_tail(10, 3.0, 1.0)
+
+
+def test_ewma_surprisal_stays_low_on_expected_counts_and_builds_on_a_shift():
+    rng = np.random.default_rng(3)
+    mu = np.full(120, 4.0)
+    calm = baselines.ewma_surprisal(rng.poisson(4.0, 120), mu, 1.0)
+    assert np.mean(calm > 2.0) < 0.02  # a normal tail of 10^-2, a little over a day in a hundred
+    shifted = np.concatenate([rng.poisson(4.0, 60), rng.poisson(8.0, 10)]).astype(float)
+    s = baselines.ewma_surprisal(shifted, np.full(70, 4.0), 1.0)
+    assert s[61:].max() > 4.0 and s[62] > s[59]
+    # over-dispersion makes the same excess less surprising
+    assert baselines.ewma_surprisal(shifted, np.full(70, 4.0), 3.0)[65] < s[65]

@@ -5,6 +5,7 @@ import zoneinfo
 
 import apache_beam as beam
 import numpy as np
+import pytest
 
 from models import gaps, risk_score
 from pipelines import link, score
@@ -215,3 +216,95 @@ def test_score_window_counts_further_reports_as_the_batch_statistic_does():
     assert loud["score"] > quiet["score"]
     assert loud["reasons"][0].startswith("近7日18起（60条反映），预期约14起")
     assert quiet["expected"] == loud["expected"] == 14.0
+
+
+def daily_series(rng, days, mean, dispersion=1.0, signal_share=None):
+    """date → tally over ``days``: over-dispersed counts (variance ≈ dispersion × mean); with
+    ``signal_share`` that share of incidents involves a gathering and is heard by two feeds."""
+    out = {}
+    for day in days:
+        n = int(rng.negative_binomial(mean / (dispersion - 1), 1 / dispersion)) if dispersion > 1 else int(rng.poisson(mean))
+        k = int(rng.binomial(n, signal_share)) if signal_share else 0
+        out[day] = {**risk_score.empty_tally(), "incidents": n, "records": n,
+                    "signals": {"gathering": k} if k else {}, "feeds_2": k}
+    return out
+
+
+def day_rows(daily, cfg=None, end=TARGET_END):
+    rows = risk_score.score_series(daily, target_start=TARGET, target_end=end, history_start=HISTORY_START,
+                                   township_code=TOWN, village_code=None, domain="public_order", cfg=cfg)
+    return [r for r in rows if r["period"] == "day"]
+
+
+def all_days(start, end):
+    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def test_usual_counts_scale_the_history_share_to_the_period():
+    history = risk_score.signal_history([
+        {**risk_score.empty_tally(), "incidents": 60, "signals": {"gathering": 6}, "feeds_2": 12, "feeds_3": 3},
+        {**risk_score.empty_tally(), "incidents": 40, "signals": {"gathering": 4, "media_exposure": 1}, "feeds_2": 8}])
+    usual = risk_score.usual_counts(history, expected_incidents=5.0)
+    assert usual == pytest.approx({"gathering": 0.5, "media_exposure": 0.05, "feeds_2": 1.0, "feeds_3": 0.15})
+    assert risk_score.usual_counts(risk_score.signal_history([]), 5.0) == {}
+
+
+def test_a_signal_usual_for_the_series_earns_fewer_points_and_says_so():
+    cfg = risk_score.config()
+    rule, margin = cfg["contributions"]["gathering"], cfg["contributions"]["usual_margin_sd"]
+    tally = {**risk_score.empty_tally(), "incidents": 6, "signals": {"gathering": 3}}
+    new = risk_score.assess(0.0, "当日6起", tally, cfg=cfg, usual={})
+    usual = risk_score.assess(0.0, "当日6起", tally, cfg=cfg, usual={"gathering": 1.0})
+    routine = risk_score.assess(0.0, "当日6起", tally, cfg=cfg, usual={"gathering": 2.5})
+    assert new.score == min(rule["cap"], 3 * rule["per_incident"]) and "3起涉及聚集" in new.reasons
+    assert usual.score == pytest.approx(rule["per_incident"] * (3 - 1.0 - margin), abs=0.1)
+    assert "3起涉及聚集（通常约1起）" in usual.reasons
+    assert routine.score == 0.0 and not any("聚集" in r for r in routine.reasons)
+
+
+def test_flat_over_dispersed_series_with_routine_signals_raises_no_level():
+    """A series where a tenth of the incidents always involve a gathering heard by two feeds:
+    nothing changes in the target months, so no day may raise a level — which counting its
+    routine signals as new evidence would do, again and again."""
+    rng = np.random.default_rng(7)
+    end = dt.date(2025, 6, 30)
+    daily = daily_series(rng, all_days(HISTORY_START, end), mean=4.0, dispersion=2.0, signal_share=0.1)
+    cfg = risk_score.config()
+    rows = day_rows(daily, cfg, end)
+    assert len(rows) == 91
+    assert not [r for r in rows if r["level"] in risk_score.ALERT_LEVELS]
+    counted = day_rows(daily, {**cfg, "contributions": {**cfg["contributions"], "above_usual": False}}, end)
+    assert len([r for r in counted if r["level"] in risk_score.ALERT_LEVELS]) >= 5
+
+
+def test_a_slow_ramp_with_escalation_is_raised_earlier_than_before():
+    """A dispute building slowly — one, then two, then three… extra incidents a day, retold, each
+    day one a gathering — in a series that never saw gatherings, over six random backgrounds:
+    never later than with session 1's weights and a day earlier on average, always earlier than the
+    counts alone, always by day 5; no level before it starts."""
+    cfg = risk_score.config()
+    session1 = {**cfg, "contributions": {
+        **cfg["contributions"], "gathering": {"per_incident": 8, "cap": 20}, "many_people": {"per_incident": 3, "cap": 10},
+        "cross_feed": {"per_incident_two_feeds": 2, "per_incident_three_feeds": 4, "cap": 10},
+        "repeat_callers": {"per_caller": 2, "cap": 10, "within_days": 30}, "total_cap": 40, "above_usual": False}}
+    counts_only = {**cfg, "contributions": {**cfg["contributions"], "total_cap": 0}}
+    onset = TARGET + dt.timedelta(days=6)
+    delays = []
+    for seed in range(6):
+        daily = daily_series(np.random.default_rng(seed), all_days(HISTORY_START, TARGET_END), mean=3.0, dispersion=1.5)
+        for k in range(10):
+            day, extra = onset + dt.timedelta(days=k), (k + 2) // 2
+            t = daily[day]
+            daily[day] = {**t, "incidents": t["incidents"] + extra, "records": t["records"] + 2 * extra,
+                          "signals": {"gathering": 1}, "feeds_2": 1}
+        first = {}
+        for name, c in (("now", cfg), ("session1", session1), ("counts", counts_only)):
+            rows = day_rows(daily, c)
+            assert not [r for r in rows if r["period_start"] < onset and r["level"] in risk_score.ALERT_LEVELS]
+            first[name] = min(((r["period_start"] - onset).days for r in rows
+                               if r["level"] in risk_score.ALERT_LEVELS and r["period_start"] >= onset), default=99)
+        delays.append(first)
+    assert all(d["now"] <= d["session1"] and d["now"] < d["counts"] for d in delays)
+    assert sum(d["now"] < d["session1"] for d in delays) >= 4
+    assert all(d["now"] <= 5 for d in delays)
+    assert sum(d["session1"] - d["now"] for d in delays) >= 6  # a day earlier on average
