@@ -1,11 +1,14 @@
-"""Ingest throughput on a synthetic 12345 export (figures for docs/notes/ingest.md, not a test).
+"""Ingest throughput on a synthetic 12345 export (figures for docs/notes/ingest.md, not a test),
+or on a real or simulated inbox (``--inbox``: rows/s of ``run_ingest`` alone, wall and CPU).
 
     cd /work/main && PYTHONPATH=. python benchmarks/ingest_throughput.py --rows 50000
+    PYTHONPATH=. python benchmarks/ingest_throughput.py --inbox SIM/inbox --gazetteer SIM/gazetteer.csv
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import os
 import datetime as dt
 import random
 import tempfile
@@ -38,11 +41,28 @@ def write_export(path: Path, rows: int, encoding: str) -> None:
         w.writerow(["合计", rows] + [""] * 10)
 
 
+def measure_inbox(inbox: str, gazetteer: str, beam_args: list[str]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = run_ingest(inbox, gazetteer, str(Path(tmp) / "out"), b"bench-key", beam_args=beam_args)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    totals = result.manifest["totals"]
+    print(f"run_ingest on {inbox}: {totals['rows_read']} rows in {wall:.1f} s wall, {cpu:.1f} s CPU "
+          f"({totals['rows_read'] / wall:,.0f} rows/s; load average {os.getloadavg()[0]:.1f}); "
+          f"accepted {totals['accepted']}, superseded {totals['superseded']}, quarantined {totals['quarantined']}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=50000)
     parser.add_argument("--addresses", type=int, default=100000)
+    parser.add_argument("--inbox", help="measure run_ingest on this inbox instead of a synthetic export")
+    parser.add_argument("--gazetteer", default=str(GAZETTEER))
+    parser.add_argument("beam_args", nargs="*", help="after --: Beam options")
     args = parser.parse_args()
+    if args.inbox:
+        measure_inbox(args.inbox, args.gazetteer, args.beam_args)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         inbox = Path(tmp) / "inbox" / "hotline_12345"
         inbox.mkdir(parents=True)

@@ -11,7 +11,6 @@ need the text and the feed again; the DoFn does the same in one step, with nothi
 """
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
 
 import apache_beam as beam
@@ -20,6 +19,7 @@ from apache_beam.utils.shared import Shared
 
 from models.domain_classifier import DomainClassifier
 from pipelines.signals import SignalLexicon
+from pipelines.validate import EventPacker, event_shard
 
 NAMESPACE = "riskwatch.classify"
 
@@ -65,6 +65,7 @@ class _ClassifyShard(beam.DoFn):
             return _LoadedModel(self.model_dir)
 
         self.model = self.shared.acquire(load, tag=self.model_dir or "default")
+        self.packer = EventPacker()
         self.batches = Metrics.distribution(NAMESPACE, "batch_size")
         self.loaded = bool(loads)  # counted with the first batch: metrics set in setup() are not reported
 
@@ -77,7 +78,8 @@ class _ClassifyShard(beam.DoFn):
         if self.loaded:
             Metrics.counter(NAMESPACE, "model_loads").inc()
             self.loaded = False
-        events = sorted(keyed[1], key=lambda e: e["event_id"])  # chunks independent of shuffle order
+        events = [self.packer.unpack(e) if isinstance(e, tuple) else e for e in keyed[1]]
+        events.sort(key=lambda e: e["event_id"])  # chunks independent of shuffle order
         for start in range(0, len(events), self.max_batch_size):
             batch = events[start:start + self.max_batch_size]
             self.batches.update(len(batch))
@@ -101,10 +103,13 @@ class ClassifyEvents(beam.PTransform):
         self.shards = shards
 
     def expand(self, events):
-        shards = self.shards
+        shards, packer = self.shards, EventPacker()
         return (
             events
-            | "KeyByShard" >> beam.Map(lambda e: (zlib.crc32(e["event_id"].encode("utf-8")) % shards, e))
+            # Events cross the shuffle packed (a dict of datetimes costs ~20× more to encode than
+            # its tuple); other records, e.g. a text to classify with its feed, as they are.
+            | "KeyByShard" >> beam.Map(
+                lambda e: (event_shard(e["event_id"], shards), packer.pack(e) if packer.fits(e) else e))
             | "GroupShards" >> beam.GroupByKey()
             | "Classify" >> beam.ParDo(_ClassifyShard(self.model_dir, self.max_batch_size))
         )

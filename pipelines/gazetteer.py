@@ -20,6 +20,8 @@ UNRESOLVED = "unresolved"
 # Division codes are 12 digits: county 6, township 9, village 12 significant digits. A grid code
 # the gazetteer does not list still names its village/township through this prefix.
 _CODE_PREFIXES = (12, 9, 6)
+# Bound of each lookup memo: addresses and unit names repeat, but a long run must not grow them without end.
+_CACHE_MAX_ENTRIES = 50_000
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,8 @@ class Gazetteer:
         # Jump straight to characters that can start a term instead of testing every position.
         self._starts_re = re.compile("[" + "".join(re.escape(c) for c in sorted(lengths)) + "]") if lengths else None
         self._codes_cache: dict[str, frozenset] = {}
+        self._certain_cache: dict[tuple, dict[str, str]] = {}
+        self._structured_cache: dict[tuple, tuple[dict[str, str], str]] = {}
         counties = [r["code"] for r in rows if r["level"] == "county"]
         self._only_county = counties[0] if len(counties) == 1 else None
 
@@ -132,7 +136,19 @@ class Gazetteer:
         return None
 
     def _certain(self, codes: Iterable[str], within: dict[str, str] | None = None) -> dict[str, str]:
-        """The levels on which all candidate regions agree (deepest level's candidates first)."""
+        """The levels on which all candidate regions agree (deepest level's candidates first).
+
+        Memoised: the same candidates within the same region recur for every record of a place.
+        """
+        key = (codes if isinstance(codes, frozenset) else frozenset(codes), tuple(within.items()) if within else ())
+        agreed = self._certain_cache.get(key)
+        if agreed is None:
+            if len(self._certain_cache) >= _CACHE_MAX_ENTRIES:
+                self._certain_cache.clear()
+            agreed = self._certain_cache[key] = self._agreed(key[0], within)
+        return agreed
+
+    def _agreed(self, codes: frozenset, within: dict[str, str] | None) -> dict[str, str]:
         chains = [self._chains[c] for c in codes]
         if within:
             consistent = [ch for ch in chains if all(ch.get(lv) == code for lv, code in within.items())]
@@ -162,6 +178,28 @@ class Gazetteer:
         texts: Sequence[tuple[str | None, str]] = (),
     ) -> Resolution:
         """Resolve from code cells, then region-name cells, then free texts ``(text, by)`` in order."""
+        key = (tuple(codes), tuple(names))
+        structured = self._structured_cache.get(key)
+        if structured is None:
+            if len(self._structured_cache) >= _CACHE_MAX_ENTRIES:
+                self._structured_cache.clear()
+            structured = self._structured_cache[key] = self._from_cells(codes, names)
+        chain, by = structured
+        for text, how in texts:
+            if "village" in chain:
+                break
+            if text and (found := self._certain(self._codes_in(_key(text)), chain)) and len(found) > len(chain):
+                if "township" not in chain:
+                    by = how
+                chain = found
+        if "township" not in chain:
+            by = UNRESOLVED
+        county = chain.get("county") or self._only_county
+        grid = chain.get("grid") or next((str(c).strip() for c in codes if c), None)
+        return Resolution(county, chain.get("township"), chain.get("village"), grid, by)
+
+    def _from_cells(self, codes: Sequence[str | None], names: Sequence[str | None]) -> tuple[dict[str, str], str]:
+        """The region the code and name cells give, and how it was found."""
         chain: dict[str, str] = {}
         by = UNRESOLVED
         for code in codes:
@@ -182,24 +220,13 @@ class Gazetteer:
                         chain, by = found, "name"
                 if "township" in chain:
                     break
-        for text, how in texts:
-            if "village" in chain:
-                break
-            if text and (found := self._certain(self._codes_in(_key(text)), chain)) and len(found) > len(chain):
-                if "township" not in chain:
-                    by = how
-                chain = found
-        if "township" not in chain:
-            by = UNRESOLVED
-        county = chain.get("county") or self._only_county
-        grid = chain.get("grid") or next((str(c).strip() for c in codes if c), None)
-        return Resolution(county, chain.get("township"), chain.get("village"), grid, by)
+        return chain, by
 
     def _codes_in(self, text: str) -> frozenset:
         # Addresses and unit names repeat; bounded so that a long run cannot grow it without end.
         codes = self._codes_cache.get(text)
         if codes is None:
-            if len(self._codes_cache) >= 50_000:
+            if len(self._codes_cache) >= _CACHE_MAX_ENTRIES:
                 self._codes_cache.clear()
             codes = frozenset(c for term in self.find_terms(text) for c in self._terms[term])
             self._codes_cache[text] = codes

@@ -20,10 +20,13 @@ from pipelines.normalise import TZ, parse_time
 from pipelines.options import beam_options
 from pipelines.read import FILES_TAG, FeedFile, ReadFeeds, discover, inbox_digest
 from pipelines.runners import ParDoWithOutputs, run_to_completion
-from pipelines.validate import QUARANTINE_TAG, EventPacker, ValidateRecord, version_rank
+from pipelines.validate import QUARANTINE_TAG, EventPacker, ValidateRows, event_shard, version_rank
 
 log = logging.getLogger(__name__)
 SUPERSEDED_TAG = "superseded"
+# Shards the versions of records meet in: enough to spread over many workers, few enough that
+# each shard's list of versions is large.
+SUPERSEDE_SHARDS = 64
 _ENTRY_KEYS = ("feed", "file", "sha256", "batch_id", "bytes", "format", "declared_format", "encoding", "delimiter",
                "sheets", "skipped_sheets", "header_line", "header", "header_mapping", "unmapped_columns",
                "missing_required", "title_rows", "blank_rows", "error")
@@ -48,7 +51,8 @@ def parse_ingest_time(text: str) -> dt.datetime:
 
 
 class PickLatestVersion(beam.DoFn):
-    """(event_id, versions) → the latest version; the others on ``superseded`` (counted, not kept)."""
+    """(shard, lists of packed Events) → the latest version of each record; the others on
+    ``superseded`` (counted, not kept)."""
 
     def __init__(self, file_order: dict[str, tuple]):
         super().__init__()
@@ -56,68 +60,119 @@ class PickLatestVersion(beam.DoFn):
 
     def setup(self):
         self._packer = EventPacker()
+        self._id = self._packer.names.index("event_id")
 
     def process(self, keyed):
-        _, packed = keyed
-        versions = sorted((self._packer.unpack(p) for p in packed), key=lambda e: version_rank(e, self._file_order))
-        for older in versions[:-1]:
-            yield beam.pvalue.TaggedOutput(SUPERSEDED_TAG, older)
-        yield versions[-1]
+        _, chunks = keyed
+        versions: dict[str, list[tuple]] = {}
+        for chunk in chunks:
+            for packed in chunk:
+                versions.setdefault(packed[self._id], []).append(packed)
+        unpack = self._packer.unpack
+        for packed in versions.values():
+            if len(packed) == 1:
+                yield unpack(packed[0])
+                continue
+            ranked = sorted((unpack(p) for p in packed), key=lambda e: version_rank(e, self._file_order))
+            for older in ranked[:-1]:
+                yield beam.pvalue.TaggedOutput(SUPERSEDED_TAG, older)
+            yield ranked[-1]
 
 
-class Supersede(beam.PTransform):
-    """One Event per event_id: overlapping exports and status updates collapse to the latest."""
+def _packed_by_shard(events: list[dict], packer: EventPacker, shards: int):
+    by_shard: dict[int, list[tuple]] = {}
+    for event in events:
+        by_shard.setdefault(event_shard(event["event_id"], shards), []).append(packer.pack(event))
+    return by_shard.items()
 
-    def __init__(self, file_order: dict[str, tuple]):
+
+class SupersedeChunks(beam.PTransform):
+    """Lists of Events → one Event per event_id (``events``) and the versions it replaced
+    (``superseded``): overlapping exports and status updates collapse to the latest.
+
+    Versions meet by a hash shard of their event_id, not by the id itself, and cross the shuffle as
+    lists of packed tuples: one shuffled element per shard and chunk instead of one pickled dict
+    of datetimes per Event.
+    """
+
+    def __init__(self, file_order: dict[str, tuple], shards: int = SUPERSEDE_SHARDS):
         super().__init__()
         self._file_order = file_order
+        self._shards = shards
 
-    def expand(self, events):
-        packer = EventPacker()
+    def expand(self, chunks):
         return (
-            events
-            | "KeyByEventId" >> beam.Map(lambda e: (e["event_id"], packer.pack(e)))
+            chunks
+            | "PackByShard" >> beam.FlatMap(_packed_by_shard, EventPacker(), self._shards)
             | "GroupVersions" >> beam.GroupByKey()
             | "PickLatest" >> ParDoWithOutputs(PickLatestVersion(self._file_order), SUPERSEDED_TAG, main="events")
         )
 
 
+class Supersede(beam.PTransform):
+    """``SupersedeChunks`` for a PCollection of single Events."""
+
+    def __init__(self, file_order: dict[str, tuple], shards: int = SUPERSEDE_SHARDS):
+        super().__init__()
+        self._file_order = file_order
+        self._shards = shards
+
+    def expand(self, events):
+        return (events
+                | "AsChunks" >> beam.Map(lambda e: [e])
+                | "Latest" >> SupersedeChunks(self._file_order, self._shards))
+
+
+def _valid_by_file(events: list[dict]):
+    """A chunk of validated Events → (file, ("valid", (events, of which unresolved))) per file."""
+    counts: dict[str, list[int]] = {}
+    for event in events:
+        count = counts.setdefault(event["feed_file"], [0, 0])
+        count[0] += 1
+        count[1] += event["region_resolved_by"] == UNRESOLVED
+    return [(file, ("valid", tuple(count))) for file, count in counts.items()]
+
+
 def _accounting_entry(keyed) -> dict:
     file, items = keyed
-    info, counts = None, {}
+    info, valid, unresolved, superseded, superseded_unresolved, quarantined = None, 0, 0, 0, 0, {}
     for kind, value in items:
         if kind == "info":
             info = value
+        elif kind == "valid":
+            valid += value[0]
+            unresolved += value[1]
+        elif kind == "superseded":
+            superseded += 1
+            superseded_unresolved += value
         else:
-            counts[value] = counts.get(value, 0) + 1
+            quarantined[value] = quarantined.get(value, 0) + 1
     entry = {k: info.get(k) for k in _ENTRY_KEYS}
-    quarantined = {k.split(":", 1)[1]: n for k, n in sorted(counts.items()) if k.startswith("quarantine:")}
+    # Every valid row ends as exactly one Event: the record's latest version, or a superseded one.
     entry.update(
         rows_read=info["rows_read"],
-        accepted=counts.get("accepted", 0),
-        superseded=counts.get("superseded", 0),
-        quarantined=quarantined,
-        unresolved_regions=counts.get("unresolved", 0),
+        accepted=valid - superseded,
+        superseded=superseded,
+        quarantined=dict(sorted(quarantined.items())),
+        unresolved_regions=unresolved - superseded_unresolved,
     )
     entry["balanced"] = entry["rows_read"] == entry["accepted"] + entry["superseded"] + sum(quarantined.values())
     return entry
 
 
 class AccountPerFile(beam.PTransform):
-    """File infos + final events + superseded + quarantine → one accounting entry per file."""
+    """File infos + valid counts per chunk + superseded versions + quarantine → one accounting
+    entry per file. Only the counts cross the shuffle, never the accepted Events themselves."""
 
     def expand(self, pcolls):
         infos = pcolls["files"] | "InfoByFile" >> beam.Map(lambda i: (i["file"], ("info", i)))
-        accepted = pcolls["events"] | "AcceptedByFile" >> beam.FlatMap(
-            lambda e: [(e["feed_file"], ("count", "accepted"))]
-            + ([(e["feed_file"], ("count", "unresolved"))] if e["region_resolved_by"] == UNRESOLVED else [])
-        )
-        superseded = pcolls["superseded"] | "SupersededByFile" >> beam.Map(lambda e: (e["feed_file"], ("count", "superseded")))
+        superseded = pcolls["superseded"] | "SupersededByFile" >> beam.Map(
+            lambda e: (e["feed_file"], ("superseded", int(e["region_resolved_by"] == UNRESOLVED))))
         quarantined = pcolls["quarantine"] | "QuarantinedByFile" >> beam.Map(
-            lambda q: (q["file"], ("count", f"quarantine:{q['reason']}"))
+            lambda q: (q["file"], ("quarantine", q["reason"]))
         )
         return (
-            (infos, accepted, superseded, quarantined)
+            (infos, pcolls["valid"], superseded, quarantined)
             | "AllByFile" >> beam.Flatten()
             | "GroupByFile" >> beam.GroupByKey()
             | "Entry" >> beam.Map(_accounting_entry)
@@ -153,20 +208,20 @@ class IngestFeeds(beam.PTransform):
 
     def expand(self, pbegin):
         read = pbegin | "Read" >> ReadFeeds(self.files)
-        validated = read.rows | "Validate" >> ParDoWithOutputs(
-            ValidateRecord(self._gazetteer_rows, self._key, self.ingest_time), QUARANTINE_TAG, main="events")
+        validated = read.chunks | "Validate" >> ParDoWithOutputs(
+            ValidateRows(self._gazetteer_rows, self._key, self.ingest_time), QUARANTINE_TAG, main="events")
         file_order = {f.relpath: (int(f.mtime), f.relpath) for f in self._order_files}
         candidates = validated.events
         if self._prior is not None:
-            candidates = (candidates, pbegin | "Prior" >> self._prior) | "WithPrior" >> beam.Flatten()
-        latest = candidates | "Supersede" >> Supersede(file_order)
-        events, superseded = latest.events, latest[SUPERSEDED_TAG]
+            prior = pbegin | "Prior" >> self._prior | "PriorAsChunks" >> beam.Map(lambda e: [e])
+            candidates = (candidates, prior) | "WithPrior" >> beam.Flatten()
+        latest = candidates | "Supersede" >> SupersedeChunks(file_order)
+        superseded = latest[SUPERSEDED_TAG]
         if self._prior is not None:
             mine = frozenset(f.relpath for f in self.files)
-            events = events | "OfTheseFiles" >> beam.Filter(lambda e: e["feed_file"] in mine)
             superseded = superseded | "SupersededOfTheseFiles" >> beam.Filter(lambda e: e["feed_file"] in mine)
         accounting = {
-            "files": read[FILES_TAG], "events": events,
+            "files": read[FILES_TAG], "valid": validated.events | "ValidByFile" >> beam.FlatMap(_valid_by_file),
             "superseded": superseded, "quarantine": validated[QUARANTINE_TAG],
         } | "Account" >> AccountPerFile()
         return {"events": latest.events, "quarantine": validated[QUARANTINE_TAG], "accounting": accounting,

@@ -6,10 +6,12 @@ named person in clear. Masking runs on text already passed through ``normalise.c
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
 import re
+import sys
 from pathlib import Path
 
 KEY_ENV = "RISKWATCH_HMAC_KEY"
@@ -110,6 +112,14 @@ _NAME_RE = re.compile(
 )
 
 
+# Exactly the characters str.isdigit() accepts (decimal digits plus superscripts, circled digits
+# …), as one C-level search instead of a Python loop over the text.
+_ANY_DIGIT_RE = re.compile(
+    r"[\d" + "".join(re.escape(chr(c)) for c in range(sys.maxunicode + 1)
+                      if chr(c).isdigit() and not re.match(r"\d", chr(c))) + "]"
+)
+
+
 def _token(match: re.Match) -> str:
     return _MASK_TOKENS[match.lastgroup]
 
@@ -118,9 +128,24 @@ def mask(text: str | None) -> str | None:
     """Replace phone, ID, bank card and plate numbers and names after markers with tokens."""
     if not text:
         return text
+    if len(text) <= _CACHED_LENGTH:
+        return _mask_short(text)
+    return _mask(text)
+
+
+# Addresses, unit names and dispositions repeat across rows; free texts rarely do.
+_CACHED_LENGTH = 64
+
+
+@functools.lru_cache(maxsize=65_536)
+def _mask_short(text: str) -> str:
+    return _mask(text)
+
+
+def _mask(text: str) -> str:
     # Every pattern but the name needs a digit (plates carry at least three), so most short
     # texts skip the big alternation.
-    if any(c.isdigit() for c in text):
+    if _ANY_DIGIT_RE.search(text):
         text = _MASK_RE.sub(_token, text)
         text = _MARKED_NUMBER_RE.sub(lambda m: m.group(1) + m.group(2) + "[电话]", text)
     if not text.isascii():

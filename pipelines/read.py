@@ -29,6 +29,10 @@ from pipelines.runners import ParDoWithOutputs
 from schemas import FEEDS, feed_contract
 
 FILES_TAG = "files"
+# Raw rows per element after reading: enough that per-element costs vanish, and no more: Beam's
+# output counters estimate sizes by encoding the first ~10·ln(n) elements of a bundle, so chunks
+# of thousands of rows were each encoded several times (docs/notes/performance.md, Session 2).
+CHUNK_ROWS = 200
 # Rows searched for the header; exports rarely carry more than a few title rows.
 HEADER_SEARCH_ROWS = 30
 MIN_HEADER_FIELDS = 2
@@ -444,7 +448,15 @@ def _where(line: int, sheet: str | None) -> str:
 
 
 class ReadFeedFile(beam.DoFn):
-    """(feed file) → raw rows; a file-info record on the ``files`` tagged output."""
+    """(feed file) → lists of at most ``chunk_rows`` raw rows; a file-info record on ``files``.
+
+    Rows travel in chunks: every later per-row stage then costs one element per chunk, not per
+    row, on every runner (the per-element overhead dominated ingest, docs/notes/performance.md).
+    """
+
+    def __init__(self, chunk_rows: int = CHUNK_ROWS):
+        super().__init__()
+        self._chunk_rows = chunk_rows
 
     def setup(self):
         self._readers = {feed: FileReader(feed) for feed in FEEDS}
@@ -456,20 +468,23 @@ class ReadFeedFile(beam.DoFn):
         beam.metrics.Metrics.counter("ingest", "files_read").inc()
         beam.metrics.Metrics.counter("ingest", "rows_read").inc(len(rows))
         yield beam.pvalue.TaggedOutput(FILES_TAG, info)
-        yield from rows
+        for start in range(0, len(rows), self._chunk_rows):
+            yield rows[start:start + self._chunk_rows]
 
 
 class ReadFeeds(beam.PTransform):
-    """Feed files → raw rows (main output) and file infos (``files``)."""
+    """Feed files → chunks of raw rows (main output ``chunks``: lists of rows of one file) and
+    file infos (``files``)."""
 
-    def __init__(self, files: list[FeedFile]):
+    def __init__(self, files: list[FeedFile], chunk_rows: int = CHUNK_ROWS):
         super().__init__()
         self._files = files
+        self._chunk_rows = chunk_rows
 
     def expand(self, pbegin):
         return (
             pbegin
             | "ListFiles" >> beam.Create(self._files)
             # Reshuffle-free on purpose: Create already spreads files; DaskRunner lacks Reshuffle.
-            | "ReadFile" >> ParDoWithOutputs(ReadFeedFile(), FILES_TAG, main="rows")
+            | "ReadFile" >> ParDoWithOutputs(ReadFeedFile(self._chunk_rows), FILES_TAG, main="chunks")
         )

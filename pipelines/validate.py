@@ -6,8 +6,10 @@ Messages are written for the department clerk who has to fix the row.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
+import zlib
 
 import apache_beam as beam
 
@@ -34,12 +36,47 @@ _FLOAT_RE = re.compile(r"^[+-]?\d+(?:\.\d+)?$")
 # Which free texts may locate a record when no region column does, in order of trust.
 _REGION_TEXTS = (("address", "address"), ("handling_unit", "handling_unit"), ("text", "text"))
 _STATUS_PROGRESS = {"open": 0, "returned": 1, "in_progress": 2, "closed": 3}
+# Parsed cell values kept per column: short values only (addresses and unit names included,
+# free texts not), and a bounded number, so a year's export cannot grow the memo without end.
+_MEMO_TYPES = frozenset({str, int, float, bool, type(None), dt.datetime, dt.date})
+_MEMO_MAX_LENGTH = 64
+_MEMO_MAX_ENTRIES = 50_000
+# Values looked up before a column whose values hardly repeat (< 10 %) stops being memoised.
+_MEMO_TRIAL = 1_000
 
 
 class _Problem(Exception):
     def __init__(self, reason: str, message: str):
         super().__init__(message)
         self.reason, self.message = reason, message
+
+
+@dataclasses.dataclass
+class _FieldPlan:
+    """One contract field as one header carries it: the column (None when absent), the label
+    messages use, and the outcomes of the values already parsed."""
+
+    field: dict
+    column: str | None
+    label: str
+    memo: dict | None = dataclasses.field(default_factory=dict)
+    lookups: int = 0
+    hits: int = 0
+
+    def lookup(self, key):
+        self.lookups += 1
+        outcome = self.memo.get(key)
+        if outcome is not None:
+            self.hits += 1
+        elif self.lookups == _MEMO_TRIAL and self.hits < _MEMO_TRIAL // 10:
+            self.memo = None  # a column of unique values (ids, times to the second, phones)
+        return outcome
+
+    def keep(self, key, outcome) -> None:
+        if self.memo is not None:
+            if len(self.memo) >= _MEMO_MAX_ENTRIES:
+                self.memo.clear()
+            self.memo[key] = outcome
 
 
 def _display(value) -> str:
@@ -62,95 +99,118 @@ class RecordValidator:
         self.latest_allowed = ingest_time + FUTURE_TOLERANCE
         self.normalise_text = text_normaliser or TextNormaliser()
         self.event_names = [f["name"] for f in event_fields()]
-        self._mappings: dict[tuple, dict[str, str]] = {}
+        self._plans: dict[tuple, list[_FieldPlan]] = {}
+        self._copies = self._event_copies()
+        self._region_fields = [
+            (f["name"], f["name"].endswith("code")) for f in self.fields if f["type"] == "region"
+        ]
         self._categories = {
             f["name"]: {clean_text(alias).lower(): code for code, aliases in f["values"].items() for alias in aliases}
             for f in self.fields
             if f["type"] == "category" and isinstance(f.get("values"), dict)
         }
 
-    def _field_values(self, row: dict) -> tuple[dict, dict]:
-        header = tuple(row["header"])
-        mapping = self._mappings.get(header)
-        if mapping is None:
-            mapping = self._mappings[header] = {f: h for h, f in self.headers.map(list(header)).items()}
-        return {name: row["values"].get(h) for name, h in mapping.items()}, mapping
+    def _plan(self, header: list[str]) -> list[_FieldPlan]:
+        """Per contract field: its column in this header, its label and a cache of parsed values."""
+        key = tuple(header)
+        plan = self._plans.get(key)
+        if plan is None:
+            mapping = {f: h for h, f in self.headers.map(list(header)).items()}
+            plan = self._plans[key] = [
+                _FieldPlan(field, mapping.get(field["name"]), mapping.get(field["name"]) or self.headers.labels[field["name"]])
+                for field in self.fields
+            ]
+        return plan
 
     def validate(self, row: dict) -> tuple[bool, dict]:
         """``(True, event)`` or ``(False, quarantine record)``."""
         if row.get("error"):
             reason, message = row["error"]
             return False, self._quarantine(row, None, reason, message)
-        values, mapping = self._field_values(row)
-        where = f"工作表“{row['sheet']}”第{row['line']}行" if row.get("sheet") else f"第{row['line']}行"
+        values = row["values"]
         parsed, problems = {}, []
-        for field in self.fields:
-            name = field["name"]
-            label = mapping.get(name) or self.headers.labels[name]
-            try:
-                parsed[name] = self._parse(field, values.get(name), where, label)
-            except _Problem as problem:
-                problems.append((name, problem))
+        for plan in self._plan(row["header"]):
+            value = values.get(plan.column) if plan.column is not None else None
+            # Values repeat (times to the minute, categories, units, addresses): each distinct one
+            # is parsed once per column; long free texts rarely repeat and are not kept.
+            kind = type(value)
+            memo = None
+            if plan.memo is not None and kind in _MEMO_TYPES and (kind is not str or len(value) <= _MEMO_MAX_LENGTH):
+                memo = (kind, value)
+            outcome = plan.lookup(memo) if memo is not None else None
+            if outcome is None:
+                try:
+                    outcome = (True, self._parse(plan.field, value, plan.label))
+                except _Problem as problem:
+                    # kept without its traceback, which would hold this row's frame alive
+                    outcome = (False, problem.with_traceback(None))
+                if memo is not None:
+                    plan.keep(memo, outcome)
+            if outcome[0]:
+                parsed[plan.field["name"]] = outcome[1]
+            else:
+                problems.append((plan.field["name"], outcome[1]))
         if problems:
+            where = f"工作表“{row['sheet']}”第{row['line']}行" if row.get("sheet") else f"第{row['line']}行"
             name, first = problems[0]
-            message = "；".join(p.message for _, p in problems)
+            message = "；".join(where + p.message for _, p in problems)
             return False, self._quarantine(row, name, first.reason, message)
         return True, self._event(row, parsed)
 
-    def _parse(self, field: dict, value, where: str, label: str):
+    def _parse(self, field: dict, value, label: str):
         kind = field["type"]
         if kind == "datetime" and isinstance(value, (dt.datetime, dt.date)):
-            return self._time(value, where, label)
+            return self._time(value, label)
         text = cell_text(value).strip()
         if text.lstrip("'").strip().lower() in _BLANKS:
             if field.get("required"):
-                raise _Problem("missing_field", f"{where}缺少必填项“{label}”，请补填后重新提交")
+                raise _Problem("missing_field", f"缺少必填项“{label}”，请补填后重新提交")
             return None
         if kind == "datetime":
-            return self._time(value, where, label)
+            return self._time(value, label)
         if kind == "phone":
             return pii.caller_key(value, self.key)
         if kind == "integer":
             match = _INTEGER_RE.match(clean_text(text))
             if not match:
-                raise _Problem("bad_type", f"{where}“{label}”为“{_display(value)}”，应为整数，请填写数字")
-            return self._in_range(field, int(match.group(1)), where, label)
+                raise _Problem("bad_type", f"“{label}”为“{_display(value)}”，应为整数，请填写数字")
+            return self._in_range(field, int(match.group(1)), label)
         if kind == "float":
             number = clean_text(text)
             if not _FLOAT_RE.match(number):
-                raise _Problem("bad_type", f"{where}“{label}”为“{_display(value)}”，应为数字（如117.2345），请核对")
-            return self._in_range(field, float(number), where, label)
+                raise _Problem("bad_type", f"“{label}”为“{_display(value)}”，应为数字（如117.2345），请核对")
+            return self._in_range(field, float(number), label)
         cleaned = self.normalise_text(text.lstrip("'") if kind in ("string", "region") else text)
         if field.get("required") and not cleaned:
-            raise _Problem("missing_field", f"{where}缺少必填项“{label}”，请补填后重新提交")
+            raise _Problem("missing_field", f"缺少必填项“{label}”，请补填后重新提交")
         if kind == "category":
-            return self._category(field, cleaned, where, label)
+            return self._category(field, cleaned, label)
         if kind == "text":
             return pii.mask(cleaned)
         return cleaned
 
-    def _time(self, value, where: str, label: str) -> dt.datetime:
+    def _time(self, value, label: str) -> dt.datetime:
         parsed = parse_time(value)
         if parsed is None or parsed < EARLIEST_TIME:
-            raise _Problem("bad_time", f"{where}“{label}”为“{_display(value)}”，无法识别为日期时间，"
+            raise _Problem("bad_time", f"“{label}”为“{_display(value)}”，无法识别为日期时间，"
                                        f"请按“{TIME_EXAMPLE}”格式填写")
         if parsed > self.latest_allowed:
-            raise _Problem("future_time", f"{where}“{label}”为“{_display(value)}”，晚于数据接收时间"
+            raise _Problem("future_time", f"“{label}”为“{_display(value)}”，晚于数据接收时间"
                                           f"（{self.ingest_time:%Y-%m-%d %H:%M}），请核对日期")
         return parsed
 
-    def _in_range(self, field: dict, number, where: str, label: str):
+    def _in_range(self, field: dict, number, label: str):
         low, high = field.get("range") or (None, None)
         if (low is not None and number < low) or (high is not None and number > high):
-            raise _Problem("out_of_range", f"{where}“{label}”为“{number:g}”，超出允许范围（{low:g}～{high:g}），请核对")
+            raise _Problem("out_of_range", f"“{label}”为“{number:g}”，超出允许范围（{low:g}～{high:g}），请核对")
         return number
 
-    def _category(self, field: dict, cleaned: str, where: str, label: str) -> str:
+    def _category(self, field: dict, cleaned: str, label: str) -> str:
         codes = self._categories.get(field["name"])
         if codes is None:
             allowed = field.get("values") or []
             if allowed and cleaned not in allowed and field.get("on_unknown") == "quarantine":
-                raise _Problem("unknown_value", f"{where}“{label}”为“{cleaned}”，不是可识别的取值，可填：{'、'.join(allowed)}")
+                raise _Problem("unknown_value", f"“{label}”为“{cleaned}”，不是可识别的取值，可填：{'、'.join(allowed)}")
             return cleaned
         code = codes.get(cleaned.lower())
         if code is not None:
@@ -158,23 +218,35 @@ class RecordValidator:
         if field.get("on_unknown") == "quarantine":
             # One Chinese spelling per value keeps the message short; every listed alias is accepted.
             allowed = "、".join(next((a for a in aliases if not a.isascii()), aliases[0]) for aliases in field["values"].values())
-            raise _Problem("unknown_value", f"{where}“{label}”为“{cleaned}”，不是可识别的取值，可填：{allowed}")
+            raise _Problem("unknown_value", f"“{label}”为“{cleaned}”，不是可识别的取值，可填：{allowed}")
         return cleaned
 
-    def _event(self, row: dict, parsed: dict) -> dict:
-        event = dict.fromkeys(self.event_names)
+    def _event_copies(self) -> list[tuple[str, str]]:
+        """(contract field, Event field) for the parsed values an Event keeps as they are."""
+        names = set(self.event_names)
+        copies = []
         for field in self.fields:
             name = field["name"]
             if field.get("pii") == "drop" or field["type"] == "region":
                 continue
             if field.get("pii") == "caller_key":
-                event["caller_key"] = parsed[name]
-            elif name in event:
-                event[name] = parsed[name]
+                copies.append((name, "caller_key"))
+            elif name in names:
+                copies.append((name, name))
+        return copies
+
+    def _event(self, row: dict, parsed: dict) -> dict:
+        event = dict.fromkeys(self.event_names)
+        for name, target in self._copies:
+            event[target] = parsed[name]
         for name in ("address", "handling_unit", "disposition"):
             if event.get(name):
                 event[name] = pii.mask(event[name])
-        region = self._region(parsed, event)
+        codes, names = [], []
+        for name, is_code in self._region_fields:
+            (codes if is_code else names).append(parsed.get(name))
+        region = self.gazetteer.resolve(codes=codes, names=names,
+                                        texts=[(event.get(name), how) for name, how in _REGION_TEXTS])
         event.update(
             event_id=f"{self.feed}:{parsed['source_id']}",
             source=self.feed,
@@ -191,14 +263,6 @@ class RecordValidator:
         )
         return event
 
-    def _region(self, parsed: dict, event: dict):
-        codes, names = [], []
-        for field in self.fields:
-            if field["type"] == "region":
-                (codes if field["name"].endswith("code") else names).append(parsed.get(field["name"]))
-        texts = [(event.get(name), how) for name, how in _REGION_TEXTS]
-        return self.gazetteer.resolve(codes=codes, names=names, texts=texts)
-
     def _quarantine(self, row: dict, field: str | None, reason: str, message: str) -> dict:
         return {
             "feed": row["feed"], "file": row["file"], "line": row["line"], "sheet": row.get("sheet"),
@@ -206,8 +270,9 @@ class RecordValidator:
         }
 
 
-class ValidateRecord(beam.DoFn):
-    """Raw row → Event (main output) or quarantine record (``quarantine`` tagged output)."""
+class ValidateRows(beam.DoFn):
+    """A chunk of raw rows → the chunk's Events as one list (main output; omitted when empty) and
+    its quarantine records (``quarantine`` tagged output, one element each)."""
 
     def __init__(self, gazetteer_rows: list[dict], hmac_key: bytes, ingest_time: dt.datetime):
         super().__init__()
@@ -225,14 +290,18 @@ class ValidateRecord(beam.DoFn):
         self._accepted = beam.metrics.Metrics.counter("ingest", "rows_valid")
         self._quarantined = beam.metrics.Metrics.counter("ingest", "rows_quarantined")
 
-    def process(self, row: dict):
-        ok, record = self._validators[row["feed"]].validate(row)
-        if ok:
-            self._accepted.inc()
-            yield record
-        else:
-            self._quarantined.inc()
-            yield beam.pvalue.TaggedOutput(QUARANTINE_TAG, record)
+    def process(self, rows: list[dict]):
+        events = []
+        for row in rows:
+            ok, record = self._validators[row["feed"]].validate(row)
+            if ok:
+                events.append(record)
+            else:
+                yield beam.pvalue.TaggedOutput(QUARANTINE_TAG, record)
+        self._accepted.inc(len(events))
+        self._quarantined.inc(len(rows) - len(events))
+        if events:
+            yield events
 
 
 def version_rank(event: dict, file_order: dict[str, tuple]) -> tuple:
@@ -250,6 +319,11 @@ def version_rank(event: dict, file_order: dict[str, tuple]) -> tuple:
     )
 
 
+def event_shard(event_id: str, shards: int) -> int:
+    """A stable shard number for a record: every version of it lands in the same shard."""
+    return zlib.crc32(event_id.encode("utf-8")) % shards
+
+
 class EventPacker:
     """Event dict ⇄ compact tuple for shuffles: timestamps as epoch milliseconds, fields by position.
 
@@ -260,6 +334,11 @@ class EventPacker:
     def __init__(self):
         self.names = [f["name"] for f in event_fields()]
         self.time_positions = [i for i, f in enumerate(event_fields()) if f["type"].startswith("timestamp")]
+        self._name_set = frozenset(self.names)
+
+    def fits(self, record: dict) -> bool:
+        """Whether ``record`` has exactly the Event fields, i.e. can cross a shuffle packed."""
+        return len(record) == len(self.names) and record.keys() == self._name_set
 
     def pack(self, event: dict) -> tuple:
         values = [event[name] for name in self.names]

@@ -121,8 +121,11 @@ def test_read_feeds_is_a_beam_stage(fixture_inbox):
     files = [f for f in discover(str(fixture_inbox)) if f.feed == "grid"]
     assert [f.relpath for f in files] == ["grid/english.jsonl", "grid/缺列模板.csv", "grid/网格事件.xlsx"]
     with beam.Pipeline(options=beam_options([])) as p:
-        read = p | ReadFeeds(files)
-        assert_that(read.rows | beam.Map(lambda r: (r["file"], r["line"])),
+        read = p | ReadFeeds(files, chunk_rows=4)
+        assert_that(read.chunks | beam.Map(lambda chunk: (chunk[0]["file"], len({r["file"] for r in chunk}), len(chunk))),
+                    equal_to([("grid/english.jsonl", 1, 1), ("grid/网格事件.xlsx", 1, 4), ("grid/网格事件.xlsx", 1, 2),
+                              ("grid/缺列模板.csv", 1, 2)]), label="chunks of one file")
+        assert_that(read.chunks | beam.FlatMap(lambda chunk: [(r["file"], r["line"]) for r in chunk]),
                     equal_to([("grid/english.jsonl", 1)] + [("grid/网格事件.xlsx", n) for n in range(2, 8)]
                              + [("grid/缺列模板.csv", 2), ("grid/缺列模板.csv", 3)]), label="rows")
         assert_that(read[FILES_TAG] | beam.Map(lambda i: (i["file"], i["rows_read"])),

@@ -1,0 +1,71 @@
+"""Validation of chunks of rows: memoised values keep each row's own position in its messages,
+and supersede + accounting hold when a record's versions arrive in different chunks."""
+from __future__ import annotations
+
+import csv
+import io
+
+import apache_beam as beam
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipelines.gazetteer import Gazetteer
+from pipelines.ingest import SUPERSEDED_TAG, SupersedeChunks, run_ingest
+from pipelines.options import beam_options
+from pipelines.read import CHUNK_ROWS, FileReader
+from pipelines.validate import EventPacker, RecordValidator
+from tests.conftest import INGEST_TIME, TEST_KEY
+
+HEADER = ["工单编号", "来电时间", "来电号码", "诉求类型", "诉求内容", "事发地址", "所属镇街", "承办单位", "办理状态", "办结时间"]
+
+
+def _csv(rows: list[list[str]]) -> bytes:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows([HEADER, *rows])
+    return out.getvalue().encode("utf-8")
+
+
+def _row(number: int, reported: str = "2026-10-03 14:05:00", status: str = "已受理", closed: str = "") -> list[str]:
+    return [f"GD{number:06d}", reported, "13912345678", "投诉", "楼上噪音扰民", "东关村3组", "城关镇", "住建局", status, closed]
+
+
+def test_repeated_bad_values_are_reported_at_each_rows_own_line(gazetteer_path):
+    data = _csv([_row(1, reported="明天下午"), _row(2), _row(3, reported="明天下午"),
+                 _row(4, reported="明天下午", status="搁置")])
+    rows, _ = FileReader("hotline_12345").read("hotline_12345/a.csv", data)
+    validator = RecordValidator("hotline_12345", Gazetteer.from_csv(gazetteer_path), TEST_KEY, INGEST_TIME)
+    results = [validator.validate(row) for row in rows]
+    assert [ok for ok, _ in results] == [False, True, False, False]
+    bad_time = "“来电时间”为“明天下午”，无法识别为日期时间，请按“2026-10-03 14:05:00”格式填写"
+    assert results[0][1]["message"] == f"第2行{bad_time}"
+    assert results[2][1]["message"] == f"第4行{bad_time}"
+    # two problems in one row: each message carries the row's position, the first one's reason wins
+    assert results[3][1]["reason"] == "bad_time"
+    assert results[3][1]["message"].startswith(f"第5行{bad_time}；第5行“办理状态”为“搁置”，不是可识别的取值")
+
+
+def test_versions_in_different_chunks_collapse_to_the_latest():
+    base = {"source": "hotline_12345", "feed_line": 1, "closed_at": None, "status": "open"}
+    chunk_a = [dict(base, event_id="hotline_12345:1", feed_file="a.csv"),
+               dict(base, event_id="hotline_12345:2", feed_file="a.csv")]
+    chunk_b = [dict(base, event_id="hotline_12345:1", feed_file="a.csv", feed_line=9, status="closed")]
+    names = EventPacker().names
+    full = [[{**dict.fromkeys(names), **e} for e in chunk] for chunk in (chunk_a, chunk_b)]
+    with beam.Pipeline(options=beam_options([])) as p:
+        latest = p | beam.Create(full, reshuffle=False) | SupersedeChunks({"a.csv": (0, "a.csv")}, shards=4)
+        assert_that(latest.events | beam.Map(lambda e: (e["event_id"], e["status"], e["feed_line"])),
+                    equal_to([("hotline_12345:1", "closed", 9), ("hotline_12345:2", "open", 1)]), label="latest")
+        assert_that(latest[SUPERSEDED_TAG] | beam.Map(lambda e: (e["event_id"], e["status"])),
+                    equal_to([("hotline_12345:1", "open")]), label="superseded")
+
+
+def test_accounting_balances_across_chunks(write_feed, gazetteer_path, tmp_path):
+    # More rows than one chunk holds; the updates of the first rows come in the last chunk.
+    first = [_row(i) for i in range(CHUNK_ROWS + 50)]
+    updates = [_row(i, status="已办结", closed="2026-10-05 09:00:00") for i in range(30)]
+    inbox = write_feed("hotline_12345/export.csv", _csv([*first, _row(999, reported="明天"), *updates, ["合计", "281"]]))
+    manifest = run_ingest(str(inbox), gazetteer_path, str(tmp_path / "out"), TEST_KEY, INGEST_TIME).manifest
+    [entry] = manifest["files"]
+    assert entry["rows_read"] == CHUNK_ROWS + 50 + 1 + 30 + 1
+    assert (entry["accepted"], entry["superseded"]) == (CHUNK_ROWS + 50, 30)
+    assert entry["quarantined"] == {"bad_time": 1, "summary_row": 1}
+    assert entry["balanced"]
