@@ -1,12 +1,13 @@
-"""Monthly topics: what the events of a high-scoring region × domain are about.
+"""Monthly topics: what the month's events are about, and which matters stand out.
 
-Within each selected township × domain, the month's events are grouped by what they concern — the
+Within every township × domain, the month's events are grouped by what they concern — the
 compound, the company, the village, the road, the kind of grievance. Subjects come from a lexicon
-of place kinds (schemas/topics.yaml) plus the gazetteer's village names; events are clustered on
-TF-IDF character n-grams joined with their subject and village, so two complaints about the same
-compound fall together even when worded differently. Each cluster is titled
-``城关镇·幸福里小区逾期交房集中投诉`` from its subject and its most characteristic phrase,
-counted back over the previous three months, ranked, and compared with last month's list.
+of place kinds (schemas/topics.yaml) plus the gazetteer's village names, grievances from the
+phrases there; events naming neither are clustered on TF-IDF character n-grams. Each topic is
+titled ``城关镇·幸福里小区逾期交房集中投诉``, counted back over the previous three months, and ranked
+on its own evidence (``Evidence``: its count, its busiest days, warning signals, corroboration
+against its own past, corrected for county-wide seasons); the top ones are the task force's topics
+to study, the next ones a watch list; statuses are set against last month's list.
 
 Everything here is plain Python on lists of event dicts; ``pipelines/topics.py`` distributes the
 per-group work with Beam and ``build_topics`` runs the same steps in one process.
@@ -27,6 +28,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import yaml
 from scipy import sparse
+from scipy.stats import nbinom, poisson
 from sklearn.cluster import DBSCAN, AgglomerativeClustering
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
@@ -37,24 +39,40 @@ from models.grievances import GrievanceVocabulary
 _TZ = ZoneInfo(schemas.TIMEZONE)
 _NOT_NAME = re.compile(r"[^\u3400-\u9fffA-Za-z]")
 _MASK_OR_DIGIT = re.compile(r"[*＊×xX]{2,}|[0-9０-９]+")
+# subject slot of the topic key of a township × domain's wave (``_group_wave``) over the month or a few days
+_WAVE_MONTH, _WAVE_DAYS = "\x00wave:month", "\x00wave:days"
 _EVENT_FIELDS = ("event_id", "source", "township_code", "village_code", "domain", "text", "caller_key", "incident_id")
 
 
 @dataclass(frozen=True)
 class TopicParams:
-    """Knobs of topic building; the defaults suit a county of 0.2–1M people."""
+    """Knobs of topic building and ranking; the defaults suit a county of 0.2–1M people."""
 
     distance_threshold: float = 0.8  # cosine distance up to which average linkage merges clusters
     subject_weight: float = 0.5  # share of an event vector given to its subject (squared norm)
     village_weight: float = 0.1
     min_events: int = 2  # smaller clusters become topics only when they carry a signal
     min_subject_events: int = 3  # events of the month naming a subject for it to be a topic of its own
-    top_n_groups: int = 10  # groups below blue still studied when among the top N by score
-    min_group_events: int = 3
+    min_group_events: int = 3  # month events of a township × domain for its topics to be looked for
     max_agglomerative: int = 3000  # above this, DBSCAN (linear memory) replaces the n×n linkage
     excerpts: int = 3
     excerpt_chars: int = 90
     history_months: int = 3
+    # Ranking: a topic's own evidence against its previous months (see ``Evidence``).
+    prior_events: float = 0.5  # monthly count expected of a matter that had no event before
+    overdispersion: float = 0.3  # month-to-month spread beyond Poisson, as a share of the mean
+    burst_days: int = 3  # window in which a sudden cluster of events is looked for
+    min_wave_events: int = 6  # events of a township × domain's wave (``_group_wave``) for it to be a topic
+    season_range: tuple[float, float] = (0.5, 3.0)  # bounds of the county-wide seasonal factor
+    signal_share: float = 0.01  # share of events with a warning signal, before a group's history says more
+    corroborated_share: float = 0.1  # share of incidents seen by several feeds, likewise
+    prior_weight: float = 100.0  # events of history that weigh as much as those two prior shares
+    evidence_cap: float = 12.0  # -log10 p of one kind of evidence counts up to this
+    priority_half: float = 6.0  # total evidence at which priority is 50 (of 100)
+    study_priority: float = 40.0  # 研判选题: the task force studies these (cards)
+    watch_priority: float = 25.0  # 观察清单: watched, shown compactly
+    max_study: int = 12
+    max_watch: int = 30
 
 
 # --------------------------------------------------------------------------------------------
@@ -123,7 +141,9 @@ def records(events: Any) -> list[dict]:
     if events is None:
         return []
     if hasattr(events, "to_dict") and hasattr(events, "columns"):
-        events = events.to_dict("records")
+        # only the columns topics use: a warehouse month has some thirty
+        wanted = [c for c in (*_EVENT_FIELDS, "signals", "reported_at") if c in events.columns]
+        events = events[wanted].to_dict("records")
     return [event_record(e) for e in events]
 
 
@@ -306,18 +326,25 @@ def subject_core(name: str, suffixes: Sequence[str]) -> str:
 
 
 def unify_subjects(subjects: Sequence[Sequence[tuple[str, str]]], texts: Sequence[str], suffixes: Sequence[str],
-                   min_bare_core: int = 3) -> list[list[tuple[str, str]]]:
-    """One name per thing within a group: "宏达建筑工地" and "宏达建筑工程有限公司" become the more
-    frequent of the two, and a text that names the thing without a suffix ("宏达建筑拖欠工资")
-    gets it too."""
+                   min_bare_core: int = 3, kind_of: Mapping[str, str] | None = None) -> list[list[tuple[str, str]]]:
+    """One name per thing within a group: "宏达建筑工地" and "宏达建筑工程有限公司" (a site and a
+    company of one name) become the more frequent of the two, as do "锦绣花园" and "锦绣花园小区",
+    and a text that names the thing without a suffix ("宏达建筑拖欠工资") gets it too. Two places of
+    one kind that differ in their suffix ("幸福里华庭", "幸福里公馆") stay two. A name's kind is that of
+    its last suffix in ``kind_of`` (suffix → kind), else the kind its mentions gave."""
     counts = Counter(s for subs in subjects for s in {s for s, _ in subs})
     kinds = {s: k for subs in subjects for s, k in subs}
+    if kind_of:
+        for name in kinds:
+            last = max((x for x in kind_of if name.endswith(x)), key=len, default=None)
+            kinds[name] = kind_of.get(last, kinds[name])
     order = sorted(counts, key=lambda s: (-counts[s], -len(s), s))
     cores = {s: subject_core(s, suffixes) for s in order}
     alias: dict[str, str] = {}
     for i, s in enumerate(order):
         for r in order[:i]:
-            if alias.get(r, r) == r and (cores[s].startswith(cores[r]) or cores[r].startswith(cores[s])):
+            same_core = cores[s].startswith(cores[r]) or cores[r].startswith(cores[s])
+            if alias.get(r, r) == r and (s.startswith(r) or r.startswith(s) or (same_core and kinds[s] != kinds[r])):
                 alias[s] = r
                 break
     heads = [s for s in order if s not in alias]
@@ -355,7 +382,9 @@ class Topic:
     incidents: int
     monthly_events: list[dict]  # [{"month": "YYYY-MM", "events": n}] oldest first, this month last
     trend: str  # new | rising | flat | falling
-    reasons: list[str]
+    reasons: list[str]  # the topic's own evidence, in words
+    region_reasons: list[str]  # the township × domain score's reasons (shared by its topics)
+    strength: dict[str, float]  # each kind of evidence as -log10 p (``Evidence.strengths``)
     sources: dict[str, int]
     signals: dict[str, int]
     callers: int
@@ -365,6 +394,8 @@ class Topic:
     evidence: list[dict]
     lead_department: str
     priority: float = 0.0
+    list_name: str = "study"  # study (研判选题) | watch (观察清单)
+    followed: bool = False  # studied last month and still seen, though below this month's watch floor
     rank: int = 0
     status: str = "new"
     previous: dict | None = None  # last month's rank, title and events when matched
@@ -376,6 +407,7 @@ class Topic:
     def as_json(self) -> dict:
         return {
             "rank": self.rank,
+            "list": self.list_name,
             "topic_id": self.topic_id,
             "title": self.title,
             "status": self.status,
@@ -395,6 +427,8 @@ class Topic:
             "trend": self.trend,
             "previous": self.previous,
             "reasons": self.reasons,
+            "region_reasons": self.region_reasons,
+            "evidence_strength": self.strength,
             "sources": self.sources,
             "signals": self.signals,
             "callers": self.callers,
@@ -415,23 +449,73 @@ class TopicList:
     closed: list[dict] = field(default_factory=list)
 
 
-def select_groups(scores: Any, month: str, params: TopicParams = TopicParams()) -> dict[tuple[str, str], dict]:
-    """The township × domain month score rows worth studying: level blue or above, plus the top N by
-    score (with a few events at least), keyed by (township_code, domain)."""
-    rows = [
-        r
+def region_scores(scores: Any, month: str) -> dict[tuple[str, str], dict]:
+    """The month's township × domain score rows, keyed by (township_code, domain)."""
+    return {
+        (r["township_code"], r["domain"]): r
         for r in score_rows(scores)
         if r.get("period") == "month"
         and not r.get("village_code")
         and r.get("township_code")
         and r.get("domain") not in (None, "none")
         and score_month(r) == month
-    ]
-    chosen = {(r["township_code"], r["domain"]): r for r in rows if r.get("level") not in (None, "none")}
-    ranked = sorted(rows, key=lambda r: (-float(r.get("score") or 0), r["township_code"], r["domain"]))
-    for r in [r for r in ranked if float(r.get("observed") or 0) >= params.min_group_events][: params.top_n_groups]:
-        chosen.setdefault((r["township_code"], r["domain"]), r)
-    return chosen
+    }
+
+
+def group_key(record: Mapping) -> tuple[str, str] | None:
+    """(township_code, domain) of an event record, or None for events no topic can hold."""
+    if not record.get("township_code") or record.get("domain") in (None, "none"):
+        return None
+    return record["township_code"], record["domain"]
+
+
+def count_key(grievances: GrievanceVocabulary, record: Mapping) -> tuple[str, str, str | None, str]:
+    """(township_code, domain, grievance phrase or None, month) of an event a topic can hold: what
+    the seasonal factors are counted by (``domain_counts``)."""
+    township, domain = group_key(record)
+    return township, domain, grievances.phrase(domain, record["text"]), record["month"]
+
+
+def domain_counts(grievances: GrievanceVocabulary, event_records: Iterable[Mapping]) -> Counter:
+    """Events per ``count_key`` over the county."""
+    return Counter(count_key(grievances, e) for e in event_records if group_key(e))
+
+
+def covered_months(counts: Mapping | None, month: str, params: TopicParams = TopicParams()) -> list[str]:
+    """The history months the warehouse holds events of (a county's first months have fewer than
+    ``history_months`` before them); all of them when no county-wide counts are given."""
+    months = [shift_month(month, -k) for k in range(params.history_months, 0, -1)]
+    if counts is None:
+        return months
+    held = {k[-1] for k, n in counts.items() if n}
+    return [m for m in months if m in held]
+
+
+_DOMAIN = "\x00domain"  # season_factors' key of the whole domain
+
+
+def season_factors(counts: Mapping, key: tuple[str, str], month: str,
+                   params: TopicParams = TopicParams()) -> dict[str | None, float]:
+    """How much each grievance of the domain (and, under ``_DOMAIN``, the domain as a whole) rose or
+    fell across the rest of the county this month against its previous months: drowning in summer,
+    school-gate traffic when term starts, straw burning at harvest. Other townships only, so a
+    township's own episode does not explain itself away; two events of pseudo-count keep a rare
+    grievance's chance moves small."""
+    township, domain = key
+    months = covered_months(counts, month, params) or [month]
+    now: Counter = Counter()
+    before: Counter = Counter()
+    for (t, d, g, m), n in counts.items():
+        if d != domain or t == township:
+            continue
+        if m == month:
+            now[g] += n
+            now[_DOMAIN] += n
+        elif m in months:
+            before[g] += n / len(months)
+            before[_DOMAIN] += n / len(months)
+    low, high = params.season_range
+    return {g: min(high, max(low, (now[g] + 2.0) / (before[g] + 2.0))) for g in set(now) | set(before) | {_DOMAIN}}
 
 
 class TopicBuilder:
@@ -509,40 +593,187 @@ class TopicBuilder:
     # -- one group ------------------------------------------------------------------------------
 
     def group_topics(self, key: tuple[str, str], month_events: Sequence[Mapping], history: Sequence[Mapping],
-                     score_row: Mapping | None, month: str) -> list[Topic]:
-        """Topics of one township × domain from its events of the month (and the history months).
+                     score_row: Mapping | None, month: str, counts: Mapping | None = None,
+                     previous: Sequence[Mapping] = ()) -> list[Topic]:
+        """Topics of one township × domain from its events of the month (and the history months),
+        those whose own evidence reaches the watch list (``watch_priority``).
 
         The month's and the history's events are grouped together, so each topic's count in the
-        previous months is measured the same way as this month's."""
+        previous months is measured the same way as this month's. ``counts``: the county's events per
+        (township, domain, grievance, month) (``domain_counts``), for the seasonal factors.
+        ``previous``: last month's topics; those it listed to study and still seen this month stay
+        watched (``followed``) even when their evidence is below the watch list's."""
+        p = self.params
         events = self._within(month_events, month, month)
-        if not events:
+        if len(events) < p.min_group_events:
             return []
-        past = self._within(history, shift_month(month, -self.params.history_months), shift_month(month, -1))
+        past = self._within(history, shift_month(month, -p.history_months), shift_month(month, -1))
         everything = events + past
         texts = [e["text"] for e in everything]
-        subjects = unify_subjects(canonical_subjects([self.finder.mentions(t) for t in texts]), texts, self.suffixes)
+        subjects = unify_subjects(canonical_subjects([self.finder.mentions(t) for t in texts]), texts, self.suffixes,
+                                  kind_of=self.finder.kind_of)
         grievances = [self.grievances.phrase(key[1], t) for t in texts]
         keys = self.topic_keys(key[1], everything, subjects, grievances, month)
-        vectorizer, _ = self._text_space(texts)
         members: dict[tuple, list[int]] = defaultdict(list)
         for i, k in enumerate(keys):
             members[k].append(i)
         n = len(events)
-        topics = []
+        candidates = []
         for k in sorted(members, key=lambda k: (k[0] or "", k[1] or "")):
             mine = [i for i in members[k] if i < n]
             if k == (None, None):
-                continue  # events about nothing in common are no topic (unless nothing else is: below)
-            if len(mine) < self.params.min_events and not any(events[i]["signals"] for i in mine):
+                continue  # events about nothing in common are no topic (a wave may hold them: _group_wave)
+            if len(mine) < p.min_events and not any(events[i]["signals"] for i in mine):
                 continue
-            topics.append(self._topic(key, k, [events[i] for i in mine], [subjects[i] for i in mine],
-                                      [everything[i] for i in members[k] if i >= n], events, past, score_row,
-                                      month, vectorizer))
-        if not topics and n >= self.params.min_events:
-            # a high score spread over unrelated events is still worth one topic for the region
-            topics.append(self._topic(key, (None, None), events, subjects[:n], past, events, past, score_row, month,
-                                      vectorizer))
+            candidates.append((k, mine, [i for i in members[k] if i >= n]))
+        candidates = self._merge_same_titles(candidates, events, subjects)
+        seasons = season_factors(counts or {}, key, month, p)
+        phrases = self.grievances.phrases(key[1])
+        rates = self._group_rates(past)
+        months = covered_months(counts, month, p)
+        found = []
+        for k, mine, before in candidates:
+            season_of = k[1] if k[1] in phrases else None
+            evidence = self._evidence([events[i] for i in mine], [everything[i] for i in before],
+                                      (seasons.get(season_of or _DOMAIN, 1.0), season_of), rates, score_row, months)
+            found.append((k, mine, [everything[i] for i in before], evidence, priority(evidence, p)))
+        explained = {i for (_, mine, before), (*_, value) in zip(candidates, found) if value >= p.watch_priority
+                     for i in mine + before}
+        wave = self._group_wave(everything, n, candidates, explained, (seasons[_DOMAIN], None), rates, score_row,
+                                months)
+        if wave:
+            found.append(wave)
+        followed_subjects, followed_phrases = set(), set()
+        for q in previous:  # last month's topics to study, not its watch list: that would grow month by month
+            if _prev_region(q) == key[0] and q.get("domain") == key[1] and q.get("list", "study") == "study":
+                if q.get("subject"):
+                    followed_subjects.add(q["subject"])
+                else:
+                    followed_phrases.add(q.get("phrase"))
+        topics = []
+        for k, mine, before, evidence, value in found:
+            cluster = [events[i] for i in mine]
+            followed = False
+            if value < p.watch_priority:
+                shown = None if k[0] in (_WAVE_MONTH, _WAVE_DAYS) else self._subject(
+                    k[0], cluster, [subjects[i] for i in mine])[0]
+                followed = shown in followed_subjects if shown else (k[1] is not None and k[1] in followed_phrases)
+                if not followed or len(mine) < p.min_subject_events:
+                    continue
+            topic = self._topic(key, k, cluster, [subjects[i] for i in mine], before, events, past, score_row, month,
+                                evidence)
+            topic.priority = value
+            topic.followed = followed
+            if followed:
+                topic.reasons.append(f"上月列入清单，本月仍有{len(mine)}件，继续观察")
+            topics.append(topic)
         return topics
+
+    def _group_wave(self, everything: Sequence[Mapping], n: int, keyed: Sequence[tuple], explained: set[int],
+                    season: tuple[float, str | None], rates: Mapping[str, float], score_row: Mapping | None,
+                    months: Sequence[str]):
+        """A wave of one kind of case told in many ways — fraud calls of every sort in two days, or all
+        month — as a candidate of its own: the group's events that no listed topic explains
+        (``explained``), over the month or over its busiest few days, whichever is the stronger
+        evidence. None when they are few or one subject or grievance holds most of them."""
+        p = self.params
+        rest = [i for i in range(n) if i not in explained]
+        past_rest = [everything[i] for i in range(n, len(everything)) if i not in explained]
+        owner = {i: k for k, mine, _ in keyed for i in mine}
+        by_month: dict[str, list] = defaultdict(list)
+        for e in past_rest:
+            by_month[e["month"]].append(e)
+        window = [rest[j] for j in busiest_events([everything[i] for i in rest], p.burst_days)]
+        options = [  # the narrower first: it wins ties
+            # the busiest days against the busiest days of each previous month
+            (_WAVE_DAYS, window, [m[i] for m in by_month.values() for i in busiest_events(m, p.burst_days)]),
+            # the month's unexplained events against the previous months' ones
+            (_WAVE_MONTH, rest, past_rest),
+        ]
+        best = None
+        for marker, mine, before in options:
+            if len(mine) < p.min_wave_events:
+                continue
+            holder, held = Counter(owner.get(i) for i in mine).most_common(1)[0]
+            if holder is not None and 2 * held >= len(mine):
+                continue
+            evidence = self._evidence([everything[i] for i in mine], before, season, rates, score_row, months)
+            value = priority(evidence, p)
+            if best is None or value > best[-1]:
+                start = evidence.burst_start.astimezone(_TZ)
+                domain = self.domains.get(everything[0]["domain"], {}).get("name_zh", everything[0]["domain"])
+                template = self.lexicon["wave_phrase"]["month" if marker == _WAVE_MONTH else "days"]
+                best = ((marker, template.format(month=start.month, day=start.day, domain=domain)), mine, before,
+                        evidence, value)
+        return best
+
+    def _merge_same_titles(self, candidates: Sequence[tuple], events: Sequence[Mapping],
+                           subjects: Sequence[Sequence[tuple[str, str]]]) -> list[tuple]:
+        """One candidate per subject and phrase as the title shows them: a grievance whose events come
+        from one village takes that village as its subject, and joins the topic that names it."""
+        merged: dict[tuple, tuple] = {}
+        for k, mine, before in candidates:
+            shown = (self._subject(k[0], [events[i] for i in mine], [subjects[i] for i in mine])[0], k[1])
+            if shown in merged:
+                k0, mine0, before0 = merged[shown]
+                merged[shown] = (k0 if k0[0] else k, sorted(mine0 + mine), sorted(before0 + before))
+            else:
+                merged[shown] = (k, mine, before)
+        return list(merged.values())
+
+    def _group_rates(self, past: Sequence[Mapping]) -> dict[str, float]:
+        """Shares of the group's past events with a warning signal and of its past incidents seen by
+        several feeds, pulled towards the county-wide priors when the history is short."""
+        p = self.params
+        feeds_of: dict[str, set] = defaultdict(set)
+        for e in past:
+            feeds_of[e["incident_id"] or e["event_id"]].add(e["source"])
+        signal = sum(1 for e in past if e["signals"])
+        corroborated = sum(1 for feeds in feeds_of.values() if len(feeds) > 1)
+        return {
+            "signal": (signal + p.signal_share * p.prior_weight) / (len(past) + p.prior_weight),
+            "corroborated": (corroborated + p.corroborated_share * p.prior_weight) / (len(feeds_of) + p.prior_weight),
+        }
+
+    def _evidence(self, cluster: Sequence[Mapping], before: Sequence[Mapping], seasonal: tuple[float, str | None],
+                  rates: Mapping[str, float], score_row: Mapping | None, months: Sequence[str]) -> Evidence:
+        """The cluster's evidence against ``before``, its events (or busiest days) of the history
+        ``months`` that the warehouse covers (none: the priors alone). ``seasonal``: the factor and
+        the grievance it measured (None: the domain)."""
+        p = self.params
+        season, season_of = seasonal
+        by_month: dict[str, list] = defaultdict(list)
+        for e in before:
+            by_month[e["month"]].append(e)
+        covered = max(1, len(months))
+        mean = sum(len(by_month[m]) for m in months) / covered
+        past_bursts = [busiest_window(list(incident_times(by_month[m]).values()), p.burst_days)[0] for m in months]
+        expected = season * max(mean, p.prior_events)
+        feeds_of: dict[str, set] = defaultdict(set)
+        for e in cluster:
+            feeds_of[e["incident_id"] or e["event_id"]].add(e["source"])
+        burst, start = busiest_window(list(incident_times(cluster).values()), p.burst_days)
+        callers = Counter(e["caller_key"] for e in cluster if e["caller_key"])
+        past_signals = sum(1 for m in months for e in by_month[m] if e["signals"]) / covered
+        excess = max(0.0, len(cluster) - mean)
+        return Evidence(
+            events=len(cluster),
+            history_mean=mean,
+            history_months=len(months),
+            expected=expected,
+            season=season,
+            season_of=season_of,
+            burst=burst,
+            burst_start=start,
+            burst_expected=season * max(sum(past_bursts) / covered, p.prior_events),
+            signal_events=sum(1 for e in cluster if e["signals"]),
+            signal_expected=max(season * past_signals, len(cluster) * rates["signal"]),
+            corroborated=sum(1 for feeds in feeds_of.values() if len(feeds) > 1),
+            corroborated_expected=len(feeds_of) * rates["corroborated"],
+            repeat_callers=sum(1 for c in callers.values() if c >= 2),
+            level=(score_row or {}).get("level") or "none",
+            region_share=min(1.0, excess / max(_excess(score_row), excess, 1.0)),
+        )
 
     @staticmethod
     def _within(events: Iterable[Mapping], first: str, last: str) -> list[dict]:
@@ -612,7 +843,8 @@ class TopicBuilder:
 
     def content_nouns(self, text: str) -> list[str]:
         text = self.finder.strip_regions(text)
-        return [w.word for w in self.pos_tokenizer.lcut(self.feature_text(text))
+        # without the HMM: the costly guessing of unknown words is no use, a title takes dictionary nouns
+        return [w.word for w in self.pos_tokenizer.lcut(self.feature_text(text), HMM=False)
                 if w.flag in _NOUN_TAGS and self._is_content(w.word)]
 
     def _is_content(self, word: str) -> bool:
@@ -681,10 +913,11 @@ class TopicBuilder:
         return out
 
     def _topic(self, key, topic_key, cluster, cluster_subjects, past_members, group_events, past, score_row, month,
-               vectorizer) -> Topic:
+               evidence: Evidence) -> Topic:
         township, domain = key
         n = len(cluster)
-        subject, kind = self._subject(topic_key[0], cluster, cluster_subjects)
+        wave = topic_key[0] in (_WAVE_MONTH, _WAVE_DAYS)  # titled by its phrase alone
+        subject, kind = (None, None) if wave else self._subject(topic_key[0], cluster, cluster_subjects)
         phrase = topic_key[1]
         keywords = self._keywords(cluster, cluster_subjects, group_events, past, subject, phrase, domain)
         months = [shift_month(month, -k) for k in range(self.params.history_months, 0, -1)]
@@ -702,19 +935,8 @@ class TopicBuilder:
         level = (score_row or {}).get("level") or "none"
         score = float((score_row or {}).get("score") or 0.0)
         township_name = self.regions.name(township)
-        title = self._title(township_name, subject, phrase, domain, n, sources)
-        # The township × domain reasons first, then this topic's own, marked so the two levels
-        # do not read as repeats on the card.
-        reasons = list((score_row or {}).get("reasons") or [])
-        mean_prev = sum(previous) / len(previous) if previous else 0.0
-        reasons.append(f"本选题本月{n}件，此前{len(previous)}个月月均{mean_prev:.1f}件")
-        if signals:
-            reasons.append("含预警信号：" + "、".join(
-                f"{self.signal_names.get(code, code)}{count}件" for code, count in signals.most_common()))
-        if repeat:
-            reasons.append(f"本选题{repeat}名来电人重复反映")
-        if len(sources) > 1:
-            reasons.append(f"本选题{len(sources)}个渠道均有反映")
+        title = f"{township_name}·{phrase}" if wave else self._title(township_name, subject, phrase, domain, n, sources)
+        reasons = self._reasons(evidence, domain, signals, topic_key[0] == _WAVE_DAYS)
         topic = Topic(
             topic_id=_topic_id(township, domain, subject, [phrase] if phrase else keywords),
             month=month,
@@ -734,18 +956,46 @@ class TopicBuilder:
             monthly_events=monthly,
             trend=trend,
             reasons=reasons,
+            region_reasons=list((score_row or {}).get("reasons") or []),
+            strength={k: round(v, 2) for k, v in evidence.strengths(self.params).items()},
             sources=dict(sources.most_common()),
             signals=dict(signals.most_common()),
             callers=len(callers),
             repeat_callers=repeat,
             villages=villages,
-            excerpts=self._excerpts(cluster, vectorizer),
+            excerpts=self._excerpts(cluster),
             evidence=[{k: e[k] for k in ("event_id", "source", "reported_at", "village_code", "text", "signals",
                                          "incident_id", "caller_key")} for e in cluster],
             lead_department=self.domains.get(domain, {}).get("lead_department", ""),
         )
-        topic.priority = priority(topic, _excess(score_row))
         return topic
+
+    def _reasons(self, evidence: Evidence, domain: str, signals: Counter, burst: bool = False) -> list[str]:
+        """Why this topic, from its own events: what the card lists under its title. ``burst``: the
+        topic is a township × domain's busiest days."""
+        p = self.params
+        mean, months = evidence.history_mean, evidence.history_months
+        start = evidence.burst_start.astimezone(_TZ) if evidence.burst_start else None
+        if not months:
+            reasons = [f"本月{evidence.events}件（此前月份尚无数据）"]
+        elif burst:
+            reasons = [f"{start.month}月{start.day}日起{p.burst_days}天内{evidence.events}件，"
+                       f"前{months}个月最集中的{p.burst_days}天平均{mean:.1f}件"]
+        else:
+            reasons = [f"本月{evidence.events}件，前{months}个月月均{mean:.1f}件"]
+        if months and abs(evidence.season - 1.0) >= 0.3:
+            name = evidence.season_of or self.domains.get(domain, {}).get("name_zh", domain)
+            reasons.append(f"全县其他乡镇{name}事件本月为前{months}个月的{evidence.season:.1f}倍，已按此折算预期")
+        if not burst and evidence.burst >= 3 and evidence.strengths(p)["burst"] >= 1.0 and start:
+            reasons.append(f"{start.month}月{start.day}日起{p.burst_days}天内集中发生{evidence.burst}起")
+        if signals:
+            reasons.append("含预警信号：" + "、".join(
+                f"{self.signal_names.get(code, code)}{count}件" for code, count in signals.most_common()))
+        if evidence.corroborated:
+            reasons.append(f"{evidence.corroborated}起经多个渠道同时反映")
+        if evidence.repeat_callers:
+            reasons.append(f"{evidence.repeat_callers}名来电人重复反映")
+        return reasons
 
     def _subject(self, named: str | None, cluster, cluster_subjects) -> tuple[str | None, str | None]:
         """The subject the topic was formed on, else the village most of its events come from."""
@@ -797,15 +1047,17 @@ class TopicBuilder:
         else:
             ending = endings["few"]
         domain_name = self.domains.get(domain, {}).get("name_zh", domain)
-        what = phrase or (domain_name if subject else self.lexicon["other_phrase"].format(domain=domain_name))
+        what = phrase or domain_name
         return f"{township_name}·{subject or ''}{what}{ending}"
 
-    def _excerpts(self, cluster, vectorizer) -> list[dict]:
-        """The events nearest the cluster's centre, preferring different sources and texts."""
+    def _excerpts(self, cluster) -> list[dict]:
+        """The events nearest the cluster's centre (TF-IDF within the cluster), preferring different
+        sources and texts."""
         limit = self.params.excerpt_chars
         order = list(range(len(cluster)))
-        if vectorizer is not None and len(cluster) > 1:
-            m = normalize(vectorizer.transform([e["text"] for e in cluster]))
+        _, matrix = self._text_space([e["text"] for e in cluster]) if len(cluster) > 1 else (None, None)
+        if matrix is not None:
+            m = normalize(matrix)
             centre = np.asarray(m.mean(axis=0)).ravel()
             sims = m @ centre
             order = sorted(order, key=lambda i: (-float(sims[i]), cluster[i]["event_id"]))
@@ -853,6 +1105,7 @@ def _topic_id(township: str, domain: str, subject: str | None, keywords: Sequenc
 
 _LEVEL_WEIGHT = {"red": 1.0, "orange": 0.8, "yellow": 0.6, "blue": 0.4, "none": 0.0}
 _NOUN_TAGS = frozenset({"n", "nz", "vn", "nt", "nw", "an"})
+_LN10 = math.log(10.0)
 
 
 def _excess(score_row: Mapping | None) -> float:
@@ -862,49 +1115,103 @@ def _excess(score_row: Mapping | None) -> float:
     return max(0.0, float(score_row.get("observed") or 0) - float(score_row.get("expected") or 0))
 
 
-def anomaly(current: int, previous: Sequence[int]) -> float:
-    """0–1: how far this month's count stands above the topic's own previous months.
-
-    The spread allows for month-to-month noise larger than Poisson (a quarter of the mean) and for
-    small counts (+4), so a big series up by a fifth or a kind of event going from 0 to 3 scores low
-    and a subject going from nothing to a dozen events high; the growth factor keeps a small rise
-    of a large series from counting as a surge."""
-    mean = sum(previous) / len(previous) if previous else 0.0
-    spread = math.sqrt(mean + (0.25 * mean) ** 2 + 4.0)
-    surprise = max(0.0, current - mean) / spread
-    growth = min(1.0, math.log2((current + 1.0) / (mean + 1.0)) / 2.0)
-    return max(0.0, (1.0 - math.exp(-surprise / 2.5)) * growth)
-
-
-def priority(topic: Topic, region_excess: float = 0.0) -> float:
-    """0–100 rank of a topic for the task force. Anomaly first:
-
-    - its own anomaly against its previous months (0.6 of the base),
-    - the region × domain's level, credited by the share of the region's excess the topic makes (0.4):
-      a red township lends its colour to the matter that turned it red, not to its everyday events;
-
-    then, scaled by the square root of that base so that they lift anomalies and never make one,
-    escalation signals, incidents corroborated by several feeds, a named subject rather than a
-    scattered kind of grievance, and repeat callers."""
-    previous = [m["events"] for m in topic.monthly_events[:-1]]
-    mean = sum(previous) / len(previous) if previous else 0.0
-    excess = max(0.0, topic.events - mean)
-    share = min(1.0, excess / max(region_excess, excess, 1.0))
-    base = 0.6 * anomaly(topic.events, previous) + 0.4 * _LEVEL_WEIGHT.get(topic.level, 0.0) * share
-    signal_events = sum(1 for e in topic.evidence if e["signals"])
-    signal = min(1.0, signal_events / max(2.0, 0.3 * topic.events))
-    feeds_of: dict[str, set] = defaultdict(set)
-    for e in topic.evidence:
-        feeds_of[e["incident_id"] or e["event_id"]].add(e["source"])
-    corroborated = sum(1 for feeds in feeds_of.values() if len(feeds) > 1)
-    corroboration = min(1.0, corroborated / max(2.0, 0.2 * len(feeds_of)))
-    if topic.subject:  # named by its events, or only where they come from
-        named = 1.0 if any(topic.subject in e["text"] for e in topic.evidence) else 0.5
+def surprise(count: float, expected: float, overdispersion: float = 0.0) -> float:
+    """-log10 P(X ≥ count) when X is negative binomial with this mean and a spread of
+    ``overdispersion`` × mean beyond Poisson (Poisson at 0): 2 means a 1-in-100 month."""
+    if count <= 0:
+        return 0.0
+    expected = max(expected, 1e-6)
+    if overdispersion > 0:
+        size = 1.0 / overdispersion**2
+        log_p = nbinom.logsf(count - 1, size, size / (size + expected))
     else:
-        named = 0.3 if topic.phrase else 0.0
-    repeat = min(1.0, topic.repeat_callers / 3.0)
-    extras = (0.35 * signal + 0.25 * corroboration + 0.25 * named + 0.15 * repeat)
-    return 100.0 * (0.6 * base + 0.4 * extras * math.sqrt(base))
+        log_p = poisson.logsf(count - 1, expected)
+    return max(0.0, -float(log_p) / _LN10)
+
+
+def busiest_window(times: Sequence[datetime], days: int) -> tuple[int, datetime | None]:
+    """Most events within ``days`` consecutive days, and when that window starts."""
+    times = sorted(times)
+    best, start, j = 0, None, 0
+    span = days * 86400.0
+    for i, t in enumerate(times):
+        while (t - times[j]).total_seconds() >= span:
+            j += 1
+        if i - j + 1 > best:
+            best, start = i - j + 1, times[j]
+    return best, start
+
+
+def incident_times(events: Sequence[Mapping]) -> dict[str, datetime]:
+    """First report of each incident (an event without one is its own incident)."""
+    first: dict[str, datetime] = {}
+    for e in events:
+        if e["reported_at"]:
+            incident = e["incident_id"] or e["event_id"]
+            t = datetime.fromisoformat(e["reported_at"])
+            first[incident] = min(t, first.get(incident, t))
+    return first
+
+
+def busiest_events(events: Sequence[Mapping], days: int) -> list[int]:
+    """Indices of the events whose incidents were first reported in the busiest ``days`` days."""
+    first = incident_times(events)
+    count, start = busiest_window(list(first.values()), days)
+    if not count:
+        return []
+    end = start.timestamp() + days * 86400.0
+    inside = {k for k, t in first.items() if start.timestamp() <= t.timestamp() < end}
+    return [i for i, e in enumerate(events) if (e["incident_id"] or e["event_id"]) in inside]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What a topic's own events say this month against its previous months. Each kind of evidence is
+    a surprise (-log10 p) under the topic's own past, so a cluster of 14 fraud calls against 0–2 a
+    month counts whatever its township × domain total does."""
+
+    events: int
+    history_mean: float  # a month's events in the history months the warehouse covers
+    history_months: int
+    expected: float  # that mean (at least ``prior_events``) times the county-wide seasonal factor
+    season: float
+    season_of: str | None  # the grievance phrase the seasonal factor measured, None for the whole domain
+    burst: int  # most incidents within ``burst_days``
+    burst_start: datetime | None
+    burst_expected: float  # mean of the same in the previous months
+    signal_events: int
+    signal_expected: float
+    corroborated: int  # incidents seen by more than one feed
+    corroborated_expected: float
+    repeat_callers: int
+    level: str
+    region_share: float  # share of the township × domain's excess this topic makes
+
+    def strengths(self, params: TopicParams = TopicParams()) -> dict[str, float]:
+        cap = params.evidence_cap
+        return {
+            "count": min(cap, surprise(self.events, self.expected, params.overdispersion)),
+            # the busiest days of a month against those of the previous months: maxima vary less
+            # than counts, hence Poisson
+            "burst": min(cap, surprise(self.burst, self.burst_expected)),
+            "signals": min(cap, surprise(self.signal_events, self.signal_expected)),
+            "corroboration": min(cap, surprise(self.corroborated, self.corroborated_expected)),
+            "level": 2.0 * _LEVEL_WEIGHT.get(self.level, 0.0) * self.region_share,
+            "repeat_callers": 0.5 * min(1.0, self.repeat_callers / 3.0),
+        }
+
+    def total(self, params: TopicParams = TopicParams()) -> float:
+        """Sum of the independent kinds of evidence; a month's surge and a burst within it are one."""
+        s = self.strengths(params)
+        return max(s["count"], s["burst"]) + s["signals"] + s["corroboration"] + s["level"] + s["repeat_callers"]
+
+
+def priority(evidence: Evidence, params: TopicParams = TopicParams()) -> float:
+    """0–100 rank of a topic for the task force: its total evidence E as 100·E/(E + priority_half).
+
+    With the defaults, 40 (研判选题) needs about a 1-in-10,000 surprise in all, 25 (观察清单) 1 in 100."""
+    total = evidence.total(params)
+    return 100.0 * total / (total + params.priority_half)
 
 
 # --------------------------------------------------------------------------------------------
@@ -969,12 +1276,29 @@ def previous_topic_hits(event: Mapping, previous: Sequence[Mapping]) -> list[str
     return hits
 
 
+def list_topics(topics: Sequence[Topic], params: TopicParams = TopicParams()) -> list[Topic]:
+    """The month's list by priority: up to ``max_study`` topics at ``study_priority`` or above for the
+    task force to study (研判选题), then up to ``max_watch`` more at ``watch_priority`` or above to
+    watch (观察清单), and last month's topics still seen (``followed``). The rest stay out of the report."""
+    ranked = sorted((t for t in topics if t.priority >= params.watch_priority or t.followed),
+                    key=lambda t: (-t.priority, -t.events, t.title, t.topic_id))
+    cut = min(params.max_study, sum(1 for t in ranked if t.priority >= params.study_priority))
+    study = ranked[:cut]
+    watch = [t for i, t in enumerate(ranked[cut:]) if i < params.max_watch or t.followed]
+    for t in study:
+        t.list_name = "study"
+    for t in watch:
+        t.list_name = "watch"
+    return study + watch
+
+
 def finalise(month: str, topics: Sequence[Topic], previous: Any = None,
-             previous_hits: Mapping[str, int] | None = None) -> TopicList:
-    """Rank the topics and set their status against last month's list; last month's topics that are
-    gone are closed as `resolved` (no event this month speaks of them) or `quiet` (a few still do)."""
+             previous_hits: Mapping[str, int] | None = None, params: TopicParams = TopicParams()) -> TopicList:
+    """Rank and list the topics (``list_topics``) and set their status against last month's list; last
+    month's topics that are gone are closed as `resolved` (no event this month speaks of them) or
+    `quiet` (a few still do)."""
     previous = previous_topic_list(previous)
-    ranked = sorted(topics, key=lambda t: (-t.priority, -t.events, t.title, t.topic_id))
+    ranked = list_topics(topics, params)
     pairs = sorted(
         ((similarity(t, p), i, j) for i, t in enumerate(ranked) for j, p in enumerate(previous)),
         key=lambda x: (-x[0], x[1], x[2]),
@@ -1045,21 +1369,25 @@ def build_topics(events: Any, scores: Any, history: Any = None, previous_topics:
         month = Counter(e["month"] for e in month_events).most_common(1)[0][0]
     month_events = [e for e in month_events if e["month"] == month]
     builder = builder or TopicBuilder(gazetteer, taxonomy, params)
-    groups = select_groups(scores, month, builder.params)
+    first = shift_month(month, -builder.params.history_months)
+    past = [e for e in past if first <= e["month"] < month]
+    regions = region_scores(scores, month)
+    counts = domain_counts(builder.grievances, month_events + past)
     by_key: dict[tuple, list] = defaultdict(list)
     past_by_key: dict[tuple, list] = defaultdict(list)
     for e in month_events:
-        if (e["township_code"], e["domain"]) in groups:
-            by_key[(e["township_code"], e["domain"])].append(e)
+        if key := group_key(e):
+            by_key[key].append(e)
     for e in past:
-        if (e["township_code"], e["domain"]) in groups:
-            past_by_key[(e["township_code"], e["domain"])].append(e)
-    topics = []
-    for key in sorted(groups):
-        topics.extend(builder.group_topics(key, by_key.get(key, []), past_by_key.get(key, []), groups[key], month))
+        if key := group_key(e):
+            past_by_key[key].append(e)
     previous = previous_topic_list(previous_topics)
+    topics = []
+    for key in sorted(by_key):
+        topics.extend(builder.group_topics(key, by_key[key], past_by_key.get(key, []), regions.get(key), month, counts,
+                                           previous))
     hits: Counter = Counter()
     for e in month_events:
         hits.update(previous_topic_hits(e, previous))
-    return finalise(month, topics, previous, hits)
+    return finalise(month, topics, previous, hits, builder.params)
 

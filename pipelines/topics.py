@@ -1,5 +1,7 @@
 """Monthly topics as Beam transforms: the same steps as ``models.topics.build_topics``, with the
-per-group clustering (the costly part) spread over workers.
+per-group work (clustering and each candidate topic's evidence, the costly part) spread over
+workers; every township × domain with events is looked at, the county-wide counts per township ×
+domain × grievance × month (for the seasonal factors) come in as a side input.
 
     {'events': month events, 'history': earlier events, 'scores': score rows}
         | BuildTopics(month, previous_topics, gazetteer_rows)
@@ -15,38 +17,50 @@ from apache_beam.metrics import Metrics
 from models import topics as model
 
 
-class _KeyBySelectedGroup(beam.DoFn):
-    """(township_code, domain) → event record, for events of the selected groups only."""
+class _KeyByGroup(beam.DoFn):
+    """(township_code, domain) → event record, for events of the given months that a topic can hold."""
 
     def __init__(self, months: Sequence[str]):
         self._months = set(months)
-        self._kept = Metrics.counter("topics", "events_in_selected_groups")
+        self._kept = Metrics.counter("topics", "events_in_groups")
 
-    def process(self, event: Mapping, groups: Mapping):
+    def process(self, event: Mapping):
         record = model.event_record(event)
-        key = (record["township_code"], record["domain"])
-        if key in groups and record["month"] in self._months:
+        key = model.group_key(record)
+        if key and record["month"] in self._months:
             self._kept.inc()
             yield key, record
+
+
+class _CountKey(beam.DoFn):
+    """``models.topics.count_key`` of a keyed event: what the seasonal factors count."""
+
+    def setup(self):
+        self._grievances = model.GrievanceVocabulary(model.load_lexicon())
+
+    def process(self, keyed: tuple):
+        yield model.count_key(self._grievances, keyed[1])
 
 
 class _ClusterGroup(beam.DoFn):
     """Topics of one township × domain. The tokenizer and lexicons load once per worker."""
 
-    def __init__(self, month: str, gazetteer_rows: Sequence[Mapping], params: model.TopicParams):
+    def __init__(self, month: str, gazetteer_rows: Sequence[Mapping], params: model.TopicParams,
+                 previous: Sequence[Mapping]):
         self._month = month
         self._gazetteer_rows = list(gazetteer_rows)
         self._params = params
+        self._previous = list(previous)
         self._topics = Metrics.counter("topics", "topics")
         self._builder = None
 
     def setup(self):
         self._builder = model.TopicBuilder(self._gazetteer_rows, params=self._params)
 
-    def process(self, element, groups: Mapping):
+    def process(self, element, regions: Mapping, counts: Mapping):
         key, grouped = element
-        found = self._builder.group_topics(key, list(grouped["events"]), list(grouped["history"]), groups[key],
-                                           self._month)
+        found = self._builder.group_topics(key, list(grouped["events"]), list(grouped["history"]), regions.get(key),
+                                           self._month, counts, self._previous)
         self._topics.inc(len(found))
         yield from found
 
@@ -64,8 +78,9 @@ class _PreviousTopicHits(beam.DoFn):
             yield from model.previous_topic_hits(record, self._previous)
 
 
-def _finalise(topics: list, hits: Mapping[str, int], month: str, previous: Sequence[Mapping]) -> model.TopicList:
-    return model.finalise(month, topics, previous, hits)
+def _finalise(topics: list, hits: Mapping[str, int], month: str, previous: Sequence[Mapping],
+              params: model.TopicParams) -> model.TopicList:
+    return model.finalise(month, topics, previous, hits, params)
 
 
 class BuildTopics(beam.PTransform):
@@ -86,20 +101,24 @@ class BuildTopics(beam.PTransform):
     def expand(self, inputs: Mapping[str, beam.PCollection]):
         month, params = self._month, self._params
         history_months = [model.shift_month(month, -k) for k in range(1, params.history_months + 1)]
-        groups = (
+        regions = (
             inputs["scores"]
             | "AllScores" >> beam.combiners.ToList()
-            | "SelectGroups" >> beam.Map(model.select_groups, month, params)
+            | "RegionScores" >> beam.Map(model.region_scores, month)
         )
-        groups_side = beam.pvalue.AsSingleton(groups)
-        keyed_month = inputs["events"] | "KeyMonth" >> beam.ParDo(_KeyBySelectedGroup([month]), groups_side)
-        keyed_history = inputs["history"] | "KeyHistory" >> beam.ParDo(
-            _KeyBySelectedGroup(history_months), groups_side
+        keyed_month = inputs["events"] | "KeyMonth" >> beam.ParDo(_KeyByGroup([month]))
+        keyed_history = inputs["history"] | "KeyHistory" >> beam.ParDo(_KeyByGroup(history_months))
+        counts = (
+            (keyed_month, keyed_history)
+            | "AllKeyed" >> beam.Flatten()
+            | "CountKey" >> beam.ParDo(_CountKey())
+            | "CountGroupMonths" >> beam.combiners.Count.PerElement()
         )
         found = (
             {"events": keyed_month, "history": keyed_history}
             | "JoinHistory" >> beam.CoGroupByKey()
-            | "ClusterGroups" >> beam.ParDo(_ClusterGroup(month, self._gazetteer_rows, params), groups_side)
+            | "ClusterGroups" >> beam.ParDo(_ClusterGroup(month, self._gazetteer_rows, params, self._previous),
+                                            beam.pvalue.AsSingleton(regions), beam.pvalue.AsDict(counts))
         )
         hits = (
             inputs["events"]
@@ -109,5 +128,5 @@ class BuildTopics(beam.PTransform):
         return (
             found
             | "AllTopics" >> beam.combiners.ToList()
-            | "RankAndStatus" >> beam.Map(_finalise, beam.pvalue.AsDict(hits), month, self._previous)
+            | "RankAndStatus" >> beam.Map(_finalise, beam.pvalue.AsDict(hits), month, self._previous, params)
         )

@@ -19,6 +19,7 @@ STATUS_NAMES = {
     "resolved": "已化解",
     "quiet": "趋于平稳",
 }
+LIST_NAMES = {"study": "研判选题", "watch": "观察清单"}
 TREND_NAMES = {"new": "新出现", "rising": "上升", "flat": "平稳", "falling": "下降"}
 SUBJECT_KINDS = {
     "residential": "小区楼盘",

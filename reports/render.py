@@ -73,11 +73,24 @@ def render_html(month: str, topic_list: TopicList, scores: Any, alerts: Any, qua
                           "observed": None if cell is None else cell.get("observed"),
                           "title": f"{domain_names.get(code, code)}：{level_name(level)}"})
         table_rows.append({"code": township, "name": region_names.get(township, township), "cells": cells})
-    cards = []
+    cards, watch = [], []
+    first_card_of: dict[tuple[str, str], int] = {}  # a township × domain's score reasons go on its first card
     for t in topic_list.topics:
+        if t.list_name == "watch":
+            watch.append({
+                "t": t,
+                "status_name": STATUS_NAMES.get(t.status, t.status),
+                "history": " / ".join(str(m["events"]) for m in t.monthly_events[:-1]),
+                "level_name": level_name(t.level),
+            })
+            continue
         months = [m["month"] for m in t.monthly_events]
+        group = (t.township_code, t.domain)
+        seen_at = first_card_of.setdefault(group, t.rank)
         cards.append({
             "t": t,
+            "region_reasons": t.region_reasons if seen_at == t.rank else [],
+            "region_seen_at": None if seen_at == t.rank else seen_at,
             "status_name": STATUS_NAMES.get(t.status, t.status),
             "trend_name": TREND_NAMES.get(t.trend, t.trend),
             "level_name": level_name(t.level),
@@ -124,6 +137,7 @@ def render_html(month: str, topic_list: TopicList, scores: Any, alerts: Any, qua
         generated_at=generated_at.strftime("%Y-%m-%d %H:%M"),
         headline=headline,
         cards=cards,
+        watch=watch,
         closed=closed,
         trend_panels=trend_panels,
         domain_headers=[domain_names.get(c, c) for c in domains],

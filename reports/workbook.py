@@ -9,13 +9,14 @@ import xlsxwriter
 
 import schemas
 from models.topics import TopicList, score_month, score_rows
-from reports.labels import LEVEL_COLOURS, STATUS_NAMES, TREND_NAMES, level_name
+from reports.labels import LEVEL_COLOURS, LIST_NAMES, STATUS_NAMES, TREND_NAMES, level_name
 
 # (header, width) per column; widths in Excel character units (a CJK character counts ~2)
 TOPIC_COLUMNS = [("排名", 6), ("选题标题", 44), ("状态", 9), ("风险领域", 12), ("乡镇（街道）", 12),
                  ("区划代码", 14), ("预警等级", 9), ("风险评分", 9), ("本月事件数", 10), ("前三月事件数", 16),
                  ("趋势", 8), ("关联事件（去重）", 10), ("重复来电人", 10), ("来源渠道", 30), ("预警信号", 24),
-                 ("研判理由", 60), ("建议牵头部门", 16), ("典型诉求摘录", 80), ("选题编号", 14)]
+                 ("研判理由", 60), ("建议牵头部门", 16), ("典型诉求摘录", 80), ("选题编号", 14), ("清单", 10),
+                 ("优先度", 8), ("乡镇领域评分理由", 50)]
 EVIDENCE_COLUMNS = [("排名", 6), ("选题标题", 40), ("事件编号", 26), ("来源", 24), ("上报时间", 20),
                     ("村（社区）", 14), ("事件内容（已脱敏）", 80), ("预警信号", 18), ("关联事件编号", 24)]
 SCORE_COLUMNS = [("月份", 9), ("乡镇（街道）", 12), ("区划代码", 14), ("村（社区）", 12), ("风险领域", 12),
@@ -59,7 +60,8 @@ def write_workbook(path: str | Path, topic_list: TopicList, scores: Any, quality
         values = [t.rank, t.title, STATUS_NAMES.get(t.status, t.status), t.domain_name, t.township_name,
                   t.township_code, level_name(t.level), round(t.score, 1), t.events, history,
                   TREND_NAMES.get(t.trend, t.trend), t.incidents, t.repeat_callers, _join(t.sources, feed_names),
-                  _join(t.signals, signal_names), "\n".join(t.reasons), t.lead_department, excerpts, t.topic_id]
+                  _join(t.signals, signal_names), "\n".join(t.reasons), t.lead_department, excerpts, t.topic_id,
+                  LIST_NAMES.get(t.list_name, t.list_name), round(t.priority, 1), "\n".join(t.region_reasons)]
         for c, v in enumerate(values):
             sheet.write(r, c, v, level_formats.get(t.level) if c == 6 else wrap)
     # last month's topics that no longer appear close the loop under the list

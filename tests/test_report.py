@@ -1,6 +1,7 @@
 """The monthly report: files, atomic re-runs, workbook, topics.json, and the page in real Chromium."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -74,6 +75,25 @@ def test_report_files_and_page_content(report, topic_list):
     assert (headline["alerts"], headline["red"], headline["orange"]) == (2, 1, 1)
     assert headline["completeness"] == 0.75
     assert html.count("<svg") == 10 + len(topic_list.topics)  # ten domain panels, one chart per card
+    # the township × domain's score reasons once, on its first card; its other cards point there
+    assert html.count("城关镇住房建设（橙色预警）：本月20件，为预期的3.3倍") == 1
+    assert topic_list.topics[2].township_code == CHENGGUAN and "城关镇住房建设的区域情况见第1项。" in html
+    assert 'id="watch-list"' not in html  # every topic of this month is one to study
+
+
+def test_watch_list_is_a_compact_table_after_the_cards(tmp_path):
+    topics = model.build_topics(month_events(), month_scores(), history_events(), gazetteer=str(GAZETTEER),
+                                month=MONTH, params=model.TopicParams(max_study=1))
+    paths = write_report(tmp_path, MONTH, topics, month_scores(), [], [], gazetteer=str(GAZETTEER))
+    html = paths["report.html"].read_text(encoding="utf-8")
+    assert html.count('class="card topic-card"') == 1
+    assert "观察清单（2项）" in html and html.count('class="watch-item"') == 2
+    assert html.index("城关镇·幸福里小区逾期交房集中投诉") < html.index('id="watch-list"') < html.index(
+        "青石镇·宏达建筑工程有限公司拖欠工资集中投诉")
+    sheet = openpyxl.load_workbook(paths["topics.xlsx"])["研判选题清单"]
+    assert [sheet.cell(r, 20).value for r in (2, 3, 4)] == ["研判选题", "观察清单", "观察清单"]
+    doc = json.loads(paths["topics.json"].read_text(encoding="utf-8"))
+    assert [t["list"] for t in doc["topics"]] == ["study", "watch", "watch"]
 
 
 def test_domain_trend_and_level_table():
@@ -104,6 +124,8 @@ def test_topics_json_round_trip_sets_next_months_status(report, topic_list):
     nxt = model.build_topics(july, scores, month_events(), read_topics_json(paths["topics.json"]),
                              gazetteer=str(GAZETTEER), month="2025-07")
     assert nxt.topics[0].topic_id == first["topic_id"] and nxt.topics[0].status == "easing"
+    # 6 events after 12 is no surprise, but last month's topic is still seen: it stays on the watch list
+    assert nxt.topics[0].list_name == "watch" and nxt.topics[0].reasons[-1] == "上月列入清单，本月仍有6件，继续观察"
     assert {c["title"]: c["status"] for c in nxt.closed}["青石镇·宏达建筑工程有限公司拖欠工资集中投诉"] == "resolved"
 
 
@@ -154,14 +176,19 @@ def test_rerun_replaces_the_month_whole(report, topic_list, monkeypatch):
     assert sorted(p.name for p in (out / "reports").iterdir()) == [MONTH]
 
 
-def test_page_in_headless_chromium(report, topic_list, tmp_path):
-    _, paths = report
+def test_page_in_headless_chromium(topic_list, tmp_path):
+    # two cards and a watch list
+    listed = model.TopicList(MONTH, [*topic_list.topics[:-1], dataclasses.replace(topic_list.topics[-1],
+                                                                                   list_name="watch")], [])
+    paths = write_report(tmp_path / "out", MONTH, listed, year_of_scores(), ALERTS, QUALITY,
+                         gazetteer=str(GAZETTEER), events=month_events())
     url = paths["report.html"].resolve().as_uri()
     with Chromium(width=1200, height=900) as browser:
         page = browser.open(url)
         assert page.console_errors() == []
         assert page.requested_urls() == [url]  # nothing fetched besides the page itself
-        assert page.evaluate("document.querySelectorAll('article.topic-card').length") == len(topic_list.topics)
+        assert page.evaluate("document.querySelectorAll('article.topic-card').length") == len(topic_list.topics) - 1
+        assert page.evaluate("document.querySelectorAll('#watch-list + p + table tr.watch-item').length") == 1
         assert page.evaluate("document.querySelector('#topic-1 h3').textContent") == topic_list.topics[0].title
         # the CJK title is laid out with a real font: about one em per character, on one line
         width = page.evaluate("document.querySelector('#topic-1 h3').getBoundingClientRect().width")

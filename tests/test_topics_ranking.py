@@ -1,0 +1,135 @@
+"""Ranking topics by their own evidence: every township × domain is looked at, so a small concentrated
+matter in a quiet group outranks the routine business of a busy one; a wave of mixed cases in a few
+days is a topic; a county-wide seasonal rise is not. Hand-written, field-style texts."""
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models import topics as model
+from tests.topic_fixtures import CHENGGUAN, GAZETTEER, MONTH, QINGSHI, TZ, score_row
+
+HISTORY = ("2025-03", "2025-04", "2025-05")
+
+QUARRELS = ["和老公吵架，他喝了酒砸东西", "丈夫经常打人，这次把脸打肿了", "夫妻两个因为孩子上学的事吵得很厉害",
+            "儿媳和婆婆吵起来了，双方不让", "妻子要离婚，男方不同意，在家里闹", "报警人称老婆回娘家不回来，双方家人吵架"]
+# everyday fraud reports of every kind, a few a month
+FRAUD_BACKGROUND = ["网上刷单被骗了两千多，对方把我拉黑了", "接到电话说快递丢了要理赔，转了一千二",
+                    "有人加微信冒充我们单位领导让转账", "在一个投资平台充了钱，现在提不了现",
+                    "网上贷款说要先交解冻费，交完贷款也没下来", "游戏账号交易被骗了八百块"]
+# one scheme, told in as many ways as callers tell it
+IMPERSONATION = ["接到自称公安局的电话，说我涉嫌洗钱，让把钱转到安全账户", "对方说是检察院的，说我名下银行卡涉案，要我配合调查转账",
+                 "有人冒充警察打视频电话，出示了通缉令，我转了三万多", "称我的身份证被人冒用涉嫌洗钱，要求把存款转到所谓的安全账户",
+                 "老人接到冒充公安的电话，差点把养老钱转出去，被银行拦下", "自称法院工作人员，说我有案子要冻结账户，让我先转钱核查",
+                 "冒充公检法的骗子让我下载会议软件开屏幕共享", "说是公安局民警，说我涉嫌洗钱案，让我转钱到安全账户配合调查",
+                 "报警称被冒充公安的人骗了五万元", "一个自称刑警的人打电话说我卷入洗钱案，要我保密并转账",
+                 "母亲接到自称检察官的电话，说她涉嫌洗钱，已经转了两万", "对方冒充公安说我的快递里有违禁品，要交保证金到安全账户"]
+
+
+def _events(township, domain, month, texts, source="police_110", signals=(), first_day=1, every=1, tag=""):
+    year, mon = (int(p) for p in month.split("-"))
+    return [{"event_id": f"{source}:{tag}{domain}-{month}-{i}", "source": source, "township_code": township,
+             "village_code": None, "domain": domain, "text": text, "signals": list(signals), "caller_key": None,
+             "incident_id": None,
+             "reported_at": dt.datetime(year, mon, first_day + (i * every) % 28, 9 + i % 10, 15, tzinfo=TZ)}
+            for i, text in enumerate(texts)]
+
+
+def test_a_concentrated_matter_in_a_quiet_group_outranks_a_busy_groups_routine():
+    """Fourteen impersonation-scam calls in Qingshi against 0–2 a month, in a fraud total that barely
+    moves (level none), come first; Chengguan's quarrels, yellow but at their usual count, are not listed."""
+    history, month = [], []
+    for k, m in enumerate(HISTORY):
+        history += _events(QINGSHI, "financial_fraud", m, FRAUD_BACKGROUND * 4, every=1, tag="bg")
+        history += _events(QINGSHI, "financial_fraud", m, IMPERSONATION[:k % 3], first_day=5, tag="imp")
+        history += _events(CHENGGUAN, "civil_dispute", m, QUARRELS * 5)
+    month += _events(QINGSHI, "financial_fraud", MONTH, FRAUD_BACKGROUND * 3, tag="bg")
+    month += _events(QINGSHI, "financial_fraud", MONTH, IMPERSONATION + IMPERSONATION[:2], first_day=8, tag="imp")
+    month += _events(CHENGGUAN, "civil_dispute", MONTH, QUARRELS * 6)
+    scores = [score_row(QINGSHI, "financial_fraud", MONTH, 32, 25, 20, "none"),
+              score_row(CHENGGUAN, "civil_dispute", MONTH, 36, 30, 60, "yellow", ["本月36件，为预期的1.2倍"])]
+    result = model.build_topics(month, scores, history, gazetteer=str(GAZETTEER), month=MONTH)
+    top = result.topics[0]
+    assert top.title == "青石镇·冒充公检法诈骗警情多发"
+    assert (top.level, top.list_name, top.events) == ("none", "study", 14)
+    assert [m["events"] for m in top.monthly_events] == [0, 1, 2, 14]
+    assert top.strength["count"] > 4
+    assert all(t.domain != "civil_dispute" for t in result.topics)
+
+
+def test_a_wave_of_mixed_cases_in_a_few_days_is_a_topic():
+    """Twelve fraud reports of every kind within two days, in a group that sees six or so in its
+    busiest days, make one topic of those days even though no one kind of fraud rises."""
+    history = [e for m in HISTORY for e in _events(QINGSHI, "financial_fraud", m, FRAUD_BACKGROUND * 5, tag=m)]
+    month = _events(QINGSHI, "financial_fraud", MONTH, FRAUD_BACKGROUND * 4, tag="bg")
+    wave = _events(QINGSHI, "financial_fraud", MONTH, FRAUD_BACKGROUND * 2, tag="wave")
+    for i, e in enumerate(wave):
+        e["reported_at"] = dt.datetime(2025, 6, 18, 8, 0, tzinfo=TZ) + dt.timedelta(hours=3 * i)
+    scores = [score_row(QINGSHI, "financial_fraud", MONTH, 36, 30, 25, "none")]
+    result = model.build_topics(month + wave, scores, history, gazetteer=str(GAZETTEER), month=MONTH)
+    bursts = [t for t in result.topics if re.fullmatch(r"青石镇·6月1[78]日起金融风险事件集中发生", t.title)]
+    assert len(bursts) == 1
+    burst = bursts[0]
+    assert {e["event_id"] for e in wave} <= set(burst.evidence_event_ids)
+    assert burst.subject is None and burst.strength["count"] > 2
+    assert re.match(r"6月1[78]日起3天内", burst.reasons[0])
+    # the same month without the wave: nothing to list
+    assert model.build_topics(month, scores, history, gazetteer=str(GAZETTEER), month=MONTH).topics == []
+
+
+def test_a_county_wide_seasonal_rise_is_watched_not_studied():
+    """School-gate traffic complaints rise fourfold in both townships when term starts: the orange
+    levels put them on the watch list, not among the topics to study. The same rise in one township
+    alone is a topic to study."""
+    texts = ["第一小学门口上下学时段车辆乱停，接送孩子很危险", "放学时第一小学门口堵得走不动，希望安排交警疏导",
+             "第一小学上下学接送车辆占道，学生过马路危险"]
+    towns = [CHENGGUAN, QINGSHI]
+    history = [e for m in HISTORY for t in towns for e in _events(t, "campus_safety", m, texts[:2], tag=t)]
+    rising = {t: _events(t, "campus_safety", MONTH, texts * 3, tag=t) for t in towns}
+    scores = [score_row(t, "campus_safety", MONTH, 9, 2, 50, "orange") for t in towns]
+    county = model.build_topics(rising[CHENGGUAN] + rising[QINGSHI], scores, history, gazetteer=str(GAZETTEER),
+                                month=MONTH)
+    assert len(county.topics) == 2 and {t.list_name for t in county.topics} == {"watch"}
+    assert any(r.startswith("全县其他乡镇上下学交通事件本月为前3个月的") for r in county.topics[0].reasons)
+    usual = _events(QINGSHI, "campus_safety", MONTH, texts[:2], tag=QINGSHI)
+    alone = model.build_topics(rising[CHENGGUAN] + usual, scores, history, gazetteer=str(GAZETTEER), month=MONTH)
+    assert [(t.title, t.list_name) for t in alone.topics][:1] == [("城关镇·第一小学上下学交通警情多发", "study")]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=30 * 24), max_size=25), st.integers(min_value=1, max_value=5))
+def test_busiest_window_counts_the_most_events_within_the_days(hours, days):
+    start = dt.datetime(2025, 6, 1, tzinfo=TZ)
+    times = [start + dt.timedelta(hours=h) for h in hours]
+    count, first = model.busiest_window(times, days)
+    brute = max((sum(1 for u in times if t <= u < t + dt.timedelta(days=days)) for t in times), default=0)
+    assert count == brute
+    if times:
+        assert sum(1 for u in times if first <= u < first + dt.timedelta(days=days)) == count
+
+
+@pytest.mark.parametrize("count, expected, at_least", [(14, 1.0, 8), (3, 0.5, 1.5), (36, 30.0, 0.0)])
+def test_surprise_grows_with_the_count_against_its_expectation(count, expected, at_least):
+    value = model.surprise(count, expected, 0.3)
+    assert value >= at_least
+    assert model.surprise(count + 1, expected, 0.3) > value
+    assert model.surprise(count, expected * 2, 0.3) < value
+
+
+def test_no_two_topics_of_a_group_share_a_title():
+    """Complaints about a compound whose name the lexicon does not know ("碧桂一品") come from one
+    community; the grid reports that name the community and those that do not are one topic."""
+    grid = ["幸福里社区第1网格网格员上报：碧桂一品停工好几个月了，现场一个人都没有",
+            "幸福里社区第1网格网格员上报：碧桂一品停工半年，业主担心烂尾", "幸福里社区网格员上报：碧桂一品停工，业主聚集讨说法"]
+    calls = ["碧桂一品停工好几个月了，问问还能不能复工", "买的碧桂一品一直停工，开发商说资金链断了，会不会烂尾",
+             "碧桂一品停工快半年，售楼处也关门了", "反映碧桂一品停工，希望政府介入"]
+    month = (_events(CHENGGUAN, "housing_construction", MONTH, grid, source="grid")
+             + _events(CHENGGUAN, "housing_construction", MONTH, calls, source="hotline_12345"))
+    for e in month:
+        e["village_code"] = "341122100201"
+    result = model.build_topics(month, [], [], gazetteer=str(GAZETTEER), month=MONTH)
+    assert [(t.title, t.events) for t in result.topics] == [("城关镇·幸福里社区楼盘烂尾集中反映", 7)]
