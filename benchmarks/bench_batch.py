@@ -7,14 +7,23 @@ child's whole process tree (Beam and Dask start helpers), sampled every 0.2 s wi
     PYTHONPATH=. python benchmarks/bench_batch.py --sim SIM --month 2025-10             # county month
     PYTHONPATH=. python benchmarks/bench_batch.py --sim SIM --from 2024-11 --to 2025-10 --no-reference  # year
     PYTHONPATH=. python benchmarks/bench_batch.py --sim SIM --month 2025-10 -- --runner=...  # other runner
+    PYTHONPATH=. python benchmarks/bench_batch.py --sim SIM --month 2025-10 --with-history --no-reference
 
-Prints one ``key=value`` line per run and the ratio RiskWatch / reference.
+``--with-history``: the monthly cron case. The inbox is copied without the target month's files
+(those whose name holds ``YYYY-MM``); a first run over it (the previous month, i.e. the history
+backfilled in one run) builds the warehouse; then the month's files arrive and ``riskwatch batch
+--month`` runs incrementally. Both runs are measured. ``--check`` adds a ``--full`` run of the
+month over the whole inbox and prints whether events, tallies and the month's scores are equal.
+
+Prints one ``key=value`` line per run (``pipeline_s``: the Beam pipeline; ``report_s``: quality,
+topics and report after it) and the ratio RiskWatch / reference.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -69,8 +78,9 @@ def run_batch(sim: Path, out: Path, months: list[str], beam_args: list[str]) -> 
     if figures["exit"] == 0 and manifests:
         manifest = json.loads(manifests[-1].read_text(encoding="utf-8"))
         totals = manifest["totals"]
-        figures.update(rows_read=totals["rows_read"], accepted=totals["accepted"],
-                       pipeline_s=manifest.get("pipeline_seconds"))
+        figures.update(rows_read=totals["rows_read"], accepted=totals["accepted"], read=manifest.get("read"),
+                       pipeline_s=manifest.get("pipeline_seconds"),
+                       report_s=round(sum(m["seconds"] for m in manifest.get("months_done", [])), 2))
         figures["events_per_s"] = round(totals["accepted"] / figures["wall_s"])
     return figures
 
@@ -87,8 +97,54 @@ def run_reference(sim: Path, month: str, out: Path) -> dict:
     return figures
 
 
+def previous_month(month: str) -> str:
+    year, number = map(int, month.split("-"))
+    return f"{year - 1}-12" if number == 1 else f"{year}-{number - 1:02d}"
+
+
+def copy_inbox(source: Path, target: Path, keep) -> int:
+    """Copy the inbox files for which ``keep(path)`` holds, modification times included."""
+    copied = 0
+    for path in sorted(source.rglob("*")):
+        if path.is_file() and keep(path):
+            (target / path.relative_to(source)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target / path.relative_to(source))
+            copied += 1
+    return copied
+
+
+def run_with_history(sim: Path, month: str, out: Path, beam_args: list[str]) -> tuple[dict, dict]:
+    """The history backfilled in one run without ``month``'s files, then ``month`` incrementally."""
+    inbox = out / "sim"
+    copy_inbox(sim / "inbox", inbox / "inbox", lambda p: month not in p.name)
+    shutil.copy2(sim / "gazetteer.csv", inbox / "gazetteer.csv")
+    history = run_batch(inbox, out / "riskwatch", ["--month", previous_month(month)], beam_args)
+    copy_inbox(sim / "inbox", inbox / "inbox", lambda p: month in p.name)
+    monthly = run_batch(inbox, out / "riskwatch", ["--month", month], beam_args)
+    return history, monthly
+
+
+def same_warehouse(a: Path, b: Path, month: str) -> dict:
+    """Do two runs' warehouses hold the same events and tallies, and the same scores for ``month``
+    (as rows, not bytes)?"""
+    import pyarrow.parquet as pq
+
+    def rows(root: Path, folder: str) -> list:
+        found = [json.dumps(r, sort_keys=True, default=str, ensure_ascii=False)
+                 for path in sorted((root / "warehouse" / folder).rglob("*.parquet")) for r in pq.read_table(path).to_pylist()]
+        return sorted(found)
+
+    folders = {"events": "events", "tallies": "tallies", "scores": f"scores/month={month}"}
+    return {f"same_{name}": rows(a, folder) == rows(b, folder) for name, folder in folders.items()}
+
+
+def load_average() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
 def _print(name: str, figures: dict) -> None:
     shown = {k: v for k, v in figures.items() if k != "output"}
+    shown["load_average"] = load_average()
     print(name, " ".join(f"{k}={v}" for k, v in shown.items()), flush=True)
     if figures.get("exit"):
         print(figures["output"][-3000:], file=sys.stderr)
@@ -102,6 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--to", dest="last")
     parser.add_argument("--out", type=Path, default=None, help="output root (default: a temporary folder)")
     parser.add_argument("--no-reference", action="store_true", help="skip the pandas reference")
+    parser.add_argument("--with-history", action="store_true",
+                        help="build the warehouse without --month's files first, then run --month incrementally")
+    parser.add_argument("--check", action="store_true",
+                        help="with --with-history: also run --month over the whole inbox into another folder "
+                        "(--full) and compare events, tallies and scores")
     parser.add_argument("beam_args", nargs="*", help="after --: Beam options for riskwatch batch")
     args = parser.parse_args(argv)
     if bool(args.month) == bool(args.first and args.last):
@@ -109,8 +170,19 @@ def main(argv: list[str] | None = None) -> int:
     months = ["--month", args.month] if args.month else ["--from", args.first, "--to", args.last]
     with tempfile.TemporaryDirectory(prefix="riskwatch-bench-") as tmp:
         out = args.out or Path(tmp)
-        batch = run_batch(args.sim, out / "riskwatch", months, args.beam_args)
-        _print("riskwatch", batch)
+        if args.with_history:
+            if not args.month:
+                parser.error("--with-history needs --month")
+            history, batch = run_with_history(args.sim, args.month, out, args.beam_args)
+            _print("riskwatch_history_backfill", history)
+            _print("riskwatch_month_with_history", batch)
+            if args.check:
+                whole = run_batch(out / "sim", out / "riskwatch_whole", ["--month", args.month, "--full"], args.beam_args)
+                _print("riskwatch_whole_inbox", whole)
+                print(" ".join(f"{k}={v}" for k, v in same_warehouse(out / "riskwatch", out / "riskwatch_whole", args.month).items()))
+        else:
+            batch = run_batch(args.sim, out / "riskwatch", months, args.beam_args)
+            _print("riskwatch", batch)
         if args.month and not args.no_reference:
             reference = run_reference(args.sim, args.month, out)
             _print("reference", reference)

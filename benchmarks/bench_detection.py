@@ -53,9 +53,18 @@ def load_series(work: Path, extra_report_weight: float) -> dict:
     return series
 
 
-def statistics_for(series: dict, first: dt.date, start: dt.date, end: dt.date, refit_every: int) -> dict:
-    """Method name → DayStatistic, and seconds spent per method."""
+def scoring_config(without_festival: bool = False) -> dict:
+    """scoring.yaml, or without its festival periods (the expected counts before session 2b)."""
     cfg = schemas.load("scoring.yaml")
+    if without_festival:
+        cfg = {**cfg, "expected": {k: v for k, v in cfg["expected"].items() if k != "festival"}}
+    return cfg
+
+
+def statistics_for(series: dict, first: dt.date, start: dt.date, end: dt.date, refit_every: int,
+                   cfg: dict | None = None) -> dict:
+    """Method name → DayStatistic, and seconds spent per method."""
+    cfg = cfg or scoring_config()
     windows = tuple(cfg["anomaly"]["windows"])
     dates = [first + dt.timedelta(days=i) for i in range((end - first).days + 1)]
     keep = [i for i, d in enumerate(dates) if d >= start]
@@ -218,7 +227,8 @@ _WEIGHTS = ("per_incident", "cap", "per_caller", "points_at_full_share", "per_in
             "per_incident_three_feeds")
 
 
-def contribution_sweep(events: Path, truth: Path, variants: list[str], history_months: int, margin_days: int) -> None:
+def contribution_sweep(events: Path, truth: Path, variants: list[str], history_months: int, margin_days: int,
+                       base: dict | None = None) -> None:
     """The whole day score (statistic + contributions, ``risk_score.score_series``) per variant
     ``FACTOR:MARGIN_SD[:all]`` (contribution weights × FACTOR of scoring.yaml's; signals above the
     usual + MARGIN_SD Poisson sd, or ``:all`` counting every signal), on events linked in-process with
@@ -237,7 +247,7 @@ def contribution_sweep(events: Path, truth: Path, variants: list[str], history_m
     groups = township_months(events, truth_rows)
     tallies = township_tallies(groups, link_all(groups, {}))
     n_series = len({t for t, _ in groups}) * len(domain_codes(include_none=False))
-    base = risk_score.config()
+    base = base or risk_score.config()
     print(f"{n_series} series, {start} – {end}, {len(de.episodes_in_period(episodes, start, end))} episodes")
     for variant in variants:
         factor, margin, *rest = variant.split(":")
@@ -256,12 +266,15 @@ def contribution_sweep(events: Path, truth: Path, variants: list[str], history_m
         stat = de.DayStatistic("RiskWatch", scores, float(cfg["levels"]["yellow"]))
         at_yellow = de.evaluate_alarms(stat.alarms(stat.operating_threshold), episodes, n_series, start, end,
                                        margin_days).summary()
-        best = de.at_false_alarm_rate(de.curve(stat, [float(t) for t in range(30, 101, 2)], episodes, n_series,
-                                               start, end, margin_days), 1.0) or {}
+        curve = de.curve(stat, [float(t) for t in range(30, 101, 2)], episodes, n_series, start, end, margin_days)
+        best = de.at_false_alarm_rate(curve, 1.0) or {}
         print(f"{variant:<12} yellow: {at_yellow['detected']}/{at_yellow['episodes']} delay "
               f"{at_yellow['median_delay_days']} FA {at_yellow['false_alarms_per_series_year']} | ≤1FA/yr: "
               f"threshold {best.get('threshold')} {best.get('detected')}/{best.get('episodes')} delay "
               f"{best.get('median_delay_days')} FA {best.get('false_alarms_per_series_year')}", flush=True)
+        # the yellow thresholds a county might choose instead of 50: detected / median delay / FA
+        print("    " + "  ".join(f"{r['threshold']:g}: {r['detected']} {r['median_delay_days']} d {r['false_alarms_per_series_year']}"
+                                 for r in curve if 36 <= r["threshold"] <= 50), flush=True)
 
 
 def main() -> None:
@@ -282,9 +295,12 @@ def main() -> None:
                         help="instead: whole day scores per contribution variant on these events (true domains)")
     parser.add_argument("--variants", default="1:1",
                         help="comma-separated FACTOR:MARGIN_SD[:all] for --contribution-events, e.g. '0.667:0:all,1:1'")
+    parser.add_argument("--without-festival", action="store_true",
+                        help="expected counts without scoring.yaml's festival periods (for the before/after)")
     args = parser.parse_args()
+    cfg = scoring_config(args.without_festival)
     if args.contribution_events:
-        contribution_sweep(args.contribution_events, args.truth, args.variants.split(","), 2, args.margin_days)
+        contribution_sweep(args.contribution_events, args.truth, args.variants.split(","), 2, args.margin_days, cfg)
         return
     if args.detection_events:
         detection_sweep(args.detection_events, args.truth, json.loads(args.linking_settings),
@@ -300,7 +316,7 @@ def main() -> None:
     n_series = evaluation["series"]
     episodes = de.load_episodes(args.truth / "truth" / "episodes.json")
     series = load_series(args.work, args.extra_report_weight)
-    stats, seconds = statistics_for(series, first, start, end, args.refit_every)
+    stats, seconds = statistics_for(series, first, start, end, args.refit_every, cfg)
     curves = {name: de.curve(stat, de.default_thresholds(v for days in stat.values.values() for v in days.values()),
                              episodes, n_series, start, end, args.margin_days) for name, stat in stats.items()}
     reference = de.at_false_alarm_rate(curves["regression+windows"], 1.0)

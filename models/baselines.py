@@ -5,6 +5,9 @@ What RiskWatch uses (chosen on measured results, see docs/notes/scoring.md):
   annual harmonics and a guarded trend, fitted by IRLS; past outbreak days are down-weighted
   by their Anscombe residual and the fit repeated, so last month's episode does not become this
   month's normal. The dispersion φ (variance = φ·mean) carries the over-dispersion.
+  Moving holidays (the Spring Festival, dates as data in schemas/scoring.yaml) enter as one
+  indicator per period around them (``festival_periods``), fitted only when the history holds
+  that period, and shrunk towards no effect by a prior worth a few incidents.
 - ``window_surprisal``: -log10 of the negative-binomial upper tail of the count summed over
   several windows ending at each day (1, 3, 7, 14 days), Bonferroni-corrected over the windows:
   sudden onsets show in the short windows, gradual ones in the long.
@@ -122,12 +125,17 @@ class ExpectedModel:
     min_rate: float
     history_days: int
     history_total: float
+    # (first, last) days relative to a festival date, one indicator each; and the festival dates
+    festival_periods: tuple = ()
+    festival_dates: tuple = ()
 
     def predict(self, dates) -> np.ndarray:
         dates = list(dates)
         if self.beta is None:
             return np.full(len(dates), max(self.rate, self.min_rate))
-        mu = np.exp(_design(dates, self.origin, self.day_of_week, self.harmonics, self.trend) @ np.array(self.beta))
+        X = _design(dates, self.origin, self.day_of_week, self.harmonics, self.trend,
+                    self.festival_periods, self.festival_dates)
+        mu = np.exp(X @ np.array(self.beta))
         if self.trend:
             # A trend fitted on the past must not run away in the future: keep the predicted level
             # within ×/÷ trend_max_ratio of the recent observed level.
@@ -146,7 +154,25 @@ class ExpectedModel:
                                    history_total=self.history_total * factor)
 
 
-def _design(dates, origin: dt.date, day_of_week: bool, harmonics: int, trend: bool) -> np.ndarray:
+def festival_periods(config: dict) -> tuple[tuple[tuple[int, int], ...], tuple[dt.date, ...]]:
+    """The configured periods around the festival (``(first, last)`` days relative to it) and its dates."""
+    festival = config.get("festival") or {}
+    periods = tuple((int(lo), int(hi)) for lo, hi in (festival.get("periods") or {}).values())
+    return periods, tuple(sorted(dt.date.fromisoformat(str(d)) for d in festival.get("dates") or ()))
+
+
+def festival_indicators(dates, periods, festival_dates) -> list[np.ndarray]:
+    """Per period, 1.0 on the dates that fall in it around any festival date."""
+    if not periods or not festival_dates:
+        return []
+    ordinals = np.array([d.toordinal() for d in dates], dtype=float)
+    anchors = np.array([d.toordinal() for d in festival_dates], dtype=float)
+    offset = ordinals[:, None] - anchors[None, :]  # days from each festival, per date
+    return [np.any((offset >= lo) & (offset <= hi), axis=1).astype(float) for lo, hi in periods]
+
+
+def _design(dates, origin: dt.date, day_of_week: bool, harmonics: int, trend: bool,
+            festivals: tuple = (), festival_dates: tuple = ()) -> np.ndarray:
     ordinals = np.array([d.toordinal() for d in dates], dtype=float)
     cols = [np.ones(len(dates))]
     if trend:
@@ -159,14 +185,19 @@ def _design(dates, origin: dt.date, day_of_week: bool, harmonics: int, trend: bo
         for k in range(1, harmonics + 1):
             cols.append(np.sin(_TWO_PI * k * year_fraction))
             cols.append(np.cos(_TWO_PI * k * year_fraction))
+    cols.extend(festival_indicators(dates, festivals, festival_dates))
     return np.column_stack(cols)
 
 
-def _poisson_irls(X: np.ndarray, y: np.ndarray, w: np.ndarray, iterations: int = 30) -> np.ndarray:
+def _poisson_irls(X: np.ndarray, y: np.ndarray, w: np.ndarray, iterations: int = 30,
+                  penalty: np.ndarray | None = None) -> np.ndarray:
     p = X.shape[1]
-    # A light ridge keeps all-zero day-of-week cells (a feed that never reports on Sundays) finite.
+    # A light ridge keeps all-zero day-of-week cells (a feed that never reports on Sundays) finite;
+    # ``penalty`` adds a heavier one where a term must earn its effect (the festival periods).
     ridge = 1e-3 * np.eye(p)
     ridge[0, 0] = 0.0
+    if penalty is not None:
+        ridge += np.diag(penalty)
     mu = np.full_like(y, max(y.mean(), 0.1))
     eta = np.log(mu)
     beta = np.zeros(p)
@@ -217,9 +248,20 @@ def fit_expected(dates, counts, config: dict | None = None) -> ExpectedModel:
     day_of_week = n >= cfg["day_of_week_min_days"] and total >= 50
     harmonics = 1 if n >= cfg["season_min_days"] and total >= 50 else 0
     trend = n >= cfg["trend_min_days"] and total >= 30
-    X = _design(dates, origin, day_of_week, harmonics, trend)
+    periods, anchors = festival_periods(cfg)
+    festival = cfg.get("festival") or {}
+    # A period's term only where the history holds enough of its days: otherwise there is nothing
+    # to learn it from and it has no effect.
+    present = [indicator.sum() for indicator in festival_indicators(dates, periods, anchors)]
+    periods = tuple(p for p, days in zip(periods, present) if days >= int(festival.get("min_days", 1)))
+    X = _design(dates, origin, day_of_week, harmonics, trend, periods, anchors)
+    # Gaussian prior on each festival log-ratio, worth ``prior_incidents`` at the usual level: a
+    # period seen once with a handful of incidents moves the expectation little, a busy one fully.
+    penalty = np.zeros(X.shape[1])
+    if periods:
+        penalty[-len(periods):] = float(festival.get("prior_incidents", 0.0))
     w = np.ones(n)
-    beta = _poisson_irls(X, y, w)
+    beta = _poisson_irls(X, y, w, penalty=penalty)
     mu = np.exp(np.clip(X @ beta, -30, 30))
     phi = _dispersion(y, mu, w, X.shape[1])
     # Farrington's re-weighting (Noufaily et al. 2013): days far above the fit (past outbreaks)
@@ -230,23 +272,28 @@ def fit_expected(dates, counts, config: dict | None = None) -> ExpectedModel:
         resid = anscombe_residuals(y, mu, phi)
         w = np.where(resid > cut, 1.0 / np.maximum(resid, cut) ** 2, 1.0)
         w *= n / w.sum()
-        beta = _poisson_irls(X, y, w)
+        beta = _poisson_irls(X, y, w, penalty=penalty)
         mu = np.exp(np.clip(X @ beta, -30, 30))
         phi = _dispersion(y, mu, w, X.shape[1])
-    if trend:
-        # Keep the trend only where the data support it: Wald z from the weighted fit.
-        cov = np.linalg.pinv((X.T * (w * mu)) @ X) * phi
-        if abs(beta[1]) < 2.0 * np.sqrt(max(cov[1, 1], 1e-12)):
-            trend = False
-            X = np.delete(X, 1, axis=1)
-            beta = _poisson_irls(X, y, w)
+    # Keep the trend and each festival period only where the data support it (Wald z ≥ 2 from the
+    # weighted fit): a term fitted on noise shifts the level it shares days with (the season).
+    optional = ([1] if trend else []) + list(range(X.shape[1] - len(periods), X.shape[1]))
+    if optional:
+        cov = np.linalg.pinv((X.T * (w * mu)) @ X + np.diag(penalty)) * phi
+        weak = [j for j in optional if abs(beta[j]) < 2.0 * np.sqrt(max(cov[j, j], 1e-12))]
+        if weak:
+            trend = trend and 1 not in weak
+            first_festival = X.shape[1] - len(periods)
+            periods = tuple(p for k, p in enumerate(periods) if first_festival + k not in weak)
+            X, penalty = np.delete(X, weak, axis=1), np.delete(penalty, weak)
+            beta = _poisson_irls(X, y, w, penalty=penalty)
             mu = np.exp(np.clip(X @ beta, -30, 30))
             phi = _dispersion(y, mu, w, X.shape[1])
     recent = slice(max(0, n - 56), n)
     recent_level = float(np.sum(w[recent] * y[recent]) / max(np.sum(w[recent]), 1e-9))
     return ExpectedModel(beta=tuple(float(b) for b in beta), day_of_week=day_of_week, harmonics=harmonics,
                          trend=trend, rate=max(recent_level, float(cfg["min_daily_rate"])), dispersion=phi,
-                         **common)
+                         festival_periods=periods, festival_dates=anchors, **common)
 
 
 def pooled_share(series_total: float, parent_total: float, n_siblings: int, pseudo_events: float) -> float:
@@ -323,6 +370,13 @@ def rolling_sum(x, window: int) -> np.ndarray:
     return c[idx] - c[np.maximum(idx - window, 0)]
 
 
+def window_correction(windows) -> float:
+    """Bonferroni in log10: looking at several windows per day, each one's surprisal is lowered by
+    log10 of their number. The stream's windows are scored with the batch's correction, so that a
+    window gives the score the batch gives the day where that window is the most surprising."""
+    return float(np.log10(len(windows)))
+
+
 def window_surprisal(counts, expected, dispersion, windows=(1, 3, 7, 14), min_observed: int = 0):
     """Per day: the most surprising of the windows ending there, Bonferroni-corrected.
 
@@ -334,7 +388,7 @@ def window_surprisal(counts, expected, dispersion, windows=(1, 3, 7, 14), min_ob
     phi = np.broadcast_to(np.asarray(dispersion, dtype=float), x.shape)
     best = np.zeros(len(x))
     best_w = np.full(len(x), windows[0])
-    correction = np.log10(len(windows))
+    correction = window_correction(windows)
     for w in windows:
         obs = rolling_sum(x, w)
         s = surprisal(obs, rolling_sum(mu, w), phi) - correction

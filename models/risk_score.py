@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 from collections import Counter
 from typing import Iterable, Mapping
 
@@ -44,14 +45,16 @@ def empty_tally() -> dict:
 
 def merge_tallies(tallies: Iterable[Mapping]) -> dict:
     out = empty_tally()
-    signals, feeds, callers = Counter(), Counter(), Counter()
+    signals, feeds, callers = {}, {}, {}
     for t in tallies:
+        if not (t["records"] or t["incidents"]):
+            continue  # most days of a sparse series are empty: nothing to add
         for field in ("incidents", "records", "feeds_2", "feeds_3", "hotline", "hotline_bad"):
             out[field] += t[field]
-        signals.update(t["signals"])
-        feeds.update(t["feeds"])
-        callers.update(t["callers"])
-    out["signals"], out["feeds"], out["callers"] = dict(signals), dict(feeds), dict(callers)
+        for merged, part in ((signals, t["signals"]), (feeds, t["feeds"]), (callers, t["callers"])):
+            for key, n in part.items():
+                merged[key] = merged.get(key, 0) + n
+    out["signals"], out["feeds"], out["callers"] = signals, feeds, callers
     return out
 
 
@@ -60,6 +63,8 @@ def signal_history(tallies: Iterable[Mapping]) -> dict:
     lighter than ``merge_tallies``, which also merges callers."""
     out = {"incidents": 0, "signals": Counter(), "feeds_2": 0, "feeds_3": 0}
     for t in tallies:
+        if not t["incidents"]:
+            continue
         out["incidents"] += t["incidents"]
         out["signals"].update(t.get("signals") or {})
         out["feeds_2"] += t.get("feeds_2", 0)
@@ -243,11 +248,22 @@ def month_volume_reason(observed: int, expected: float, previous_months: list[in
 # One window (stream) and a series' target period (batch)
 # --------------------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=64)
+def _date_range(start: dt.date, n: int) -> tuple[dt.date, ...]:
+    return tuple(start + dt.timedelta(days=i) for i in range(n))
+
+
 def dense_counts(daily: Mapping[dt.date, float], start: dt.date, end: dt.date) -> tuple[list, np.ndarray]:
     """Dates start..end (inclusive) and the counts on them (0 where absent)."""
-    n = (end - start).days + 1
-    dates = [start + dt.timedelta(days=i) for i in range(max(n, 0))]
-    return dates, np.array([float(daily.get(d, 0)) for d in dates])
+    n = max((end - start).days + 1, 0)
+    dates = list(_date_range(start, n))
+    counts = np.zeros(n)
+    first = start.toordinal()
+    for d, value in daily.items():
+        i = d.toordinal() - first
+        if 0 <= i < n:
+            counts[i] = value
+    return dates, counts
 
 
 def score_window(observed: int, history_daily_counts: Mapping[dt.date, Mapping | float], window_days: int,
@@ -261,8 +277,9 @@ def score_window(observed: int, history_daily_counts: Mapping[dt.date, Mapping |
     for the signals' usual level, ``signals``, ``feeds_2``, ``feeds_3``) or a plain incident count
     (missing days count as zero from ``history_start``, default the earliest date given).
     ``signals``: the window's tally (see module doc) or None. As in ``score_series``, the statistic
-    runs on the volume (incidents + weighted further reports) and the reasons speak in incidents;
-    a history without signal counts makes every signal unusual (full points).
+    runs on the volume (incidents + weighted further reports), Bonferroni-corrected for the
+    batch's windows, and the reasons speak in incidents; a history without signal counts makes
+    every signal unusual (full points).
     Returns score, level, expected, reasons, complete.
     """
     cfg = cfg or config()
@@ -283,7 +300,8 @@ def score_window(observed: int, history_daily_counts: Mapping[dt.date, Mapping |
     window_dates = [first_day + dt.timedelta(days=i) for i in range(window_days)]
     expected_volume = float(model.predict(window_dates).sum())
     observed_volume = volume({"incidents": observed, "records": max(tally.get("records") or 0, observed)}, cfg)
-    s = (float(baselines.surprisal(observed_volume, expected_volume, model.dispersion))
+    correction = baselines.window_correction(cfg["anomaly"]["windows"])
+    s = (max(0.0, float(baselines.surprisal(observed_volume, expected_volume, model.dispersion)) - correction)
          if observed_volume >= cfg["anomaly"]["min_observed"] else 0.0)
     expected = expected_volume * per_volume
     reason = window_volume_reason(observed, expected, window_days, tally.get("records"))

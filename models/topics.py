@@ -57,6 +57,10 @@ class TopicParams:
     max_agglomerative: int = 3000  # above this, DBSCAN (linear memory) replaces the n×n linkage
     excerpts: int = 3
     excerpt_chars: int = 90
+    # Keywords and excerpts of a large topic come from an evenly spread sample of its events (and of
+    # its group's background): the same words lead, at a bounded cost per topic.
+    text_sample: int = 120
+    background_sample: int = 1500
     history_months: int = 3
     # Ranking: a topic's own evidence against its previous months (see ``Evidence``).
     prior_events: float = 0.5  # monthly count expected of a matter that had no event before
@@ -90,6 +94,14 @@ def month_of(value: Any) -> str:
     if isinstance(value, datetime) and value.tzinfo is not None:
         value = value.astimezone(_TZ)
     return f"{value.year:04d}-{value.month:02d}"
+
+
+def evenly_spread(items: Sequence, limit: int) -> list:
+    """At most ``limit`` of ``items``, spread evenly over the sequence (deterministic)."""
+    if len(items) <= limit:
+        return list(items)
+    step = len(items) / limit
+    return [items[int(i * step)] for i in range(limit)]
 
 
 def shift_month(month: str, delta: int) -> str:
@@ -144,7 +156,8 @@ def records(events: Any) -> list[dict]:
         # only the columns topics use: a warehouse month has some thirty
         wanted = [c for c in (*_EVENT_FIELDS, "signals", "reported_at") if c in events.columns]
         events = events[wanted].to_dict("records")
-    return [event_record(e) for e in events]
+    # already records (e.g. converted once by the monthly job for topics and report): keep them
+    return [e if "month" in e else event_record(e) for e in events]
 
 
 def score_rows(scores: Any) -> list[dict]:
@@ -546,6 +559,7 @@ class TopicBuilder:
                 self.source_names[feed] = feed
         self._tokenizer = None
         self._pos_tokenizer = None
+        self._content_words: dict[str, bool] = {}  # tokens repeat across texts: decide each once
 
     # -- text -----------------------------------------------------------------------------------
 
@@ -848,9 +862,13 @@ class TopicBuilder:
                 if w.flag in _NOUN_TAGS and self._is_content(w.word)]
 
     def _is_content(self, word: str) -> bool:
-        return (len(word) >= 2 and not word.isascii() and word not in self.generic_terms
-                and word not in self.signal_terms and word not in self.actor_terms
-                and word not in self.regions.villages and not any(word.endswith(s) for s in self.suffixes))
+        known = self._content_words.get(word)
+        if known is None:
+            known = (len(word) >= 2 and not word.isascii() and word not in self.generic_terms
+                     and word not in self.signal_terms and word not in self.actor_terms
+                     and word not in self.regions.villages and not any(word.endswith(s) for s in self.suffixes))
+            self._content_words[word] = known
+        return known
 
     def _text_space(self, texts: Sequence[str]):
         vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(2, 3), sublinear_tf=True,
@@ -1014,11 +1032,13 @@ class TopicBuilder:
         the grievance phrase first."""
         names = {s for subs in cluster_subjects for s, _ in subs} | ({subject} if subject else set())
         exclude = names | {subject_core(n, self.suffixes) for n in names}
+        sample = evenly_spread(cluster, self.params.text_sample)
         candidates = set()
-        for e in cluster:
+        for e in sample:
             candidates.update(self.content_terms(e["text"], exclude))
-        texts = [e["text"] for e in cluster]
-        background = [e["text"] for e in group_events] + [e["text"] for e in past]
+        texts = [e["text"] for e in sample]
+        background = evenly_spread([e["text"] for e in group_events] + [e["text"] for e in past],
+                                   self.params.background_sample)
         domain_words = set(self.domains.get(domain, {}).get("keywords", []))
         scored = []
         for term in candidates:
@@ -1054,6 +1074,7 @@ class TopicBuilder:
         """The events nearest the cluster's centre (TF-IDF within the cluster), preferring different
         sources and texts."""
         limit = self.params.excerpt_chars
+        cluster = evenly_spread(cluster, self.params.text_sample)
         order = list(range(len(cluster)))
         _, matrix = self._text_space([e["text"] for e in cluster]) if len(cluster) > 1 else (None, None)
         if matrix is not None:

@@ -1,21 +1,31 @@
 """The monthly batch job: one Beam pipeline from inbox to scores, then the month's topics and report.
 
-    new inbox files ─ IngestFeeds ─ ClassifyNew ─ LinkIncidents ─┬─ WriteEvents (changed months) ─ (warehouse/events/) ─┐
-    warehouse events ──┘  │  │                                  └─ ScoreMonths ─ WriteScores ─── (warehouse/scores/) ─┤
-                          │  └─ quarantine ─ WriteQuarantine ──────────────────── (quarantine/) ────────────────────┤
-                          └─ accounting ─────────────────────────────────────────────────────────── WriteManifest (manifests/)
+Whole inbox (first run, ``incremental=False``, or the ledger does not match):
+
+    inbox ─ IngestFeeds ─ ClassifyEvents ─ LinkIncidents ─┬─ WriteEvents ──────────────── (warehouse/events/) ─┐
+             │  │                                         ├─ tallies ─ WriteTallies ───── (warehouse/tallies/) ─┤
+             │  │                                         │     └─ ScoreMonths ─ WriteScores (warehouse/scores/) ┤
+             │  └─ quarantine ─ WriteQuarantine ──────────────────────────────────────── (quarantine/) ────────┤
+             └─ accounting ─────────────────────────────────────────────────────────────────── WriteManifest (manifests/)
+
+Incremental (only inbox files the ledger, ``pipelines.ledger``, does not list):
+
+    new files ─ IngestFeeds ─ MergeWithWarehouse ─ ClassifyNew ─ LinkIncidents ─┬─ WriteEvents (rewritten months)
+                               (stored versions by id;                          ├─ tallies ─ WriteTallies (rewritten months)
+                                touched months ± 2 read back)                   │     └─ HistoryTallies (stored for the
+                                                                                │        other months) ─ ScoreMonths ─ WriteScores
+
+The incremental run's cost follows the new data, not the warehouse: the stored versions of the
+records the new files carry are found by event_id (reading only that column of the stored
+partitions), only the months those records fall in ± 1 are relinked and rewritten (± 2 read as
+context for links across month boundaries), and scores come from per-month daily tallies
+(``pipelines.score.DailyCounts`` and ``FeedDayCounts``, kept in ``warehouse/tallies/``) instead of
+the history's events. It writes what a run over the whole inbox would (tests/test_batch_incremental.py).
 
 Every sink yields what it wrote into the manifest step, the one terminal transform (the DaskRunner
 computes only the last transform's branch; see docs/notes/performance.md, "Rules for portable
 transforms"). The month as a whole (topics, report) is then read back from the warehouse, so every
 step after the pipeline sees exactly what was written.
-
-A run reads only the inbox files that the warehouse's ledger (``pipelines.ledger``) does not list;
-the Events of the others are read back from the warehouse, so ``superseded`` still sees every
-version of a record, classified events keep their domain, and every event is linked again (links
-join neighbouring months). Only the months whose records changed, and their neighbours, are
-rewritten. The first run, a changed or vanished file, or a new gazetteer, key or model read the
-whole inbox, as does ``incremental=False``.
 """
 from __future__ import annotations
 
@@ -33,14 +43,16 @@ from apache_beam.io.filesystems import FileSystems
 from models.topics import shift_month
 from pipelines import sinks, warehouse
 from pipelines.classify import ClassifyEvents
-from pipelines.ingest import AccountingError, IngestFeeds, default_ingest_time, unbalanced_files
+from pipelines.gazetteer import UNRESOLVED
+from pipelines.ingest import SUPERSEDED_TAG, AccountingError, IngestFeeds, Supersede, default_ingest_time, unbalanced_files
 from pipelines.ledger import Ledger, file_sha256, read_ledger, run_fingerprint, write_ledger
-from pipelines.link import LinkIncidents
+from pipelines.link import LinkIncidents, link_config
 from pipelines.normalise import TZ
 from pipelines.options import beam_options
 from pipelines.read import discover, inbox_digest
 from pipelines.runners import run_to_completion
-from pipelines.score import ScoreEvents, local_date
+from pipelines.score import DailyCounts, FeedDayCounts, ScoreTallies
+from pipelines.warehouse import FEED_DAYS, SERIES_TALLIES, month_of_date
 
 log = logging.getLogger(__name__)
 HISTORY_MONTHS = 12
@@ -90,43 +102,39 @@ class MonthRange:
         return dt.date.fromisoformat(f"{shift_month(self.first, -HISTORY_MONTHS)}-01")
 
 
+# An incremental run rewrites the months its new records touch ± 1 (linking joins a month's
+# incidents with the first hours of the next, so a change reaches one month either way) and reads
+# ± 2 as context: the rewritten months' links and tallies need their neighbours' records.
+REWRITE_REACH, CONTEXT_REACH = 1, 2
+# Set on context Events while they are relinked: not written, and tallied with their stored links.
+_CONTEXT = "_relink_context"
+
+
 class ScoreMonths(beam.PTransform):
-    """Linked Events → score rows of the months in range, each series scored against its own
-    twelve months of history."""
+    """``{"series", "feed_days"}`` tallies (any dates) → score rows of the months in range, each
+    series scored against its own twelve months of history."""
 
     def __init__(self, months: MonthRange):
         super().__init__()
         self._months = months
 
-    def expand(self, events):
-        first, last = self._months.history_start, self._months.target_end
-        return (
-            events
-            | "InScope" >> beam.Filter(lambda e: first <= local_date(e["reported_at"]) <= last)
-            | "Score" >> ScoreEvents(self._months.target_start, self._months.target_end, self._months.history_start)
-        )
+    def expand(self, tallies):
+        first, last = self._months.history_start.isoformat(), self._months.target_end.isoformat()
+        in_scope = {
+            SERIES_TALLIES: tallies[SERIES_TALLIES] | "SeriesInScope" >> beam.Filter(lambda kv: first <= kv[0][1] <= last),
+            FEED_DAYS: tallies[FEED_DAYS] | "FeedDaysInScope" >> beam.Filter(lambda kv: first <= kv[0][2] <= last),
+        }
+        return in_scope | "Score" >> ScoreTallies(self._months.target_start, self._months.target_end,
+                                                  self._months.history_start)
+
+    @property
+    def tally_months(self) -> list[str]:
+        return MonthRange(month_of_date(self._months.history_start), self._months.last).months
 
 
-class ChangedMonths(beam.PTransform):
-    """The months whose event partitions an incremental run must rewrite: those of records from
-    the run's new files, of the warehouse records they superseded, and one month either side
-    (linking joins a month's incidents with the first hours of the next)."""
-
-    def __init__(self, new_files: list[str]):
-        super().__init__()
-        self._new_files = frozenset(new_files)
-
-    def expand(self, ingested):
-        new_files = self._new_files
-        added = ingested["events"] | "FromNewFiles" >> beam.Filter(lambda e: e["feed_file"] in new_files)
-        replaced = ingested["superseded"] | "FromWarehouse" >> beam.Filter(lambda e: e["feed_file"] not in new_files)
-        return (
-            (added, replaced)
-            | "Changed" >> beam.Flatten()
-            | "Month" >> beam.Map(sinks.month_of)
-            | "DistinctMonths" >> beam.Distinct()
-            | "WithNeighbours" >> beam.FlatMap(lambda m: [shift_month(m, -1), m, shift_month(m, 1)])
-        )
+def tallies_of(events) -> dict:
+    """Linked Events → the per-month tallies scoring needs (``WriteTallies``' input)."""
+    return {SERIES_TALLIES: events | "DailyCounts" >> DailyCounts(), FEED_DAYS: events | "FeedDays" >> FeedDayCounts()}
 
 
 class ClassifyNew(beam.PTransform):
@@ -142,23 +150,113 @@ class ClassifyNew(beam.PTransform):
         return (fresh | "Classify" >> ClassifyEvents(self._model_dir), known) | "AllClassified" >> beam.Flatten()
 
 
+def _months_around(month: str):
+    """A touched month → (month, rewrite?) for it and the months it reaches."""
+    for step in range(-CONTEXT_REACH, CONTEXT_REACH + 1):
+        yield shift_month(month, step), abs(step) <= REWRITE_REACH
+
+
+def _near_month_edge(t: dt.datetime, span: dt.timedelta) -> bool:
+    local = t.astimezone(TZ)
+    start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    following = dt.datetime.fromisoformat(f"{shift_month(start.strftime('%Y-%m'), 1)}-01").replace(tzinfo=TZ)
+    return local - start <= span or following - local <= span
+
+
+def _move_beaten(keyed):
+    """(file, {"entry": [accounting entry], "beaten": [was the row's region unresolved]}) → the entry
+    with the rows that lost to a stored version counted as superseded, not accepted."""
+    _, joined = keyed
+    for entry in joined["entry"]:
+        beaten = list(joined["beaten"])
+        yield dict(entry, accepted=entry["accepted"] - len(beaten), superseded=entry["superseded"] + len(beaten),
+                   unresolved_regions=entry["unresolved_regions"] - sum(beaten))
+
+
+class MergeWithWarehouse(beam.PTransform):
+    """An incremental run's ingest (new files only) + the warehouse → the Events to relink.
+
+    1. The stored versions of the records the new files carry are looked up by event_id
+       (``LookupStoredVersions``) and the latest version of each record wins (``Supersede``).
+    2. The months those records fall in are *touched*; the touched months ± ``REWRITE_REACH`` are
+       rewritten, ± ``CONTEXT_REACH`` read back (``ReadStoredMonths``, without the records that
+       have a version in step 1) so that linking sees every record it needs.
+
+    Returns ``{"events": to link (context Events carry ``_CONTEXT``), "context": the context
+    Events as stored that may share an incident with a rewritten month's, "rewrite": the months to rewrite, "accounting": the ingest's entries with
+    rows that lost to a stored version moved from accepted to superseded}``. The untouched
+    warehouse is never shuffled, so the run's cost follows the new data, not the warehouse.
+    """
+
+    def __init__(self, out: str, file_order: dict[str, tuple], new_files: list[str]):
+        super().__init__()
+        self._out, self._file_order, self._new_files = out, file_order, frozenset(new_files)
+
+    def expand(self, ingested):
+        new_files = self._new_files
+        fresh = ingested["events"]
+        stored = fresh | "LookupStored" >> warehouse.LookupStoredVersions(self._out)
+        latest = (fresh, stored) | "FreshAndStored" >> beam.Flatten() | "SupersedeStored" >> Supersede(self._file_order)
+        touched = (
+            (fresh | "FreshMonth" >> beam.Map(sinks.month_of), stored | "StoredMonth" >> beam.Map(sinks.month_of))
+            | "TouchedMonths" >> beam.Flatten()
+            | "DistinctTouched" >> beam.Distinct()
+            | "Reach" >> beam.FlatMap(_months_around)
+        )
+        drop = stored | "DropStored" >> beam.Map(lambda e: (sinks.month_of(e), e["event_id"]))
+        around = {"reach": touched, "drop": drop} | "ReadAround" >> warehouse.ReadStoredMonths(self._out)
+        rewrite = (touched
+                   | "Rewritten" >> beam.Filter(lambda kv: kv[1])
+                   | "RewriteMonth" >> beam.Map(lambda kv: kv[0])
+                   | "DistinctRewrite" >> beam.Distinct())
+        kept = around | "KeptStored" >> beam.Filter(lambda kv: kv[0]) | "KeptEvent" >> beam.Map(lambda kv: kv[1])
+        context = around | "Context" >> beam.Filter(lambda kv: not kv[0]) | "ContextEvent" >> beam.Map(lambda kv: kv[1])
+        marked = context | "MarkContext" >> beam.Map(lambda e: {**e, _CONTEXT: True})
+        # A context record can share an incident with a rewritten month's records only within one
+        # incident span of its month's edges; the others add nothing to the rewritten tallies.
+        span = dt.timedelta(hours=link_config()["max_span_hours"])
+        edges = context | "NearMonthEdges" >> beam.Filter(lambda e: _near_month_edge(e["reported_at"], span))
+        beaten = (latest[SUPERSEDED_TAG]
+                  | "BeatenFresh" >> beam.Filter(lambda e: e["feed_file"] in new_files)
+                  | "BeatenByFile" >> beam.Map(lambda e: (e["feed_file"], e["region_resolved_by"] == UNRESOLVED)))
+        accounting = (
+            {"entry": ingested["accounting"] | "EntryByFile" >> beam.Map(lambda e: (e["file"], e)), "beaten": beaten}
+            | "JoinBeaten" >> beam.CoGroupByKey()
+            | "MoveBeaten" >> beam.FlatMap(_move_beaten)
+        )
+        events = (latest.events, kept, marked) | "ToRelink" >> beam.Flatten()
+        return {"events": events, "context": edges, "rewrite": rewrite, "accounting": accounting}
+
+
 def build_pipeline(pipeline: beam.Pipeline, *, ingest: IngestFeeds, out: str, months: MonthRange,
-                   manifest_path: str, manifest_header: dict, model_dir: str | None = None) -> None:
+                   manifest_path: str, manifest_header: dict, model_dir: str | None = None,
+                   incremental: bool = False, file_order: dict[str, tuple] | None = None) -> None:
+    """Inbox → warehouse (events, tallies, scores), quarantine, manifest. ``incremental``: ``ingest``
+    reads only the new files and the warehouse stands in for the others (``MergeWithWarehouse``)."""
     digest = inbox_digest(ingest.files)[:12]
     ingested = pipeline | "Ingest" >> ingest
-    # Every Flatten adds its inputs' partitions on the DaskRunner, and each later shuffle costs
-    # tasks per partition: split only when warehouse events are mixed in.
-    classify = ClassifyNew(model_dir) if ingest.incremental else ClassifyEvents(model_dir)
-    events = ingested["events"] | "Classify" >> classify | "Link" >> LinkIncidents()
-    changed = (ingested | "ChangedMonths" >> ChangedMonths([f.relpath for f in ingest.files])
-               if ingest.incremental else None)
+    score = ScoreMonths(months)
+    if incremental:
+        merged = ingested | "MergeWithWarehouse" >> MergeWithWarehouse(out, file_order, [f.relpath for f in ingest.files])
+        relinked = merged["events"] | "Classify" >> ClassifyNew(model_dir) | "Link" >> LinkIncidents()
+        events = relinked | "NotContext" >> beam.Filter(lambda e: not e.get(_CONTEXT))
+        # Context months keep their stored links: relinked without their own neighbours they may differ.
+        tallies = dict(tallies_of((events, merged["context"]) | "WithContext" >> beam.Flatten()),
+                       rewrite=merged["rewrite"])
+        history = tallies | "HistoryTallies" >> warehouse.HistoryTallies(out, score.tally_months)
+        rewrite, accounting = merged["rewrite"], merged["accounting"]
+    else:
+        events = ingested["events"] | "Classify" >> ClassifyEvents(model_dir) | "Link" >> LinkIncidents()
+        tallies = history = tallies_of(events)
+        rewrite, accounting = None, ingested["accounting"]
     written = [
-        events | "WriteEvents" >> sinks.WriteEvents(out, "batch", months=changed),
+        events | "WriteEvents" >> sinks.WriteEvents(out, "batch", months=rewrite),
+        tallies | "WriteTallies" >> warehouse.WriteTallies(out),
         ingested["quarantine"] | "WriteQuarantine" >> sinks.WriteQuarantine(out, digest),
-        events | "ScoreMonths" >> ScoreMonths(months) | "WriteScores" >> warehouse.WriteScores(out),
+        history | "ScoreMonths" >> score | "WriteScores" >> warehouse.WriteScores(out),
     ]
     # Last, and fed by every sink: some runners compute only the last transform's branch.
-    _ = ingested["accounting"] | "WriteManifest" >> sinks.WriteManifest(manifest_path, manifest_header, written, out)
+    _ = accounting | "WriteManifest" >> sinks.WriteManifest(manifest_path, manifest_header, written, out)
 
 
 @dataclasses.dataclass
@@ -203,11 +301,10 @@ def run_batch_pipeline(inbox: str, gazetteer: str, out: str, key: bytes, months:
               "read": "all_files" if new_files is None else "new_files", "files_in_inbox": len(files)}
     started = time.monotonic()
     progress(f"读取与处理 {len(to_read)} 个文件（共 {len(files)} 个；接入、校验、分类、关联、评分）…")
-    prior = None if new_files is None else warehouse.ReadEvents(warehouse.batch_event_files(out))
-    ingest = IngestFeeds(inbox, gazetteer, key, ingest_time, to_read, prior=prior, order_files=files)
+    ingest = IngestFeeds(inbox, gazetteer, key, ingest_time, to_read, order_files=files)
     pipeline = beam.Pipeline(options=beam_options(beam_args))
     build_pipeline(pipeline, ingest=ingest, out=out, months=months, manifest_path=path, manifest_header=header,
-                   model_dir=model_dir)
+                   model_dir=model_dir, incremental=new_files is not None, file_order=file_order(files))
     run_to_completion(pipeline)
     with FileSystems.open(path) as f:
         manifest = json.loads(f.read().decode("utf-8"))
@@ -254,6 +351,11 @@ def run_batch(inbox: str, gazetteer: str, out: str, key: bytes, months: MonthRan
 def critical_findings(result: BatchResult) -> list[str]:
     """The data problems the quality policy marks critical, per month, as the report words them."""
     return [f"{s['month']}：{text}" for s in result.manifest["months_done"] for text in s["quality_critical"]]
+
+
+def file_order(files) -> dict[str, tuple]:
+    """How versions of a record from different files rank (as ``IngestFeeds`` ranks them)."""
+    return {f.relpath: (int(f.mtime), f.relpath) for f in files}
 
 
 def _model_version(model_dir: str | None) -> dict:

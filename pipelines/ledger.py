@@ -32,12 +32,19 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+# What an incremental run expects to find in the warehouse besides events: per-month tallies
+# (pipelines.warehouse.WriteTallies). A warehouse written without them is rebuilt from the inbox.
+WAREHOUSE_LAYOUT = "events+tallies/1"
+
+
 def run_fingerprint(gazetteer_path: str, key: bytes, model: dict) -> str:
-    """What makes an ingested Event what it is, besides its file: re-ingest everything when it changes.
+    """What makes an ingested Event what it is, besides its file, and the warehouse layout:
+    re-ingest everything when it changes.
 
     The key enters as an HMAC of a constant, so the ledger does not disclose it.
     """
     digest = hashlib.sha256()
+    digest.update(WAREHOUSE_LAYOUT.encode("ascii"))
     digest.update(file_sha256(gazetteer_path).encode("ascii"))
     digest.update(hmac.new(key, b"riskwatch-ledger", hashlib.sha256).digest())
     digest.update(json.dumps(model, sort_keys=True).encode("utf-8"))

@@ -30,6 +30,7 @@ import apache_beam as beam
 
 import schemas
 from pipelines.runners import ParDoWithOutputs
+from pipelines.validate import EventPacker
 
 # Masking upstream leaves tokens like [手机号], [身份证号], [姓名], 【地址】; they say nothing about
 # the happening and are shared by unrelated records.
@@ -68,7 +69,9 @@ def weighted_ngrams(texts: list, n: int, boilerplate: Iterable[str] = (), prior_
     for g in grams:
         df.update(g)
     total = len(grams)
-    return [{k: math.log((prior_documents + total) / (1 + df[k])) for k in g} for g in grams]
+    # Sorted keys: similarities are float sums over these dicts, and a set's order follows the
+    # process's string hash seed; summed in another order, a tie or threshold can flip between runs.
+    return [{k: math.log((prior_documents + total) / (1 + df[k])) for k in sorted(g)} for g in grams]
 
 
 def similarity(a: Mapping, b: Mapping) -> float:
@@ -179,15 +182,28 @@ def _previous_month_key(t: dt.datetime) -> str:
 
 
 class _KeyByTownshipMonth(beam.DoFn):
+    """Event → ((township, month), (role, (packed Event, other keys))): Events cross the shuffle as
+    ``EventPacker`` tuples (a dict of datetimes pickles to several times the size); keys that are
+    not Event fields travel beside them, so the caller's annotations survive linking. A partial
+    record (not every Event field) travels as it is, ``(None, record)``."""
+
     def __init__(self, span_hours: float):
         self._span = dt.timedelta(hours=span_hours)
+
+    def setup(self):
+        self._packer = EventPacker()
+        self._fields = frozenset(self._packer.names)
 
     def process(self, event):
         t = event["reported_at"]
         township = event.get("township_code") or ""
-        yield (township, _month_key(t)), ("home", event)
+        if self._fields <= event.keys():
+            value = self._packer.pack(event), tuple((k, v) for k, v in event.items() if k not in self._fields)
+        else:  # not a whole Event (a partial record): as it is
+            value = None, event
+        yield (township, _month_key(t)), ("home", value)
         if _in_first_hours(t, self._span):
-            yield (township, _previous_month_key(t)), ("guest", event)
+            yield (township, _previous_month_key(t)), ("guest", value)
 
 
 def _in_first_hours(t: dt.datetime, span: dt.timedelta) -> bool:
@@ -204,9 +220,20 @@ class _LinkGroup(beam.DoFn):
         self._linked = beam.metrics.Metrics.counter("link", "records_linked")
         self._incidents = beam.metrics.Metrics.counter("link", "incidents")
 
+    def setup(self):
+        self._packer = EventPacker()
+
+    def _unpack(self, value) -> dict:
+        packed, others = value
+        if packed is None:
+            return others
+        event = self._packer.unpack(packed)
+        event.update(others)
+        return event
+
     def process(self, element):
         _, tagged = element
-        tagged = list(tagged)
+        tagged = [(role, self._unpack(value)) for role, value in tagged]
         incident_of = link_group([e for _, e in tagged], self._cfg)
         home_ids = {e["event_id"] for role, e in tagged if role == "home"}
         # Only an incident with a record in its month's first hours can be claimed by the previous month.
@@ -244,7 +271,8 @@ def _apply_claims(element):
 
 
 class LinkIncidents(beam.PTransform):
-    """Events → the same Events with ``incident_id`` set (see the module doc for the layout)."""
+    """Events → the same Events with ``incident_id`` set (see the module doc for the layout).
+    Keys that are not Event fields are kept."""
 
     def __init__(self, config: Mapping | None = None):
         super().__init__()

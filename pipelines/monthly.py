@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 import schemas
-from models.topics import build_topics
+from models.topics import build_topics, records
 from pipelines import warehouse
 from models.topics import shift_month
 from pipelines.alert_sinks import AlertStore
@@ -71,8 +71,9 @@ def report_month(out: str, month: str, gazetteer: str) -> tuple[dict[str, Path],
     gazetteer_rows = read_gazetteer_rows(gazetteer)
     names = {r["code"]: r["name"] for r in gazetteer_rows}
     quality, quality_paths = run_quality(out, month, gazetteer_csv=gazetteer)
-    events = warehouse.read_events(out, [month])
-    history = warehouse.read_events(out, [shift_month(month, -k) for k in range(1, TOPIC_HISTORY_MONTHS + 1)])
+    # converted once: topics and the report's headline figures both read them
+    events = records(warehouse.read_events(out, [month]))
+    history = records(warehouse.read_events(out, [shift_month(month, -k) for k in range(1, TOPIC_HISTORY_MONTHS + 1)]))
     scores = warehouse.read_scores(out, [month])
     trend_events = warehouse.read_events(
         out, [shift_month(month, -k) for k in range(TREND_MONTHS - 1, -1, -1)], columns=_TREND_COLUMNS)

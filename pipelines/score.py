@@ -1,21 +1,24 @@
 """Beam transforms from linked Events to score rows (docs/architecture.md, "Score row").
 
 - ``DailyCounts``: Events → ((series, date), tally): incidents (not records) per township ×
-  domain and village × domain × day, with signal tallies. Records are first combined per
-  incident (``CombinePerKey``), then incidents per series × day, so the shuffle carries
-  summaries, not events.
+  domain and village × domain × day, with signal tallies. Records meet in shards by incident and
+  are summed per incident, then per series × day inside the shard; only the shards' partial
+  tallies are combined.
 - ``FeedGaps``: Events (all, including domain ``none``) → the data gaps of the target period
   (``models.gaps``), as one list.
 - ``ScoreSeries``: ((series, date), tally) over history + target → day and month score rows for
   the target period (``models.risk_score.score_series``). The batch job feeds it the target
   month's events together with the history months read back from the warehouse.
-- ``ScoreEvents``: the three together.
+- ``FeedDayCounts`` / ``FindGaps``: the two halves of ``FeedGaps``, so the batch job can keep the
+  per-day record counts in the warehouse and find gaps without the events.
+- ``ScoreTallies``: tallies and feed-day counts → score rows; ``ScoreEvents``: from Events.
 Portable: ParDo, GroupByKey, CombinePerKey and Flatten only; no state, no side inputs (the
 DaskRunner recomputes a side input's whole upstream for every partition that reads it).
 """
 from __future__ import annotations
 
 import datetime as dt
+import zlib
 import zoneinfo
 from collections import Counter, defaultdict
 
@@ -27,6 +30,10 @@ from models import risk_score
 
 _TZ = zoneinfo.ZoneInfo(schemas.TIMEZONE)
 _HOTLINE = "hotline_12345"
+# Incidents are summarised in this many groups (by a hash of incident_id): few enough that each
+# holds thousands of records, enough to spread over workers.
+DAILY_COUNT_SHARDS = 64
+_INCIDENT_FIELDS = ("reported_at", "source", "signals", "people_involved", "caller_key", "status", "satisfaction")
 
 
 def local_date(t: dt.datetime) -> dt.date:
@@ -55,7 +62,8 @@ class IncidentCombineFn(beam.CombineFn):
         self._many = many_people_at_least
 
     def create_accumulator(self):
-        return {"first": None, "records": 0, "feeds": set(), "signals": set(), "callers": Counter(),
+        # A plain dict for callers: a Counter per incident and series cost more than the summing.
+        return {"first": None, "records": 0, "feeds": set(), "signals": set(), "callers": {},
                 "hotline": 0, "hotline_bad": 0}
 
     def add_input(self, acc, e):
@@ -65,8 +73,9 @@ class IncidentCombineFn(beam.CombineFn):
         acc["signals"].update(e.get("signals") or ())
         if self._many is not None and (e.get("people_involved") or 0) >= self._many:
             acc["signals"].add("many_people")
-        if e.get("caller_key"):
-            acc["callers"][e["caller_key"]] += 1
+        caller = e.get("caller_key")
+        if caller:
+            acc["callers"][caller] = acc["callers"].get(caller, 0) + 1
         if e["source"] == _HOTLINE:
             acc["hotline"] += 1
             # still open / sent back, or closed to the caller's dissatisfaction
@@ -81,7 +90,8 @@ class IncidentCombineFn(beam.CombineFn):
             out["records"] += a["records"]
             out["feeds"] |= a["feeds"]
             out["signals"] |= a["signals"]
-            out["callers"].update(a["callers"])
+            for caller, n in a["callers"].items():
+                out["callers"][caller] = out["callers"].get(caller, 0) + n
             out["hotline"] += a["hotline"]
             out["hotline_bad"] += a["hotline_bad"]
         return out
@@ -96,21 +106,31 @@ class IncidentCombineFn(beam.CombineFn):
 
 
 class TallyCombineFn(beam.CombineFn):
+    """Tallies → their sum. The accumulator is the list of tallies, merged once (``compact``,
+    ``extract_output``): merging per input rebuilt the counters for every incident."""
+
     def create_accumulator(self):
-        return risk_score.empty_tally()
+        return []
 
     def add_input(self, acc, tally):
-        return risk_score.merge_tallies([acc, tally])
+        acc.append(tally)
+        return acc
 
     def merge_accumulators(self, accs):
-        return risk_score.merge_tallies(accs)
+        return [tally for acc in accs for tally in acc]
+
+    def compact(self, acc):
+        return [risk_score.merge_tallies(acc)] if len(acc) > 1 else acc
 
     def extract_output(self, acc):
-        return acc
+        return risk_score.merge_tallies(acc)
 
 
 class _IncidentRecords(beam.DoFn):
-    def __init__(self):
+    """Event → (shard of its incident, (its series, incident, what IncidentCombineFn reads))."""
+
+    def __init__(self, shards: int):
+        self._shards = shards
         self._skipped = beam.metrics.Metrics.counter("score", "records_without_township")
 
     def process(self, event):
@@ -120,20 +140,92 @@ class _IncidentRecords(beam.DoFn):
             self._skipped.inc()
             return
         incident = event.get("incident_id") or event["event_id"]
-        for key in series_keys(event):
-            yield (key, incident), event
+        record = {k: event.get(k) for k in _INCIDENT_FIELDS}
+        # Epoch milliseconds: a datetime would be pickled element by element in the shuffle.
+        record["reported_at"] = int(event["reported_at"].timestamp() * 1000)
+        yield zlib.crc32(incident.encode("utf-8")) % self._shards, (tuple(series_keys(event)), incident, record)
+
+
+class _ShardTallies(beam.DoFn):
+    """(shard, records) → ((series, ISO date), tally) summed over the shard's incidents.
+
+    Every record of an incident is in the same shard, so incidents are summarised here in plain
+    Python (``IncidentCombineFn``'s steps) rather than through a combine per (series, incident)
+    key, which cost Beam's per-key overhead twice per record.
+    """
+
+    def setup(self):
+        self._combine = IncidentCombineFn(_many_people_threshold())
+
+    def process(self, keyed):
+        _, records = keyed
+        combine, accs = self._combine, {}
+        for keys, incident, record in records:
+            record = dict(record, reported_at=dt.datetime.fromtimestamp(record["reported_at"] / 1000, _TZ))
+            for key in keys:
+                acc = accs.get((key, incident))
+                if acc is None:
+                    acc = accs[(key, incident)] = combine.create_accumulator()
+                combine.add_input(acc, record)
+        by_day = defaultdict(list)
+        for (key, _), acc in accs.items():
+            summary = combine.extract_output(acc)
+            by_day[(key, summary["date"])].append(summary["tally"])
+        for key_day, tallies in by_day.items():
+            yield key_day, risk_score.merge_tallies(tallies)
 
 
 class DailyCounts(beam.PTransform):
-    """Linked Events → (((county, township, village|None, domain), ISO date), tally)."""
+    """Linked Events → (((county, township, village|None, domain), ISO date), tally).
+
+    Records are grouped by a hash shard of their incident, summarised per incident and series and
+    summed per series × day within the shard; the shards' partial tallies are then combined.
+    """
+
+    def __init__(self, shards: int = DAILY_COUNT_SHARDS):
+        super().__init__()
+        self._shards = shards
 
     def expand(self, events):
         return (
             events
-            | "RecordsByIncident" >> beam.ParDo(_IncidentRecords())
-            | "CombineIncident" >> beam.CombinePerKey(IncidentCombineFn(_many_people_threshold()))
-            | "BySeriesDay" >> beam.MapTuple(lambda key, inc: ((key[0], inc["date"]), inc["tally"]))
+            | "RecordsByIncident" >> beam.ParDo(_IncidentRecords(self._shards))
+            | "GroupIncidentShards" >> beam.GroupByKey()
+            | "ShardTallies" >> beam.ParDo(_ShardTallies())
             | "CombineSeriesDay" >> beam.CombinePerKey(TallyCombineFn())
+        )
+
+
+def feed_day_key(event: dict) -> tuple:
+    """What a data gap is measured on: records per feed × township × local day (ISO date)."""
+    return event["source"], event.get("township_code"), local_date(event["reported_at"]).isoformat()
+
+
+class FeedDayCounts(beam.PTransform):
+    """All Events (including domain ``none``) → ((feed, township_code, ISO date), records)."""
+
+    def expand(self, events):
+        return (
+            events
+            | "FeedTownshipDay" >> beam.Map(lambda e: (feed_day_key(e), 1))
+            | "CountRecords" >> beam.CombinePerKey(sum)
+        )
+
+
+class FindGaps(beam.PTransform):
+    """((feed, township_code, ISO date), records) → one list of ``models.gaps.Gap`` for start..end."""
+
+    def __init__(self, target_start: dt.date, target_end: dt.date):
+        super().__init__()
+        self._start, self._end = target_start, target_end
+
+    def expand(self, feed_days):
+        start, end = self._start, self._end
+        return (
+            feed_days
+            | "OneKey" >> beam.MapTuple(lambda key, n: (None, (key[0], key[1], dt.date.fromisoformat(key[2]), n)))
+            | "AllFeedDays" >> beam.GroupByKey()
+            | "FindGaps" >> beam.MapTuple(lambda _, rows: gaps_model.find_gaps(rows, start, end))
         )
 
 
@@ -145,16 +237,7 @@ class FeedGaps(beam.PTransform):
         self._start, self._end = target_start, target_end
 
     def expand(self, events):
-        start, end = self._start, self._end
-        return (
-            events
-            | "FeedTownshipDay" >> beam.Map(
-                lambda e: ((e["source"], e.get("township_code"), local_date(e["reported_at"]).isoformat()), 1))
-            | "CountRecords" >> beam.CombinePerKey(sum)
-            | "OneKey" >> beam.MapTuple(lambda key, n: (None, (key[0], key[1], dt.date.fromisoformat(key[2]), n)))
-            | "AllFeedDays" >> beam.GroupByKey()
-            | "FindGaps" >> beam.MapTuple(lambda _, rows: gaps_model.find_gaps(rows, start, end))
-        )
+        return events | "FeedDays" >> FeedDayCounts() | "Gaps" >> FindGaps(self._start, self._end)
 
 
 def _parent_totals(series: list) -> dict:
@@ -249,6 +332,21 @@ class ScoreSeries(beam.PTransform):
         )
 
 
+class ScoreTallies(beam.PTransform):
+    """``{"series": DailyCounts' tallies, "feed_days": FeedDayCounts' counts}`` over history + target →
+    score rows of the target period. The batch job keeps both per month in the warehouse, so a
+    month is scored without reading its history's events again."""
+
+    def __init__(self, target_start: dt.date, target_end: dt.date, history_start: dt.date):
+        super().__init__()
+        self._args = (target_start, target_end, history_start)
+
+    def expand(self, tallies):
+        target_start, target_end, _ = self._args
+        gaps = tallies["feed_days"] | "FeedGaps" >> FindGaps(target_start, target_end)
+        return tallies["series"] | "ScoreSeries" >> ScoreSeries(*self._args, gaps=gaps)
+
+
 class ScoreEvents(beam.PTransform):
     """Linked Events (history + target period) → score rows of the target period."""
 
@@ -257,6 +355,5 @@ class ScoreEvents(beam.PTransform):
         self._args = (target_start, target_end, history_start)
 
     def expand(self, events):
-        target_start, target_end, _ = self._args
-        gaps = events | "FeedGaps" >> FeedGaps(target_start, target_end)
-        return events | "DailyCounts" >> DailyCounts() | "ScoreSeries" >> ScoreSeries(*self._args, gaps=gaps)
+        return ({"series": events | "DailyCounts" >> DailyCounts(), "feed_days": events | "FeedDays" >> FeedDayCounts()}
+                | "ScoreTallies" >> ScoreTallies(*self._args))

@@ -1,20 +1,26 @@
-"""The warehouse under ``--out``: score rows written by the batch job, and readers of its tables.
+"""The warehouse under ``--out``: score rows and per-month tallies written by the batch job, and
+readers of its tables.
 
 Events are written by ``pipelines.sinks.WriteEvents``; this module reads them back for the steps
-that look at a month as a whole (quality, topics, report).
+that look at a month as a whole (quality, topics, report) and for the batch job's incremental run:
+the stored versions of the records a run's new files carry (``LookupStoredVersions``), the months
+it relinks (``ReadStoredMonths``), and the history tallies it scores from (``HistoryTallies``).
 """
 from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 from pathlib import Path
 
 import apache_beam as beam
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
+from pipelines.runners import ParDoWithOutputs
 from pipelines.sinks import events_dir, write_atomically
 from pipelines.validate import EventPacker
 from schemas import arrow_schema, event_arrow_schema
@@ -68,13 +74,29 @@ class WriteScores(beam.PTransform):
         )
 
 
-def batch_event_files(out: str) -> list[str]:
+def batch_event_files(out: str, month: str = "*") -> list[str]:
     """The batch job's own event partitions (``WriteEvents(out, "batch")``), oldest month first."""
-    return sorted(str(p) for p in Path(events_dir(out)).glob("month=*/events-batch-*.parquet"))
+    pattern = FileSystems.join(events_dir(out), f"month={month}", "events-batch-*.parquet")
+    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+
+
+def _read_parquet(path: str, columns: list[str] | None = None) -> pa.Table:
+    with FileSystems.open(path) as f:
+        return pq.read_table(pa.BufferReader(f.read()), columns=columns)
+
+
+def _events_of(table: pa.Table, schema: pa.Schema, packer: EventPacker):
+    """A warehouse events table → its Events, exactly as the pipeline carries them."""
+    table = table.cast(schema)
+    # Timestamps as epoch milliseconds: the packed form EventPacker turns back into datetimes.
+    columns = [c.cast(pa.int64()).to_pylist() if pa.types.is_timestamp(c.type) else c.to_pylist()
+               for c in table.columns]
+    for values in zip(*columns):
+        yield packer.unpack(values)
 
 
 class _ReadEventFile(beam.DoFn):
-    """A warehouse events Parquet file → its Events, exactly as the pipeline carried them."""
+    """A warehouse events Parquet file → its Events, one row group at a time."""
 
     def setup(self):
         self._schema = event_arrow_schema()
@@ -84,12 +106,7 @@ class _ReadEventFile(beam.DoFn):
         with FileSystems.open(path) as f:
             parquet = pq.ParquetFile(pa.BufferReader(f.read()))
         for group in range(parquet.num_row_groups):
-            table = parquet.read_row_group(group).cast(self._schema)
-            # Timestamps as epoch milliseconds: the packed form EventPacker turns back into datetimes.
-            columns = [c.cast(pa.int64()).to_pylist() if pa.types.is_timestamp(c.type) else c.to_pylist()
-                       for c in table.columns]
-            for values in zip(*columns):
-                yield self._packer.unpack(values)
+            yield from _events_of(parquet.read_row_group(group), self._schema, self._packer)
 
 
 class ReadEvents(beam.PTransform):
@@ -101,6 +118,234 @@ class ReadEvents(beam.PTransform):
 
     def expand(self, pbegin):
         return pbegin | "ListFiles" >> beam.Create(self._paths) | "ReadFile" >> beam.ParDo(_ReadEventFile())
+
+
+class _LookupStoredVersions(beam.DoFn):
+    """(_, event_ids) → the stored Events with those ids, from every batch partition.
+
+    Only the event_id column is read to find them (a status update may concern a record of any
+    month); a partition's other columns are read only when it holds one of the ids.
+    """
+
+    def __init__(self, out: str):
+        super().__init__()
+        self._out = out
+
+    def setup(self):
+        self._schema = event_arrow_schema()
+        self._packer = EventPacker()
+
+    def process(self, keyed):
+        _, ids = keyed
+        wanted = pa.array(sorted(set(ids)), pa.string())
+        for path in batch_event_files(self._out):
+            found = pc.is_in(_read_parquet(path, ["event_id"]).column("event_id"), value_set=wanted)
+            if pc.any(found).as_py():
+                yield from _events_of(_read_parquet(path).filter(found), self._schema, self._packer)
+
+
+class LookupStoredVersions(beam.PTransform):
+    """Events → the warehouse's stored versions of the same records (an enrichment join on
+    event_id through pyarrow: the stored events themselves are not shuffled)."""
+
+    def __init__(self, out: str):
+        super().__init__()
+        self._out = out
+
+    def expand(self, events):
+        return (
+            events
+            | "Ids" >> beam.Map(lambda e: (None, e["event_id"]))
+            | "AllIds" >> beam.GroupByKey()
+            | "Lookup" >> beam.ParDo(_LookupStoredVersions(self._out))
+        )
+
+
+class _ReadStoredMonth(beam.DoFn):
+    """(month, {"reach": [rewrite?], "drop": [event_id]}) → (rewrite, Event) for the month's stored
+    Events but the dropped ones (records that have a newer version in this run)."""
+
+    def __init__(self, out: str):
+        super().__init__()
+        self._out = out
+
+    def setup(self):
+        self._schema = event_arrow_schema()
+        self._packer = EventPacker()
+
+    def process(self, keyed):
+        month, joined = keyed
+        if not joined["reach"]:
+            return
+        rewrite = any(joined["reach"])
+        drop = pa.array(sorted(set(joined["drop"])), pa.string())
+        for path in batch_event_files(self._out, month):
+            table = _read_parquet(path)
+            if len(drop):
+                table = table.filter(pc.invert(pc.is_in(table.column("event_id"), value_set=drop)))
+            for event in _events_of(table, self._schema, self._packer):
+                yield rewrite, event
+
+
+class ReadStoredMonths(beam.PTransform):
+    """``{"reach": (month, rewrite?), "drop": (month, event_id)}`` → (rewrite, Event) of those
+    months' stored Events. ``rewrite`` is True for a month the run writes again, False for one
+    read only as context (e.g. for linking across the month boundary)."""
+
+    def __init__(self, out: str):
+        super().__init__()
+        self._out = out
+
+    def expand(self, pcolls):
+        return pcolls | "ByMonth" >> beam.CoGroupByKey() | "Read" >> beam.ParDo(_ReadStoredMonth(self._out))
+
+
+# --------------------------------------------------------------------------------------------
+# Tallies: per month, what scoring needs from the events (pipelines.score.DailyCounts and
+# FeedDayCounts), so a month is scored without reading its history's events again.
+# --------------------------------------------------------------------------------------------
+
+SERIES_TALLIES, FEED_DAYS = "series", "feed_days"
+_TALLY_SCHEMAS = {
+    SERIES_TALLIES: pa.schema([("county_code", pa.string()), ("township_code", pa.string()),
+                               ("village_code", pa.string()), ("domain", pa.string()), ("date", pa.string()),
+                               ("tally", pa.string())]),
+    FEED_DAYS: pa.schema([("feed", pa.string()), ("township_code", pa.string()), ("date", pa.string()),
+                          ("records", pa.int64())]),
+}
+
+
+def tallies_dir(out: str) -> str:
+    return FileSystems.join(out, "warehouse", "tallies")
+
+
+def tally_path(out: str, month: str, table: str) -> str:
+    return FileSystems.join(tallies_dir(out), f"month={month}", f"{table}.parquet")
+
+
+def _tally_rows(table: str, elements) -> list[tuple]:
+    if table == SERIES_TALLIES:
+        # JSON keeps the tally exactly (ints and string-keyed maps), whatever fields it grows.
+        rows = [(*series, date, json.dumps(tally, sort_keys=True, ensure_ascii=False))
+                for (series, date), tally in elements]
+    else:
+        rows = [(*key, n) for key, n in elements]
+    return sorted(rows, key=lambda r: tuple("" if v is None else str(v) for v in r))
+
+
+def read_month_tallies(out: str, month: str):
+    """The stored tallies of a month as (table, element): the elements ``WriteTallies`` took."""
+    for table in (SERIES_TALLIES, FEED_DAYS):
+        path = tally_path(out, month, table)
+        if not FileSystems.exists(path):
+            continue
+        columns = _read_parquet(path).cast(_TALLY_SCHEMAS[table]).to_pydict()
+        rows = zip(*columns.values())
+        if table == SERIES_TALLIES:
+            for county, township, village, domain, date, tally in rows:
+                yield table, (((county, township, village, domain), date), json.loads(tally))
+        else:
+            for feed, township, date, n in rows:
+                yield table, ((feed, township, date), n)
+
+
+def _tallies_by_month(pcolls: dict):
+    """{"series": tallies, "feed_days": counts, "rewrite": months?} → (month, (kind, element))."""
+    keyed = [pcolls[SERIES_TALLIES] | "SeriesByMonth" >> beam.Map(lambda kv: (kv[0][1][:7], (SERIES_TALLIES, kv))),
+             pcolls[FEED_DAYS] | "FeedDaysByMonth" >> beam.Map(lambda kv: (kv[0][2][:7], (FEED_DAYS, kv)))]
+    if pcolls.get("rewrite") is not None:
+        keyed.append(pcolls["rewrite"] | "MarkRewrite" >> beam.Map(lambda month: (month, ("rewrite", None))))
+    return keyed
+
+
+class _WriteTallyMonth(beam.DoFn):
+    def __init__(self, out: str, only_marked: bool):
+        super().__init__()
+        self._out, self._only_marked = out, only_marked
+
+    def process(self, keyed):
+        month, items = keyed
+        by_table = {SERIES_TALLIES: [], FEED_DAYS: []}
+        marked = False
+        for kind, element in items:
+            if kind == "rewrite":
+                marked = True
+            else:
+                by_table[kind].append(element)
+        if self._only_marked and not marked:
+            return
+        if not any(by_table.values()) and not FileSystems.exists(tally_path(self._out, month, SERIES_TALLIES)):
+            return  # nothing then, nothing now: no empty files for months without events
+        for table, elements in by_table.items():
+            rows = _tally_rows(table, elements)
+            schema = _TALLY_SCHEMAS[table]
+            arrow = pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(zip(*rows), schema)]
+                                         if rows else [pa.array([], type=f.type) for f in schema], schema=schema)
+            buffer = io.BytesIO()
+            pq.write_table(arrow, buffer, compression="zstd")
+            path = tally_path(self._out, month, table)
+            write_atomically(path, buffer.getvalue())
+            yield path, len(rows)
+
+
+class WriteTallies(beam.PTransform):
+    """``{"series": DailyCounts, "feed_days": FeedDayCounts[, "rewrite": months]}`` →
+    ``<out>/warehouse/tallies/month=YYYY-MM/{series,feed_days}.parquet``, each month replaced whole
+    (the month of a tally is its date's). With ``rewrite``, only those months are written, and
+    written even when they have nothing left; without, every month that has a tally."""
+
+    def __init__(self, out: str):
+        super().__init__()
+        self._out = out
+
+    def expand(self, pcolls):
+        only_marked = pcolls.get("rewrite") is not None
+        return (
+            _tallies_by_month(pcolls)
+            | "Together" >> beam.Flatten()
+            | "GroupByMonth" >> beam.GroupByKey()
+            | "WriteParquet" >> beam.ParDo(_WriteTallyMonth(self._out, only_marked))
+        )
+
+
+class _MonthTallies(beam.DoFn):
+    def __init__(self, out: str):
+        super().__init__()
+        self._out = out
+
+    def process(self, keyed):
+        month, items = keyed
+        items = list(items)
+        kinds = {kind for kind, _ in items}
+        if "wanted" not in kinds:
+            return
+        fresh = items if "rewrite" in kinds else read_month_tallies(self._out, month)
+        for kind, element in fresh:
+            if kind == FEED_DAYS:
+                yield beam.pvalue.TaggedOutput(FEED_DAYS, element)
+            elif kind == SERIES_TALLIES:
+                yield element
+
+
+class HistoryTallies(beam.PTransform):
+    """The tallies of ``months`` (a scoring range): this run's for the months it rewrites
+    (``{"series", "feed_days", "rewrite"}`` as for ``WriteTallies``), the warehouse's for the others.
+    Returns ``{"series", "feed_days"}`` as ``pipelines.score.ScoreTallies`` takes them."""
+
+    def __init__(self, out: str, months: list[str]):
+        super().__init__()
+        self._out, self._months = out, list(months)
+
+    def expand(self, pcolls):
+        wanted = (pcolls["rewrite"].pipeline | "WantedMonths" >> beam.Create(self._months)
+                  | "MarkWanted" >> beam.Map(lambda month: (month, ("wanted", None))))
+        tallies = (
+            (*_tallies_by_month(pcolls), wanted)
+            | "Together" >> beam.Flatten()
+            | "GroupByMonth" >> beam.GroupByKey()
+            | "Pick" >> ParDoWithOutputs(_MonthTallies(self._out), FEED_DAYS, main=SERIES_TALLIES)
+        )
+        return {SERIES_TALLIES: tallies[SERIES_TALLIES], FEED_DAYS: tallies[FEED_DAYS]}
 
 
 def _read_months(root: str, months: list[str], schema: pa.Schema, columns: list[str] | None = None) -> pd.DataFrame:

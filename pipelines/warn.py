@@ -199,29 +199,57 @@ class CountSeriesWindows(beam.PTransform):
 # Scoring (history side input; the scorer shared with the batch job)
 
 
+def _incident_summary(many_people_at_least: int, records) -> dict:
+    """One incident's records → its date and history tally, as the batch's ``IncidentCombineFn``
+    makes it (dated by its first record; signals and feeds of the whole incident)."""
+    from pipelines.score import IncidentCombineFn
+
+    combine = IncidentCombineFn(many_people_at_least)
+    acc = combine.create_accumulator()
+    for record in records:
+        acc = combine.add_input(acc, record)
+    return combine.extract_output(acc)
+
+
+def _history_tally(tallies) -> dict:
+    """Incident tallies of one series × day → what ``score_window`` reads of a history day: the
+    volume's counts and the signal fields ``usual_counts`` needs (no callers: they would only
+    swell the side input)."""
+    from models.risk_score import signal_history
+
+    tallies = list(tallies)
+    history = signal_history(tallies)
+    return {"incidents": history["incidents"], "records": sum(t["records"] for t in tallies),
+            "signals": dict(history["signals"]), "feeds_2": history["feeds_2"], "feeds_3": history["feeds_3"]}
+
+
 class DailyIncidentCounts(beam.PTransform):
-    """Events → (series key, {date: {"incidents", "records"}}): the history side input, the day's
-    distinct incidents and its reports, as the batch job's daily tallies count them.
+    """Events → (series key, {date: tally}): the history side input. Each day's tally carries what
+    the batch job's daily tallies (``pipelines.score.DailyCounts``) carry for the score: distinct
+    incidents, their records, incidents per signal and incidents seen by two / three feeds, so the
+    stream counts a signal only above the series' usual level, as the batch does.
 
     GroupByKey rather than CombinePerKey: the streaming direct runner fails to substitute the
     combiner lifting of a globally windowed side input next to a TestStream.
     """
 
     def expand(self, events):
+        many_people_at_least = ImmediateRule.from_schema().many_people_at_least
         return (
             events
             | "Scored" >> beam.Filter(is_scored)
-            | "SeriesDay" >> beam.Map(
-                lambda e: (
-                    # dates are not deterministically encodable as keys; ordinals are
-                    (series_key(e.get("township_code"), e["domain"]), e["reported_at"].astimezone(TZ).toordinal()),
-                    incident_key(e),
-                )
-            )
+            | "SeriesIncident" >> beam.Map(
+                lambda e: ((series_key(e.get("township_code"), e["domain"]), incident_key(e)),
+                           SeriesRecord.of(e, None).as_event()))
+            | "GroupIncident" >> beam.GroupByKey()
+            | "Incident" >> beam.MapTuple(
+                lambda key, records: (key[0], _incident_summary(many_people_at_least, records)))
+            | "SeriesDay" >> beam.MapTuple(
+                # dates are not deterministically encodable as keys; ISO strings are
+                lambda key, incident: ((key, incident["date"]), incident["tally"]))
             | "GroupDay" >> beam.GroupByKey()
-            | "Incidents" >> beam.MapTuple(
-                lambda key, incidents: (key, {"incidents": len(set(incidents)), "records": len(incidents)}))
-            | "BySeries" >> beam.Map(lambda kv: (kv[0][0], (dt.date.fromordinal(kv[0][1]), kv[1])))
+            | "DayTally" >> beam.MapTuple(
+                lambda key, tallies: (key[0], (dt.date.fromisoformat(key[1]), _history_tally(tallies))))
             | "Group" >> beam.GroupByKey()
             | "AsDict" >> beam.MapTuple(lambda key, days: (key, dict(days)))
         )
@@ -237,14 +265,12 @@ def history_start(first_day: dt.date | None, window_start: dt.date, max_days: in
 def window_tally(records, many_people_at_least: int) -> dict:
     """A window's records as the tally ``models.risk_score`` scores, built as the batch job builds it."""
     from models.risk_score import merge_tallies
-    from pipelines.score import IncidentCombineFn
 
-    combine = IncidentCombineFn(many_people_at_least)
-    incidents: dict[str, object] = {}
+    by_incident: dict[str, list[dict]] = {}
     for r in records:
-        acc = incidents.get(r.incident) or combine.create_accumulator()
-        incidents[r.incident] = combine.add_input(acc, r.as_event())
-    return merge_tallies(combine.extract_output(acc)["tally"] for acc in incidents.values())
+        by_incident.setdefault(r.incident, []).append(r.as_event())
+    return merge_tallies(_incident_summary(many_people_at_least, incident)["tally"]
+                         for incident in by_incident.values())
 
 
 class RiskScorer:

@@ -131,3 +131,61 @@ def test_ewma_surprisal_stays_low_on_expected_counts_and_builds_on_a_shift():
     assert s[61:].max() > 4.0 and s[62] > s[59]
     # over-dispersion makes the same excess less surprising
     assert baselines.ewma_surprisal(shifted, np.full(70, 4.0), 3.0)[65] < s[65]
+
+
+FESTIVALS = (dt.date(2025, 1, 29), dt.date(2026, 2, 17))
+
+
+def festival_rate(day, base=5.0, before=1.8, holiday=0.4):
+    """A county's volume around the Spring Festival: up in the month before, down in the holiday."""
+    for festival in FESTIVALS:
+        offset = (day - festival).days
+        if -1 <= offset <= 6:
+            return base * holiday
+        if -30 <= offset <= -2:
+            return base * before
+    return base
+
+
+def test_festival_periods_learnt_from_last_year_move_with_the_date():
+    """2025's festival (29 January) teaches the model what 2026's (17 February) does, 19 days later."""
+    rng = np.random.default_rng(1)
+    history = days(365, dt.date(2025, 1, 1))
+    y = np.array([rng.poisson(festival_rate(d)) for d in history], dtype=float)
+    cfg = baselines.expected_config()
+    model = baselines.fit_expected(history, y, cfg)
+    plain = baselines.fit_expected(history, y, {k: v for k, v in cfg.items() if k != "festival"})
+    assert model.festival_periods == ((-30, -2), (-1, 6))
+    ahead = days(70, dt.date(2026, 1, 1))
+    truth = np.array([festival_rate(d) for d in ahead])
+    with_festival, without = model.predict(ahead), plain.predict(ahead)
+    assert np.abs(with_festival - truth).mean() < 0.5 * np.abs(without - truth).mean()
+    holiday = [i for i, d in enumerate(ahead) if -1 <= (d - FESTIVALS[1]).days <= 6]
+    assert with_festival[holiday].mean() < 3.0 < without[holiday].mean()
+
+
+def test_festival_term_has_no_effect_without_a_festival_in_the_history():
+    rng = np.random.default_rng(2)
+    history = days(200, dt.date(2025, 3, 1))
+    y = rng.poisson(4.0, 200).astype(float)
+    cfg = baselines.expected_config()
+    model = baselines.fit_expected(history, y, cfg)
+    plain = baselines.fit_expected(history, y, {k: v for k, v in cfg.items() if k != "festival"})
+    assert model.festival_periods == ()
+    ahead = days(90, dt.date(2026, 1, 1))
+    assert np.allclose(model.predict(ahead), plain.predict(ahead))
+
+
+def test_a_sparse_series_festival_is_shrunk_towards_no_effect():
+    """Two incidents in last year's pre-festival month are no reason to expect none this year, nor
+    four times as many: the prior keeps the term near its usual level where the data are few."""
+    history = days(365, dt.date(2025, 1, 1))
+    y = np.zeros(365)
+    y[::9] = 1.0  # ~40 incidents a year, spread evenly: the pre-festival month sees 3
+    pre = [i for i, d in enumerate(history) if -30 <= (d - FESTIVALS[0]).days <= -2]
+    y[pre] = 0.0
+    y[pre[:2]] = 1.0
+    model = baselines.fit_expected(history, y, baselines.expected_config())
+    ahead = days(60, dt.date(2026, 1, 15))
+    ratio = model.predict(ahead).max() / model.predict(ahead).min()
+    assert ratio < 2.5

@@ -1,5 +1,6 @@
 """An incremental monthly run (only the inbox files not yet in the warehouse, see
-pipelines/ledger.py) must leave the warehouse as a run over the whole inbox would, and a re-run
+pipelines/ledger.py) must leave the warehouse — events, tallies, scores — as a run over the whole
+inbox would, touch only the months its new records fall in (± their neighbours), and a re-run
 with nothing new must change nothing."""
 from __future__ import annotations
 
@@ -8,8 +9,15 @@ import os
 import shutil
 from pathlib import Path
 
-from pipelines.batch import MonthRange, run_batch_pipeline
+import apache_beam as beam
+import pyarrow.parquet as pq
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipelines import warehouse
+from pipelines.batch import MonthRange, run_batch_pipeline, tallies_of
 from pipelines.ledger import read_ledger
+from pipelines.options import beam_options
+from pipelines.warehouse import FEED_DAYS, SERIES_TALLIES, read_month_tallies
 from tests.conftest import INGEST_TIME, TEST_KEY
 from tests.test_batch_dask import batch_outputs
 
@@ -87,3 +95,86 @@ def test_changed_file_or_new_key_reads_the_whole_inbox_again(fixture_inbox, gaze
     changed.write_text(changed.read_text(encoding="utf-8").replace("12", "13"), encoding="utf-8")
     manifest = _run(inbox, out, gazetteer_path)
     assert manifest["read"] == "all_files" and len(manifest["files"]) == len(read_ledger(str(out)).files)
+
+
+# Earlier records of the same hotline: closed in March (2026-03), open in June, quiet in January.
+OLDER_RELPATH = "hotline_12345/2026-older/上半年工单.csv"
+OLDER = (
+    "工单编号,来电时间,来电号码,诉求人,诉求类型,诉求内容,事发地址,所属镇街,承办单位,办理状态,办结时间,满意度评价\n"
+    "GD20260120001,2026-01-20 09:00:00,13800003333,陈一,咨询,咨询居住证办理流程,城关镇新华社区,城关镇,公安局,已办结,2026-01-21 10:00:00,满意\n"
+    "GD20260310001,2026-03-10 08:30:00,13800004444,陈二,投诉,小区门口垃圾堆放多日无人清运,城关镇东关村3组,城关镇,城管局,已办结,2026-03-12 17:00:00,满意\n"
+    "GD20260615001,2026-06-15 21:40:00,13800005555,陈三,投诉,楼下烧烤店油烟噪音扰民到深夜,城关镇新华社区,城关镇,市场监管局,办理中,,\n"
+)
+# A later export: the June order is now closed; the March order appears again from an export made
+# before it was closed (the stored, closed version must stay).
+LATER_RELPATH = "hotline_12345/2026-older/上半年工单_更新.csv"
+LATER = (
+    "工单编号,来电时间,来电号码,诉求人,诉求类型,诉求内容,事发地址,所属镇街,承办单位,办理状态,办结时间,满意度评价\n"
+    "GD20260615001,2026-06-15 21:40:00,13800005555,陈三,投诉,楼下烧烤店油烟噪音扰民到深夜,城关镇新华社区,城关镇,市场监管局,已办结,2026-06-18 11:00:00,满意\n"
+    "GD20260310001,2026-03-10 08:30:00,13800004444,陈二,投诉,小区门口垃圾堆放多日无人清运,城关镇东关村3组,城关镇,城管局,办理中,,\n"
+)
+
+
+def _write(inbox: Path, relpath: str, text: str, mtime: int) -> None:
+    path = inbox / relpath
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    os.utime(path, (mtime, mtime))
+
+
+def test_status_update_of_an_older_month_rewrites_only_its_months(fixture_inbox, gazetteer_path, tmp_path):
+    whole = tmp_path / "whole"
+    shutil.copytree(fixture_inbox, whole)
+    _write(whole, OLDER_RELPATH, OLDER, UPDATE_MTIME)
+    _write(whole, LATER_RELPATH, LATER, UPDATE_MTIME + 60)
+    expected = batch_outputs(tmp_path / "out_whole", _run(whole, tmp_path / "out_whole", gazetteer_path))
+
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    shutil.copytree(fixture_inbox, inbox)
+    _write(inbox, OLDER_RELPATH, OLDER, UPDATE_MTIME)
+    _run(inbox, out, gazetteer_path)
+    before = _event_files(out)
+    _write(inbox, LATER_RELPATH, LATER, UPDATE_MTIME + 60)
+    second = _run(inbox, out, gazetteer_path)
+    got = batch_outputs(out, second)
+
+    assert got["events"] == expected["events"]
+    assert got["scores"] == expected["scores"]
+    june = [e for e in got["events"] if e["event_id"] == "hotline_12345:GD20260615001"]
+    assert [(e["status"], e["feed_file"]) for e in june] == [("closed", LATER_RELPATH)]
+    march = next(e for e in got["events"] if e["event_id"] == "hotline_12345:GD20260310001")
+    assert march["status"] == "closed" and march["feed_file"] == OLDER_RELPATH
+    # The late export's March row lost to the stored version: superseded, not accepted.
+    [entry] = second["files"]
+    assert (entry["rows_read"], entry["accepted"], entry["superseded"], entry["balanced"]) == (2, 1, 1, True)
+    # The touched months (March, June) ± 1 were rewritten; January and October were left alone.
+    rewritten = {w["path"].split("/")[2] for w in second["written"] if w["path"].startswith("warehouse/events/")}
+    assert rewritten == {"month=2026-03", "month=2026-06"}
+    after = _event_files(out)
+    for path, data in before.items():
+        if "month=2026-01" in path or "month=2026-10" in path:
+            assert after[path] == data, path
+    june_file = out / "warehouse" / "events" / "month=2026-06" / "events-batch-000.parquet"
+    assert [r["status"] for r in pq.read_table(june_file).to_pylist()] == ["closed"]
+    # The tallies kept month by month are those of the events now stored, counted from scratch.
+    stored = _tallies(out)
+    assert any(SERIES_TALLIES in t for t in stored) and any(FEED_DAYS in t for t in stored)
+    _assert_tallies_of_stored_events(out, stored)
+    assert stored == _tallies(tmp_path / "out_whole")
+
+
+def _tallies(out: Path) -> list[str]:
+    """Every stored tally, as read back for scoring."""
+    return sorted(
+        json.dumps(element, sort_keys=True, ensure_ascii=False) for p in sorted((out / "warehouse" / "tallies").iterdir())
+        for element in read_month_tallies(str(out), p.name.split("=", 1)[1]))
+
+
+def _assert_tallies_of_stored_events(out: Path, expected: list[str]) -> None:
+    with beam.Pipeline(options=beam_options([])) as p:
+        tallies = tallies_of(p | warehouse.ReadEvents(warehouse.batch_event_files(str(out))))
+        found = ((tallies[SERIES_TALLIES] | "S" >> beam.Map(lambda kv: (SERIES_TALLIES, kv)),
+                  tallies[FEED_DAYS] | "F" >> beam.Map(lambda kv: (FEED_DAYS, kv)))
+                 | beam.Flatten()
+                 | beam.Map(lambda element: json.dumps(element, sort_keys=True, ensure_ascii=False)))
+        assert_that(found, equal_to(expected))

@@ -1,6 +1,10 @@
 """Linking records of one happening into incidents, in a real Beam pipeline."""
 import datetime as dt
+import json
+import subprocess
+import sys
 import zoneinfo
+from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.testing.util import assert_that, equal_to
@@ -86,3 +90,24 @@ def test_pairwise_quality_against_truth():
     truth = {"a": "k1", "b": "k1", "c": "k1", "d": None}
     q = link.pairwise_quality(predicted, truth)
     assert (q["precision"], q["recall"]) == (1.0, round(1 / 3, 4))
+
+
+_SIMILARITIES = """
+import json
+from pipelines import link
+texts = json.loads(input())
+vectors = link.weighted_ngrams(texts, 2)
+print(json.dumps([repr(link.similarity(a, b)) for a in vectors for b in vectors]))
+"""
+
+
+def test_similarities_do_not_depend_on_the_processs_hash_seed():
+    # Runs are separate processes (cron, backfill), each with its own string hash seed; a float sum
+    # taken in set order differs in the last bits, enough to flip a tie or a threshold.
+    texts = [f"城关镇新华社区{i}号楼下烧烤店油烟噪音扰民到深夜，多次投诉无人处理，第{i}次反映" for i in range(12)]
+    texts += ["东关村3组两户村民因宅基地边界发生争执，双方推搡，现场有人受伤", "新华小区5栋电动车楼道充电起火隐患"]
+    runs = {seed: subprocess.run([sys.executable, "-c", _SIMILARITIES], input=json.dumps(texts), text=True,
+                                 capture_output=True, check=True, cwd=Path(__file__).parents[1],
+                                 env={"PYTHONHASHSEED": seed, "PYTHONPATH": str(Path(__file__).parents[1])}).stdout
+            for seed in ("1", "2", "3")}
+    assert runs["1"] and runs["1"] == runs["2"] == runs["3"]

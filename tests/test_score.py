@@ -308,3 +308,30 @@ def test_a_slow_ramp_with_escalation_is_raised_earlier_than_before():
     assert sum(d["now"] < d["session1"] for d in delays) >= 4
     assert all(d["now"] <= 5 for d in delays)
     assert sum(d["session1"] - d["now"] for d in delays) >= 6  # a day earlier on average
+
+
+def test_the_month_before_the_spring_festival_is_expected_from_last_years():
+    """Wage complaints almost double in the month before the festival and drop in its week, every
+    year (29 January 2025, 17 February 2026). With the festival dates in scoring.yaml last year's
+    pattern is expected and January–February 2026 raise no level; without them, weeks of alarms."""
+    festivals = (dt.date(2025, 1, 29), dt.date(2026, 2, 17))
+
+    def rate(day):
+        offset = min(((day - f).days for f in festivals), key=abs)
+        return 4.0 * (0.4 if -1 <= offset <= 6 else 1.8 if -30 <= offset <= -2 else 1.0)
+
+    cfg = risk_score.config()
+    plain = {**cfg, "expected": {k: v for k, v in cfg["expected"].items() if k != "festival"}}
+    start, end = dt.date(2026, 1, 1), dt.date(2026, 2, 28)
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        daily = {}
+        for day in all_days(dt.date(2025, 1, 1), end):
+            n = int(rng.poisson(rate(day)))
+            daily[day] = {**risk_score.empty_tally(), "incidents": n, "records": n}
+        alarms = []
+        for c in (cfg, plain):
+            rows = risk_score.score_series(daily, target_start=start, target_end=end, history_start=dt.date(2025, 1, 1),
+                                           township_code=TOWN, village_code=None, domain="labor_wage", cfg=c)
+            alarms.append(sum(r["period"] == "day" and r["level"] in risk_score.ALERT_LEVELS for r in rows))
+        assert alarms[0] == 0 and alarms[1] >= 5
