@@ -65,5 +65,6 @@ def test_demo_simulates_runs_the_month_and_prints_topics(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert code == 0
     assert "接入对账" in printed and "2026-09 月度研判选题清单" in printed
+    assert "优先度" in printed  # the list (研判选题 / 观察清单) and the topic's own priority are shown
     assert (tmp_path / "demo" / "out" / "reports" / "2026-09" / "report.html").exists()
     assert (tmp_path / "demo" / "hmac.key").stat().st_mode & 0o077 == 0

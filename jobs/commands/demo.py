@@ -38,10 +38,11 @@ def demo_key(folder: Path) -> bytes:
 def topics_table(document: dict, top: int) -> str:
     from reports.labels import level_name
 
-    rows = [("排名", "选题", "等级", "评分", "本月", "状态")]
+    lists = {"study": "研判选题", "watch": "观察清单"}
+    rows = [("排名", "清单", "选题", "优先度", "区域等级", "本月", "状态")]
     for t in document["topics"][:top]:
-        rows.append((str(t["rank"]), t["title"], level_name(t["level"]), f"{t['score']:.0f}",
-                     str(t["events"]), t["status"]))
+        rows.append((str(t["rank"]), lists.get(t.get("list"), ""), t["title"], f"{t['priority']:.1f}",
+                     level_name(t["level"]), str(t["events"]), t["status"]))
     return text_table(rows)
 
 
