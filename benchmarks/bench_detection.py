@@ -179,19 +179,26 @@ def township_tallies(groups: dict, predicted: dict) -> dict:
     return {s: {d: merge_tallies(ts) for d, ts in days.items()} for s, days in per_day.items()}
 
 
+def evaluation_period(events: Path, truth: Path, history_months: int):
+    """The truth's episodes, the history's first day, the evaluated period (after ``history_months``)
+    and the events by township × month."""
+    from jobs.commands.evaluate_detection import add_months, truth_period
+
+    truth_rows = de.load_truth_records(truth / "truth" / "records.csv")
+    first, end = truth_period(truth / "truth" / "records.csv")
+    history_start = first.replace(day=1)
+    start = add_months(history_start, history_months)
+    episodes = de.load_episodes(truth / "truth" / "episodes.json")
+    return episodes, history_start, start, end, township_months(events, truth_rows)
+
+
 def detection_sweep(events: Path, truth: Path, link_settings: list[dict], weights: list[float],
                     history_months: int, margin_days: int, refit_every: int) -> None:
     """RiskWatch's statistic (regression + windows, before contributions) and EARS C3 per linking
     setting × extra report weight, on events linked in-process with the true domains."""
-    from jobs.commands.evaluate_detection import add_months, truth_period
     from schemas import domain_codes
 
-    truth_rows = de.load_truth_records(truth / "truth" / "records.csv")
-    episodes = de.load_episodes(truth / "truth" / "episodes.json")
-    first, end = truth_period(truth / "truth" / "records.csv")
-    history_start = first.replace(day=1)
-    start = add_months(history_start, history_months)
-    groups = township_months(events, truth_rows)
+    episodes, history_start, start, end, groups = evaluation_period(events, truth, history_months)
     n_series = len({t for t, _ in groups}) * len(domain_codes(include_none=False))
     print(f"{n_series} series, {start} – {end}, {len(de.episodes_in_period(episodes, start, end))} episodes")
     for setting in link_settings:
@@ -235,16 +242,10 @@ def contribution_sweep(events: Path, truth: Path, variants: list[str], history_m
     the true domains; alarms at yellow and the best threshold with ≤ 1 false alarm per series-year."""
     from collections import Counter
 
-    from jobs.commands.evaluate_detection import add_months, truth_period
     from models import risk_score
     from schemas import domain_codes
 
-    truth_rows = de.load_truth_records(truth / "truth" / "records.csv")
-    episodes = de.load_episodes(truth / "truth" / "episodes.json")
-    first, end = truth_period(truth / "truth" / "records.csv")
-    history_start = first.replace(day=1)
-    start = add_months(history_start, history_months)
-    groups = township_months(events, truth_rows)
+    episodes, history_start, start, end, groups = evaluation_period(events, truth, history_months)
     tallies = township_tallies(groups, link_all(groups, {}))
     n_series = len({t for t, _ in groups}) * len(domain_codes(include_none=False))
     base = base or risk_score.config()

@@ -120,12 +120,8 @@ class ReadEvents(beam.PTransform):
         return pbegin | "ListFiles" >> beam.Create(self._paths) | "ReadFile" >> beam.ParDo(_ReadEventFile())
 
 
-class _LookupStoredVersions(beam.DoFn):
-    """(_, event_ids) → the stored Events with those ids, from every batch partition.
-
-    Only the event_id column is read to find them (a status update may concern a record of any
-    month); a partition's other columns are read only when it holds one of the ids.
-    """
+class _StoredEventReader(beam.DoFn):
+    """Reads Events back from the warehouse under ``out`` (the Arrow schema and packer load once)."""
 
     def __init__(self, out: str):
         super().__init__()
@@ -134,6 +130,14 @@ class _LookupStoredVersions(beam.DoFn):
     def setup(self):
         self._schema = event_arrow_schema()
         self._packer = EventPacker()
+
+
+class _LookupStoredVersions(_StoredEventReader):
+    """(_, event_ids) → the stored Events with those ids, from every batch partition.
+
+    Only the event_id column is read to find them (a status update may concern a record of any
+    month); a partition's other columns are read only when it holds one of the ids.
+    """
 
     def process(self, keyed):
         _, ids = keyed
@@ -161,17 +165,9 @@ class LookupStoredVersions(beam.PTransform):
         )
 
 
-class _ReadStoredMonth(beam.DoFn):
+class _ReadStoredMonth(_StoredEventReader):
     """(month, {"reach": [rewrite?], "drop": [event_id]}) → (rewrite, Event) for the month's stored
     Events but the dropped ones (records that have a newer version in this run)."""
-
-    def __init__(self, out: str):
-        super().__init__()
-        self._out = out
-
-    def setup(self):
-        self._schema = event_arrow_schema()
-        self._packer = EventPacker()
 
     def process(self, keyed):
         month, joined = keyed
