@@ -161,6 +161,16 @@ def festival_periods(config: dict) -> tuple[tuple[tuple[int, int], ...], tuple[d
     return periods, tuple(sorted(dt.date.fromisoformat(str(d)) for d in festival.get("dates") or ()))
 
 
+def festival_years_missing(config: dict, first: dt.date, last: dt.date) -> list[int]:
+    """Years of first..last without a configured festival date (their festival season would be
+    scored as ordinary days: the county should add the date to schemas/scoring.yaml)."""
+    _, dates = festival_periods(config)
+    if not dates:
+        return []  # no festival term configured at all: nothing is missing
+    listed = {d.year for d in dates}
+    return [y for y in range(first.year, last.year + 1) if y not in listed]
+
+
 def festival_indicators(dates, periods, festival_dates) -> list[np.ndarray]:
     """Per period, 1.0 on the dates that fall in it around any festival date."""
     if not periods or not festival_dates:

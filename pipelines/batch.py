@@ -40,6 +40,8 @@ from typing import Callable
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
+from models import risk_score
+from models.baselines import festival_years_missing
 from models.topics import shift_month
 from pipelines import sinks, warehouse
 from pipelines.classify import ClassifyEvents
@@ -300,6 +302,11 @@ def run_batch_pipeline(inbox: str, gazetteer: str, out: str, key: bytes, months:
               "gazetteer": str(gazetteer), "ingest_time": ingest_time.isoformat(),
               "read": "all_files" if new_files is None else "new_files", "files_in_inbox": len(files)}
     started = time.monotonic()
+    missing = festival_years_missing(risk_score.config()["expected"], months.history_start, months.target_end)
+    if missing:
+        log.warning("schemas/scoring.yaml lists no Spring Festival date for %s: those festival seasons are "
+                    "scored as ordinary days; add the dates under expected.festival.dates",
+                    ", ".join(map(str, missing)))
     progress(f"读取与处理 {len(to_read)} 个文件（共 {len(files)} 个；接入、校验、分类、关联、评分）…")
     ingest = IngestFeeds(inbox, gazetteer, key, ingest_time, to_read, order_files=files)
     pipeline = beam.Pipeline(options=beam_options(beam_args))

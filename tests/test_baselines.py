@@ -189,3 +189,10 @@ def test_a_sparse_series_festival_is_shrunk_towards_no_effect():
     ahead = days(60, dt.date(2026, 1, 15))
     ratio = model.predict(ahead).max() / model.predict(ahead).min()
     assert ratio < 2.5
+
+
+def test_years_without_a_festival_date_are_named():
+    cfg = {"festival": {"dates": ["2025-01-29", "2026-02-17"], "periods": {"holiday": [-1, 6]}}}
+    assert baselines.festival_years_missing(cfg, dt.date(2025, 3, 1), dt.date(2026, 12, 31)) == []
+    assert baselines.festival_years_missing(cfg, dt.date(2026, 3, 1), dt.date(2028, 1, 31)) == [2027, 2028]
+    assert baselines.festival_years_missing({}, dt.date(2031, 1, 1), dt.date(2031, 12, 31)) == []
