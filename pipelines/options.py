@@ -1,6 +1,8 @@
 """Pipeline options: RiskWatch's own options and Beam's, with the local runner named explicitly."""
 from __future__ import annotations
 
+import os
+
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 # Beam 2.77's plain DirectRunner first tries to download the Prism binary, which hangs where the
@@ -17,3 +19,13 @@ def beam_options(beam_args: list[str] | None, streaming: bool = False, **overrid
     if streaming:
         standard.streaming = True
     return options
+
+
+def all_local_cores(beam_args: list[str] | None) -> list[str]:
+    """The local runner on every core of the machine (the FnApiRunner in multi-processing mode gives
+    the same outputs as in one process: the batch and demo commands' default). Runner options the
+    user passes win (e.g. ``--direct_num_workers=1``, or another ``--runner``)."""
+    beam_args = list(beam_args or [])
+    if any(a.startswith(("--runner", "--direct_num_workers", "--direct_running_mode")) for a in beam_args):
+        return beam_args
+    return [*beam_args, f"--direct_num_workers={os.cpu_count() or 1}", "--direct_running_mode=multi_processing"]

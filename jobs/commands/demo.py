@@ -6,7 +6,6 @@ feeds as departments export them; the batch job then reads them like any other i
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from pathlib import Path
 
@@ -46,19 +45,12 @@ def topics_table(document: dict, top: int) -> str:
     return text_table(rows)
 
 
-def local_parallel(beam_args: list[str]) -> list[str]:
-    """The demo uses every core of the machine: the FnApiRunner in multi-processing mode gives the
-    same outputs as in one process. Options the user passes win."""
-    if any(a.startswith(("--runner", "--direct_num_workers", "--direct_running_mode")) for a in beam_args):
-        return list(beam_args)
-    return [*beam_args, f"--direct_num_workers={os.cpu_count() or 1}", "--direct_running_mode=multi_processing"]
-
-
 def run(args, beam_args) -> int:
     from jobs.commands.batch import progress_printer
     from jobs.commands.ingest import accounting_table
     from models.topics import shift_month
     from pipelines.batch import MonthRange, run_batch
+    from pipelines.options import all_local_cores
     from simulator import simulate
 
     folder = Path(args.out).resolve()
@@ -71,7 +63,7 @@ def run(args, beam_args) -> int:
         f"风险事件 {summary.episodes} 个、数据断供 {summary.outages} 段")
     month = shift_month(args.start, args.months - 1)
     result = run_batch(str(sim / "inbox"), str(sim / "gazetteer.csv"), str(folder / "out"), key,
-                       MonthRange(month, month), beam_args=local_parallel(beam_args), progress=say)
+                       MonthRange(month, month), beam_args=all_local_cores(beam_args), progress=say)
     print()
     print("接入对账（每个文件：读取 = 入库 + 被覆盖 + 隔离）")
     print(accounting_table(result.manifest))
