@@ -45,7 +45,6 @@ def run(args, beam_args) -> int:
     from models.domain_classifier import ArtifactMismatch, DomainClassifier
     from pipelines.batch import BatchJobError, MonthRange, critical_findings, parse_month, run_batch
     from pipelines.ingest import AccountingError, parse_ingest_time
-    from pipelines.options import all_local_cores
 
     try:
         if args.month and (args.first or args.last):
@@ -61,7 +60,7 @@ def run(args, beam_args) -> int:
         print(f"riskwatch batch: {exc}", file=sys.stderr)
         return 2
     try:
-        result = run_batch(args.inbox, args.gazetteer, args.out, key, months, beam_args=all_local_cores(beam_args),
+        result = run_batch(args.inbox, args.gazetteer, args.out, key, months, beam_args=beam_args,
                            ingest_time=ingest_time, model_dir=args.model_dir, progress=progress_printer(),
                            incremental=not args.full)
     except BatchJobError as exc:
