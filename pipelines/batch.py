@@ -46,14 +46,15 @@ from models.topics import shift_month
 from pipelines import sinks, warehouse
 from pipelines.classify import ClassifyEvents
 from pipelines.gazetteer import UNRESOLVED
-from pipelines.ingest import SUPERSEDED_TAG, AccountingError, IngestFeeds, Supersede, default_ingest_time, unbalanced_files
+from pipelines.ingest import (SUPERSEDED_TAG, AccountingError, IngestFeeds, Supersede, default_ingest_time,
+                              file_order, unbalanced_files)
 from pipelines.ledger import Ledger, file_sha256, read_ledger, run_fingerprint, write_ledger
 from pipelines.link import LinkIncidents, link_config
 from pipelines.normalise import TZ
 from pipelines.options import beam_options
 from pipelines.read import discover, inbox_digest
 from pipelines.runners import run_to_completion
-from pipelines.score import DailyCounts, FeedDayCounts, ScoreTallies
+from pipelines.score import DailyTallies, ScoreTallies
 from pipelines.warehouse import FEED_DAYS, SERIES_TALLIES, month_of_date
 
 log = logging.getLogger(__name__)
@@ -132,11 +133,6 @@ class ScoreMonths(beam.PTransform):
     @property
     def tally_months(self) -> list[str]:
         return MonthRange(month_of_date(self._months.history_start), self._months.last).months
-
-
-def tallies_of(events) -> dict:
-    """Linked Events → the per-month tallies scoring needs (``WriteTallies``' input)."""
-    return {SERIES_TALLIES: events | "DailyCounts" >> DailyCounts(), FEED_DAYS: events | "FeedDays" >> FeedDayCounts()}
 
 
 class ClassifyNew(beam.PTransform):
@@ -243,13 +239,13 @@ def build_pipeline(pipeline: beam.Pipeline, *, ingest: IngestFeeds, out: str, mo
         relinked = merged["events"] | "Classify" >> ClassifyNew(model_dir) | "Link" >> LinkIncidents()
         events = relinked | "NotContext" >> beam.Filter(lambda e: not e.get(_CONTEXT))
         # Context months keep their stored links: relinked without their own neighbours they may differ.
-        tallies = dict(tallies_of((events, merged["context"]) | "WithContext" >> beam.Flatten()),
+        tallies = dict((events, merged["context"]) | "WithContext" >> beam.Flatten() | "Tallies" >> DailyTallies(),
                        rewrite=merged["rewrite"])
         history = tallies | "HistoryTallies" >> warehouse.HistoryTallies(out, score.tally_months)
         rewrite, accounting = merged["rewrite"], merged["accounting"]
     else:
         events = ingested["events"] | "Classify" >> ClassifyEvents(model_dir) | "Link" >> LinkIncidents()
-        tallies = history = tallies_of(events)
+        tallies = history = events | "Tallies" >> DailyTallies()
         rewrite, accounting = None, ingested["accounting"]
     written = [
         events | "WriteEvents" >> sinks.WriteEvents(out, "batch", months=rewrite),
@@ -358,11 +354,6 @@ def run_batch(inbox: str, gazetteer: str, out: str, key: bytes, months: MonthRan
 def critical_findings(result: BatchResult) -> list[str]:
     """The data problems the quality policy marks critical, per month, as the report words them."""
     return [f"{s['month']}：{text}" for s in result.manifest["months_done"] for text in s["quality_critical"]]
-
-
-def file_order(files) -> dict[str, tuple]:
-    """How versions of a record from different files rank (as ``IngestFeeds`` ranks them)."""
-    return {f.relpath: (int(f.mtime), f.relpath) for f in files}
 
 
 def _model_version(model_dir: str | None) -> dict:

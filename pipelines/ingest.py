@@ -179,50 +179,37 @@ class AccountPerFile(beam.PTransform):
         )
 
 
+def file_order(files: list[FeedFile]) -> dict[str, tuple]:
+    """How versions of a record from different files rank: the newer file, then its path."""
+    return {f.relpath: (int(f.mtime), f.relpath) for f in files}
+
+
 class IngestFeeds(beam.PTransform):
     """Inbox → ``{"events", "quarantine", "accounting", "superseded"}`` PCollections.
 
     Files are listed and the gazetteer is read when the pipeline is built; the gazetteer rows
     travel with the DoFn, so workers need no access to the driver's disk for it.
     ``ingest_time`` is the run's clock: it stamps ``ingested_at`` and bounds ``future_time``.
-
-    ``prior`` (a transform applied to the pipeline's start, e.g. ``warehouse.ReadEvents``) adds
-    Events ingested by earlier runs from the other files of ``order_files``: the latest version of
-    each record wins across both, and only ``files`` are accounted for.
+    ``order_files`` (default ``files``) rank versions of one record by file (``file_order``).
     """
 
     def __init__(self, inbox: str, gazetteer_path: str, hmac_key: bytes, ingest_time: dt.datetime,
-                 files: list[FeedFile] | None = None, prior: beam.PTransform | None = None,
-                 order_files: list[FeedFile] | None = None):
+                 files: list[FeedFile] | None = None, order_files: list[FeedFile] | None = None):
         super().__init__()
         self.files = discover(inbox) if files is None else files
         self.ingest_time = ingest_time.astimezone(TZ)
         self._gazetteer_rows = read_gazetteer_rows(gazetteer_path)
         self._key = hmac_key
-        self._prior = prior
         self._order_files = self.files if order_files is None else order_files
-
-    @property
-    def incremental(self) -> bool:
-        return self._prior is not None
 
     def expand(self, pbegin):
         read = pbegin | "Read" >> ReadFeeds(self.files)
         validated = read.chunks | "Validate" >> ParDoWithOutputs(
             ValidateRows(self._gazetteer_rows, self._key, self.ingest_time), QUARANTINE_TAG, main="events")
-        file_order = {f.relpath: (int(f.mtime), f.relpath) for f in self._order_files}
-        candidates = validated.events
-        if self._prior is not None:
-            prior = pbegin | "Prior" >> self._prior | "PriorAsChunks" >> beam.Map(lambda e: [e])
-            candidates = (candidates, prior) | "WithPrior" >> beam.Flatten()
-        latest = candidates | "Supersede" >> SupersedeChunks(file_order)
-        superseded = latest[SUPERSEDED_TAG]
-        if self._prior is not None:
-            mine = frozenset(f.relpath for f in self.files)
-            superseded = superseded | "SupersededOfTheseFiles" >> beam.Filter(lambda e: e["feed_file"] in mine)
+        latest = validated.events | "Supersede" >> SupersedeChunks(file_order(self._order_files))
         accounting = {
             "files": read[FILES_TAG], "valid": validated.events | "ValidByFile" >> beam.FlatMap(_valid_by_file),
-            "superseded": superseded, "quarantine": validated[QUARANTINE_TAG],
+            "superseded": latest[SUPERSEDED_TAG], "quarantine": validated[QUARANTINE_TAG],
         } | "Account" >> AccountPerFile()
         return {"events": latest.events, "quarantine": validated[QUARANTINE_TAG], "accounting": accounting,
                 "superseded": latest[SUPERSEDED_TAG]}

@@ -27,6 +27,7 @@ import apache_beam as beam
 import schemas
 from models import gaps as gaps_model
 from models import risk_score
+from pipelines.warehouse import FEED_DAYS, SERIES_TALLIES
 
 _TZ = zoneinfo.ZoneInfo(schemas.TIMEZONE)
 _HOTLINE = "hotline_12345"
@@ -332,6 +333,15 @@ class ScoreSeries(beam.PTransform):
         )
 
 
+class DailyTallies(beam.PTransform):
+    """Linked Events → ``{SERIES_TALLIES: DailyCounts' tallies, FEED_DAYS: FeedDayCounts' counts}``:
+    what scoring reads, and what the batch job keeps per month in the warehouse."""
+
+    def expand(self, events):
+        return {SERIES_TALLIES: events | "DailyCounts" >> DailyCounts(),
+                FEED_DAYS: events | "FeedDays" >> FeedDayCounts()}
+
+
 class ScoreTallies(beam.PTransform):
     """``{"series": DailyCounts' tallies, "feed_days": FeedDayCounts' counts}`` over history + target →
     score rows of the target period. The batch job keeps both per month in the warehouse, so a
@@ -343,8 +353,8 @@ class ScoreTallies(beam.PTransform):
 
     def expand(self, tallies):
         target_start, target_end, _ = self._args
-        gaps = tallies["feed_days"] | "FeedGaps" >> FindGaps(target_start, target_end)
-        return tallies["series"] | "ScoreSeries" >> ScoreSeries(*self._args, gaps=gaps)
+        gaps = tallies[FEED_DAYS] | "FeedGaps" >> FindGaps(target_start, target_end)
+        return tallies[SERIES_TALLIES] | "ScoreSeries" >> ScoreSeries(*self._args, gaps=gaps)
 
 
 class ScoreEvents(beam.PTransform):
@@ -355,5 +365,4 @@ class ScoreEvents(beam.PTransform):
         self._args = (target_start, target_end, history_start)
 
     def expand(self, events):
-        return ({"series": events | "DailyCounts" >> DailyCounts(), "feed_days": events | "FeedDays" >> FeedDayCounts()}
-                | "ScoreTallies" >> ScoreTallies(*self._args))
+        return events | "Tallies" >> DailyTallies() | "ScoreTallies" >> ScoreTallies(*self._args)

@@ -13,8 +13,8 @@ import apache_beam as beam
 import pyarrow.parquet as pq
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines import warehouse
-from pipelines.batch import MonthRange, run_batch_pipeline, tallies_of
+from pipelines import score, warehouse
+from pipelines.batch import MonthRange, run_batch_pipeline
 from pipelines.ledger import read_ledger
 from pipelines.options import beam_options
 from pipelines.warehouse import FEED_DAYS, SERIES_TALLIES, read_month_tallies
@@ -172,7 +172,7 @@ def _tallies(out: Path) -> list[str]:
 
 def _assert_tallies_of_stored_events(out: Path, expected: list[str]) -> None:
     with beam.Pipeline(options=beam_options([])) as p:
-        tallies = tallies_of(p | warehouse.ReadEvents(warehouse.batch_event_files(str(out))))
+        tallies = p | warehouse.ReadEvents(warehouse.batch_event_files(str(out))) | score.DailyTallies()
         found = ((tallies[SERIES_TALLIES] | "S" >> beam.Map(lambda kv: (SERIES_TALLIES, kv)),
                   tallies[FEED_DAYS] | "F" >> beam.Map(lambda kv: (FEED_DAYS, kv)))
                  | beam.Flatten()
