@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -38,8 +39,10 @@ BENCH_KEY = "riskwatch-benchmark-key"
 
 
 def run_measured(cmd: list[str], env: dict | None = None) -> dict:
-    """Run `cmd`; wall seconds, peak RSS of its process tree (MiB), exit code and output tail."""
-    started = time.perf_counter()
+    """Run `cmd`; wall seconds, CPU seconds (user + system, its process tree), peak RSS of its
+    process tree (MiB), exit code and output tail. CPU seconds are the figure to compare when other
+    jobs share the machine."""
+    started, cpu_before = time.perf_counter(), _children_cpu()
     process = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     peak = 0
     stop = threading.Event()
@@ -60,8 +63,13 @@ def run_measured(cmd: list[str], env: dict | None = None) -> dict:
     output = process.communicate()[0].decode("utf-8", errors="replace")
     stop.set()
     sampler.join()
-    return {"wall_s": round(time.perf_counter() - started, 2), "peak_mib": round(peak / 2**20),
-            "exit": process.returncode, "output": output}
+    return {"wall_s": round(time.perf_counter() - started, 2), "cpu_s": round(_children_cpu() - cpu_before, 2),
+            "peak_mib": round(peak / 2**20), "exit": process.returncode, "output": output}
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _env() -> dict:

@@ -5,13 +5,17 @@ import os
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from pipelines import element_coder
+
 # Beam 2.77's plain DirectRunner first tries to download the Prism binary, which hangs where the
 # network drops packets; the FnApiRunner is the in-process batch runner.
 DEFAULT_BATCH_RUNNER = "FnApiRunner"
 
 
 def beam_options(beam_args: list[str] | None, streaming: bool = False, **overrides) -> PipelineOptions:
-    """PipelineOptions from pass-through command-line args, defaulting the runner."""
+    """PipelineOptions from pass-through command-line args, defaulting the runner; registers the
+    elements' coder (``pipelines.element_coder``) for the pipeline about to be built."""
+    element_coder.register()
     options = PipelineOptions(list(beam_args or []), **overrides)
     standard = options.view_as(StandardOptions)
     if not standard.runner:

@@ -1,0 +1,99 @@
+"""How RiskWatch's elements cross Beam's stage boundaries.
+
+Events are dicts of strings, numbers and timezone-aware datetimes. Beam's default coder for
+untyped PCollections, ``FastPrimitivesCoder``, writes strings, numbers, lists and dicts natively but
+*pickles* anything else: each datetime costs ~14 µs and ~140 bytes per crossing (the pickle holds
+the zone's unpickling path), so an Event's four timestamps were ~90 % of its coding time and the
+largest single cost of the county month's run (docs/notes/performance.md, "Session 3").
+
+``ElementCoder`` is that same coder with a fallback that writes datetimes and dates as integers (and
+the zone's IANA name) and pickles only what remains. ``register`` makes it Beam's fallback coder;
+``pipelines.options.beam_options``, through which every RiskWatch pipeline gets its options, calls
+it. The coder is then part of each pipeline's definition: any runner's Python workers decode with
+it. Elements round-trip exactly: equal values, the same zone object, naive stays naive.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import apache_beam as beam
+from apache_beam.coders import coder_impl, coders
+
+_PICKLED, _ZONED, _UTC, _NAIVE, _DATE = range(5)
+_FOLD = 8  # added to a datetime's kind: fold=1 matters (or is kept) even where the wall time is not repeated
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_NAIVE_EPOCH = dt.datetime(1970, 1, 1)
+_MICROSECOND = dt.timedelta(microseconds=1)
+
+
+class _TimeValueCoderImpl(coder_impl.StreamCoderImpl):
+    def __init__(self):
+        self._pickled = coders.PickleCoder().get_impl()
+
+    def encode_to_stream(self, value, stream, nested):
+        kind = type(value)
+        if kind is dt.datetime:
+            zone, fold = value.tzinfo, _FOLD * value.fold
+            if zone is None:
+                stream.write_byte(_NAIVE + fold)
+                stream.write_var_int64((value - _NAIVE_EPOCH) // _MICROSECOND)
+                return
+            if zone is dt.timezone.utc:
+                stream.write_byte(_UTC + fold)
+                stream.write_var_int64((value - _EPOCH) // _MICROSECOND)
+                return
+            # ZoneInfo.no_cache() zones are distinct objects on purpose: leave them to pickle
+            if type(zone) is ZoneInfo and zone.key and ZoneInfo(zone.key) is zone:
+                stream.write_byte(_ZONED + fold)
+                stream.write_var_int64((value - _EPOCH) // _MICROSECOND)
+                stream.write(zone.key.encode("ascii"), True)
+                return
+        elif kind is dt.date:
+            stream.write_byte(_DATE)
+            stream.write_var_int64(value.toordinal())
+            return
+        stream.write_byte(_PICKLED)
+        self._pickled.encode_to_stream(value, stream, nested)
+
+    def decode_from_stream(self, stream, nested):
+        kind = stream.read_byte()
+        if kind == _PICKLED:
+            return self._pickled.decode_from_stream(stream, nested)
+        if kind == _DATE:
+            return dt.date.fromordinal(stream.read_var_int64())
+        base, fold = kind % _FOLD, kind // _FOLD
+        shift = dt.timedelta(microseconds=stream.read_var_int64())
+        if base == _ZONED:
+            # astimezone gives a repeated wall time its fold; a kept fold=1 elsewhere is restored
+            value = (_EPOCH + shift).astimezone(ZoneInfo(stream.read_all(True).decode("ascii")))
+        else:
+            value = (_EPOCH if base == _UTC else _NAIVE_EPOCH) + shift
+        return value.replace(fold=1) if fold else value
+
+
+class TimeValueCoder(coders.Coder):
+    """Datetimes and dates as integers; anything else pickled (``FastPrimitivesCoder``'s fallback)."""
+
+    def _create_impl(self):
+        return _TimeValueCoderImpl()
+
+    def is_deterministic(self) -> bool:
+        return False  # what it pickles is not
+
+    def to_type_hint(self):
+        return Any
+
+
+class ElementCoder(coders.FastPrimitivesCoder):
+    """``FastPrimitivesCoder`` whose fallback writes datetimes and dates as integers."""
+
+    def __init__(self):
+        super().__init__(fallback_coder=TimeValueCoder())
+
+
+def register() -> None:
+    """Make ``ElementCoder`` the coder of PCollections without a more specific one (once a process)."""
+    if not isinstance(beam.coders.registry.get_coder(Any), ElementCoder):
+        beam.coders.registry.register_fallback_coder(ElementCoder)
