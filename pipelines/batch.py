@@ -44,6 +44,7 @@ from models import risk_score
 from models.baselines import festival_years_missing
 from models.topics import shift_month
 from pipelines import sinks, warehouse
+from pipelines.backfill import DEFAULT_PART_MB, named_month, plan_parts
 from pipelines.classify import ClassifyEvents
 from pipelines.gazetteer import UNRESOLVED
 from pipelines.ingest import (SUPERSEDED_TAG, AccountingError, IngestFeeds, Supersede, default_ingest_time,
@@ -228,9 +229,11 @@ class MergeWithWarehouse(beam.PTransform):
 
 def build_pipeline(pipeline: beam.Pipeline, *, ingest: IngestFeeds, out: str, months: MonthRange,
                    manifest_path: str, manifest_header: dict, model_dir: str | None = None,
-                   incremental: bool = False, file_order: dict[str, tuple] | None = None) -> None:
+                   incremental: bool = False, file_order: dict[str, tuple] | None = None,
+                   score_months: bool = True) -> None:
     """Inbox → warehouse (events, tallies, scores), quarantine, manifest. ``incremental``: ``ingest``
-    reads only the new files and the warehouse stands in for the others (``MergeWithWarehouse``)."""
+    reads only the new files and the warehouse stands in for the others (``MergeWithWarehouse``).
+    Without ``score_months`` (a backfill's parts before its last) no scores are written."""
     digest = inbox_digest(ingest.files)[:12]
     ingested = pipeline | "Ingest" >> ingest
     score = ScoreMonths(months)
@@ -251,8 +254,9 @@ def build_pipeline(pipeline: beam.Pipeline, *, ingest: IngestFeeds, out: str, mo
         events | "WriteEvents" >> sinks.WriteEvents(out, "batch", months=rewrite),
         tallies | "WriteTallies" >> warehouse.WriteTallies(out),
         ingested["quarantine"] | "WriteQuarantine" >> sinks.WriteQuarantine(out, digest),
-        history | "ScoreMonths" >> score | "WriteScores" >> warehouse.WriteScores(out),
     ]
+    if score_months:
+        written.append(history | "ScoreMonths" >> score | "WriteScores" >> warehouse.WriteScores(out))
     # Last, and fed by every sink: some runners compute only the last transform's branch.
     _ = accounting | "WriteManifest" >> sinks.WriteManifest(manifest_path, manifest_header, written, out)
 
@@ -270,7 +274,7 @@ Progress = Callable[[str], None]
 def run_batch_pipeline(inbox: str, gazetteer: str, out: str, key: bytes, months: MonthRange, *,
                        beam_args: list[str] | None = None, ingest_time: dt.datetime | None = None,
                        model_dir: str | None = None, progress: Progress = log.info,
-                       incremental: bool = True) -> tuple[str, dict]:
+                       incremental: bool = True, part_bytes: int = DEFAULT_PART_MB * 2**20) -> tuple[str, dict]:
     """The Beam part of the batch job (inbox → warehouse, quarantine, manifest) on the runner that
     ``beam_args`` name; returns the manifest's path and content. Raises BatchJobError or
     AccountingError when it cannot do its work.
@@ -278,6 +282,12 @@ def run_batch_pipeline(inbox: str, gazetteer: str, out: str, key: bytes, months:
     With ``incremental`` and a matching ledger (``pipelines.ledger``), only inbox files not yet in
     the warehouse are read; the warehouse's Events stand in for the others, and only the months
     that change are rewritten. The manifest accounts for the files this run read.
+
+    More than ``part_bytes`` of files to read (a backfill) are read in parts of whole months
+    (``pipelines.backfill``), each part a pipeline run of its own that leaves the warehouse and the
+    ledger as if its files were all there was, scores written by the last. A whole-inbox run over a
+    warehouse that already holds events (``--full``, a changed model or gazetteer) stays one run:
+    its parts would meet the old events as stored versions.
     """
     if not Path(inbox).is_dir():
         raise BatchJobError(f"inbox {inbox} is not a folder (expected hotline_12345/, police_110/, grid/ inside)")
@@ -292,11 +302,15 @@ def run_batch_pipeline(inbox: str, gazetteer: str, out: str, key: bytes, months:
     new_files = known.new_files(files, sha256, fingerprint) if known else None
     ingest_time = (ingest_time or default_ingest_time(files)).astimezone(TZ)
     to_read = files if new_files is None else new_files
+    rebuild = new_files is None and bool(warehouse.batch_event_files(out))
+    parts = [to_read] if rebuild else plan_parts(to_read, part_bytes)
     run_id = f"{months.first}_{months.last}-{inbox_digest(to_read)[:12]}"
     path = sinks.manifest_path(out, "batch", run_id)
     header = {"job": "batch", "run_id": run_id, "months": months.months, "inbox": str(inbox),
               "gazetteer": str(gazetteer), "ingest_time": ingest_time.isoformat(),
               "read": "all_files" if new_files is None else "new_files", "files_in_inbox": len(files)}
+    if len(parts) > 1:
+        header["parts"] = len(parts)
     started = time.monotonic()
     missing = festival_years_missing(risk_score.config()["expected"], months.history_start, months.target_end)
     if missing:
@@ -304,34 +318,61 @@ def run_batch_pipeline(inbox: str, gazetteer: str, out: str, key: bytes, months:
                     "scored as ordinary days; add the dates under expected.festival.dates",
                     ", ".join(map(str, missing)))
     progress(f"读取与处理 {len(to_read)} 个文件（共 {len(files)} 个；接入、校验、分类、关联、评分）…")
-    ingest = IngestFeeds(inbox, gazetteer, key, ingest_time, to_read, order_files=files)
-    pipeline = beam.Pipeline(options=beam_options(beam_args))
-    build_pipeline(pipeline, ingest=ingest, out=out, months=months, manifest_path=path, manifest_header=header,
-                   model_dir=model_dir, incremental=new_files is not None, file_order=file_order(files))
-    run_to_completion(pipeline)
-    with FileSystems.open(path) as f:
-        manifest = json.loads(f.read().decode("utf-8"))
-    broken = unbalanced_files(manifest)
-    if broken:
-        raise AccountingError("rows do not add up in: " + "; ".join(e["file"] for e in broken) + f" (manifest {path})")
-    write_ledger(out, Ledger(fingerprint, sha256))
+    ledger = dict(known.files) if new_files is not None else {}
+    read, written = [], []
+    for number, part in enumerate(parts, 1):
+        if len(parts) > 1:
+            progress(f"第 {number}/{len(parts)} 批：{len(part)} 个文件（{_named_months(part)}）…")
+        ingest = IngestFeeds(inbox, gazetteer, key, ingest_time, part, order_files=files)
+        pipeline = beam.Pipeline(options=beam_options(beam_args))
+        build_pipeline(pipeline, ingest=ingest, out=out, months=months, manifest_path=path, manifest_header=header,
+                       model_dir=model_dir, incremental=new_files is not None or number > 1,
+                       file_order=file_order(files), score_months=number == len(parts))
+        run_to_completion(pipeline)
+        with FileSystems.open(path) as f:
+            manifest = json.loads(f.read().decode("utf-8"))
+        broken = unbalanced_files(manifest)
+        if broken:
+            raise AccountingError("rows do not add up in: " + "; ".join(e["file"] for e in broken) + f" (manifest {path})")
+        read += manifest["files"]
+        written += manifest.get("written", [])
+        ledger.update({f.relpath: sha256[f.relpath] for f in part})
+        write_ledger(out, Ledger(fingerprint, ledger))
+    if len(parts) > 1:
+        manifest = _whole_run_manifest(out, manifest, read, written)
+        sinks.write_atomically(path, sinks.to_json(manifest, indent=2).encode("utf-8"))
     totals = manifest["totals"]
     progress(f"接入完成：读取 {totals['rows_read']} 行，入库 {totals['accepted']}，"
              f"覆盖 {totals['superseded']}，隔离 {totals['quarantined']}（{time.monotonic() - started:.1f} 秒）")
     return path, manifest
 
 
+def _named_months(files: list) -> str:
+    named = sorted({m for m in map(named_month, (f.relpath for f in files)) if m})
+    return f"{named[0]}…{named[-1]}" if len(named) > 1 else (named[0] if named else "文件名未标明月份")
+
+
+def _whole_run_manifest(out: str, last: dict, read: list[dict], written: list[dict]) -> dict:
+    """The parts' manifests as one: every file read, and what the run wrote that is still there
+    (a later part rewrites the months it relinks)."""
+    prefix = out.rstrip("/") + "/"
+    kept = {w["path"]: w for w in written if FileSystems.exists(prefix + w["path"])}
+    files = sorted(read, key=lambda e: e["file"])
+    return dict(last, files=files, totals=sinks.manifest_totals(files), written=sorted(kept.values(), key=lambda w: w["path"]))
+
+
 def run_batch(inbox: str, gazetteer: str, out: str, key: bytes, months: MonthRange, *,
               beam_args: list[str] | None = None, ingest_time: dt.datetime | None = None,
-              model_dir: str | None = None, progress: Progress = log.info, incremental: bool = True) -> BatchResult:
+              model_dir: str | None = None, progress: Progress = log.info, incremental: bool = True,
+              part_bytes: int = DEFAULT_PART_MB * 2**20) -> BatchResult:
     """Run the whole chain for ``months``; raise BatchJobError or AccountingError when it cannot.
-    ``incremental=False`` re-reads the whole inbox (see ``run_batch_pipeline``)."""
+    ``incremental=False`` re-reads the whole inbox; ``part_bytes``: see ``run_batch_pipeline``."""
     from pipelines.monthly import report_month  # the report stack is only needed after the pipeline
 
     started = time.monotonic()
     path, manifest = run_batch_pipeline(inbox, gazetteer, out, key, months, beam_args=beam_args,
                                         ingest_time=ingest_time, model_dir=model_dir, progress=progress,
-                                        incremental=incremental)
+                                        incremental=incremental, part_bytes=part_bytes)
     pipeline_seconds = time.monotonic() - started
     reports, stages = {}, []
     for month in months.months:

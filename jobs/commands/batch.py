@@ -9,6 +9,7 @@ import logging
 import sys
 
 from pipelines import pii
+from pipelines.backfill import DEFAULT_PART_MB
 
 NAME = "batch"
 HELP = "run the monthly job for a month (or --from/--to for a backfill) and write its report"
@@ -28,6 +29,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--full", action="store_true",
                         help="re-read the whole inbox instead of only files not yet in the warehouse "
                         "(after upgrading RiskWatch or changing a feed contract)")
+    parser.add_argument("--part-mb", type=int, default=None,
+                        help="read more files than this many MB (a backfill) in parts of whole months, one "
+                        "pipeline run each, so memory follows a part, not the inbox (default "
+                        f"{DEFAULT_PART_MB}; 0 = one run)")
 
 
 def progress_printer(stream=None):
@@ -62,7 +67,8 @@ def run(args, beam_args) -> int:
     try:
         result = run_batch(args.inbox, args.gazetteer, args.out, key, months, beam_args=beam_args,
                            ingest_time=ingest_time, model_dir=args.model_dir, progress=progress_printer(),
-                           incremental=not args.full)
+                           incremental=not args.full,
+                           part_bytes=(DEFAULT_PART_MB if args.part_mb is None else args.part_mb) * 2**20)
     except BatchJobError as exc:
         print(f"riskwatch batch: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,84 @@
+"""A long run read in parts of whole months writes what one run over all its files writes."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipelines.backfill import named_month, plan_parts
+from pipelines.batch import MonthRange, run_batch_pipeline
+from pipelines.ledger import read_ledger
+from pipelines.read import FeedFile, discover
+from tests.conftest import INGEST_TIME, TEST_KEY
+from tests.test_batch_dask import batch_outputs
+
+months = st.tuples(st.integers(2000, 2099), st.integers(1, 12))
+
+
+@given(months, st.sampled_from(["{y}-{m:02d}", "{y}_{m:02d}", "{y}.{m:02d}", "{y}{m:02d}", "{y}年{m}月",
+                                "{y}年{m:02d}月", "{y}{m:02d}15", "{y}-{m:02d}-28", "{y}年{m}月3日"]),
+       st.sampled_from(["12345工单_", "110警情", "网格事件 ", "export-", ""]), st.sampled_from([".xlsx", ".csv", "导出.jsonl"]))
+def test_the_month_a_file_name_gives_is_found(month, pattern, prefix, suffix):
+    year, number = month
+    name = prefix + pattern.format(y=year, m=number) + suffix
+    assert named_month(f"hotline_12345/{name}") == f"{year}-{number:02d}"
+
+
+@given(st.integers(0, 10**12).map(str))
+def test_long_numbers_name_no_month_unless_they_are_a_date(digits):
+    found = named_month(f"grid/工单{digits}x.csv")
+    if found is not None:
+        year, month = found.split("-")
+        assert digits.startswith(year) and len(digits) in (6, 8)
+
+
+def test_a_file_name_with_a_folder_month_and_a_file_month_takes_the_files():
+    assert named_month("police_110/2025-09/警情_2025-10.csv") == "2025-10"
+    assert named_month("police_110/api/警情推送.jsonl") is None
+
+
+def _file(relpath: str, size: int) -> FeedFile:
+    return FeedFile(relpath.split("/")[0], f"/inbox/{relpath}", relpath, size, 0.0)
+
+
+def test_parts_are_whole_months_in_order_with_unnamed_files_last():
+    files = [_file(f"{feed}/{feed}_2025-{m:02d}.csv", 10) for feed in ("grid", "police_110") for m in (3, 1, 2, 4)]
+    files.append(_file("grid/推送.jsonl", 5))
+    parts = plan_parts(files, 35)
+    assert [[f.relpath for f in part] for part in parts] == [
+        ["grid/grid_2025-01.csv", "police_110/police_110_2025-01.csv",
+         "grid/grid_2025-02.csv", "police_110/police_110_2025-02.csv"],
+        ["grid/grid_2025-03.csv", "police_110/police_110_2025-03.csv",
+         "grid/grid_2025-04.csv", "police_110/police_110_2025-04.csv", "grid/推送.jsonl"],
+    ]
+    assert plan_parts(files, 85) == [files] and plan_parts(files, 0) == [files]
+
+
+def test_a_backfill_read_in_parts_writes_what_one_run_writes(fixture_inbox, gazetteer_path, tmp_path):
+    inbox = tmp_path / "inbox"
+    shutil.copytree(fixture_inbox, inbox)
+    # a second named month: October's Chengguan export again as September's, and a file naming no month
+    older = inbox / "hotline_12345" / "城关片区工单_2026-09.csv"
+    text = (fixture_inbox / "hotline_12345" / "2026-10" / "城关片区工单.csv").read_text(encoding="utf-8")
+    older.write_text(text.replace("2026-10-", "2026-09-").replace("GD202610", "GD202609"), encoding="utf-8")
+    month = MonthRange("2026-09", "2026-10")
+
+    def run(out: Path, part_bytes: int) -> dict:
+        _, manifest = run_batch_pipeline(str(inbox), gazetteer_path, str(out), TEST_KEY, month,
+                                         ingest_time=INGEST_TIME, part_bytes=part_bytes)
+        return manifest
+
+    whole = run(tmp_path / "whole", 0)
+    parted = run(tmp_path / "parted", 1)
+    assert "parts" not in whole and parted["parts"] == 2  # 2026-09; 2026-10 with the unnamed files
+    expected, got = batch_outputs(tmp_path / "whole", whole), batch_outputs(tmp_path / "parted", parted)
+    assert got["events"] == expected["events"] and len(got["events"]) > 0
+    assert got["scores"] == expected["scores"] and len(got["scores"]) > 0
+    assert got["quarantine"] == expected["quarantine"]
+    assert got["totals"] == expected["totals"]
+    assert [{k: v for k, v in f.items()} for f in got["files"]] == expected["files"]
+    assert read_ledger(str(tmp_path / "parted")).files == read_ledger(str(tmp_path / "whole")).files
+    assert len(read_ledger(str(tmp_path / "parted")).files) == len(discover(str(inbox)))
+    assert all((tmp_path / "parted" / w["path"]).exists() for w in parted["written"])
