@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Callable
 
 import apache_beam as beam
+import pandas as pd
 from apache_beam.io.filesystems import FileSystems
 
 from models import risk_score
@@ -353,12 +354,31 @@ def _named_months(files: list) -> str:
 
 
 def _whole_run_manifest(out: str, last: dict, read: list[dict], written: list[dict]) -> dict:
-    """The parts' manifests as one: every file read, and what the run wrote that is still there
-    (a later part rewrites the months it relinks)."""
+    """The parts' manifests as one: every file read, accounted as one run would, and what the run
+    wrote that is still there (a later part rewrites the months it relinks)."""
     prefix = out.rstrip("/") + "/"
     kept = {w["path"]: w for w in written if FileSystems.exists(prefix + w["path"])}
-    files = sorted(read, key=lambda e: e["file"])
+    files = _replaced_by_later_parts(out, sorted(read, key=lambda e: e["file"]))
     return dict(last, files=files, totals=sinks.manifest_totals(files), written=sorted(kept.values(), key=lambda w: w["path"]))
+
+
+def _replaced_by_later_parts(out: str, files: list[dict]) -> list[dict]:
+    """A part accounts a row accepted when it stores it; a later part's file may then replace it
+    (a newer version of the record). One run would count that row superseded: what it counts
+    accepted from a file is what the warehouse now holds from it."""
+    months = sorted({path.split("month=")[1].split("/")[0] for path in warehouse.batch_event_files(out)})
+    held = pd.concat([warehouse.read_stored_columns(out, m, ["feed_file", "region_resolved_by"]).to_pandas()
+                      for m in months]) if months else pd.DataFrame(columns=["feed_file", "region_resolved_by"])
+    rows = held["feed_file"].value_counts()
+    unresolved = held.loc[held["region_resolved_by"] == UNRESOLVED, "feed_file"].value_counts()
+    fixed = []
+    for entry in files:
+        replaced = entry["accepted"] - int(rows.get(entry["file"], 0))
+        if replaced > 0:
+            entry = dict(entry, accepted=entry["accepted"] - replaced, superseded=entry["superseded"] + replaced,
+                         unresolved_regions=int(unresolved.get(entry["file"], 0)))
+        fixed.append(entry)
+    return fixed
 
 
 def run_batch(inbox: str, gazetteer: str, out: str, key: bytes, months: MonthRange, *,

@@ -1,6 +1,7 @@
 """A long run read in parts of whole months writes what one run over all its files writes."""
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -63,6 +64,13 @@ def test_a_backfill_read_in_parts_writes_what_one_run_writes(fixture_inbox, gaze
     older = inbox / "hotline_12345" / "城关片区工单_2026-09.csv"
     text = (fixture_inbox / "hotline_12345" / "2026-10" / "城关片区工单.csv").read_text(encoding="utf-8")
     older.write_text(text.replace("2026-10-", "2026-09-").replace("GD202610", "GD202609"), encoding="utf-8")
+    # October's later export closes a September record: the version read in the first part loses
+    later = inbox / "hotline_12345" / "城关片区工单_更新_2026-10.csv"
+    header, first_row = text.splitlines()[1:3]
+    later.write_text("\n".join([header, first_row.replace("GD202610", "GD202609").replace("2026-10-", "2026-09-")
+                                .replace("办理中,,", "已办结,2026-09-20 10:00:00,满意")]) + "\n", encoding="utf-8")
+    newest = max(p.stat().st_mtime for p in inbox.rglob("*") if p.is_file()) + 60
+    os.utime(later, (newest, newest))
     month = MonthRange("2026-09", "2026-10")
 
     def run(out: Path, part_bytes: int) -> dict:
@@ -78,7 +86,9 @@ def test_a_backfill_read_in_parts_writes_what_one_run_writes(fixture_inbox, gaze
     assert got["scores"] == expected["scores"] and len(got["scores"]) > 0
     assert got["quarantine"] == expected["quarantine"]
     assert got["totals"] == expected["totals"]
-    assert [{k: v for k, v in f.items()} for f in got["files"]] == expected["files"]
+    assert got["files"] == expected["files"]
+    replaced = next(f for f in got["files"] if f["file"] == "hotline_12345/城关片区工单_2026-09.csv")
+    assert replaced["superseded"] == 1
     assert read_ledger(str(tmp_path / "parted")).files == read_ledger(str(tmp_path / "whole")).files
     assert len(read_ledger(str(tmp_path / "parted")).files) == len(discover(str(inbox)))
     assert all((tmp_path / "parted" / w["path"]).exists() for w in parted["written"])
