@@ -1,9 +1,11 @@
-"""``ClassifyEvents``: fills ``domain``, ``domain_confidence``, ``domain_by`` and ``signals``.
+"""``ClassifyEvents`` and ``ClassifyChunks``: fill ``domain``, ``domain_confidence``, ``domain_by`` and ``signals``.
 
-Events are keyed by a hash of their ``event_id`` into a fixed number of shards, grouped, and each
-shard is classified in chunks of at most ``max_batch_size`` inside ``process``: one model call per
-chunk, nothing emitted from ``finish_bundle`` (``BatchElements`` emits its last batch there, which
-the DaskRunner drops). The model is loaded through ``apache_beam.utils.shared.Shared``: one copy per
+Where Events already travel in lists (the batch job's ingest carries each file's rows in chunks),
+``ClassifyChunks`` classifies each list in place: one model call per list, no shuffle. Single
+Events (``ClassifyEvents``) are keyed by a hash of their ``event_id`` into a fixed number of
+shards, grouped, and each shard is classified in chunks of at most ``max_batch_size`` inside
+``process``: one model call per chunk, nothing emitted from ``finish_bundle`` (``BatchElements``
+emits its last batch there, which the DaskRunner drops). The model is loaded through ``apache_beam.utils.shared.Shared``: one copy per
 worker process even on runners that call ``setup`` once per partition. Beam's ``RunInference``
 with the scikit-learn handler would need a ``KeyedModelHandler`` plus pre- and post-processing to
 turn Event dicts into the model's DataFrame and to apply the taxonomy priors and signals, which
@@ -50,7 +52,10 @@ class _LoadedModel:
         self.lexicon = SignalLexicon.from_schema()
 
 
-class _ClassifyShard(beam.DoFn):
+class _Classify(beam.DoFn):
+    """Loads the model once per worker; ``classified`` annotates a list of Events in model calls of
+    at most ``max_batch_size``."""
+
     def __init__(self, model_dir: str | None, max_batch_size: int):
         self.model_dir = model_dir
         self.max_batch_size = max_batch_size
@@ -74,12 +79,10 @@ class _ClassifyShard(beam.DoFn):
             self.counters[name] = Metrics.counter(NAMESPACE, name)
         self.counters[name].inc()
 
-    def process(self, keyed):
+    def classified(self, events: list[dict]):
         if self.loaded:
             Metrics.counter(NAMESPACE, "model_loads").inc()
             self.loaded = False
-        events = [self.packer.unpack(e) if isinstance(e, tuple) else e for e in keyed[1]]
-        events.sort(key=lambda e: e["event_id"])  # chunks independent of shuffle order
         for start in range(0, len(events), self.max_batch_size):
             batch = events[start:start + self.max_batch_size]
             self.batches.update(len(batch))
@@ -87,6 +90,32 @@ class _ClassifyShard(beam.DoFn):
                 self._count(f"domain_{event['domain']}")
                 self._count(f"by_{event['domain_by']}")
                 yield event
+
+
+class _ClassifyShard(_Classify):
+    def process(self, keyed):
+        events = [self.packer.unpack(e) if isinstance(e, tuple) else e for e in keyed[1]]
+        events.sort(key=lambda e: e["event_id"])  # chunks independent of shuffle order
+        yield from self.classified(events)
+
+
+class _ClassifyChunk(_Classify):
+    def process(self, events: list[dict]):
+        yield list(self.classified(events))
+
+
+class ClassifyChunks(beam.PTransform):
+    """Lists of Events (e.g. the ingest's chunks of one file) → the same lists classified, one model
+    call per list (or per ``max_batch_size``): no shuffle, where ``ClassifyEvents`` groups single
+    Events into shards first."""
+
+    def __init__(self, model_dir: str | Path | None = None, max_batch_size: int = 2048):
+        super().__init__()
+        self.model_dir = str(model_dir) if model_dir else None
+        self.max_batch_size = max_batch_size
+
+    def expand(self, chunks):
+        return chunks | "ClassifyChunk" >> beam.ParDo(_ClassifyChunk(self.model_dir, self.max_batch_size))
 
 
 class ClassifyEvents(beam.PTransform):

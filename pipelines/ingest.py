@@ -15,6 +15,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines import sinks
+from pipelines.classify import ClassifyChunks
 from pipelines.gazetteer import UNRESOLVED, read_gazetteer_rows
 from pipelines.normalise import TZ, parse_time
 from pipelines.options import beam_options
@@ -191,11 +192,15 @@ class IngestFeeds(beam.PTransform):
     travel with the DoFn, so workers need no access to the driver's disk for it.
     ``ingest_time`` is the run's clock: it stamps ``ingested_at`` and bounds ``future_time``.
     ``order_files`` (default ``files``) rank versions of one record by file (``file_order``).
+    ``classify``: Events leave classified (``ClassifyChunks`` on the validated chunks, before the
+    supersede shuffle; ``model_dir`` None = the bundled model), which saves the batch job a shuffle.
     """
 
     def __init__(self, inbox: str, gazetteer_path: str, hmac_key: bytes, ingest_time: dt.datetime,
-                 files: list[FeedFile] | None = None, order_files: list[FeedFile] | None = None):
+                 files: list[FeedFile] | None = None, order_files: list[FeedFile] | None = None,
+                 classify: bool = False, model_dir: str | None = None):
         super().__init__()
+        self._classify, self._model_dir = classify, model_dir
         self.files = discover(inbox) if files is None else files
         self.ingest_time = ingest_time.astimezone(TZ)
         self._gazetteer_rows = read_gazetteer_rows(gazetteer_path)
@@ -206,9 +211,12 @@ class IngestFeeds(beam.PTransform):
         read = pbegin | "Read" >> ReadFeeds(self.files)
         validated = read.chunks | "Validate" >> ParDoWithOutputs(
             ValidateRows(self._gazetteer_rows, self._key, self.ingest_time), QUARANTINE_TAG, main="events")
-        latest = validated.events | "Supersede" >> SupersedeChunks(file_order(self._order_files))
+        valid = validated.events
+        if self._classify:
+            valid = valid | "Classify" >> ClassifyChunks(self._model_dir)
+        latest = valid | "Supersede" >> SupersedeChunks(file_order(self._order_files))
         accounting = {
-            "files": read[FILES_TAG], "valid": validated.events | "ValidByFile" >> beam.FlatMap(_valid_by_file),
+            "files": read[FILES_TAG], "valid": valid | "ValidByFile" >> beam.FlatMap(_valid_by_file),
             "superseded": latest[SUPERSEDED_TAG], "quarantine": validated[QUARANTINE_TAG],
         } | "Account" >> AccountPerFile()
         return {"events": latest.events, "quarantine": validated[QUARANTINE_TAG], "accounting": accounting,

@@ -21,7 +21,6 @@ import pyarrow.parquet as pq
 from pipelines import sinks, warehouse
 from pipelines.alert_sinks import (AlertStore, PublishAlerts, WebhookNotifier, dead_letter_path, deliver_pending,
                                    from_json_line)
-from pipelines.classify import ClassifyEvents
 from pipelines.inbox_watch import Journal, LandingDetector, feed_files, new_landed_files, state_dir
 from pipelines.ingest import IngestFeeds, default_ingest_time
 from pipelines.ledger import file_sha256
@@ -206,10 +205,9 @@ class EmbeddedStream:
         header = {"job": "stream", "run_id": run_id, "inbox": cfg.inbox, "gazetteer": cfg.gazetteer,
                   "ingest_time": ingest_time.isoformat()}
         with beam.Pipeline(options=beam_options(cfg.beam_args)) as p:
-            ingested = p | "Ingest" >> IngestFeeds(cfg.inbox, cfg.gazetteer, cfg.hmac_key, ingest_time, files)
-            events = ingested["events"]
-            events = events | "Classify" >> ClassifyEvents()
-            _ = events | "WriteEvents" >> sinks.WriteEvents(str(staging), digest)
+            ingested = p | "Ingest" >> IngestFeeds(cfg.inbox, cfg.gazetteer, cfg.hmac_key, ingest_time, files,
+                                                   classify=True)
+            _ = ingested["events"] | "WriteEvents" >> sinks.WriteEvents(str(staging), digest)
             _ = ingested["quarantine"] | "WriteQuarantine" >> sinks.WriteQuarantine(str(staging), digest)
             _ = ingested["accounting"] | "WriteManifest" >> sinks.WriteManifest(
                 sinks.manifest_path(str(staging), "stream", run_id), header)

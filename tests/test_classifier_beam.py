@@ -11,8 +11,9 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from jobs import cli
 from models import domain_classifier as dc
-from pipelines.classify import NAMESPACE, ClassifyEvents
+from pipelines.classify import NAMESPACE, ClassifyChunks, ClassifyEvents, annotate
 from pipelines.options import beam_options
+from pipelines.signals import SignalLexicon
 
 EVENTS = [
     {"event_id": "police_110:1", "source": "police_110", "source_category": "刑事",
@@ -47,6 +48,20 @@ def test_classify_events_fills_domain_and_signals():
         equal_to([(sorted([*EVENTS[0], "domain", "domain_confidence", "domain_by"]), True)] * 3),
         label="fields kept",
     )
+    pipeline.run().wait_until_finish()
+
+
+def test_chunks_of_events_are_classified_in_place_as_single_events_are():
+    events = [dict(EVENTS[i % 3], event_id=f"e:{i}") for i in range(30)]
+    expected = [(e["event_id"], e["domain"], e["domain_by"], tuple(e["signals"]), round(e["domain_confidence"], 9))
+                for e in annotate(dc.DomainClassifier.load(), SignalLexicon.from_schema(), events)]
+    pipeline = beam.Pipeline(options=beam_options([]))
+    listed = (pipeline | beam.Create([events[:7], events[7:25], events[25:]], reshuffle=False)
+              | ClassifyChunks(max_batch_size=5))
+    assert_that(listed | "Sizes" >> beam.Map(len), equal_to([7, 18, 5]), label="chunks kept whole")
+    assert_that(listed | "Flat" >> beam.FlatMap(lambda chunk: [
+        (e["event_id"], e["domain"], e["domain_by"], tuple(e["signals"]), round(e["domain_confidence"], 9)) for e in chunk]),
+        equal_to(expected), label="same annotations")
     pipeline.run().wait_until_finish()
 
 
