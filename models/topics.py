@@ -20,7 +20,7 @@ import math
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 from zoneinfo import ZoneInfo
@@ -42,6 +42,8 @@ _MASK_OR_DIGIT = re.compile(r"[*＊×xX]{2,}|[0-9０-９]+")
 # subject slot of the topic key of a township × domain's wave (``_group_wave``) over the month or a few days
 _WAVE_MONTH, _WAVE_DAYS = "\x00wave:month", "\x00wave:days"
 _EVENT_FIELDS = ("event_id", "source", "township_code", "village_code", "domain", "text", "caller_key", "incident_id")
+# the Event columns an event record is made of (a warehouse month has some thirty)
+RECORD_COLUMNS = [*_EVENT_FIELDS, "signals", "reported_at"]
 
 
 @dataclass(frozen=True)
@@ -148,23 +150,101 @@ def event_record(event: Mapping) -> dict:
     return record
 
 
+def _is_frame(value: Any) -> bool:
+    return hasattr(value, "to_dict") and hasattr(value, "columns")
+
+
+def _column_values(frame, column: str) -> list:
+    """A DataFrame column as Python values, missing numbers (NaN) as None, like ``_clean_optional``
+    on ``to_dict`` rows (a tenth of its cost: no dict per row from pandas)."""
+    if column not in frame.columns:
+        return [None] * len(frame)
+    series = frame[column]
+    if series.dtype.kind == "f":
+        return series.astype(object).where(series.notna(), None).tolist()
+    return [None if v.__class__ is float and v != v else v for v in series.tolist()]
+
+
+def _rows(columns: Mapping[str, list]) -> list[dict]:
+    return [dict(zip(columns, values)) for values in zip(*columns.values())]
+
+
+def _local_times(series):
+    """Timestamps in county time when the column holds time-zone-aware datetimes, else None (other
+    representations take the per-value path)."""
+    if getattr(series.dtype, "tz", None) is None or series.isna().any():
+        return None
+    return series.dt.tz_convert(_TZ)
+
+
+def event_months(series) -> list[str] | None:
+    """``month_of`` of every value of a column of time-zone-aware timestamps, vectorised; None for
+    other columns."""
+    local = _local_times(series)
+    if local is None:
+        return None
+    index = (local.dt.year * 12 + local.dt.month - 1).to_numpy()
+    names = {int(i): f"{i // 12:04d}-{i % 12 + 1:02d}" for i in np.unique(index)}
+    return [names[i] for i in index.tolist()]
+
+
+def _iso_column(series) -> list[str] | None:
+    """``_iso`` of every value of a column of time-zone-aware timestamps, vectorised."""
+    local = _local_times(series)
+    if local is None:
+        return None
+    wall = local.dt.tz_localize(None)
+    text = np.datetime_as_string(wall.to_numpy().astype("datetime64[s]"), unit="s")
+    offsets = ((wall - series.dt.tz_convert("UTC").dt.tz_localize(None)).dt.total_seconds()).astype(int).to_numpy()
+    suffix = {int(o): datetime(2000, 1, 1, tzinfo=timezone(timedelta(seconds=int(o)))).isoformat()[19:]
+              for o in np.unique(offsets)}
+    return [t + suffix[o] for t, o in zip(text.tolist(), offsets.tolist())]
+
+
+def _frame_records(frame) -> list[dict]:
+    """``event_record`` of every row of a DataFrame of Events, column by column."""
+    times = frame["reported_at"] if "reported_at" in frame.columns else None
+    months = None if times is None else event_months(times)
+    if months is None:  # naive or textual times, or missing ones (``month_of`` raises): row by row
+        wanted = [c for c in RECORD_COLUMNS if c in frame.columns]
+        return [event_record(e) for e in frame[wanted].to_dict("records")]
+    columns = {k: _column_values(frame, k) for k in _EVENT_FIELDS}
+    columns["text"] = [t or "" for t in columns["text"]]
+    columns["signals"] = [sorted(set(_as_list(v))) if v is not None and len(v) else []
+                          for v in _column_values(frame, "signals")]
+    columns["reported_at"] = _iso_column(times)
+    columns["month"] = months
+    return _rows(columns)
+
+
 def records(events: Any) -> list[dict]:
     """Event records from a pandas DataFrame or any iterable of Event dicts."""
     if events is None:
         return []
-    if hasattr(events, "to_dict") and hasattr(events, "columns"):
-        # only the columns topics use: a warehouse month has some thirty
-        wanted = [c for c in (*_EVENT_FIELDS, "signals", "reported_at") if c in events.columns]
-        events = events[wanted].to_dict("records")
+    if _is_frame(events):
+        return _frame_records(events)
     # already records (e.g. converted once by the monthly job for topics and report): keep them
     return [e if "month" in e else event_record(e) for e in events]
+
+
+def topic_records(events: Any) -> list[dict]:
+    """Records of the events a topic can hold (``group_key``); a DataFrame is filtered before it
+    is converted (half of a month's events are of no domain)."""
+    if _is_frame(events) and {"township_code", "domain"} <= set(events.columns):
+        domain = events["domain"]
+        events = events[events["township_code"].notna() & (events["township_code"] != "") & domain.notna()
+                        & (domain != "none")]
+    return [e for e in records(events) if group_key(e)]
 
 
 def score_rows(scores: Any) -> list[dict]:
     if scores is None:
         return []
-    if hasattr(scores, "to_dict") and hasattr(scores, "columns"):
-        scores = scores.to_dict("records")
+    if _is_frame(scores):
+        rows = _rows({k: _column_values(scores, k) for k in scores.columns})
+        for row in rows:
+            row["reasons"] = [str(r) for r in _as_list(row.get("reasons"))]
+        return rows
     rows = []
     for row in scores:
         row = {k: _clean_optional(v) for k, v in dict(row).items()}
@@ -240,29 +320,47 @@ class Mention:
     attested: tuple[str, ...]
 
 
+def _longest_first(words: Iterable[str], after: Mapping[str, str] | None = None) -> str:
+    """A regular expression matching, at each position, the longest of ``words`` that starts there
+    and is followed by what its pattern in ``after`` allows (a lookahead): what their alternation,
+    sorted longest first, matches. Written as a trie, since a flat alternation of a county's hundreds
+    of village names or name boundaries is tried word by word at every character of every text."""
+    after = after or {}
+    trie: dict = {}
+    for word in words:
+        node = trie
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = word
+
+    def pattern(node: dict) -> str:
+        # the longer words first, then the word that ends here (the empty branch when nothing follows it)
+        branches = [re.escape(ch) + pattern(child) for ch, child in sorted(node.items()) if ch]
+        if "" in node:
+            branches.append(after.get(node[""], ""))
+        return branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+
+    return pattern(trie)
+
+
 class SubjectFinder:
     """Finds the compounds, companies, schools, roads and villages a text names."""
 
     def __init__(self, lexicon: Mapping, regions: RegionNames):
         self.kind_of = {s: kind for kind, sufs in lexicon["subject_suffixes"].items() for s in sufs}
-        suffixes = sorted(self.kind_of, key=len, reverse=True)
         not_before = lexicon.get("suffix_not_before") or {}
-        self.suffix_re = re.compile("|".join(
-            re.escape(s) + (f"(?!{'|'.join(map(re.escape, not_before[s]))})" if not_before.get(s) else "")
-            for s in suffixes
-        ))
+        self.suffix_re = re.compile(_longest_first(self.kind_of, {
+            s: f"(?!{'|'.join(map(re.escape, words))})" for s, words in not_before.items() if words}))
         self.min_chars = int(lexicon["name_min_chars"])
         self.max_chars = int(lexicon["name_max_chars"])
         # words that are no part of a name end it too ("上周开始路边…" names no road)
         words = [w for w in [*lexicon["generic_terms"], *(lexicon.get("actor_terms") or [])] if len(w) >= 2]
-        boundaries = sorted(set(lexicon["name_boundaries"]) | set(words), key=len, reverse=True)
-        self.boundary_re = re.compile("|".join(map(re.escape, boundaries)))
+        self.boundary_re = re.compile(_longest_first(set(lexicon["name_boundaries"]) | set(words)))
         self.generic = set(lexicon["generic_subjects"])
         terms = sorted(regions.region_terms, key=len, reverse=True)
         self.region_re = re.compile("|".join(map(re.escape, terms))) if terms else None
         self.villages = regions.villages
-        village_terms = sorted(self.villages, key=len, reverse=True)
-        self.village_re = re.compile("|".join(map(re.escape, village_terms))) if village_terms else None
+        self.village_re = re.compile(_longest_first(self.villages)) if self.villages else None
 
     def strip_regions(self, text: str) -> str:
         # township and county names are the topic's region, never its subject
@@ -356,16 +454,17 @@ def unify_subjects(subjects: Sequence[Sequence[tuple[str, str]]], texts: Sequenc
     alias: dict[str, str] = {}
     for i, s in enumerate(order):
         for r in order[:i]:
-            same_core = cores[s].startswith(cores[r]) or cores[r].startswith(cores[s])
-            if alias.get(r, r) == r and (s.startswith(r) or r.startswith(s) or (same_core and kinds[s] != kinds[r])):
+            if alias.get(r, r) == r and (s.startswith(r) or r.startswith(s) or (
+                    kinds[s] != kinds[r] and (cores[s].startswith(cores[r]) or cores[r].startswith(cores[s])))):
                 alias[s] = r
                 break
-    heads = [s for s in order if s not in alias]
+    bare = [(h, cores[h]) for h in order if h not in alias and len(cores[h]) >= min_bare_core]
     result = []
     for subs, text in zip(subjects, texts):
         names = list(dict.fromkeys(alias.get(s, s) for s, _ in subs))
         if not names:
-            names = [h for h in heads if len(cores[h]) >= min_bare_core and cores[h] in text][:1]
+            head = next((h for h, core in bare if core in text), None)
+            names = [head] if head else []
         result.append([(n, kinds[n]) for n in names])
     return result
 
@@ -412,6 +511,8 @@ class Topic:
     rank: int = 0
     status: str = "new"
     previous: dict | None = None  # last month's rank, title and events when matched
+    # what its keywords leave out (``TopicBuilder.present``): the subjects its events name
+    subject_names: list[str] = field(default_factory=list)
 
     @property
     def evidence_event_ids(self) -> list[str]:
@@ -482,6 +583,21 @@ def group_key(record: Mapping) -> tuple[str, str] | None:
     return record["township_code"], record["domain"]
 
 
+class Grievances(GrievanceVocabulary):
+    """``GrievanceVocabulary`` remembering each text's phrase: the county counts (``domain_counts``)
+    and the text's group look up the same events."""
+
+    def __init__(self, lexicon: Mapping):
+        super().__init__(lexicon)
+        self._known: dict[tuple[str, str], str | None] = {}
+
+    def phrase(self, domain: str, text: str) -> str | None:
+        key = (domain, text)
+        if key not in self._known:
+            self._known[key] = super().phrase(domain, text)
+        return self._known[key]
+
+
 def count_key(grievances: GrievanceVocabulary, record: Mapping) -> tuple[str, str, str | None, str]:
     """(township_code, domain, grievance phrase or None, month) of an event a topic can hold: what
     the seasonal factors are counted by (``domain_counts``)."""
@@ -547,7 +663,7 @@ class TopicBuilder:
         self.generic_terms = set(self.lexicon["generic_terms"]) | set(self.lexicon["generic_subjects"])
         self.generic_terms |= set(self.suffixes)
         self.actor_terms = set(self.lexicon.get("actor_terms") or [])
-        self.grievances = GrievanceVocabulary(self.lexicon)
+        self.grievances = Grievances(self.lexicon)
         self.signal_names = {s["code"]: s["name_zh"] for s in self.signal_spec["signals"]}
         # escalation words are reported as signals, never as what a topic is about
         self.signal_terms = {t for s in self.signal_spec["signals"] for t in s.get("terms", [])}
@@ -616,7 +732,9 @@ class TopicBuilder:
         previous months is measured the same way as this month's. ``counts``: the county's events per
         (township, domain, grievance, month) (``domain_counts``), for the seasonal factors.
         ``previous``: last month's topics; those it listed to study and still seen this month stay
-        watched (``followed``) even when their evidence is below the watch list's."""
+        watched (``followed``) even when their evidence is below the watch list's.
+
+        The topics come without keywords and excerpts: ``present`` the listed ones (``listed_by_group``)."""
         p = self.params
         events = self._within(month_events, month, month)
         if len(events) < p.min_group_events:
@@ -674,8 +792,9 @@ class TopicBuilder:
                 followed = shown in followed_subjects if shown else (k[1] is not None and k[1] in followed_phrases)
                 if not followed or len(mine) < p.min_subject_events:
                     continue
-            topic = self._topic(key, k, cluster, [subjects[i] for i in mine], before, events, past, score_row, month,
-                                evidence)
+            topic = self._topic(key, k, cluster, [subjects[i] for i in mine], before, score_row, month, evidence)
+            if not topic.subject and not topic.phrase:
+                self.present(topic, evenly_spread(texts, p.background_sample))
             topic.priority = value
             topic.followed = followed
             if followed:
@@ -850,8 +969,10 @@ class TopicBuilder:
         shared = []
         for word, c in counts.items():
             share = c / len(texts)
+            if share < 0.5:  # most words: no need to count them over the whole group
+                continue
             base = sum(1 for t in background if word in t) / max(1, len(background))
-            if share >= 0.5 and share >= lift * base:
+            if share >= lift * base:
                 shared.append(word)
         return max(shared, key=lambda w: (counts[w], len(w), w)) if shared else None
 
@@ -930,14 +1051,15 @@ class TopicBuilder:
                 out.append(int(v))
         return out
 
-    def _topic(self, key, topic_key, cluster, cluster_subjects, past_members, group_events, past, score_row, month,
+    def _topic(self, key, topic_key, cluster, cluster_subjects, past_members, score_row, month,
                evidence: Evidence) -> Topic:
+        """The topic without its keywords and excerpts (``present``)."""
         township, domain = key
         n = len(cluster)
         wave = topic_key[0] in (_WAVE_MONTH, _WAVE_DAYS)  # titled by its phrase alone
         subject, kind = (None, None) if wave else self._subject(topic_key[0], cluster, cluster_subjects)
         phrase = topic_key[1]
-        keywords = self._keywords(cluster, cluster_subjects, group_events, past, subject, phrase, domain)
+        names = {s for subs in cluster_subjects for s, _ in subs} | ({subject} if subject else set())
         months = [shift_month(month, -k) for k in range(self.params.history_months, 0, -1)]
         past_counts = Counter(e["month"] for e in past_members)
         previous = [past_counts[m] for m in months]
@@ -956,13 +1078,13 @@ class TopicBuilder:
         title = f"{township_name}·{phrase}" if wave else self._title(township_name, subject, phrase, domain, n, sources)
         reasons = self._reasons(evidence, domain, signals, topic_key[0] == _WAVE_DAYS)
         topic = Topic(
-            topic_id=_topic_id(township, domain, subject, [phrase] if phrase else keywords),
+            topic_id=_topic_id(township, domain, subject, [phrase] if phrase else []),
             month=month,
             title=title,
             subject=subject,
             subject_kind=kind,
             phrase=phrase,
-            keywords=keywords,
+            keywords=[],
             domain=domain,
             domain_name=self.domains.get(domain, {}).get("name_zh", domain),
             township_code=township,
@@ -981,11 +1103,32 @@ class TopicBuilder:
             callers=len(callers),
             repeat_callers=repeat,
             villages=villages,
-            excerpts=self._excerpts(cluster),
+            excerpts=[],
             evidence=[{k: e[k] for k in ("event_id", "source", "reported_at", "village_code", "text", "signals",
                                          "incident_id", "caller_key")} for e in cluster],
             lead_department=self.domains.get(domain, {}).get("lead_department", ""),
+            subject_names=sorted(names),
         )
+        return topic
+
+    def background(self, month_events: Sequence[Mapping], history: Sequence[Mapping], month: str) -> list[str]:
+        """The texts a township × domain's topics' keywords are weighed against (``present``): an even
+        sample of its month's and history's events, in ``group_topics``' order."""
+        p = self.params
+        events = self._within(month_events, month, month)
+        past = self._within(history, shift_month(month, -p.history_months), shift_month(month, -1))
+        return evenly_spread([e["text"] for e in events] + [e["text"] for e in past], p.background_sample)
+
+    def present(self, topic: Topic, background: Sequence[str]) -> Topic:
+        """Fill in what the report shows of a topic but its rank does not depend on: keywords against
+        its group's ``background`` and excerpts. Done for the listed topics only (``list_topics``), a
+        few dozen of the thousands ``group_topics`` weighs; a topic with neither subject nor phrase
+        is presented at once, as its id is made of its keywords."""
+        topic.keywords = self._keywords(topic.evidence, topic.subject_names, background, topic.subject, topic.phrase,
+                                        topic.domain)
+        topic.excerpts = self._excerpts(topic.evidence)
+        if not topic.subject and not topic.phrase:
+            topic.topic_id = _topic_id(topic.township_code, topic.domain, None, topic.keywords)
         return topic
 
     def _reasons(self, evidence: Evidence, domain: str, signals: Counter, burst: bool = False) -> list[str]:
@@ -1027,18 +1170,15 @@ class TopicBuilder:
                 return self.regions.name(code), "village"
         return None, None
 
-    def _keywords(self, cluster, cluster_subjects, group_events, past, subject, phrase, domain) -> list[str]:
+    def _keywords(self, cluster, names, background, subject, phrase, domain) -> list[str]:
         """Up to five words that characterise the topic against its group and history (c-TF-IDF),
-        the grievance phrase first."""
-        names = {s for subs in cluster_subjects for s, _ in subs} | ({subject} if subject else set())
-        exclude = names | {subject_core(n, self.suffixes) for n in names}
+        the grievance phrase first. ``names``: the subjects its events name."""
+        exclude = set(names) | {subject_core(n, self.suffixes) for n in names}
         sample = evenly_spread(cluster, self.params.text_sample)
         candidates = set()
         for e in sample:
             candidates.update(self.content_terms(e["text"], exclude))
         texts = [e["text"] for e in sample]
-        background = evenly_spread([e["text"] for e in group_events] + [e["text"] for e in past],
-                                   self.params.background_sample)
         domain_words = set(self.domains.get(domain, {}).get("keywords", []))
         scored = []
         for term in candidates:
@@ -1313,6 +1453,15 @@ def list_topics(topics: Sequence[Topic], params: TopicParams = TopicParams()) ->
     return study + watch
 
 
+def listed_by_group(topics: Sequence[Topic], params: TopicParams = TopicParams()) -> dict[tuple[str, str], list[Topic]]:
+    """The topics ``list_topics`` lists, by township × domain: those to ``present``. Presenting does
+    not change the list: its order rests on priority, events, title and id, known before."""
+    groups: dict[tuple[str, str], list[Topic]] = defaultdict(list)
+    for topic in list_topics(topics, params):
+        groups[(topic.township_code, topic.domain)].append(topic)
+    return dict(groups)
+
+
 def finalise(month: str, topics: Sequence[Topic], previous: Any = None,
              previous_hits: Mapping[str, int] | None = None, params: TopicParams = TopicParams()) -> TopicList:
     """Rank and list the topics (``list_topics``) and set their status against last month's list; last
@@ -1382,12 +1531,14 @@ def build_topics(events: Any, scores: Any, history: Any = None, previous_topics:
     the previous months' events and last month's topics.json (document or its `topics` list).
 
     ``month`` defaults to the month most of the events fall in."""
-    month_events = records(events)
-    past = records(history)
     if month is None:
-        if not month_events:
+        every = records(events)
+        if not every:
             raise ValueError("no events and no month given")
-        month = Counter(e["month"] for e in month_events).most_common(1)[0][0]
+        month = Counter(e["month"] for e in every).most_common(1)[0][0]
+    # events no topic can hold count nowhere here: not in groups, seasons or last month's topics
+    month_events = topic_records(events)
+    past = topic_records(history)
     month_events = [e for e in month_events if e["month"] == month]
     builder = builder or TopicBuilder(gazetteer, taxonomy, params)
     first = shift_month(month, -builder.params.history_months)
@@ -1397,16 +1548,18 @@ def build_topics(events: Any, scores: Any, history: Any = None, previous_topics:
     by_key: dict[tuple, list] = defaultdict(list)
     past_by_key: dict[tuple, list] = defaultdict(list)
     for e in month_events:
-        if key := group_key(e):
-            by_key[key].append(e)
+        by_key[group_key(e)].append(e)
     for e in past:
-        if key := group_key(e):
-            past_by_key[key].append(e)
+        past_by_key[group_key(e)].append(e)
     previous = previous_topic_list(previous_topics)
     topics = []
     for key in sorted(by_key):
         topics.extend(builder.group_topics(key, by_key[key], past_by_key.get(key, []), regions.get(key), month, counts,
                                            previous))
+    for key, listed in listed_by_group(topics, builder.params).items():
+        background = builder.background(by_key[key], past_by_key.get(key, []), month)
+        for topic in listed:
+            builder.present(topic, background)
     hits: Counter = Counter()
     for e in month_events:
         hits.update(previous_topic_hits(e, previous))

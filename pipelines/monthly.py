@@ -8,9 +8,8 @@ from pathlib import Path
 import pandas as pd
 
 import schemas
-from models.topics import build_topics, records
+from models.topics import RECORD_COLUMNS, build_topics, shift_month
 from pipelines import warehouse
-from models.topics import shift_month
 from pipelines.alert_sinks import AlertStore
 from pipelines.gazetteer import read_gazetteer_rows
 from pipelines.normalise import TZ
@@ -71,18 +70,21 @@ def report_month(out: str, month: str, gazetteer: str) -> tuple[dict[str, Path],
     gazetteer_rows = read_gazetteer_rows(gazetteer)
     names = {r["code"]: r["name"] for r in gazetteer_rows}
     quality, quality_paths = run_quality(out, month, gazetteer_csv=gazetteer)
-    # converted once: topics and the report's headline figures both read them
-    events = records(warehouse.read_events(out, [month]))
-    history = records(warehouse.read_events(out, [shift_month(month, -k) for k in range(1, TOPIC_HISTORY_MONTHS + 1)]))
+    # DataFrames: topics convert only the events a topic can hold, the headline figures count columns
+    events = warehouse.read_events(out, [month], columns=RECORD_COLUMNS)
+    history = warehouse.read_events(out, [shift_month(month, -k) for k in range(1, TOPIC_HISTORY_MONTHS + 1)],
+                                    columns=RECORD_COLUMNS)
     scores = warehouse.read_scores(out, [month])
+    # topics, report and workbook read the month's rows only, the warnings the day rows
+    month_scores = scores[scores["period"] == "month"] if "period" in scores.columns else scores
     trend_events = warehouse.read_events(
         out, [shift_month(month, -k) for k in range(TREND_MONTHS - 1, -1, -1)], columns=_TREND_COLUMNS)
     previous = read_topics_json(Path(out) / "reports" / shift_month(month, -1) / "topics.json")
-    topics = build_topics(events, scores, history, previous, schemas.taxonomy(), gazetteer_rows, month)
+    topics = build_topics(events, month_scores, history, previous, schemas.taxonomy(), gazetteer_rows, month)
     paths = write_report(
-        out, month, topics, scores=scores, alerts=[*daily_warnings(scores), *AlertStore(out).raised()],
+        out, month, topics, scores=month_scores, alerts=[*daily_warnings(scores), *AlertStore(out).raised()],
         quality_summary=quality_summary(quality.findings, names),
-        domain_trend=domain_trend(scores, month, TREND_MONTHS, events=trend_events),
+        domain_trend=domain_trend(month_scores, month, TREND_MONTHS, events=trend_events),
         gazetteer=gazetteer_rows, events=events,
         scorecard_html=Path(quality_paths["scorecard_html"]).read_text(encoding="utf-8"),
     )

@@ -1,7 +1,9 @@
 """Monthly topics as Beam transforms: the same steps as ``models.topics.build_topics``, with the
 per-group work (clustering and each candidate topic's evidence, the costly part) spread over
 workers; every township × domain with events is looked at, the county-wide counts per township ×
-domain × grievance × month (for the seasonal factors) come in as a side input.
+domain × grievance × month (for the seasonal factors) come in as a side input. Only the topics the
+month lists get keywords and excerpts: the list, cut over all groups' topics, goes back to the
+groups as a side input (``models.topics.listed_by_group``).
 
     {'events': month events, 'history': earlier events, 'scores': score rows}
         | BuildTopics(month, previous_topics, gazetteer_rows)
@@ -9,6 +11,7 @@ domain × grievance × month (for the seasonal factors) come in as a side input.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Iterable, Mapping, Sequence
 
 import apache_beam as beam
@@ -65,6 +68,29 @@ class _ClusterGroup(beam.DoFn):
         yield from found
 
 
+class _PresentListed(beam.DoFn):
+    """Keywords and excerpts of a township × domain's listed topics (``TopicBuilder.present``), weighed
+    against the group's events: the side input holds the few dozen topics the month lists."""
+
+    def __init__(self, month: str, gazetteer_rows: Sequence[Mapping], params: model.TopicParams):
+        self._month = month
+        self._gazetteer_rows = list(gazetteer_rows)
+        self._params = params
+        self._builder = None
+
+    def setup(self):
+        self._builder = model.TopicBuilder(self._gazetteer_rows, params=self._params)
+
+    def process(self, element, listed: Mapping):
+        key, grouped = element
+        if key not in listed:
+            return
+        background = self._builder.background(list(grouped["events"]), list(grouped["history"]), self._month)
+        for topic in listed[key]:
+            # side input values may be shared between bundles: present a copy
+            yield self._builder.present(dataclasses.replace(topic), background)
+
+
 class _PreviousTopicHits(beam.DoFn):
     """topic_id of last month's topics that an event of this month still speaks of."""
 
@@ -114,12 +140,16 @@ class BuildTopics(beam.PTransform):
             | "CountKey" >> beam.ParDo(_CountKey())
             | "CountGroupMonths" >> beam.combiners.Count.PerElement()
         )
-        found = (
-            {"events": keyed_month, "history": keyed_history}
-            | "JoinHistory" >> beam.CoGroupByKey()
+        groups = {"events": keyed_month, "history": keyed_history} | "JoinHistory" >> beam.CoGroupByKey()
+        listed = (
+            groups
             | "ClusterGroups" >> beam.ParDo(_ClusterGroup(month, self._gazetteer_rows, params, self._previous),
                                             beam.pvalue.AsSingleton(regions), beam.pvalue.AsDict(counts))
+            | "AllDrafts" >> beam.combiners.ToList()
+            | "ListedByGroup" >> beam.Map(model.listed_by_group, params)
         )
+        found = groups | "PresentListed" >> beam.ParDo(_PresentListed(month, self._gazetteer_rows, params),
+                                                      beam.pvalue.AsSingleton(listed))
         hits = (
             inputs["events"]
             | "PreviousTopicHits" >> beam.ParDo(_PreviousTopicHits(month, self._previous))

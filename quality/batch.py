@@ -22,7 +22,7 @@ from scipy import stats
 
 import schemas
 from quality import suites
-from quality.history import HOURS, DailyProfile
+from quality.history import HOURS, DailyProfile, event_dates
 from quality.policy import Policy
 
 TZ = ZoneInfo(schemas.TIMEZONE)
@@ -47,11 +47,12 @@ def _midnight(day: dt.date) -> dt.datetime:
 
 
 def infer_period(frame: pd.DataFrame, daily_share: float) -> tuple[dt.datetime, dt.datetime]:
-    counts = frame["reported_at"].dt.date.value_counts()
+    dates = event_dates(frame)
+    counts = dates.value_counts()
     if counts.iloc[0] >= daily_share * len(frame):
         day = counts.index[0]
         return _midnight(day), _midnight(day + dt.timedelta(days=1))
-    month = frame["reported_at"].dt.strftime("%Y-%m").value_counts().index[0]
+    month = dates.map({d: d.strftime("%Y-%m") for d in counts.index}).value_counts().index[0]
     start = dt.date.fromisoformat(month + "-01")
     return _midnight(start), _midnight((start.replace(day=28) + dt.timedelta(days=4)).replace(day=1))
 
@@ -65,7 +66,7 @@ def split_batches(events: pd.DataFrame, policy: Policy) -> list[Batch]:
             start, end = infer_period(part, policy.batching.get("daily_share", 0.5))
             out.append(Batch(feed, file, start, end, part.reset_index(drop=True)))
             continue
-        for day, daypart in part.groupby(part["reported_at"].dt.date, sort=True):
+        for day, daypart in part.groupby(event_dates(part), sort=True):
             out.append(Batch(feed, f"{feed}@{day.isoformat()}", _midnight(day),
                              _midnight(day + dt.timedelta(days=1)), daypart.reset_index(drop=True)))
     return out

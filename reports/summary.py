@@ -4,8 +4,10 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Mapping
 
+import pandas as pd
+
 import schemas
-from models.topics import month_of, records, score_month, score_rows, shift_month
+from models.topics import event_months, month_of, records, score_month, score_rows, shift_month
 
 
 def _month_rows(scores: Any, month: str | None = None) -> list[dict]:
@@ -26,13 +28,12 @@ def domain_trend(scores: Any, month: str, months: int = 12, events: Any = None) 
             totals[r["domain"]][m][0] += float(r.get("observed") or 0)
             totals[r["domain"]][m][1] += float(r.get("expected") or 0)
     if events is not None:
-        incidents: dict[str, dict[str, set]] = defaultdict(lambda: defaultdict(set))
-        for e in records(events):
-            if e["month"] in window and e["domain"] not in (None, "none"):
-                incidents[e["domain"]][e["month"]].add(e["incident_id"] or e["event_id"])
-        for code, by_month in incidents.items():
+        frame = event_frame(events)
+        frame = frame[frame["month"].isin(window) & frame["domain"].notna() & (frame["domain"] != "none")]
+        incidents = frame.groupby(["domain", "month"])["incident"].nunique()
+        for code in incidents.index.get_level_values("domain").unique():
             for m in window:
-                totals[code][m][0] = float(len(by_month.get(m, ())))
+                totals[code][m][0] = float(incidents.get((code, m), 0))
     return {
         code: [{"month": m, "observed": totals[code][m][0], "expected": totals[code][m][1]} for m in window]
         for code in schemas.domain_codes(include_none=False)
@@ -54,18 +55,34 @@ def township_domain_levels(scores: Any, month: str) -> dict[str, dict[str, dict]
 def headline_figures(events: Any, alerts: Any, scores: Any, month: str) -> dict:
     """Events and incidents of the month, warnings raised in it (red/orange), and completeness:
     the share of the month's township × domain scores computed on complete data."""
-    month_events = [e for e in records(events) if e["month"] == month]
+    frame = event_frame(events)
+    frame = frame[frame["month"] == month]
     month_alerts = alerts_of_month(alerts, month)
     rows = _month_rows(scores, month)
     return {
-        "events": len(month_events),
-        "incidents": len({e["incident_id"] or e["event_id"] for e in month_events}),
-        "risk_events": sum(1 for e in month_events if e["domain"] not in (None, "none")),
+        "events": len(frame),
+        "incidents": int(frame["incident"].nunique()),
+        "risk_events": int((frame["domain"].notna() & (frame["domain"] != "none")).sum()),
         "alerts": len(month_alerts),
         "red": sum(1 for a in month_alerts if a.get("level") == "red"),
         "orange": sum(1 for a in month_alerts if a.get("level") == "orange"),
         "completeness": (sum(1 for r in rows if r.get("complete")) / len(rows)) if rows else None,
     }
+
+
+def event_frame(events: Any) -> pd.DataFrame:
+    """Month, domain and incident (its incident_id, else the event's own id) of each Event, from a
+    DataFrame of Events (column by column) or any iterable of Events or event records."""
+    columnar = isinstance(events, pd.DataFrame) and {"reported_at", "domain", "incident_id", "event_id"} <= set(events)
+    if columnar and (months := event_months(events["reported_at"])) is not None:
+        frame = pd.DataFrame({"month": months, "domain": events["domain"].to_numpy(),
+                              "incident_id": events["incident_id"].to_numpy(), "event_id": events["event_id"].to_numpy()})
+    else:
+        frame = pd.DataFrame(records(events), columns=["month", "domain", "incident_id", "event_id"])
+    # an incident_id that is missing or empty leaves the event its own incident
+    known = frame["incident_id"].notna() & (frame["incident_id"] != "")
+    frame["incident"] = frame["incident_id"].where(known, frame["event_id"])
+    return frame
 
 
 def alerts_of_month(alerts: Any, month: str) -> list[dict]:

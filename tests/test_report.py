@@ -107,6 +107,39 @@ def test_domain_trend_and_level_table():
     assert levels[QINGSHI]["labor_wage"] == {"level": "yellow", "score": 64.0, "observed": 8.0}
 
 
+def test_trend_and_headline_count_incidents_alike_from_a_warehouse_frame_and_from_events():
+    import numpy as np
+    import pandas as pd
+
+    events = month_events() + history_events()
+    # linked reports of one incident, events without an incident id (their own), no domain, and a
+    # report at 01:00 county time on 1 July (30 June in UTC)
+    extra = [{**events[0], "event_id": f"police_110:x{i}", "incident_id": incident, "domain": domain,
+              "reported_at": when} for i, (incident, domain, when) in enumerate([
+                  ("inc-1", "housing_construction", dt.datetime(2025, 6, 2, 8, tzinfo=TZ)),
+                  ("inc-1", "housing_construction", dt.datetime(2025, 6, 3, 8, tzinfo=TZ)),
+                  (None, "housing_construction", dt.datetime(2025, 6, 4, 8, tzinfo=TZ)),
+                  ("", "housing_construction", dt.datetime(2025, 6, 5, 8, tzinfo=TZ)),
+                  (None, "none", dt.datetime(2025, 6, 6, 8, tzinfo=TZ)),
+                  ("inc-2", "public_order", dt.datetime(2025, 6, 30, 17, tzinfo=dt.timezone.utc))])]
+    events += extra
+    frame = pd.DataFrame(events)
+    frame["reported_at"] = pd.to_datetime([e["reported_at"] for e in events], utc=True)
+    frame["incident_id"] = frame["incident_id"].where(frame["incident_id"].notna(), np.nan)
+
+    from_frame = summary.domain_trend(year_of_scores(), "2025-07", events=frame)
+    assert from_frame == summary.domain_trend(year_of_scores(), "2025-07", events=events)
+    june = {code: next(p["observed"] for p in series if p["month"] == MONTH) for code, series in from_frame.items()}
+    housing = [e for e in events if e["domain"] == "housing_construction" and e["reported_at"].month == 6]
+    # the two linked reports are one incident; the two without an id are one each
+    assert june["housing_construction"] == len(housing) - 1
+    assert from_frame["public_order"][-1]["observed"] == 1.0  # July's, in county time
+    headline = summary.headline_figures(frame, ALERTS, year_of_scores(), MONTH)
+    assert headline == summary.headline_figures(events, ALERTS, year_of_scores(), MONTH)
+    june_events = [e for e in events if e["reported_at"].astimezone(TZ).month == 6 and e["reported_at"].year == 2025]
+    assert (headline["events"], headline["risk_events"]) == (len(june_events), len(june_events) - 1)
+
+
 def test_topics_json_round_trip_sets_next_months_status(report, topic_list):
     _, paths = report
     doc = json.loads(paths["topics.json"].read_text(encoding="utf-8"))

@@ -1,6 +1,8 @@
 """Monthly topics: subjects, clustering, titles, history, ranking and status against last month."""
 from __future__ import annotations
 
+import datetime as dt
+
 import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that
@@ -169,6 +171,9 @@ def test_beam_transform_matches_in_process_build(topic_list):
         got = lists[0]
         assert [(t.rank, t.title, t.status, t.topic_id, t.evidence_event_ids, t.monthly_events) for t in got.topics] == [
             (t.rank, t.title, t.status, t.topic_id, t.evidence_event_ids, t.monthly_events) for t in expected.topics]
+        # presented on the workers after the county-wide cut, as in one process
+        assert [(t.keywords, t.excerpts) for t in got.topics] == [(t.keywords, t.excerpts) for t in expected.topics]
+        assert all(t.keywords and t.excerpts for t in got.topics)
         assert got.closed == expected.closed and got.closed[0]["status"] == "resolved"
 
     with beam.Pipeline(options=beam_options([])) as p:
@@ -268,3 +273,50 @@ def test_unnamed_clusters_take_a_shared_characteristic_noun_or_none(builder):
     assert builder.shared_noun(texts, background + texts) in {"共享单车", "单车"}
     # fillers that every text of the group uses say nothing about a cluster
     assert builder.shared_noun(["说实话，情况比较急", "说实话，情况比较急，麻烦你们"], background) is None
+
+
+def test_presenting_only_the_listed_topics_lists_the_same_topics():
+    # a short watch list, so that some of the fixture's topics are weighed but not listed
+    params = model.TopicParams(max_study=1, max_watch=1, watch_priority=0)
+    builder = model.TopicBuilder(str(GAZETTEER), params=params)
+    got = model.build_topics(month_events(), month_scores(), history_events(), builder=builder, month=MONTH)
+
+    # every topic presented before the cut, as the list was built before it was cut
+    events, history = model.records(month_events()), model.records(history_events())
+    regions = model.region_scores(month_scores(), MONTH)
+    counts = model.domain_counts(builder.grievances, events + history)
+    everything = []
+    for key in sorted({model.group_key(e) for e in events if model.group_key(e)}):
+        mine = [e for e in events if model.group_key(e) == key]
+        past = [e for e in history if model.group_key(e) == key]
+        drafts = builder.group_topics(key, mine, past, regions.get(key), MONTH, counts)
+        background = builder.background(mine, past, MONTH)
+        everything.extend(builder.present(t, background) for t in drafts)
+    expected = model.finalise(MONTH, everything, params=params)
+
+    assert len(everything) > len(expected.topics) >= 2
+    assert [t.as_json() for t in got.topics] == [t.as_json() for t in expected.topics]
+
+
+def test_records_from_a_warehouse_frame_equal_those_from_event_dicts():
+    import numpy as np
+    import pandas as pd
+
+    events = month_events() + history_events()
+    # an event reported at 01:00 county time on 1 July is July's, though June 30th in UTC
+    edge = {**events[0], "event_id": "hotline_12345:edge", "reported_at": dt.datetime(2025, 6, 30, 17, 0, 5,
+                                                                                       tzinfo=dt.timezone.utc),
+            "signals": ["media", "gathering", "media"], "incident_id": None, "caller_key": None, "village_code": None}
+    events.append(edge)
+    frame = pd.DataFrame(events)
+    # as the warehouse hands them over: UTC-stored times, signals as arrays, missing codes as NaN
+    frame["reported_at"] = pd.to_datetime([e["reported_at"] for e in events], utc=True).tz_convert("UTC")
+    frame["signals"] = [np.array(e["signals"], dtype=object) for e in events]
+    frame["village_code"] = frame["village_code"].astype(object).where(frame["village_code"].notna(), np.nan)
+    got = model.records(frame)
+    assert got == model.records(events)
+    last = got[-1]
+    assert (last["month"], last["reported_at"], last["signals"]) == ("2025-07", "2025-07-01T01:00:05+08:00",
+                                                                      ["gathering", "media"])
+    assert [e["event_id"] for e in model.topic_records(frame)] == [
+        e["event_id"] for e in model.records(events) if model.group_key(e)]

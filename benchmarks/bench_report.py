@@ -1,0 +1,89 @@
+"""Time the monthly job's step after the Beam pipeline (``pipelines.monthly.report_month``: data
+quality, topics, report) on an existing warehouse, and optionally compare its outputs with another
+run's.
+
+    PYTHONPATH=. python benchmarks/bench_report.py --out WAREHOUSE_COPY --month 2025-10 --gazetteer GAZ.csv
+    PYTHONPATH=. python benchmarks/bench_report.py --compare REPORTS_A REPORTS_B
+
+``report_month`` writes into ``--out`` (reports/, quality/): run it on a copy of a warehouse.
+``--compare`` takes two ``<out>/reports/<month>`` directories and prints what differs between their
+topics.json, topics.xlsx and the report's page (the HTML with its run time stamps removed).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+
+def _load() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def time_report(out: str, month: str, gazetteer: str) -> dict:
+    from pipelines.monthly import report_month
+
+    wall, cpu = time.perf_counter(), time.process_time()
+    _, summary = report_month(out, month, gazetteer)
+    return {"report_s": round(time.perf_counter() - wall, 1), "cpu_s": round(time.process_time() - cpu, 1),
+            "load_average": _load(), **{k: v for k, v in summary.items() if k != "quality_critical"}}
+
+
+_VOLATILE = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?([+-]\d\d:\d\d|Z)?|\d+(\.\d+)?\s*(秒|s\b)")
+
+
+def compare(a: Path, b: Path) -> list[str]:
+    """Differences between two report directories (empty: same topics and figures)."""
+    problems = []
+    ta, tb = (json.loads((d / "topics.json").read_text(encoding="utf-8")) for d in (a, b))
+    for name in ("topics", "closed"):
+        la, lb = ta.get(name) or [], tb.get(name) or []
+        if len(la) != len(lb):
+            problems.append(f"{name}: {len(la)} vs {len(lb)} entries")
+        for i, (x, y) in enumerate(zip(la, lb)):
+            for key in sorted(set(x) | set(y)):
+                if x.get(key) != y.get(key):
+                    problems.append(f"{name}[{i}].{key}: {str(x.get(key))[:120]} != {str(y.get(key))[:120]}")
+    for key in sorted(set(ta) | set(tb)):
+        if key not in ("topics", "closed", "generated_at") and ta.get(key) != tb.get(key):
+            problems.append(f"topics.json {key}: {str(ta.get(key))[:120]} != {str(tb.get(key))[:120]}")
+    import openpyxl
+
+    books = [openpyxl.load_workbook(d / "topics.xlsx", read_only=True) for d in (a, b)]
+    for name in sorted(set(books[0].sheetnames) | set(books[1].sheetnames)):
+        rows = [list(book[name].iter_rows(values_only=True)) if name in book.sheetnames else [] for book in books]
+        if rows[0] != rows[1]:
+            problems.append(f"topics.xlsx sheet {name}: {len(rows[0])} vs {len(rows[1])} rows, first difference at row "
+                            f"{next((i + 1 for i, (x, y) in enumerate(zip(*rows)) if x != y), min(map(len, rows)) + 1)}")
+    ha, hb = (_VOLATILE.sub("<t>", (d / "report.html").read_text(encoding="utf-8")) for d in (a, b))
+    if ha != hb:
+        lines_a, lines_b = ha.splitlines(), hb.splitlines()
+        diff = [f"report.html line {i + 1}: {x[:100]!r} != {y[:100]!r}"
+                for i, (x, y) in enumerate(zip(lines_a, lines_b)) if x != y]
+        problems.extend(diff[:20] or [f"report.html: {len(lines_a)} vs {len(lines_b)} lines"])
+    return problems
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", help="warehouse (a copy: the reports are written into it)")
+    parser.add_argument("--month")
+    parser.add_argument("--gazetteer")
+    parser.add_argument("--compare", nargs=2, metavar=("REPORTS_A", "REPORTS_B"))
+    args = parser.parse_args(argv)
+    if args.compare:
+        problems = compare(Path(args.compare[0]), Path(args.compare[1]))
+        print("\n".join(problems) if problems else "same topics and report figures")
+        return 1 if problems else 0
+    if not (args.out and args.month and args.gazetteer):
+        parser.error("--out, --month and --gazetteer (or --compare)")
+    print(" ".join(f"{k}={v}" for k, v in time_report(args.out, args.month, args.gazetteer).items()), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
