@@ -113,9 +113,11 @@ def township_months(events: Path, truth_rows: dict) -> dict:
 
     import pyarrow.parquet as pq
 
+    from models.subjects import SubjectNamer
     from pipelines.signals import SignalLexicon
 
     lexicon = SignalLexicon.from_schema()
+    namer = SubjectNamer()
     groups: dict = {}
     for path in sorted(glob.glob(str(events / "warehouse" / "events" / "month=*" / "*.parquet"))):
         for e in pq.read_table(path).to_pylist():
@@ -125,6 +127,7 @@ def township_months(events: Path, truth_rows: dict) -> dict:
             e["domain"] = t.domain
             found = lexicon.extract(e.get("text"), e.get("people_involved"))
             e["signals"] = list(dict.fromkeys([*(e.get("signals") or ()), *found]))
+            e["subjects"] = namer.names(e.get("text"))  # as pipelines.score.DailyCounts adds them
             groups.setdefault((e["township_code"], e["reported_at"].strftime("%Y-%m")), []).append(e)
     return groups
 
@@ -234,8 +237,22 @@ _WEIGHTS = ("per_incident", "cap", "per_caller", "points_at_full_share", "per_in
             "per_incident_three_feeds")
 
 
+def with_subjects(cfg: dict, variant: str) -> dict:
+    """scoring.yaml with the subject evidence ``off`` or at ``PER_SURPRISAL:CAP[:MIN_INCIDENTS[:poisson]]``
+    (``poisson``: without the series' over-dispersion)."""
+    if variant == "off":
+        return {k: v for k, v in cfg.items() if k != "subjects"}
+    per, cap, *rest = variant.split(":")
+    rules = {**cfg["subjects"], "per_surprisal": float(per), "cap": float(cap)}
+    if rest:
+        rules["min_incidents"] = int(rest[0])
+    if rest[1:] == ["poisson"]:
+        rules["series_dispersion"] = False
+    return {**cfg, "subjects": rules}
+
+
 def contribution_sweep(events: Path, truth: Path, variants: list[str], history_months: int, margin_days: int,
-                       base: dict | None = None) -> None:
+                       base: dict | None = None, subject_variants: tuple[str, ...] = ("",)) -> None:
     """The whole day score (statistic + contributions, ``risk_score.score_series``) per variant
     ``FACTOR:MARGIN_SD[:all]`` (contribution weights × FACTOR of scoring.yaml's; signals above the
     usual + MARGIN_SD Poisson sd, or ``:all`` counting every signal), on events linked in-process with
@@ -250,9 +267,12 @@ def contribution_sweep(events: Path, truth: Path, variants: list[str], history_m
     n_series = len({t for t, _ in groups}) * len(domain_codes(include_none=False))
     base = base or risk_score.config()
     print(f"{n_series} series, {start} – {end}, {len(de.episodes_in_period(episodes, start, end))} episodes")
-    for variant in variants:
+    for variant, subject_variant in [(v, sv) for v in variants for sv in subject_variants]:
         factor, margin, *rest = variant.split(":")
         cfg = scaled_contributions(base, float(factor), rest != ["all"], float(margin))
+        if subject_variant:
+            cfg = with_subjects(cfg, subject_variant)
+            variant = f"{variant} subjects {subject_variant}"
         parents: dict = {}
         for (township, domain), daily in tallies.items():
             for d, t in daily.items():
@@ -265,17 +285,72 @@ def contribution_sweep(events: Path, truth: Path, variants: list[str], history_m
                                            n_siblings=len({t for t, _ in tallies}), day_rows="all", cfg=cfg)
             scores[(township, domain)] = {r["period_start"]: r["score"] for r in rows if r["period"] == "day"}
         stat = de.DayStatistic("RiskWatch", scores, float(cfg["levels"]["yellow"]))
-        at_yellow = de.evaluate_alarms(stat.alarms(stat.operating_threshold), episodes, n_series, start, end,
-                                       margin_days).summary()
+        evaluation = de.evaluate_alarms(stat.alarms(stat.operating_threshold), episodes, n_series, start, end,
+                                        margin_days)
+        at_yellow = evaluation.summary()
         curve = de.curve(stat, [float(t) for t in range(30, 101, 2)], episodes, n_series, start, end, margin_days)
         best = de.at_false_alarm_rate(curve, 1.0) or {}
-        print(f"{variant:<12} yellow: {at_yellow['detected']}/{at_yellow['episodes']} delay "
+        print(f"{variant:<24} yellow: {at_yellow['detected']}/{at_yellow['episodes']} delay "
               f"{at_yellow['median_delay_days']} FA {at_yellow['false_alarms_per_series_year']} | ≤1FA/yr: "
               f"threshold {best.get('threshold')} {best.get('detected')}/{best.get('episodes')} delay "
               f"{best.get('median_delay_days')} FA {best.get('false_alarms_per_series_year')}", flush=True)
+        shapes: dict = {}
+        for r in evaluation.episodes:
+            shapes.setdefault(r.episode.shape, []).append(r)
+        print("    at yellow, by shape: " + "  ".join(
+            f"{shape} {sum(r.detected for r in rs)}/{len(rs)} "
+            f"{np.median([r.delay_days for r in rs if r.detected]) if any(r.detected for r in rs) else '–'} d"
+            for shape, rs in sorted(shapes.items())), flush=True)
         # the yellow thresholds a county might choose instead of 50: detected / median delay / FA
         print("    " + "  ".join(f"{r['threshold']:g}: {r['detected']} {r['median_delay_days']} d {r['false_alarms_per_series_year']}"
                                  for r in curve if 36 <= r["threshold"] <= 50), flush=True)
+
+
+def flat_series(rng, days, mean: float, signal_share: float, subject_dispersion: float,
+                n_subjects: int = 200, named_share: float = 0.6, zipf: float = 1.1) -> dict:
+    """date → tally of a series with no episode: over-dispersed incidents (φ = subject_dispersion),
+    ``signal_share`` of them gatherings heard by two feeds, and ``named_share`` of them naming one of
+    ``n_subjects`` subjects of Zipf popularity — a few named often, most seldom or never before, each
+    subject's daily rate gamma-distributed (shape 1 / (subject_dispersion − 1)): a compound or road
+    named often is named in bursts."""
+    from models import risk_score
+
+    weights = 1.0 / np.arange(1, n_subjects + 1) ** zipf
+    rates = mean * named_share * weights / weights.sum()
+    size = 1.0 / (subject_dispersion - 1.0)
+    out = {}
+    for day in days:
+        per_subject = rng.negative_binomial(size, size / (size + rates))
+        unnamed = int(rng.negative_binomial(mean * (1 - named_share) * size, 1.0 / subject_dispersion))
+        n = int(per_subject.sum()) + unnamed
+        k = int(rng.binomial(n, signal_share)) if signal_share else 0
+        out[day] = {**risk_score.empty_tally(), "incidents": n, "records": n,
+                    "signals": {"gathering": k} if k else {}, "feeds_2": k,
+                    "subjects": {f"对象{j}": int(c) for j, c in enumerate(per_subject) if c}}
+    return out
+
+
+def flat_check(base: dict, subject_variants: tuple[str, ...], seeds: int = 6) -> None:
+    """Alarm days (score ≥ yellow) over the 91 days April–June 2025 of series with no episode
+    (``flat_series``; history from January), per subject-evidence variant: the false alarms a rule
+    would raise on a county whose background names subjects the way real texts do."""
+    from models import risk_score
+
+    first, target, end = dt.date(2025, 1, 1), dt.date(2025, 4, 1), dt.date(2025, 6, 30)
+    days = [first + dt.timedelta(days=i) for i in range((end - first).days + 1)]
+    for variant in subject_variants:
+        cfg = with_subjects(base, variant) if variant else base
+        for mean, share in ((8, 0.2), (4, 0.1), (2, 0.05)):
+            for dispersion in (2.0, 4.0):
+                alarms = []
+                for seed in range(seeds):
+                    daily = flat_series(np.random.default_rng(seed), days, mean, share, dispersion)
+                    rows = risk_score.score_series(daily, target_start=target, target_end=end, history_start=first,
+                                                   township_code="330100001000", village_code=None,
+                                                   domain="public_order", cfg=cfg)
+                    alarms.append(sum(1 for r in rows if r["period"] == "day" and r["score"] >= cfg["levels"]["yellow"]))
+                print(f"subjects {variant or 'as configured':<12} mean {mean} signals {share:.2f} φ {dispersion:g}: "
+                      f"alarm days per 91 days {alarms} (worst {max(alarms)})", flush=True)
 
 
 def main() -> None:
@@ -296,12 +371,21 @@ def main() -> None:
                         help="instead: whole day scores per contribution variant on these events (true domains)")
     parser.add_argument("--variants", default="1:1",
                         help="comma-separated FACTOR:MARGIN_SD[:all] for --contribution-events, e.g. '0.667:0:all,1:1'")
+    parser.add_argument("--subjects", default="",
+                        help="comma-separated subject-evidence variants for --contribution-events: off or "
+                             "PER_SURPRISAL:CAP[:MIN_INCIDENTS] (default: scoring.yaml as it is)")
     parser.add_argument("--without-festival", action="store_true",
                         help="expected counts without scoring.yaml's festival periods (for the before/after)")
+    parser.add_argument("--flat-check", action="store_true",
+                        help="instead: alarm days on synthetic series without episodes, per --subjects variant")
     args = parser.parse_args()
     cfg = scoring_config(args.without_festival)
+    if args.flat_check:
+        flat_check(cfg, tuple(args.subjects.split(",")))
+        return
     if args.contribution_events:
-        contribution_sweep(args.contribution_events, args.truth, args.variants.split(","), 2, args.margin_days, cfg)
+        contribution_sweep(args.contribution_events, args.truth, args.variants.split(","), 2, args.margin_days, cfg,
+                           tuple(args.subjects.split(",")))
         return
     if args.detection_events:
         detection_sweep(args.detection_events, args.truth, json.loads(args.linking_settings),

@@ -8,7 +8,8 @@ All weights and thresholds live in ``schemas/scoring.yaml``.
 
 A *tally* is the per series × day summary produced by ``pipelines.score.DailyCounts``:
 ``{"incidents", "records", "signals": {code: incidents}, "feeds": {feed: incidents},
-"feeds_2", "feeds_3", "callers": {caller_key: records}, "hotline", "hotline_bad"}``.
+"feeds_2", "feeds_3", "callers": {caller_key: records}, "hotline", "hotline_bad",
+"subjects": {name: incidents naming it}}`` (``models.subjects``; absent in tallies stored before it).
 ``score_series`` (batch: day and month rows of a target period) and ``score_window`` (stream: one
 window) share ``assess``, so both give the same score for the same counts.
 """
@@ -24,6 +25,7 @@ import numpy as np
 
 import schemas
 from models import baselines
+from models import subjects as subjects_model
 from models.gaps import Gap, gaps_for
 
 LEVELS = ("red", "orange", "yellow", "blue")
@@ -40,21 +42,22 @@ def config() -> dict:
 
 def empty_tally() -> dict:
     return {"incidents": 0, "records": 0, "signals": {}, "feeds": {}, "feeds_2": 0, "feeds_3": 0,
-            "callers": {}, "hotline": 0, "hotline_bad": 0}
+            "callers": {}, "hotline": 0, "hotline_bad": 0, "subjects": {}}
 
 
 def merge_tallies(tallies: Iterable[Mapping]) -> dict:
     out = empty_tally()
-    signals, feeds, callers = {}, {}, {}
+    signals, feeds, callers, subjects = {}, {}, {}, {}
     for t in tallies:
         if not (t["records"] or t["incidents"]):
             continue  # most days of a sparse series are empty: nothing to add
         for field in ("incidents", "records", "feeds_2", "feeds_3", "hotline", "hotline_bad"):
             out[field] += t[field]
-        for merged, part in ((signals, t["signals"]), (feeds, t["feeds"]), (callers, t["callers"])):
+        for merged, part in ((signals, t["signals"]), (feeds, t["feeds"]), (callers, t["callers"]),
+                             (subjects, t.get("subjects") or {})):
             for key, n in part.items():
                 merged[key] = merged.get(key, 0) + n
-    out["signals"], out["feeds"], out["callers"] = signals, feeds, callers
+    out["signals"], out["feeds"], out["callers"], out["subjects"] = signals, feeds, callers, subjects
     return out
 
 
@@ -145,9 +148,11 @@ def _excess(n: float, usual: Mapping | None, key: str, margin_sd: float = 0.0) -
 
 
 def _contributions(tally: Mapping, n_repeat_callers: int, cfg: Mapping,
-                   usual: Mapping | None = None) -> list[tuple[float, str]]:
+                   usual: Mapping | None = None,
+                   subject: subjects_model.SubjectEvidence | None = None) -> list[tuple[float, str]]:
     """(points, reason) for each contribution that applies, biggest first. With ``usual``
-    (``usual_counts``), signals and cross-feed incidents earn points only above the series' usual."""
+    (``usual_counts``), signals and cross-feed incidents earn points only above the series' usual;
+    ``subject``: the window's most surprising subject (``models.subjects.strongest``)."""
     rules = cfg["contributions"]
     margin = float(rules.get("usual_margin_sd", 0.0))
     names = {s["code"]: s["name_zh"] for s in schemas.signals()["signals"]}
@@ -178,6 +183,8 @@ def _contributions(tally: Mapping, n_repeat_callers: int, cfg: Mapping,
               + rule["per_incident_three_feeds"] * _excess(tally["feeds_3"], usual, "feeds_3", margin))
     if points:
         out.append((min(rule["cap"], points), _cross_feed_reason(tally, cfg)))
+    if subject is not None and cfg.get("subjects"):
+        out.append((subjects_model.points(subject, cfg["subjects"]), subject.reason()))
     out.sort(key=lambda pr: -pr[0])
     return out
 
@@ -206,17 +213,18 @@ def gap_reasons(gap_days: Mapping[str, int], single_day: bool, cfg: Mapping) -> 
 
 def assess(surprisal_value: float, volume_reason: str, tally: Mapping, n_repeat_callers: int = 0,
            gap_days: Mapping[str, int] | None = None, single_day: bool = False, cfg: Mapping | None = None,
-           usual: Mapping | None = None) -> Assessment:
+           usual: Mapping | None = None, subject: subjects_model.SubjectEvidence | None = None) -> Assessment:
     """Combine the anomaly statistic and the contributions into score, level and reasons.
 
     ``usual``: the series' usual signal counts for this period (``usual_counts``), used when
-    ``contributions.above_usual`` is on. A series with a feed gap keeps the score its observed
+    ``contributions.above_usual`` is on. ``subject``: the strongest subject evidence of the period.
+    A series with a feed gap keeps the score its observed
     counts give (a lower bound: records are missing) and says so; it is never presented as complete.
     """
     cfg = cfg or config()
     base = base_score(surprisal_value, cfg)
     contributions = _contributions(tally, n_repeat_callers, cfg,
-                                   usual if cfg["contributions"].get("above_usual") else None)
+                                   usual if cfg["contributions"].get("above_usual") else None, subject)
     added = min(cfg["contributions"]["total_cap"], sum(p for p, _ in contributions))
     score = round(min(100.0, base + added), 1)
     reasons = [volume_reason] + [text for _, text in contributions]
@@ -305,10 +313,24 @@ def score_window(observed: int, history_daily_counts: Mapping[dt.date, Mapping |
          if observed_volume >= cfg["anomaly"]["min_observed"] else 0.0)
     expected = expected_volume * per_volume
     reason = window_volume_reason(observed, expected, window_days, tally.get("records"))
-    usual = usual_counts(signal_history(t for d, t in history.items() if start <= d <= history_end), expected)
-    result = assess(s, reason, tally, n_repeat_callers, gap_days, window_days == 1, cfg, usual)
+    past = [t for d, t in history.items() if start <= d <= history_end]
+    usual = usual_counts(signal_history(past), expected)
+    subject = window_subject(tally.get("subjects") or {}, window_days, subjects_model.sum_subjects(past),
+                             len(dates), model.dispersion, cfg)
+    result = assess(s, reason, tally, n_repeat_callers, gap_days, window_days == 1, cfg, usual, subject)
     return {"observed": observed, "expected": round(expected, 2), "score": result.score, "level": result.level,
             "reasons": result.reasons, "complete": result.complete}
+
+
+def window_subject(window: Mapping[str, int], window_days: int, history: Mapping[str, int], history_days: int,
+                   dispersion: float, cfg: Mapping) -> subjects_model.SubjectEvidence | None:
+    """The strongest subject of a window, corrected for the windows the batch looks through
+    (``subjects.windows``), so the stream's window scores as the batch's day where it is the best."""
+    rules = cfg.get("subjects")
+    if not rules or not window:
+        return None
+    return subjects_model.strongest(window, window_days, history, history_days, rules, len(rules["windows"]),
+                                    dispersion if rules.get("series_dispersion", True) else 1.0)
 
 
 def _month_starts(start: dt.date, end: dt.date) -> list[dt.date]:
@@ -375,7 +397,9 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
         surprisal = np.concatenate([np.zeros(lo), s_part])
         best_w = np.concatenate([np.ones(lo, dtype=int), w_part])
         base = dict(township_code=township_code, village_code=village_code, domain=domain)
-        history = signal_history(tallies[max(0, m_first - cfg["expected"]["max_history_days"]):m_first])
+        history_first = max(0, m_first - cfg["expected"]["max_history_days"])
+        history = signal_history(tallies[history_first:m_first])
+        subject_history = subjects_model.sum_subjects(tallies[history_first:m_first])
         if day_rows != "none":
             for i in range(m_first, m_last + 1):
                 if day_rows == "observed" and incidents[i] == 0:
@@ -388,7 +412,8 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
                                               int(records[first:i + 1].sum()))
                 gap_days = gaps_for(gaps, township_code, feeds, dates[first:i + 1])
                 usual = usual_counts(history, float(mu[first:i + 1].sum()) * per_volume)
-                a = assess(float(surprisal[i]), reason, tally, n_repeat, gap_days, w == 1, cfg, usual)
+                subject = _day_subject(tallies, i, subject_history, m_first - history_first, model.dispersion, cfg)
+                a = assess(float(surprisal[i]), reason, tally, n_repeat, gap_days, w == 1, cfg, usual, subject)
                 rows.append(_row("day", dates[i], int(incidents[i]), float(mu[i]) * per_volume, a, base))
         observed = int(incidents[m_first:m_last + 1].sum())
         observed_volume = float(counts[m_first:m_last + 1].sum())
@@ -403,6 +428,21 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
                    gap_days, False, cfg, usual_counts(history, expected_volume * per_volume))
         rows.append(_row("month", month, observed, expected_volume * per_volume, a, base))
     return rows
+
+
+def _day_subject(tallies: list, i: int, history: Mapping[str, int], history_days: int, dispersion: float,
+                 cfg: Mapping) -> subjects_model.SubjectEvidence | None:
+    """The most surprising subject over the windows ending on day ``i`` (``subjects.windows``)."""
+    rules = cfg.get("subjects")
+    if not rules or not any(t.get("subjects") for t in tallies[max(0, i - max(rules["windows"]) + 1):i + 1]):
+        return None
+    best = None
+    for w in rules["windows"]:
+        window = subjects_model.sum_subjects(tallies[max(0, i - w + 1):i + 1])
+        evidence = window_subject(window, w, history, history_days, dispersion, cfg)
+        if evidence is not None and (best is None or evidence.surprisal > best.surprisal):
+            best = evidence
+    return best
 
 
 def _previous_months(month: dt.date, n: int) -> list[dt.date]:

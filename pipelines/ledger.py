@@ -34,7 +34,9 @@ def file_sha256(path: str) -> str:
 
 # What an incremental run expects to find in the warehouse besides events: per-month tallies
 # (pipelines.warehouse.WriteTallies). A warehouse written without them is rebuilt from the inbox.
-WAREHOUSE_LAYOUT = "events+tallies/1"
+# /2: series tallies carry the subjects their incidents name (models.subjects); history tallies
+# without them would make every subject look new.
+WAREHOUSE_LAYOUT = "events+tallies/2"
 
 
 def run_fingerprint(gazetteer_path: str, key: bytes, model: dict) -> str:

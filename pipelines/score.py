@@ -27,6 +27,7 @@ import apache_beam as beam
 import schemas
 from models import gaps as gaps_model
 from models import risk_score
+from models.subjects import SubjectNamer
 from pipelines.warehouse import FEED_DAYS, SERIES_TALLIES
 
 _TZ = zoneinfo.ZoneInfo(schemas.TIMEZONE)
@@ -65,13 +66,14 @@ class IncidentCombineFn(beam.CombineFn):
     def create_accumulator(self):
         # A plain dict for callers: a Counter per incident and series cost more than the summing.
         return {"first": None, "records": 0, "feeds": set(), "signals": set(), "callers": {},
-                "hotline": 0, "hotline_bad": 0}
+                "hotline": 0, "hotline_bad": 0, "subjects": set()}
 
     def add_input(self, acc, e):
         acc["first"] = e["reported_at"] if acc["first"] is None else min(acc["first"], e["reported_at"])
         acc["records"] += 1
         acc["feeds"].add(e["source"])
         acc["signals"].update(e.get("signals") or ())
+        acc["subjects"].update(e.get("subjects") or ())
         if self._many is not None and (e.get("people_involved") or 0) >= self._many:
             acc["signals"].add("many_people")
         caller = e.get("caller_key")
@@ -91,6 +93,7 @@ class IncidentCombineFn(beam.CombineFn):
             out["records"] += a["records"]
             out["feeds"] |= a["feeds"]
             out["signals"] |= a["signals"]
+            out["subjects"] |= a["subjects"]
             for caller, n in a["callers"].items():
                 out["callers"][caller] = out["callers"].get(caller, 0) + n
             out["hotline"] += a["hotline"]
@@ -103,7 +106,8 @@ class IncidentCombineFn(beam.CombineFn):
         return {"date": local_date(acc["first"]).isoformat(), "tally": {
             "incidents": 1, "records": acc["records"], "signals": {s: 1 for s in sorted(acc["signals"])},
             "feeds": {f: 1 for f in sorted(acc["feeds"])}, "feeds_2": int(n_feeds == 2), "feeds_3": int(n_feeds >= 3),
-            "callers": dict(acc["callers"]), "hotline": acc["hotline"], "hotline_bad": acc["hotline_bad"]}}
+            "callers": dict(acc["callers"]), "hotline": acc["hotline"], "hotline_bad": acc["hotline_bad"],
+            "subjects": {s: 1 for s in sorted(acc["subjects"])}}}
 
 
 class TallyCombineFn(beam.CombineFn):
@@ -128,11 +132,15 @@ class TallyCombineFn(beam.CombineFn):
 
 
 class _IncidentRecords(beam.DoFn):
-    """Event → (shard of its incident, (its series, incident, what IncidentCombineFn reads))."""
+    """Event → (shard of its incident, (its series, incident, what IncidentCombineFn reads)),
+    with the subjects its text names (``models.subjects``)."""
 
     def __init__(self, shards: int):
         self._shards = shards
         self._skipped = beam.metrics.Metrics.counter("score", "records_without_township")
+
+    def setup(self):
+        self._namer = SubjectNamer()
 
     def process(self, event):
         if not event.get("domain") or event["domain"] == "none":
@@ -142,6 +150,7 @@ class _IncidentRecords(beam.DoFn):
             return
         incident = event.get("incident_id") or event["event_id"]
         record = {k: event.get(k) for k in _INCIDENT_FIELDS}
+        record["subjects"] = self._namer.names(event.get("text"))
         # Epoch milliseconds: a datetime would be pickled element by element in the shuffle.
         record["reported_at"] = int(event["reported_at"].timestamp() * 1000)
         yield zlib.crc32(incident.encode("utf-8")) % self._shards, (tuple(series_keys(event)), incident, record)

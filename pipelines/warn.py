@@ -98,9 +98,10 @@ class SeriesRecord:
     people_involved: int | None
     satisfaction: str | None
     fresh: bool
+    subjects: tuple[str, ...] = ()  # what its text names (``models.subjects``), as the batch counts them
 
     @classmethod
-    def of(cls, event: dict, fresh_batches: frozenset[str] | None) -> "SeriesRecord":
+    def of(cls, event: dict, fresh_batches: frozenset[str] | None, namer=None) -> "SeriesRecord":
         return cls(
             event_id=event["event_id"],
             incident=incident_key(event),
@@ -112,12 +113,28 @@ class SeriesRecord:
             people_involved=event.get("people_involved"),
             satisfaction=event.get("satisfaction"),
             fresh=fresh_batches is None or event.get("batch_id") in fresh_batches,
+            subjects=namer.names(event.get("text")) if namer is not None else (),
         )
 
     def as_event(self) -> dict:
         return {"reported_at": self.reported_at, "source": self.source, "signals": self.signals,
                 "people_involved": self.people_involved, "caller_key": self.caller_key,
-                "status": self.status, "satisfaction": self.satisfaction}
+                "status": self.status, "satisfaction": self.satisfaction, "subjects": self.subjects}
+
+
+class _SeriesRecords(beam.DoFn):
+    """Event → (series key, its ``SeriesRecord``); the subject lexicon is compiled once per worker."""
+
+    def __init__(self, fresh_batches: frozenset[str] | None):
+        self._fresh = fresh_batches
+
+    def setup(self):
+        from models.subjects import SubjectNamer
+
+        self._namer = SubjectNamer()
+
+    def process(self, e):
+        yield series_key(e.get("township_code"), e["domain"]), SeriesRecord.of(e, self._fresh, self._namer)
 
 
 class CollectSeriesRecords(beam.CombineFn):
@@ -183,12 +200,8 @@ class CountSeriesWindows(beam.PTransform):
         fresh = self.policy.fresh_batches
         return (
             events
-            | "Key" >> beam.Map(
-                lambda e: TimestampedValue(
-                    (series_key(e.get("township_code"), e["domain"]), SeriesRecord.of(e, fresh)),
-                    to_timestamp(e["reported_at"]),
-                )
-            )
+            | "Key" >> beam.ParDo(_SeriesRecords(fresh))
+            | "Timestamp" >> beam.Map(lambda kv: TimestampedValue(kv, to_timestamp(kv[1].reported_at)))
             | "Window" >> series_windowing(self.spec, self.policy.firing)
             | "Collect" >> beam.CombinePerKey(CollectSeriesRecords())
             | "Candidate" >> beam.ParDo(_WindowCandidate(self.spec))
@@ -213,14 +226,16 @@ def _incident_summary(many_people_at_least: int, records) -> dict:
 
 def _history_tally(tallies) -> dict:
     """Incident tallies of one series × day → what ``score_window`` reads of a history day: the
-    volume's counts and the signal fields ``usual_counts`` needs (no callers: they would only
-    swell the side input)."""
+    volume's counts, the signal fields ``usual_counts`` needs and the subjects named (no callers:
+    they would only swell the side input)."""
     from models.risk_score import signal_history
+    from models.subjects import sum_subjects
 
     tallies = list(tallies)
     history = signal_history(tallies)
     return {"incidents": history["incidents"], "records": sum(t["records"] for t in tallies),
-            "signals": dict(history["signals"]), "feeds_2": history["feeds_2"], "feeds_3": history["feeds_3"]}
+            "signals": dict(history["signals"]), "feeds_2": history["feeds_2"], "feeds_3": history["feeds_3"],
+            "subjects": dict(sum_subjects(tallies))}
 
 
 class DailyIncidentCounts(beam.PTransform):
@@ -238,9 +253,8 @@ class DailyIncidentCounts(beam.PTransform):
         return (
             events
             | "Scored" >> beam.Filter(is_scored)
-            | "SeriesIncident" >> beam.Map(
-                lambda e: ((series_key(e.get("township_code"), e["domain"]), incident_key(e)),
-                           SeriesRecord.of(e, None).as_event()))
+            | "Records" >> beam.ParDo(_SeriesRecords(None))
+            | "SeriesIncident" >> beam.MapTuple(lambda key, r: ((key, r.incident), r.as_event()))
             | "GroupIncident" >> beam.GroupByKey()
             | "Incident" >> beam.MapTuple(
                 lambda key, records: (key[0], _incident_summary(many_people_at_least, records)))

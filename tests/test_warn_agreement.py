@@ -5,7 +5,9 @@ heard by both 110 and 12345. On the target day each sees seven or more incidents
 number of gatherings. The batch job (``ScoreEvents``) scores the day; the stream scores the window
 of that day against the history side input (``DailyIncidentCounts``). Both must give the same
 score, level and reasons; a history of incident counts alone (the stream before) counts the
-series' routine gatherings as new evidence and warns where the batch stays quiet.
+series' routine gatherings as new evidence and warns where the batch stays quiet. The texts name
+the township's roads in turn; a fourth township's target day has four incidents at one compound
+never named before, which both score as subject evidence (``models.subjects``).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import apache_beam as beam
 import numpy as np
 import pytest
 
+from models.subjects import SubjectNamer
 from pipelines import score
 from pipelines.alert_sinks import AlertStore
 from pipelines.normalise import TZ
@@ -28,26 +31,31 @@ DOMAIN = "public_order"
 HISTORY_START, DAY = dt.date(2025, 4, 1), dt.date(2025, 7, 1)
 # township → (incidents on the target day, of which gatherings heard by two feeds)
 TARGET_DAYS = {"330101001000": (7, 2), "330101002000": (10, 3), "330101003000": (12, 8)}
+SUBJECT_TOWN, COMPOUND = "330101004000", "金桂苑小区"
+ROADS = ["解放路", "人民路", "建设路", "胜利路", "和平路", "文化路"]
 
 
-def record(event_id, source, day, hour, township, incident, signals=()):
+def record(event_id, source, day, hour, township, incident, signals=(), text="路口有人聚集争吵"):
     return {"event_id": event_id, "source": source, "reported_at": dt.datetime.combine(day, dt.time(hour), TZ),
             "batch_id": "history" if day < DAY else "today", "county_code": "330101", "township_code": township,
             "village_code": None, "domain": DOMAIN, "signals": list(signals), "people_involved": None,
             "caller_key": None, "status": "closed", "satisfaction": "satisfied", "incident_id": incident,
-            "text": "路口有人聚集争吵"}
+            "text": text}
 
 
-def incidents(township, day, n, gatherings):
-    """n incidents of one day; the first ``gatherings`` are told to 110 and 12345, the rest to 12345."""
+def incidents(township, day, n, gatherings, at_compound=0):
+    """n incidents of one day; the first ``gatherings`` are told to 110 and 12345, the rest to 12345.
+    Each names one of ROADS in turn, or COMPOUND for the last ``at_compound``."""
     out = []
     for k in range(n):
         incident, hour = f"{township}-{day}-{k}", 8 + k % 12
+        place = COMPOUND if k >= n - at_compound else ROADS[(day.toordinal() + k) % len(ROADS)]
+        text = f"{place}门口有人聚集争吵"
         if k < gatherings:
-            out += [record(f"police_110:{incident}", "police_110", day, hour, township, incident, ["gathering"]),
-                    record(f"hotline_12345:{incident}", "hotline_12345", day, hour, township, incident)]
+            out += [record(f"police_110:{incident}", "police_110", day, hour, township, incident, ["gathering"], text),
+                    record(f"hotline_12345:{incident}", "hotline_12345", day, hour, township, incident, (), text)]
         else:
-            out.append(record(f"hotline_12345:{incident}", "hotline_12345", day, hour, township, incident))
+            out.append(record(f"hotline_12345:{incident}", "hotline_12345", day, hour, township, incident, (), text))
     return out
 
 
@@ -55,8 +63,10 @@ def build_events():
     rng = np.random.default_rng(5)
     days = [HISTORY_START + dt.timedelta(days=i) for i in range((DAY - HISTORY_START).days)]
     counts = [(int(n), int(rng.binomial(n, 0.2))) for n in rng.poisson(5.0, len(days))]
-    history = [e for town in TARGET_DAYS for day, (n, g) in zip(days, counts) for e in incidents(town, day, n, g)]
+    history = [e for town in [*TARGET_DAYS, SUBJECT_TOWN] for day, (n, g) in zip(days, counts)
+               for e in incidents(town, day, n, g)]
     today = {town: incidents(town, DAY, n, g) for town, (n, g) in TARGET_DAYS.items()}
+    today[SUBJECT_TOWN] = incidents(SUBJECT_TOWN, DAY, 8, 0, at_compound=6)
     return history, today
 
 
@@ -80,7 +90,8 @@ def scored(tmp_path_factory):
 def stream_assessment(records, history):
     scorer = RiskScorer()
     scorer.setup()
-    candidate = {"records": tuple(SeriesRecord.of(e, None) for e in records),
+    namer = SubjectNamer()
+    candidate = {"records": tuple(SeriesRecord.of(e, None, namer) for e in records),
                  "window_start": dt.datetime.combine(DAY, dt.time(0), TZ),
                  "window_end": dt.datetime.combine(DAY + dt.timedelta(days=1), dt.time(0), TZ)}
     return scorer.assess(candidate, history, HISTORY_START)
@@ -98,6 +109,17 @@ def test_history_side_input_carries_the_batch_tallys_signal_fields(scored):
     assert sum(t["signals"].get("gathering", 0) for t in series.values()) == gatherings
     assert sum(t["feeds_2"] for t in series.values()) == gatherings
     assert not any(t["feeds_3"] for t in series.values())
+    named = [road for e in mine if e["source"] == "hotline_12345" for road in ROADS if road in e["text"]]
+    assert sum(sum(t["subjects"].values()) for t in series.values()) == len(named)
+
+
+def test_a_new_compound_named_six_times_scores_alike_in_stream_and_batch(scored):
+    _, today, day_rows, days = scored
+    stream = stream_assessment(today[SUBJECT_TOWN], days[series_key(SUBJECT_TOWN, DOMAIN)])
+    batch = day_rows[SUBJECT_TOWN]
+    assert (stream["score"], stream["level"], stream["reasons"]) == (batch["score"], batch["level"], batch["reasons"])
+    assert f"同一对象（{COMPOUND}）当日6起（此前91天未见）" in batch["reasons"]
+    assert batch["level"] != "none"
 
 
 def test_the_window_of_a_day_scores_as_the_batch_scores_the_day(scored):
@@ -126,6 +148,6 @@ def test_bounded_warning_run_stays_quiet_where_the_batch_does(scored, tmp_path):
         warn_and_publish(p | "Events" >> beam.Create(events), p | "History" >> beam.Create(history),
                          p | "Prior" >> beam.Create([]), policy, RiskScorer(), str(tmp_path), windows=SERIES_WINDOWS)
     warned = {a["township_code"] for a in AlertStore(tmp_path).raised() if a["rule"] != "immediate"}
-    alerting = {town for town, row in day_rows.items() if row["level"] in ("yellow", "orange", "red")}
-    assert alerting == {"330101003000"}
-    assert warned == alerting
+    leveled = {town for town, row in day_rows.items() if row["level"] != "none"}
+    assert leveled == {"330101003000", SUBJECT_TOWN}
+    assert warned == leveled

@@ -1,0 +1,108 @@
+"""Subject-level evidence: names found in hand-written texts, the predictive tail, the strongest
+subject of a window, and the day rows of a series whose incidents start naming one compound."""
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.stats import nbinom
+
+from models import risk_score, subjects
+
+RULES = risk_score.config()["subjects"]
+HISTORY_START, TARGET, TARGET_END = dt.date(2025, 1, 1), dt.date(2025, 4, 1), dt.date(2025, 4, 30)
+POOL = [f"{stem}小区" for stem in ("幸福里", "锦绣花园", "阳光", "滨江", "东方")] + ["解放路", "人民路", "宏达机械厂"]
+
+
+def test_namer_finds_compounds_companies_schools_and_roads():
+    namer = subjects.SubjectNamer()
+    assert namer.names("锦绣花园小区业主反映开发商逾期交房，几十人聚集在售楼处") == ("锦绣花园小区",)
+    assert namer.names("来电人反映宏达建筑工程有限公司拖欠工资三个月，又来电说宏达建筑工程有限公司不给钱") == ("宏达建筑工程有限公司",)
+    assert namer.names("报警称实验小学门口有人寻衅滋事") == ("实验小学",)
+    assert namer.names("路口有人聚集争吵") == ()
+    assert namer.names(None) == ()
+
+
+def test_a_name_with_words_before_it_folds_onto_the_name_the_history_knows():
+    history = {"锦绣花园小区": 6, "花园小区": 1}
+    folded = subjects.fold_names({"购买锦绣花园小区": 2, "锦绣花园小区": 1, "花园小区": 1}, history)
+    assert folded == {"锦绣花园小区": 3, "花园小区": 1}
+    # a longer name the history knows better is never clipped to a shorter one
+    assert subjects.fold_names({"锦绣花园小区": 2}, history) == {"锦绣花园小区": 2}
+
+
+@settings(max_examples=60, deadline=None)
+@given(count=st.integers(1, 12), window=st.integers(1, 14), mentions=st.integers(0, 200),
+       days=st.integers(28, 730), prior_rate=st.floats(0.001, 2.0))
+def test_predictive_tail_is_the_gamma_poisson_upper_tail(count, window, mentions, days, prior_rate):
+    b = 1.0 / prior_rate
+    p = (days + b) / (days + b + window)
+    expected = nbinom.sf(count - 1, mentions + 1.0, p)
+    tail = subjects.predictive_tail(count, window, mentions, days, 1.0, prior_rate)
+    assert tail == pytest.approx(expected, rel=1e-6, abs=1e-300)
+
+
+def test_a_seldom_named_subject_recurring_is_evidence_and_a_busy_one_is_not():
+    history = {name: 90 for name in POOL}  # each named about once a day over 90 days
+    history["东郊加工厂"] = 1
+    new = subjects.strongest({"锦苑小区": 4, "解放路": 1}, 3, history, 90, RULES, 3)
+    rare = subjects.strongest({"东郊加工厂": 4}, 3, history, 90, RULES, 3)
+    busy = subjects.strongest({"解放路": 4}, 3, history, 90, RULES, 3)
+    assert new.subject == "锦苑小区" and new.count == 4 and new.surprisal > 3
+    assert 0 < rare.surprisal < new.surprisal
+    assert busy is None
+    assert new.reason() == "同一对象（锦苑小区）近3日4起（此前90天未见）"
+    assert rare.reason() == "同一对象（东郊加工厂）近3日4起（以往约每月0.3起）"
+    # fewer incidents than min_incidents are no evidence, however rare the subject
+    assert subjects.strongest({"锦苑小区": RULES["min_incidents"] - 1}, 1, history, 90, RULES, 3) is None
+    # looking at more subjects costs: the same count is less surprising among 200 names than among 9
+    crowded = {**history, **{f"{i}号楼": 1 for i in range(200)}}
+    assert subjects.strongest({"锦苑小区": 4}, 3, crowded, 90, RULES, 3).surprisal < new.surprisal
+    # in an over-dispersed series (one matter told as several incidents) the same count says less
+    clumped = subjects.strongest({"锦苑小区": 4}, 3, history, 90, RULES, 3, dispersion=2.0)
+    assert 0 < clumped.surprisal < new.surprisal - 1
+    assert subjects.strongest({"锦苑小区": 4}, 3, history, 90, RULES, 3, dispersion=3.0) is None
+    assert subjects.strongest({"锦苑小区": 8}, 3, history, 90, RULES, 3, dispersion=3.0).surprisal > 2
+
+
+def series(rng, days, mean=6.0, burst=None):
+    """date → tally: Poisson incidents naming POOL's subjects in turn (one unnamed a day); ``burst``:
+    date → incidents naming one new compound added that day."""
+    out, turn = {}, 0
+    for day in days:
+        n = int(rng.poisson(mean))
+        names = {}
+        for _ in range(max(0, n - 1)):
+            names[POOL[turn % len(POOL)]] = names.get(POOL[turn % len(POOL)], 0) + 1
+            turn += 1
+        extra = (burst or {}).get(day, 0)
+        if extra:
+            names["锦苑小区"] = extra
+        out[day] = {**risk_score.empty_tally(), "incidents": n + extra, "records": n + extra, "subjects": names}
+    return out
+
+
+def day_rows(daily, cfg):
+    rows = risk_score.score_series(daily, target_start=TARGET, target_end=TARGET_END, history_start=HISTORY_START,
+                                   township_code="330100001000", village_code=None, domain="housing_construction",
+                                   cfg=cfg)
+    return {r["period_start"]: r for r in rows if r["period"] == "day"}
+
+
+def test_day_rows_name_a_new_compound_recurring_and_score_it_higher():
+    days = [HISTORY_START + dt.timedelta(days=i) for i in range((TARGET_END - HISTORY_START).days + 1)]
+    burst = {dt.date(2025, 4, 10): 2, dt.date(2025, 4, 11): 2}
+    daily = series(np.random.default_rng(3), days, burst=burst)
+    cfg = risk_score.config()
+    without = {k: v for k, v in cfg.items() if k != "subjects"}
+    with_subjects, counts_only = day_rows(daily, cfg), day_rows(daily, without)
+    day = dt.date(2025, 4, 11)
+    assert "同一对象（锦苑小区）近3日4起（此前90天未见）" in with_subjects[day]["reasons"]
+    assert with_subjects[day]["score"] > counts_only[day]["score"] + 15
+    assert not any("同一对象" in r for r in counts_only[day]["reasons"])
+    # the busy pool alone: no subject reasons on the days before the burst
+    before = [r for d, row in with_subjects.items() if d < dt.date(2025, 4, 10) for r in row["reasons"]]
+    assert not any("同一对象" in r for r in before)
