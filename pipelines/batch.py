@@ -10,17 +10,19 @@ Whole inbox (first run, ``incremental=False``, or the ledger does not match):
 
 Incremental (only inbox files the ledger, ``pipelines.ledger``, does not list):
 
-    new files ─ IngestFeeds ─ MergeWithWarehouse ─ ClassifyNew ─ LinkIncidents ─┬─ WriteEvents (rewritten months)
-                               (stored versions by id;                          ├─ tallies ─ WriteTallies (rewritten months)
-                                touched months ± 2 read back)                   │     └─ HistoryTallies (stored for the
-                                                                                │        other months) ─ ScoreMonths ─ WriteScores
+    new files ─ IngestFeeds ─ MergeWithWarehouse ─ ClassifyNew ─ LinkIncidents ─┬─ WriteEvents (relinked months)
+                               (stored versions by id;                          ├─ tallies ─ RewrittenTallies ─ WriteTallies
+                                touched months and the                          │     └─ HistoryTallies (stored for the
+                                edges around them read back)                    │        other months) ─ ScoreMonths ─ WriteScores
 
 The incremental run's cost follows the new data, not the warehouse: the stored versions of the
 records the new files carry are found by event_id (reading only that column of the stored
-partitions), only the months those records fall in ± 1 are relinked and rewritten (± 2 read as
-context for links across month boundaries), and scores come from per-month daily tallies
-(``pipelines.score.DailyCounts`` and ``FeedDayCounts``, kept in ``warehouse/tallies/``) instead of
-the history's events. It writes what a run over the whole inbox would (tests/test_batch_incremental.py).
+partitions), only the months those records fall in and the month after are relinked and
+rewritten; the month before keeps its links and only its last hours are read, to decide which of
+its incidents take the touched month's first hours (see ``MONTH_ROLES``). Scores come from
+per-month daily tallies (``pipelines.score.DailyCounts`` and ``FeedDayCounts``, kept in
+``warehouse/tallies/``) instead of the history's events. It writes what a run over the whole inbox
+would (tests/test_batch_incremental.py).
 
 Every sink yields what it wrote into the manifest step, the one terminal transform (the DaskRunner
 computes only the last transform's branch; see docs/notes/performance.md, "Rules for portable
@@ -51,11 +53,11 @@ from pipelines.gazetteer import UNRESOLVED
 from pipelines.ingest import (SUPERSEDED_TAG, AccountingError, IngestFeeds, Supersede, default_ingest_time,
                               file_order, unbalanced_files)
 from pipelines.ledger import Ledger, file_sha256, read_ledger, run_fingerprint, write_ledger
-from pipelines.link import LinkIncidents, link_config
+from pipelines.link import KEEP_INCIDENT, LinkIncidents, link_config, month_frequencies
 from pipelines.normalise import TZ
 from pipelines.options import beam_options
 from pipelines.read import discover, inbox_digest
-from pipelines.runners import run_to_completion
+from pipelines.runners import ParDoWithOutputs, run_to_completion
 from pipelines.score import DailyTallies, ScoreTallies
 from pipelines.warehouse import FEED_DAYS, SERIES_TALLIES, month_of_date
 
@@ -107,12 +109,16 @@ class MonthRange:
         return dt.date.fromisoformat(f"{shift_month(self.first, -HISTORY_MONTHS)}-01")
 
 
-# An incremental run rewrites the months its new records touch ± 1 (linking joins a month's
-# incidents with the first hours of the next, so a change reaches one month either way) and reads
-# ± 2 as context: the rewritten months' links and tallies need their neighbours' records.
-REWRITE_REACH, CONTEXT_REACH = 1, 2
-# Set on context Events while they are relinked: not written, and tallied with their stored links.
-_CONTEXT = "_relink_context"
+# How an incremental run reads the months around a touched month c (one its records fall in).
+# Linking (pipelines.link) weighs a month's texts with the month's own idf and lets the month's
+# incidents take the next month's first ``max_span_hours`` (whole incidents of its first two spans):
+#   c, c+1  relinked and rewritten (c+1: which of its first hours c's incidents take may change);
+#   c-1     keeps its links: its records from one span before its last day with a change (``_tail_cut``)
+#           decide, with the month's stored idf, which of its incidents take c's first hours, and its
+#           tallies are counted again from that day on;
+#   c+2     its first two spans (what c+1's incidents may have taken), for c+1's tallies.
+RELINK, TAIL, HEAD = "relink", "tail", "head"
+MONTH_ROLES = ((-1, TAIL), (0, RELINK), (1, RELINK), (2, HEAD))
 
 
 class ScoreMonths(beam.PTransform):
@@ -150,17 +156,106 @@ class ClassifyNew(beam.PTransform):
         return (fresh | "Classify" >> ClassifyEvents(self._model_dir), known) | "AllClassified" >> beam.Flatten()
 
 
-def _months_around(month: str):
-    """A touched month → (month, rewrite?) for it and the months it reaches."""
-    for step in range(-CONTEXT_REACH, CONTEXT_REACH + 1):
-        yield shift_month(month, step), abs(step) <= REWRITE_REACH
+def _month_start(month: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(f"{month}-01").replace(tzinfo=TZ)
 
 
-def _near_month_edge(t: dt.datetime, span: dt.timedelta) -> bool:
-    local = t.astimezone(TZ)
-    start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    following = dt.datetime.fromisoformat(f"{shift_month(start.strftime('%Y-%m'), 1)}-01").replace(tzinfo=TZ)
-    return local - start <= span or following - local <= span
+def _millis(t: dt.datetime) -> int:
+    return int(t.timestamp() * 1000)
+
+
+def _tail_cut(month: str, span: dt.timedelta) -> dt.date:
+    """The first day of ``month`` whose tallies the next month's records can change: the day an
+    incident that takes the next month's first hours may start on."""
+    return (_month_start(shift_month(month, 1)) - span).date()
+
+
+def _read_windows(keyed, span: dt.timedelta):
+    """(month, its roles around touched months) → (month, (role, since, until)): what to read of it
+    (epoch ms, None: open). Relinking the whole month covers every other role."""
+    month, roles = keyed
+    roles = set(roles)
+    if RELINK in roles:
+        yield month, (RELINK, None, None)
+        return
+    if TAIL in roles:
+        # An incident counted on the cut day may have started one span before it.
+        cut = dt.datetime.combine(_tail_cut(month, span), dt.time(), TZ)
+        yield month, (TAIL, _millis(cut - span), None)
+    if HEAD in roles:
+        yield month, (HEAD, None, _millis(_month_start(month) + 2 * span))
+
+
+def _rewritten_tallies(window, span: dt.timedelta):
+    """(month, (role, …)) → (month, first day counted again, None: all) for a month whose tallies
+    the run writes again."""
+    month, (role, _, _) = window
+    if role == RELINK:
+        yield month, None
+    elif role == TAIL:
+        yield month, _tail_cut(month, span).isoformat()
+
+
+class _MonthFrequencies(beam.DoFn):
+    """A month that keeps its links → ((township, month), idf document frequencies) of its stored
+    linkable records, which ``LinkIncidents`` needs to link the month's last hours as the whole
+    month would be."""
+
+    def __init__(self, out: str):
+        super().__init__()
+        self._out = out
+
+    def setup(self):
+        self._cfg = link_config()
+
+    def process(self, month: str):
+        # A month that keeps its links has no record with a version in this run (that record's
+        # months would be touched), so its stored records are the month.
+        table = warehouse.read_stored_columns(self._out, month, ["township_code", "domain", "text", "reported_at"])
+        yield from month_frequencies(table.to_pylist(), self._cfg).items()
+
+
+class _PickTallies(beam.DoFn):
+    """(month, [("since", first fresh day or None)] + this run's tallies) → the month's tallies: this
+    run's from that day on, the stored ones before it. Months without "since" are not rewritten."""
+
+    def __init__(self, out: str):
+        super().__init__()
+        self._out = out
+
+    def process(self, keyed):
+        month, items = keyed
+        items = list(items)
+        since = [value for kind, value in items if kind == "since"]
+        if not since:
+            return
+        first = since[0]
+        kept = (element for element in (warehouse.read_month_tallies(self._out, month) if first else ())
+                if warehouse.tally_date(*element) < first)
+        fresh = (item for item in items if item[0] != "since" and (first is None or warehouse.tally_date(*item) >= first))
+        for kind, element in (*kept, *fresh):
+            yield beam.pvalue.TaggedOutput(FEED_DAYS, element) if kind == FEED_DAYS else element
+
+
+class RewrittenTallies(beam.PTransform):
+    """``{"series", "feed_days"}`` counted over the relinked Events and their context + (month, first
+    day counted again or None) → ``{"series", "feed_days", "rewrite"}``: the tallies of the months the
+    run writes again, as ``WriteTallies`` and ``HistoryTallies`` take them."""
+
+    def __init__(self, out: str, months: beam.PCollection):
+        super().__init__()
+        self._out, self._months = out, months
+
+    def expand(self, tallies):
+        marks = self._months | "MarkMonths" >> beam.MapTuple(lambda month, first: (month, ("since", first)))
+        picked = (
+            (*warehouse.tallies_by_month(tallies), marks)
+            | "Together" >> beam.Flatten()
+            | "GroupByMonth" >> beam.GroupByKey()
+            | "Pick" >> ParDoWithOutputs(_PickTallies(self._out), FEED_DAYS, main=SERIES_TALLIES)
+        )
+        return {SERIES_TALLIES: picked[SERIES_TALLIES], FEED_DAYS: picked[FEED_DAYS],
+                "rewrite": self._months | "RewrittenMonth" >> beam.MapTuple(lambda month, _: month)}
 
 
 def _move_beaten(keyed):
@@ -178,14 +273,17 @@ class MergeWithWarehouse(beam.PTransform):
 
     1. The stored versions of the records the new files carry are looked up by event_id
        (``LookupStoredVersions``) and the latest version of each record wins (``Supersede``).
-    2. The months those records fall in are *touched*; the touched months ± ``REWRITE_REACH`` are
-       rewritten, ± ``CONTEXT_REACH`` read back (``ReadStoredMonths``, without the records that
-       have a version in step 1) so that linking sees every record it needs.
+    2. The months those records fall in are *touched*; around each, the months are read back as
+       ``MONTH_ROLES`` says (``ReadStoredMonths``, without the records that have a version in
+       step 1): whole for the months to relink, the last or first hours of their neighbours.
 
-    Returns ``{"events": to link (context Events carry ``_CONTEXT``), "context": the context
-    Events as stored that may share an incident with a rewritten month's, "rewrite": the months to rewrite, "accounting": the ingest's entries with
-    rows that lost to a stored version moved from accepted to superseded}``. The untouched
-    warehouse is never shuffled, so the run's cost follows the new data, not the warehouse.
+    Returns ``{"events": to link (the records of months that keep their links marked
+    ``KEEP_INCIDENT``), "frequencies": the idf statistics of those months for ``LinkIncidents``,
+    "head": stored Events of the first hours after the relinked months (tallies only), "rewrite":
+    the months to rewrite, "tally_months": (month, first day its tallies change or None: all),
+    "accounting": the ingest's entries with rows that lost to a stored version moved from accepted
+    to superseded}``. The untouched warehouse is never shuffled, so the run's cost follows the new
+    data, not the warehouse.
     """
 
     def __init__(self, out: str, file_order: dict[str, tuple], new_files: list[str]):
@@ -194,28 +292,29 @@ class MergeWithWarehouse(beam.PTransform):
 
     def expand(self, ingested):
         new_files = self._new_files
+        span = dt.timedelta(hours=link_config()["max_span_hours"])
         fresh = ingested["events"]
         stored = fresh | "LookupStored" >> warehouse.LookupStoredVersions(self._out)
         latest = (fresh, stored) | "FreshAndStored" >> beam.Flatten() | "SupersedeStored" >> Supersede(self._file_order)
-        touched = (
+        windows = (
             (fresh | "FreshMonth" >> beam.Map(sinks.month_of), stored | "StoredMonth" >> beam.Map(sinks.month_of))
             | "TouchedMonths" >> beam.Flatten()
             | "DistinctTouched" >> beam.Distinct()
-            | "Reach" >> beam.FlatMap(_months_around)
+            | "Roles" >> beam.FlatMap(lambda month: [(shift_month(month, step), role) for step, role in MONTH_ROLES])
+            | "RolesByMonth" >> beam.GroupByKey()
+            | "Windows" >> beam.FlatMap(_read_windows, span)
         )
         drop = stored | "DropStored" >> beam.Map(lambda e: (sinks.month_of(e), e["event_id"]))
-        around = {"reach": touched, "drop": drop} | "ReadAround" >> warehouse.ReadStoredMonths(self._out)
-        rewrite = (touched
-                   | "Rewritten" >> beam.Filter(lambda kv: kv[1])
-                   | "RewriteMonth" >> beam.Map(lambda kv: kv[0])
-                   | "DistinctRewrite" >> beam.Distinct())
-        kept = around | "KeptStored" >> beam.Filter(lambda kv: kv[0]) | "KeptEvent" >> beam.Map(lambda kv: kv[1])
-        context = around | "Context" >> beam.Filter(lambda kv: not kv[0]) | "ContextEvent" >> beam.Map(lambda kv: kv[1])
-        marked = context | "MarkContext" >> beam.Map(lambda e: {**e, _CONTEXT: True})
-        # A context record can share an incident with a rewritten month's records only within one
-        # incident span of its month's edges; the others add nothing to the rewritten tallies.
-        span = dt.timedelta(hours=link_config()["max_span_hours"])
-        edges = context | "NearMonthEdges" >> beam.Filter(lambda e: _near_month_edge(e["reported_at"], span))
+        around = {"reach": windows, "drop": drop} | "ReadAround" >> warehouse.ReadStoredMonths(self._out)
+
+        def read_as(role):
+            return around | f"{role.title()}Read" >> beam.Filter(lambda kv: kv[0] == role) | f"{role.title()}Event" >> beam.Values()
+
+        tail = read_as(TAIL) | "KeepLinks" >> beam.Map(lambda e: {**e, KEEP_INCIDENT: True})
+        frequencies = (windows
+                       | "TailMonths" >> beam.FlatMap(lambda kv: [kv[0]] if kv[1][0] == TAIL else [])
+                       | "MonthFrequencies" >> beam.ParDo(_MonthFrequencies(self._out)))
+        rewrite = windows | "RelinkedMonths" >> beam.FlatMap(lambda kv: [kv[0]] if kv[1][0] == RELINK else [])
         beaten = (latest[SUPERSEDED_TAG]
                   | "BeatenFresh" >> beam.Filter(lambda e: e["feed_file"] in new_files)
                   | "BeatenByFile" >> beam.Map(lambda e: (e["feed_file"], e["region_resolved_by"] == UNRESOLVED)))
@@ -224,8 +323,10 @@ class MergeWithWarehouse(beam.PTransform):
             | "JoinBeaten" >> beam.CoGroupByKey()
             | "MoveBeaten" >> beam.FlatMap(_move_beaten)
         )
-        events = (latest.events, kept, marked) | "ToRelink" >> beam.Flatten()
-        return {"events": events, "context": edges, "rewrite": rewrite, "accounting": accounting}
+        events = (latest.events, read_as(RELINK), tail) | "ToRelink" >> beam.Flatten()
+        return {"events": events, "frequencies": frequencies, "head": read_as(HEAD), "rewrite": rewrite,
+                "tally_months": windows | "TallyMonths" >> beam.FlatMap(_rewritten_tallies, span),
+                "accounting": accounting}
 
 
 def build_pipeline(pipeline: beam.Pipeline, *, ingest: IngestFeeds, out: str, months: MonthRange,
@@ -240,11 +341,11 @@ def build_pipeline(pipeline: beam.Pipeline, *, ingest: IngestFeeds, out: str, mo
     score = ScoreMonths(months)
     if incremental:
         merged = ingested | "MergeWithWarehouse" >> MergeWithWarehouse(out, file_order, [f.relpath for f in ingest.files])
-        relinked = merged["events"] | "Classify" >> ClassifyNew(model_dir) | "Link" >> LinkIncidents()
-        events = relinked | "NotContext" >> beam.Filter(lambda e: not e.get(_CONTEXT))
-        # Context months keep their stored links: relinked without their own neighbours they may differ.
-        tallies = dict((events, merged["context"]) | "WithContext" >> beam.Flatten() | "Tallies" >> DailyTallies(),
-                       rewrite=merged["rewrite"])
+        relinked = (merged["events"] | "Classify" >> ClassifyNew(model_dir)
+                    | "Link" >> LinkIncidents(frequencies=merged["frequencies"]))
+        events = relinked | "Relinked" >> beam.Filter(lambda e: not e.get(KEEP_INCIDENT))
+        tallies = ((relinked, merged["head"]) | "WithContext" >> beam.Flatten() | "Tallies" >> DailyTallies()
+                   | "RewrittenTallies" >> RewrittenTallies(out, merged["tally_months"]))
         history = tallies | "HistoryTallies" >> warehouse.HistoryTallies(out, score.tally_months)
         rewrite, accounting = merged["rewrite"], merged["accounting"]
     else:

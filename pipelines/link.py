@@ -11,7 +11,11 @@ Beam layout (portable: ParDo, GroupByKey, CoGroupByKey; no side input):
 1. key by (township, month) and ``GroupByKey``; records from the first ``max_span_hours`` of a
    month also go to the previous month's group as *guests*, so an incident that starts on the
    31st can take records of the 1st. Inside a group, records are visited in time order, each
-   compared with at most ``max_candidates`` earlier ones (O(n·k)).
+   compared with at most ``max_candidates`` earlier ones (O(n·k)). The idf weights come from the
+   month's own records (guests are weighed as their host month would weigh them), so a month's
+   links never change when the next month arrives: only which of its incidents take the next
+   month's first-hours records. That lets the batch job's monthly run link the new month and only
+   the last hours of the month before (``link_group``'s ``keep`` and ``frequencies``).
 2. a guest taken by an incident of the previous month yields a *claim*; the claims re-map the
    guest's own incident in its home month (a join with the records of the incidents that have a
    record in their month's first hours, the only ones that can be claimed) — an incident never
@@ -37,6 +41,9 @@ from pipelines.validate import EventPacker
 _MASKED = re.compile(r"[\[【<＜(（][^\]】>＞)）]{1,8}[\]】>＞)）]|\*{2,}")
 _NOISE = re.compile(r"[\s\W_]+", re.UNICODE)
 _SKIP = "none"
+# Set on a record that keeps its stored incident_id through LinkIncidents (see LinkIncidents).
+KEEP_INCIDENT = "_keep_incident"
+_FREQUENCIES = "frequencies"
 
 
 def link_config() -> dict:
@@ -56,6 +63,27 @@ def text_ngrams(text: str | None, n: int, boilerplate: Iterable[str] = ()) -> se
     return grams
 
 
+def _boilerplate(cfg: Mapping) -> list:
+    return sorted(cfg.get("boilerplate", ()), key=len, reverse=True)
+
+
+def document_frequencies(grams: Iterable[set]) -> tuple[int, dict]:
+    """(documents, n-gram → documents holding it): what the idf of a township-month is made of."""
+    df = Counter()
+    total = 0
+    for g in grams:
+        df.update(g)
+        total += 1
+    return total, dict(df)
+
+
+def _idf_weights(grams: list, frequencies: tuple[int, Mapping], prior_documents: int) -> list[dict]:
+    total, df = frequencies
+    # Sorted keys: similarities are float sums over these dicts, and a set's order follows the
+    # process's string hash seed; summed in another order, a tie or threshold can flip between runs.
+    return [{k: math.log((prior_documents + total) / (1 + df.get(k, 0))) for k in sorted(g)} for g in grams]
+
+
 def weighted_ngrams(texts: list, n: int, boilerplate: Iterable[str] = (), prior_documents: int = 20) -> list[dict]:
     """Per text: n-gram → idf weight, with idf from the texts themselves (one township-month).
 
@@ -65,13 +93,24 @@ def weighted_ngrams(texts: list, n: int, boilerplate: Iterable[str] = (), prior_
     """
     boilerplate = sorted(boilerplate, key=len, reverse=True)
     grams = [text_ngrams(t, n, boilerplate) for t in texts]
-    df = Counter()
-    for g in grams:
-        df.update(g)
-    total = len(grams)
-    # Sorted keys: similarities are float sums over these dicts, and a set's order follows the
-    # process's string hash seed; summed in another order, a tie or threshold can flip between runs.
-    return [{k: math.log((prior_documents + total) / (1 + df[k])) for k in sorted(g)} for g in grams]
+    return _idf_weights(grams, document_frequencies(grams), prior_documents)
+
+
+def group_key(event: Mapping) -> tuple[str, str]:
+    """The (township, month) group a linkable record is linked in."""
+    return event.get("township_code") or "", _month_key(event["reported_at"])
+
+
+def month_frequencies(events: Iterable[Mapping], cfg: Mapping | None = None) -> dict[tuple, tuple[int, dict]]:
+    """(township, month) → ``document_frequencies`` of its linkable records: the idf ``link_group``
+    needs to link part of a month exactly as with the whole month present."""
+    cfg = cfg or link_config()
+    boilerplate = _boilerplate(cfg)
+    grams = defaultdict(list)
+    for e in events:
+        if needs_link(e):
+            grams[group_key(e)].append(text_ngrams(e.get("text"), cfg["ngram"], boilerplate))
+    return {key: document_frequencies(g) for key, g in grams.items()}
 
 
 def similarity(a: Mapping, b: Mapping) -> float:
@@ -115,18 +154,33 @@ def needs_link(event: Mapping) -> bool:
     return bool(event.get("domain")) and event["domain"] != _SKIP
 
 
-def link_group(events: Iterable[Mapping], cfg: Mapping | None = None) -> dict[str, str]:
-    """event_id → incident_id for records of one region group (greedy, in time order).
+def link_group(home: Iterable[Mapping], cfg: Mapping | None = None, *, guests: Iterable[Mapping] = (),
+               keep: Mapping[str, str] | None = None,
+               frequencies: tuple[int, Mapping] | None = None) -> dict[str, str]:
+    """event_id → incident_id for the records of one township-month (``home``) and the next
+    month's first ``max_span_hours`` (``guests``), greedy in time order.
 
     Each record joins the incident of its most similar earlier record when that incident began
     no more than ``max_span_hours`` earlier; otherwise it starts a new incident. Only records that
     share an n-gram can reach a similarity above zero, so candidates come from an inverted index
     rather than from every recent record.
+
+    The idf is the home month's (``frequencies``, ``document_frequencies`` of all its records, when
+    ``home`` holds only part of it); guests come after every home record, so the home records'
+    links do not depend on them. ``keep``: event_id → incident_id of home records that keep their
+    stored link, so a month that is not relinked can still decide which of its incidents take the
+    guests: it needs only its records from one span before its end, and the idf.
     """
     cfg = cfg or link_config()
-    ordered = sorted(events, key=lambda e: (e["reported_at"], e["event_id"]))
-    vectors = weighted_ngrams([e.get("text") for e in ordered], cfg["ngram"], cfg.get("boilerplate", ()),
-                              cfg["idf_prior_documents"])
+    keep = keep or {}
+    home, guests = list(home), list(guests)
+    ordered = sorted(home + guests, key=lambda e: (e["reported_at"], e["event_id"]))
+    boilerplate = _boilerplate(cfg)
+    grams = [text_ngrams(e.get("text"), cfg["ngram"], boilerplate) for e in ordered]
+    if frequencies is None:
+        guest_ids = {e["event_id"] for e in guests}
+        frequencies = document_frequencies(g for g, e in zip(grams, ordered) if e["event_id"] not in guest_ids)
+    vectors = _idf_weights(grams, frequencies, cfg["idf_prior_documents"])
     totals = [sum(v.values()) for v in vectors]
     span = dt.timedelta(hours=cfg["max_span_hours"])
     incident_of: dict[str, str] = {}
@@ -137,35 +191,50 @@ def link_group(events: Iterable[Mapping], cfg: Mapping | None = None) -> dict[st
         t = e["reported_at"]
         while oldest < i and t - ordered[oldest]["reported_at"] > span:
             oldest += 1
-        cutoff = max(oldest, i - cfg["max_candidates"])
-        shared: dict[int, float] = defaultdict(float)
-        for gram, weight in vectors[i].items():
-            holders = postings[gram]
-            for k in range(len(holders) - 1, -1, -1):
-                j = holders[k]
-                if j < cutoff:
-                    break
-                shared[j] += weight
-        best, best_sim = None, -1.0
-        for j in sorted(shared):
-            other = ordered[j]
-            incident = incident_of[other["event_id"]]
-            if t - incident_start[incident] > span:
-                continue
-            need = _required_similarity(e, other, cfg)
-            if need is None:
-                continue
-            smaller = min(totals[i], totals[j])
-            sim = shared[j] / smaller if smaller else 0.0
-            if sim >= need and sim > best_sim:
-                best, best_sim = incident, sim
+        best = keep.get(e["event_id"])
+        if best is None:
+            best = _most_similar_incident(i, ordered, vectors, totals, postings, max(oldest, i - cfg["max_candidates"]),
+                                          incident_of, incident_start, cfg)
         if best is None:
             best = e["event_id"]
+        if best == e["event_id"]:
             incident_start[best] = t
         incident_of[e["event_id"]] = best
         for gram in vectors[i]:
             postings[gram].append(i)
     return incident_of
+
+
+def _most_similar_incident(i: int, ordered: list, vectors: list, totals: list, postings: Mapping, cutoff: int,
+                           incident_of: Mapping, incident_start: Mapping, cfg: Mapping) -> str | None:
+    """The incident of the earlier record (index ≥ ``cutoff``) most similar to record ``i`` that is
+    close enough in place and whose incident began within the span, or None."""
+    e, t = ordered[i], ordered[i]["reported_at"]
+    span = dt.timedelta(hours=cfg["max_span_hours"])
+    shared: dict[int, float] = defaultdict(float)
+    for gram, weight in vectors[i].items():
+        holders = postings.get(gram, ())
+        for k in range(len(holders) - 1, -1, -1):
+            j = holders[k]
+            if j < cutoff:
+                break
+            shared[j] += weight
+    best, best_sim = None, -1.0
+    for j in sorted(shared):
+        other = ordered[j]
+        incident = incident_of[other["event_id"]]
+        start = incident_start.get(incident)
+        # No start: a kept record whose incident began before the records at hand, long ago.
+        if start is None or t - start > span:
+            continue
+        need = _required_similarity(e, other, cfg)
+        if need is None:
+            continue
+        smaller = min(totals[i], totals[j])
+        sim = shared[j] / smaller if smaller else 0.0
+        if sim >= need and sim > best_sim:
+            best, best_sim = incident, sim
+    return best
 
 
 # --------------------------------------------------------------------------------------------
@@ -196,12 +265,12 @@ class _KeyByTownshipMonth(beam.DoFn):
 
     def process(self, event):
         t = event["reported_at"]
-        township = event.get("township_code") or ""
+        township, month = group_key(event)
         if self._fields <= event.keys():
             value = self._packer.pack(event), tuple((k, v) for k, v in event.items() if k not in self._fields)
         else:  # not a whole Event (a partial record): as it is
             value = None, event
-        yield (township, _month_key(t)), ("home", value)
+        yield (township, month), ("home", value)
         if _in_first_hours(t, self._span):
             yield (township, _previous_month_key(t)), ("guest", value)
 
@@ -233,19 +302,23 @@ class _LinkGroup(beam.DoFn):
 
     def process(self, element):
         _, tagged = element
-        tagged = [(role, self._unpack(value)) for role, value in tagged]
-        incident_of = link_group([e for _, e in tagged], self._cfg)
-        home_ids = {e["event_id"] for role, e in tagged if role == "home"}
+        home, guests, frequencies = [], [], None
+        for role, value in tagged:
+            if role == _FREQUENCIES:
+                frequencies = value
+            else:
+                (home if role == "home" else guests).append(self._unpack(value))
+        keep = {e["event_id"]: e["incident_id"] for e in home if e.get(KEEP_INCIDENT)}
+        incident_of = link_group(home, self._cfg, guests=guests, keep=keep, frequencies=frequencies)
+        home_ids = {e["event_id"] for e in home}
         # Only an incident with a record in its month's first hours can be claimed by the previous month.
-        claimable = {incident_of[e["event_id"]] for role, e in tagged
-                     if role == "home" and _in_first_hours(e["reported_at"], self._span)}
+        claimable = {incident_of[e["event_id"]] for e in home if _in_first_hours(e["reported_at"], self._span)}
+        tagged = [("home", e) for e in home] + [("guest", e) for e in guests]
         for role, e in tagged:
             incident = incident_of[e["event_id"]]
             if role == "home":
-                if incident == e["event_id"]:
-                    self._incidents.inc()
-                else:
-                    self._linked.inc()
+                if e["event_id"] not in keep:
+                    (self._incidents if incident == e["event_id"] else self._linked).inc()
                 linked = {**e, "incident_id": incident}
                 yield beam.pvalue.TaggedOutput(self.CLAIMABLE, linked) if incident in claimable else linked
             elif incident in home_ids:
@@ -272,11 +345,18 @@ def _apply_claims(element):
 
 class LinkIncidents(beam.PTransform):
     """Events → the same Events with ``incident_id`` set (see the module doc for the layout).
-    Keys that are not Event fields are kept."""
+    Keys that are not Event fields are kept.
 
-    def __init__(self, config: Mapping | None = None):
+    A record marked ``KEEP_INCIDENT`` keeps its ``incident_id`` (its month is not relinked; it is
+    there to decide which of its month's incidents take the next month's first hours).
+    ``frequencies``: ((township, month), ``document_frequencies``) for months
+    present only in part (``month_frequencies`` of the whole month).
+    """
+
+    def __init__(self, config: Mapping | None = None, frequencies: beam.PCollection | None = None):
         super().__init__()
         self._cfg = dict(config or link_config())
+        self._frequencies = frequencies
 
     def expand(self, events):
         span = dt.timedelta(hours=self._cfg["max_span_hours"])
@@ -284,10 +364,14 @@ class LinkIncidents(beam.PTransform):
         unlinked = (events
                     | "NotLinkable" >> beam.Filter(lambda e: not needs_link(e))
                     | "OwnIncident" >> beam.Map(lambda e: {**e, "incident_id": e["event_id"]}))
+        keyed = (events
+                 | "Linkable" >> beam.Filter(needs_link)
+                 | "KeyByTownshipMonth" >> beam.ParDo(_KeyByTownshipMonth(self._cfg["max_span_hours"])))
+        if self._frequencies is not None:
+            keyed = (keyed, self._frequencies | "TagFrequencies" >> beam.MapTuple(lambda key, f: (key, (_FREQUENCIES, f)))
+                     ) | "WithFrequencies" >> beam.Flatten()
         linked = (
-            events
-            | "Linkable" >> beam.Filter(needs_link)
-            | "KeyByTownshipMonth" >> beam.ParDo(_KeyByTownshipMonth(self._cfg["max_span_hours"]))
+            keyed
             | "GroupByTownshipMonth" >> beam.GroupByKey()
             | "LinkInGroup" >> ParDoWithOutputs(_LinkGroup(self._cfg), _LinkGroup.CLAIMS, _LinkGroup.CLAIMABLE,
                                                 main="events")

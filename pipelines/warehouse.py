@@ -9,6 +9,7 @@ it relinks (``ReadStoredMonths``), and the history tallies it scores from (``His
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import io
 import json
 from pathlib import Path
@@ -166,27 +167,33 @@ class LookupStoredVersions(beam.PTransform):
 
 
 class _ReadStoredMonth(_StoredEventReader):
-    """(month, {"reach": [rewrite?], "drop": [event_id]}) → (rewrite, Event) for the month's stored
-    Events but the dropped ones (records that have a newer version in this run)."""
+    """(month, {"reach": [(tag, since, until)], "drop": [event_id]}) → (tag, Event) for the month's
+    stored Events reported within each window (epoch milliseconds, both ends included; None: open)
+    but the dropped ones (records that have a newer version in this run)."""
 
     def process(self, keyed):
         month, joined = keyed
-        if not joined["reach"]:
+        windows = sorted(set(joined["reach"]), key=repr)
+        if not windows:
             return
-        rewrite = any(joined["reach"])
         drop = pa.array(sorted(set(joined["drop"])), pa.string())
         for path in batch_event_files(self._out, month):
-            table = _read_parquet(path)
+            table = _read_parquet(path).cast(self._schema)
             if len(drop):
                 table = table.filter(pc.invert(pc.is_in(table.column("event_id"), value_set=drop)))
-            for event in _events_of(table, self._schema, self._packer):
-                yield rewrite, event
+            millis = table.column("reported_at").cast(pa.int64())
+            for tag, since, until in windows:
+                bounds = [pc.greater_equal(millis, since)] if since is not None else []
+                bounds += [pc.less_equal(millis, until)] if until is not None else []
+                inside = table.filter(functools.reduce(pc.and_, bounds)) if bounds else table
+                for event in _events_of(inside, self._schema, self._packer):
+                    yield tag, event
 
 
 class ReadStoredMonths(beam.PTransform):
-    """``{"reach": (month, rewrite?), "drop": (month, event_id)}`` → (rewrite, Event) of those
-    months' stored Events. ``rewrite`` is True for a month the run writes again, False for one
-    read only as context (e.g. for linking across the month boundary)."""
+    """``{"reach": (month, (tag, since, until)), "drop": (month, event_id)}`` → (tag, Event) of
+    those months' stored Events reported within the windows (epoch ms, ends included, None: open;
+    windows of one month must not overlap). The tag says what the caller reads them for."""
 
     def __init__(self, out: str):
         super().__init__()
@@ -194,6 +201,14 @@ class ReadStoredMonths(beam.PTransform):
 
     def expand(self, pcolls):
         return pcolls | "ByMonth" >> beam.CoGroupByKey() | "Read" >> beam.ParDo(_ReadStoredMonth(self._out))
+
+
+def read_stored_columns(out: str, month: str, columns: list[str]) -> pa.Table:
+    """Some columns of a month's batch partitions, as one table (e.g. for statistics over the
+    whole month when only part of it is read as Events)."""
+    schema = pa.schema([event_arrow_schema().field(c) for c in columns])
+    tables = [_read_parquet(path, columns).cast(schema) for path in batch_event_files(out, month)]
+    return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
 # --------------------------------------------------------------------------------------------
@@ -245,10 +260,15 @@ def read_month_tallies(out: str, month: str):
                 yield table, ((feed, township, date), n)
 
 
-def _tallies_by_month(pcolls: dict):
+def tally_date(table: str, element) -> str:
+    """The ISO date of a tally element (``SERIES_TALLIES``' or ``FEED_DAYS``')."""
+    return element[0][1] if table == SERIES_TALLIES else element[0][2]
+
+
+def tallies_by_month(pcolls: dict):
     """{"series": tallies, "feed_days": counts, "rewrite": months?} → (month, (kind, element))."""
-    keyed = [pcolls[SERIES_TALLIES] | "SeriesByMonth" >> beam.Map(lambda kv: (kv[0][1][:7], (SERIES_TALLIES, kv))),
-             pcolls[FEED_DAYS] | "FeedDaysByMonth" >> beam.Map(lambda kv: (kv[0][2][:7], (FEED_DAYS, kv)))]
+    keyed = [pcolls[table] | f"{label}ByMonth" >> beam.Map(lambda kv, table=table: (tally_date(table, kv)[:7], (table, kv)))
+             for table, label in ((SERIES_TALLIES, "Series"), (FEED_DAYS, "FeedDays"))]
     if pcolls.get("rewrite") is not None:
         keyed.append(pcolls["rewrite"] | "MarkRewrite" >> beam.Map(lambda month: (month, ("rewrite", None))))
     return keyed
@@ -297,7 +317,7 @@ class WriteTallies(beam.PTransform):
     def expand(self, pcolls):
         only_marked = pcolls.get("rewrite") is not None
         return (
-            _tallies_by_month(pcolls)
+            tallies_by_month(pcolls)
             | "Together" >> beam.Flatten()
             | "GroupByMonth" >> beam.GroupByKey()
             | "WriteParquet" >> beam.ParDo(_WriteTallyMonth(self._out, only_marked))
@@ -336,7 +356,7 @@ class HistoryTallies(beam.PTransform):
         wanted = (pcolls["rewrite"].pipeline | "WantedMonths" >> beam.Create(self._months)
                   | "MarkWanted" >> beam.Map(lambda month: (month, ("wanted", None))))
         tallies = (
-            (*_tallies_by_month(pcolls), wanted)
+            (*tallies_by_month(pcolls), wanted)
             | "Together" >> beam.Flatten()
             | "GroupByMonth" >> beam.GroupByKey()
             | "Pick" >> ParDoWithOutputs(_MonthTallies(self._out), FEED_DAYS, main=SERIES_TALLIES)

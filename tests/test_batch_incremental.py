@@ -178,3 +178,55 @@ def _assert_tallies_of_stored_events(out: Path, expected: list[str]) -> None:
                  | beam.Flatten()
                  | beam.Map(lambda element: json.dumps(element, sort_keys=True, ensure_ascii=False)))
         assert_that(found, equal_to(expected))
+
+
+HEADER = "工单编号,来电时间,来电号码,诉求人,诉求类型,诉求内容,事发地址,所属镇街,承办单位,办理状态,办结时间,满意度评价\n"
+# April, stored before May arrives: a fight on the evening of the 30th, and other orders.
+APRIL_RELPATH = "hotline_12345/2026-04/城关4月工单.csv"
+APRIL = HEADER + (
+    "GD20260410001,2026-04-10 09:00:00,13800006666,刘一,投诉,幸福里小区门口垃圾堆放多日无人清运,城关镇新华社区,城关镇,城管局,已办结,2026-04-12 10:00:00,满意\n"
+    "GD20260430001,2026-04-30 20:00:00,13800007777,刘二,投诉,幸福里小区门口有人打架斗殴，一人头部受伤流血,城关镇新华社区,城关镇,公安局,办理中,,\n"
+    "GD20260430002,2026-04-30 21:30:00,13800008888,刘三,投诉,锦绣花园小区电梯坏了一周没人修,城关镇新华社区,城关镇,住建局,办理中,,\n"
+)
+# May's first export: two more calls about the fight in its first hours, and a later order.
+MAY_RELPATH = "hotline_12345/2026-05/城关5月工单.csv"
+MAY = HEADER + (
+    "GD20260501001,2026-05-01 01:30:00,13800009990,刘四,投诉,幸福里小区门口昨晚有人打架斗殴，一人头部受伤，很吵,城关镇新华社区,城关镇,公安局,办理中,,\n"
+    "GD20260501002,2026-05-01 02:10:00,13800009990,刘四,投诉,再次反映幸福里小区门口打架斗殴的事,城关镇新华社区,城关镇,公安局,办理中,,\n"
+    "GD20260515001,2026-05-15 10:00:00,13800005551,刘五,投诉,锦绣花园小区门口夜间烧烤油烟扰民,城关镇新华社区,城关镇,市场监管局,办理中,,\n"
+)
+
+
+def test_a_new_month_keeps_the_previous_months_links_and_takes_its_first_hours(fixture_inbox, gazetteer_path,
+                                                                                tmp_path):
+    whole = tmp_path / "whole"
+    shutil.copytree(fixture_inbox, whole)
+    _write(whole, APRIL_RELPATH, APRIL, UPDATE_MTIME)
+    _write(whole, MAY_RELPATH, MAY, UPDATE_MTIME + 60)
+    expected = batch_outputs(tmp_path / "out_whole", _run(whole, tmp_path / "out_whole", gazetteer_path))
+
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    shutil.copytree(fixture_inbox, inbox)
+    _write(inbox, APRIL_RELPATH, APRIL, UPDATE_MTIME)
+    _run(inbox, out, gazetteer_path)
+    before = _event_files(out)
+    _write(inbox, MAY_RELPATH, MAY, UPDATE_MTIME + 60)
+    second = _run(inbox, out, gazetteer_path)
+    got = batch_outputs(out, second)
+
+    assert got["events"] == expected["events"]
+    assert got["scores"] == expected["scores"]
+    # May's first-hours calls joined the fight of April 30th...
+    incident = {e["event_id"]: e["incident_id"] for e in got["events"]}
+    fight = "hotline_12345:GD20260430001"
+    assert incident["hotline_12345:GD20260501001"] == incident["hotline_12345:GD20260501002"] == fight
+    assert incident["hotline_12345:GD20260515001"] == "hotline_12345:GD20260515001"
+    # ...while April itself was neither relinked nor rewritten.
+    rewritten = {w["path"].split("/")[2] for w in second["written"] if w["path"].startswith("warehouse/events/")}
+    assert rewritten == {"month=2026-05"}
+    after = _event_files(out)
+    assert {p: d for p, d in after.items() if "month=2026-05" not in p} == before
+    # April's tallies now count the fight with its May calls, as from scratch.
+    stored = _tallies(out)
+    _assert_tallies_of_stored_events(out, stored)
+    assert stored == _tallies(tmp_path / "out_whole")

@@ -111,3 +111,80 @@ def test_similarities_do_not_depend_on_the_processs_hash_seed():
                                  env={"PYTHONHASHSEED": seed, "PYTHONPATH": str(Path(__file__).parents[1])}).stdout
             for seed in ("1", "2", "3")}
     assert runs["1"] and runs["1"] == runs["2"] == runs["3"]
+
+
+def _month_of_records():
+    """A township's March: daily look-alike complaints, a fight on the evening of the 31st, and
+    April's first hours with two more reports of that fight and an unrelated one."""
+    places = ["锦绣花园", "东关村3组", "新华社区", "菜市场", "城关中学"]
+    troubles = ["夜间烧烤油烟扰民", "门口垃圾堆放无人清运", "路灯坏了", "电动车楼道充电", "噪音扰民到深夜"]
+    march = [{"event_id": f"hotline_12345:{d:02d}{k}", "source": "hotline_12345",
+              "reported_at": dt.datetime(2025, 3, d, 8 + 3 * k, tzinfo=TZ), "text": places[(d + k) % 5] + troubles[(d * k) % 5],
+              "township_code": "330100001000", "village_code": None, "domain": "public_order", "caller_key": None,
+              "lon": None, "lat": None} for d in range(1, 32) for k in range(4)]
+    march += FIGHT[:1]
+    april = FIGHT[1:] + [event(8, "grid", 5, "锦绣花园电动车楼道充电隐患")]
+    return march, april
+
+
+def test_a_months_links_do_not_depend_on_the_next_months_first_hours():
+    march, april = _month_of_records()
+    # Two reports of one quarrel on the 31st; April's first hours bring other troubles of the same
+    # building, whose words would weigh less in March's texts if April's records counted in its idf.
+    quarrel = [event(20, "police_110", -3, "幸福里小区门口有人打架斗殴受"),
+               event(21, "grid", -2, "幸福里小区门口两人吵架推搡，网格员到场劝离，已调解完毕")]
+    same_building = [event(30 + k, "hotline_12345", 3 + k, "幸福里小区门口路灯坏了" if k % 2 else "幸福里小区门口停水")
+                     for k in range(4)]
+    alone = link.link_group(march + quarrel)
+    with_guests = link.link_group(march + quarrel, guests=april + same_building)
+    assert {i: with_guests[i] for i in alone} == alone
+    assert with_guests["grid:21"] == "police_110:20"
+    assert link.link_group(march + quarrel + same_building)["grid:21"] == "grid:21"  # April in the idf
+
+
+def _month_with_a_common_building():
+    """As ``_month_of_records``, with a building whose name is common in March but rare in its last
+    two days: weighed by those days alone, a manhole report of the 31st and a water cut of April
+    1st would look alike."""
+    march, april = _month_of_records()
+    building = [{**event(100 + k, "hotline_12345", 0, "幸福里小区门口" + trouble),
+                 "reported_at": dt.datetime(2025, 3, 1 + k % 25, 15, tzinfo=TZ)}
+                for k, trouble in enumerate(["垃圾成堆", "路面破损", "共享单车乱停", "广告乱贴", "积水"] * 10)]
+    march += building + [event(40, "hotline_12345", -1, "幸福里小区门口井盖丢了")]
+    april += [event(41, "grid", 4, "幸福里小区门口停水了")]
+    return march, april
+
+
+def test_the_last_hours_with_the_months_frequencies_take_the_same_guests_as_the_whole_month():
+    march, april = _month_with_a_common_building()
+    whole = link.link_group(march, guests=april)
+    span = dt.timedelta(hours=link.link_config()["max_span_hours"])
+    last_hours = [e for e in march if e["reported_at"] >= dt.datetime(2025, 4, 1, tzinfo=TZ) - 2 * span]
+    keep = {e["event_id"]: whole[e["event_id"]] for e in last_hours}
+    [frequencies] = link.month_frequencies(march).values()
+    part = link.link_group(last_hours, guests=april, keep=keep, frequencies=frequencies)
+    assert part == {i: whole[i] for i in part} and len(part) == len(last_hours) + len(april)
+    assert whole["grid:41"] == "grid:41"
+    assert link.link_group(last_hours, guests=april, keep=keep)["grid:41"] == "hotline_12345:40"
+
+
+def test_a_month_that_keeps_its_links_takes_the_next_months_first_hours_as_when_relinked():
+    """What the batch job's monthly run does: March is stored, only its last two days are read
+    (links kept) with March's frequencies; April's records end in the same incidents."""
+    march, april = _month_with_a_common_building()
+    span = dt.timedelta(hours=link.link_config()["max_span_hours"])
+    cut = dt.datetime(2025, 4, 1, tzinfo=TZ) - 2 * span
+    march_ids = {e["event_id"] for e in march}
+    with beam.Pipeline(options=beam_options([])) as p:
+        whole = p | "Whole" >> beam.Create(march + april) | "LinkWhole" >> link.LinkIncidents()
+        stored = (whole | "StoredMarch" >> beam.Filter(lambda e: e["event_id"] in march_ids and e["reported_at"] >= cut)
+                  | "Keep" >> beam.Map(lambda e: {**e, link.KEEP_INCIDENT: True}))
+        frequencies = p | "Frequencies" >> beam.Create(list(link.month_frequencies(march).items()))
+        part = ((stored, p | "April" >> beam.Create(april)) | beam.Flatten()
+                | "LinkPart" >> link.LinkIncidents(frequencies=frequencies))
+        joined = ({"whole": whole | "W" >> beam.Map(lambda e: (e["event_id"], e["incident_id"])),
+                   "part": part | "P" >> beam.Map(lambda e: (e["event_id"], e["incident_id"]))}
+                  | beam.CoGroupByKey()
+                  | beam.FlatMapTuple(lambda i, got: [(i, got["part"] == got["whole"])] if got["part"] else []))
+        expected = [e["event_id"] for e in march if e["reported_at"] >= cut] + [e["event_id"] for e in april]
+        assert_that(joined, equal_to([(i, True) for i in expected]))
