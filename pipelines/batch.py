@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import Callable
 
 import apache_beam as beam
-import pandas as pd
 from apache_beam.io.filesystems import FileSystems
 
 from models import risk_score
@@ -467,9 +466,7 @@ def _replaced_by_later_parts(out: str, files: list[dict]) -> list[dict]:
     """A part accounts a row accepted when it stores it; a later part's file may then replace it
     (a newer version of the record). One run would count that row superseded: what it counts
     accepted from a file is what the warehouse now holds from it."""
-    months = sorted({path.split("month=")[1].split("/")[0] for path in warehouse.batch_event_files(out)})
-    held = pd.concat([warehouse.read_stored_columns(out, m, ["feed_file", "region_resolved_by"]).to_pandas()
-                      for m in months]) if months else pd.DataFrame(columns=["feed_file", "region_resolved_by"])
+    held = warehouse.read_stored_columns(out, "*", ["feed_file", "region_resolved_by"]).to_pandas()
     rows = held["feed_file"].value_counts()
     unresolved = held.loc[held["region_resolved_by"] == UNRESOLVED, "feed_file"].value_counts()
     fixed = []

@@ -122,20 +122,29 @@ def _write(inbox: Path, relpath: str, text: str, mtime: int) -> None:
     os.utime(path, (mtime, mtime))
 
 
-def test_status_update_of_an_older_month_rewrites_only_its_months(fixture_inbox, gazetteer_path, tmp_path):
+def _whole_and_second_run(fixture_inbox: Path, gazetteer_path: str, tmp_path: Path, first: tuple[str, str],
+                          later: tuple[str, str]) -> tuple[dict, dict[str, bytes], dict, Path]:
+    """The fixture with ``first`` and ``later`` (relpath, text) files: the outputs of one run over all
+    of it; then, in ``tmp_path/out``, a run with ``first``, its event files, and the manifest of the
+    incremental run that ``later`` then brings."""
     whole = tmp_path / "whole"
     shutil.copytree(fixture_inbox, whole)
-    _write(whole, OLDER_RELPATH, OLDER, UPDATE_MTIME)
-    _write(whole, LATER_RELPATH, LATER, UPDATE_MTIME + 60)
+    _write(whole, *first, UPDATE_MTIME)
+    _write(whole, *later, UPDATE_MTIME + 60)
     expected = batch_outputs(tmp_path / "out_whole", _run(whole, tmp_path / "out_whole", gazetteer_path))
 
     inbox, out = tmp_path / "inbox", tmp_path / "out"
     shutil.copytree(fixture_inbox, inbox)
-    _write(inbox, OLDER_RELPATH, OLDER, UPDATE_MTIME)
+    _write(inbox, *first, UPDATE_MTIME)
     _run(inbox, out, gazetteer_path)
     before = _event_files(out)
-    _write(inbox, LATER_RELPATH, LATER, UPDATE_MTIME + 60)
-    second = _run(inbox, out, gazetteer_path)
+    _write(inbox, *later, UPDATE_MTIME + 60)
+    return expected, before, _run(inbox, out, gazetteer_path), out
+
+
+def test_status_update_of_an_older_month_rewrites_only_its_months(fixture_inbox, gazetteer_path, tmp_path):
+    expected, before, second, out = _whole_and_second_run(fixture_inbox, gazetteer_path, tmp_path,
+                                                          (OLDER_RELPATH, OLDER), (LATER_RELPATH, LATER))
     got = batch_outputs(out, second)
 
     assert got["events"] == expected["events"]
@@ -199,19 +208,8 @@ MAY = HEADER + (
 
 def test_a_new_month_keeps_the_previous_months_links_and_takes_its_first_hours(fixture_inbox, gazetteer_path,
                                                                                 tmp_path):
-    whole = tmp_path / "whole"
-    shutil.copytree(fixture_inbox, whole)
-    _write(whole, APRIL_RELPATH, APRIL, UPDATE_MTIME)
-    _write(whole, MAY_RELPATH, MAY, UPDATE_MTIME + 60)
-    expected = batch_outputs(tmp_path / "out_whole", _run(whole, tmp_path / "out_whole", gazetteer_path))
-
-    inbox, out = tmp_path / "inbox", tmp_path / "out"
-    shutil.copytree(fixture_inbox, inbox)
-    _write(inbox, APRIL_RELPATH, APRIL, UPDATE_MTIME)
-    _run(inbox, out, gazetteer_path)
-    before = _event_files(out)
-    _write(inbox, MAY_RELPATH, MAY, UPDATE_MTIME + 60)
-    second = _run(inbox, out, gazetteer_path)
+    expected, before, second, out = _whole_and_second_run(fixture_inbox, gazetteer_path, tmp_path,
+                                                          (APRIL_RELPATH, APRIL), (MAY_RELPATH, MAY))
     got = batch_outputs(out, second)
 
     assert got["events"] == expected["events"]
