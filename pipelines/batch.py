@@ -2,7 +2,7 @@
 
 Whole inbox (first run, ``incremental=False``, or the ledger does not match):
 
-    inbox ─ IngestFeeds ─ ClassifyEvents ─ LinkIncidents ─┬─ WriteEvents ──────────────── (warehouse/events/) ─┐
+    inbox ─ IngestFeeds ─ LinkIncidents ─────────────────┬─ WriteEvents ──────────────── (warehouse/events/) ─┐
              │  │                                         ├─ tallies ─ WriteTallies ───── (warehouse/tallies/) ─┤
              │  │                                         │     └─ ScoreMonths ─ WriteScores (warehouse/scores/) ┤
              │  └─ quarantine ─ WriteQuarantine ──────────────────────────────────────── (quarantine/) ────────┤
@@ -10,7 +10,7 @@ Whole inbox (first run, ``incremental=False``, or the ledger does not match):
 
 Incremental (only inbox files the ledger, ``pipelines.ledger``, does not list):
 
-    new files ─ IngestFeeds ─ MergeWithWarehouse ─ ClassifyNew ─ LinkIncidents ─┬─ WriteEvents (relinked months)
+    new files ─ IngestFeeds ─ MergeWithWarehouse ─ LinkIncidents ────────────────┬─ WriteEvents (relinked months)
                                (stored versions by id;                          ├─ tallies ─ RewrittenTallies ─ WriteTallies
                                 touched months and the                          │     └─ HistoryTallies (stored for the
                                 edges around them read back)                    │        other months) ─ ScoreMonths ─ WriteScores
@@ -47,7 +47,6 @@ from models.baselines import festival_years_missing
 from models.topics import shift_month
 from pipelines import sinks, warehouse
 from pipelines.backfill import DEFAULT_PART_MB, named_month, plan_parts
-from pipelines.classify import ClassifyEvents
 from pipelines.gazetteer import UNRESOLVED
 from pipelines.ingest import (SUPERSEDED_TAG, AccountingError, IngestFeeds, Supersede, default_ingest_time,
                               file_order, unbalanced_files)
@@ -140,19 +139,6 @@ class ScoreMonths(beam.PTransform):
     @property
     def tally_months(self) -> list[str]:
         return MonthRange(month_of_date(self._months.history_start), self._months.last).months
-
-
-class ClassifyNew(beam.PTransform):
-    """Classifies the Events that have no domain yet; those read back from the warehouse keep theirs."""
-
-    def __init__(self, model_dir: str | None):
-        super().__init__()
-        self._model_dir = model_dir
-
-    def expand(self, events):
-        fresh = events | "Unclassified" >> beam.Filter(lambda e: e["domain"] is None)
-        known = events | "Classified" >> beam.Filter(lambda e: e["domain"] is not None)
-        return (fresh | "Classify" >> ClassifyEvents(self._model_dir), known) | "AllClassified" >> beam.Flatten()
 
 
 def _month_start(month: str) -> dt.datetime:
@@ -329,10 +315,10 @@ class MergeWithWarehouse(beam.PTransform):
 
 
 def build_pipeline(pipeline: beam.Pipeline, *, ingest: IngestFeeds, out: str, months: MonthRange,
-                   manifest_path: str, manifest_header: dict, model_dir: str | None = None,
-                   incremental: bool = False, file_order: dict[str, tuple] | None = None,
-                   score_months: bool = True) -> None:
-    """Inbox → warehouse (events, tallies, scores), quarantine, manifest. ``incremental``: ``ingest``
+                   manifest_path: str, manifest_header: dict, incremental: bool = False,
+                   file_order: dict[str, tuple] | None = None, score_months: bool = True) -> None:
+    """Inbox → warehouse (events, tallies, scores), quarantine, manifest. ``ingest`` classifies
+    (``IngestFeeds(classify=True)``); the warehouse's Events keep their domains. ``incremental``: ``ingest``
     reads only the new files and the warehouse stands in for the others (``MergeWithWarehouse``).
     Without ``score_months`` (a backfill's parts before its last) no scores are written."""
     digest = inbox_digest(ingest.files)[:12]
@@ -340,15 +326,14 @@ def build_pipeline(pipeline: beam.Pipeline, *, ingest: IngestFeeds, out: str, mo
     score = ScoreMonths(months)
     if incremental:
         merged = ingested | "MergeWithWarehouse" >> MergeWithWarehouse(out, file_order, [f.relpath for f in ingest.files])
-        relinked = (merged["events"] | "Classify" >> ClassifyNew(model_dir)
-                    | "Link" >> LinkIncidents(frequencies=merged["frequencies"]))
+        relinked = merged["events"] | "Link" >> LinkIncidents(frequencies=merged["frequencies"])
         events = relinked | "Relinked" >> beam.Filter(lambda e: not e.get(KEEP_INCIDENT))
         tallies = ((relinked, merged["head"]) | "WithContext" >> beam.Flatten() | "Tallies" >> DailyTallies()
                    | "RewrittenTallies" >> RewrittenTallies(out, merged["tally_months"]))
         history = tallies | "HistoryTallies" >> warehouse.HistoryTallies(out, score.tally_months)
         rewrite, accounting = merged["rewrite"], merged["accounting"]
     else:
-        events = ingested["events"] | "Classify" >> ClassifyEvents(model_dir) | "Link" >> LinkIncidents()
+        events = ingested["events"] | "Link" >> LinkIncidents()
         tallies = history = events | "Tallies" >> DailyTallies()
         rewrite, accounting = None, ingested["accounting"]
     written = [
@@ -424,10 +409,11 @@ def run_batch_pipeline(inbox: str, gazetteer: str, out: str, key: bytes, months:
     for number, part in enumerate(parts, 1):
         if len(parts) > 1:
             progress(f"第 {number}/{len(parts)} 批：{len(part)} 个文件（{_named_months(part)}）…")
-        ingest = IngestFeeds(inbox, gazetteer, key, ingest_time, part, order_files=files)
+        ingest = IngestFeeds(inbox, gazetteer, key, ingest_time, part, order_files=files,
+                             classify=True, model_dir=model_dir)
         pipeline = beam.Pipeline(options=beam_options(beam_args))
         build_pipeline(pipeline, ingest=ingest, out=out, months=months, manifest_path=path, manifest_header=header,
-                       model_dir=model_dir, incremental=new_files is not None or number > 1,
+                       incremental=new_files is not None or number > 1,
                        file_order=file_order(files), score_months=number == len(parts))
         run_to_completion(pipeline)
         with FileSystems.open(path) as f:
