@@ -17,7 +17,7 @@ Incremental (only inbox files the ledger, ``pipelines.ledger``, does not list):
 
 The incremental run's cost follows the new data, not the warehouse: the stored versions of the
 records the new files carry are found by event_id (reading only that column of the stored
-partitions), only the months those records fall in and the month after are relinked and
+partitions), only the months where a record changes and the month after are relinked and
 rewritten; the month before keeps its links and only its last hours are read, to decide which of
 its incidents take the touched month's first hours (see ``MONTH_ROLES``). Scores come from
 per-month daily tallies (``pipelines.score.DailyCounts`` and ``FeedDayCounts``, kept in
@@ -194,8 +194,8 @@ class _MonthFrequencies(beam.DoFn):
         self._cfg = link_config()
 
     def process(self, month: str):
-        # A month that keeps its links has no record with a version in this run (that record's
-        # months would be touched), so its stored records are the month.
+        # A month that keeps its links has no record this run replaces (that record's months would
+        # be touched), so its stored records are the month.
         table = warehouse.read_stored_columns(self._out, month, ["township_code", "domain", "text", "reported_at"])
         yield from month_frequencies(table.to_pylist(), self._cfg).items()
 
@@ -258,9 +258,10 @@ class MergeWithWarehouse(beam.PTransform):
 
     1. The stored versions of the records the new files carry are looked up by event_id
        (``LookupStoredVersions``) and the latest version of each record wins (``Supersede``).
-    2. The months those records fall in are *touched*; around each, the months are read back as
-       ``MONTH_ROLES`` says (``ReadStoredMonths``, without the records that have a version in
-       step 1): whole for the months to relink, the last or first hours of their neighbours.
+    2. The months the new winning versions and the stored versions they replace fall in are
+       *touched* (a resent copy that loses to its stored version touches nothing); around each, the
+       months are read back as ``MONTH_ROLES`` says (``ReadStoredMonths``, without the replaced
+       versions): whole for the months to relink, the last or first hours of their neighbours.
 
     Returns ``{"events": to link (the records of months that keep their links marked
     ``KEEP_INCIDENT``), "frequencies": the idf statistics of those months for ``LinkIncidents``,
@@ -281,15 +282,19 @@ class MergeWithWarehouse(beam.PTransform):
         fresh = ingested["events"]
         stored = fresh | "LookupStored" >> warehouse.LookupStoredVersions(self._out)
         latest = (fresh, stored) | "FreshAndStored" >> beam.Flatten() | "SupersedeStored" >> Supersede(self._file_order)
+        # A changed file forces a whole run (pipelines.ledger), so a record's file tells new from stored.
+        # Where the stored version wins (a resent copy), the warehouse keeps it: nothing is touched.
+        won = latest.events | "FreshWon" >> beam.Filter(lambda e: e["feed_file"] in new_files)
+        replaced = latest[SUPERSEDED_TAG] | "StoredReplaced" >> beam.Filter(lambda e: e["feed_file"] not in new_files)
         windows = (
-            (fresh | "FreshMonth" >> beam.Map(sinks.month_of), stored | "StoredMonth" >> beam.Map(sinks.month_of))
+            (won | "FreshMonth" >> beam.Map(sinks.month_of), replaced | "ReplacedMonth" >> beam.Map(sinks.month_of))
             | "TouchedMonths" >> beam.Flatten()
             | "DistinctTouched" >> beam.Distinct()
             | "Roles" >> beam.FlatMap(lambda month: [(shift_month(month, step), role) for step, role in MONTH_ROLES])
             | "RolesByMonth" >> beam.GroupByKey()
             | "Windows" >> beam.FlatMap(_read_windows, span)
         )
-        drop = stored | "DropStored" >> beam.Map(lambda e: (sinks.month_of(e), e["event_id"]))
+        drop = replaced | "DropReplaced" >> beam.Map(lambda e: (sinks.month_of(e), e["event_id"]))
         around = {"reach": windows, "drop": drop} | "ReadAround" >> warehouse.ReadStoredMonths(self._out)
 
         def read_as(role):
@@ -308,7 +313,7 @@ class MergeWithWarehouse(beam.PTransform):
             | "JoinBeaten" >> beam.CoGroupByKey()
             | "MoveBeaten" >> beam.FlatMap(_move_beaten)
         )
-        events = (latest.events, read_as(RELINK), tail) | "ToRelink" >> beam.Flatten()
+        events = (won, read_as(RELINK), tail) | "ToRelink" >> beam.Flatten()
         return {"events": events, "frequencies": frequencies, "head": read_as(HEAD), "rewrite": rewrite,
                 "tally_months": windows | "TallyMonths" >> beam.FlatMap(_rewritten_tallies, span),
                 "accounting": accounting}
