@@ -56,7 +56,7 @@ from pipelines.normalise import TZ
 from pipelines.options import beam_options
 from pipelines.read import discover, inbox_digest
 from pipelines.runners import ParDoWithOutputs, run_to_completion
-from pipelines.score import DailyTallies, ScoreTallies
+from pipelines.score import DailyTallies, DomainBatches, ScoreTallies
 from pipelines.warehouse import FEED_DAYS, SERIES_TALLIES, month_of_date
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,8 @@ MONTH_ROLES = ((-1, TAIL), (0, RELINK), (1, RELINK), (2, HEAD))
 
 
 class ScoreMonths(beam.PTransform):
-    """``{"series", "feed_days"}`` tallies (any dates) → score rows of the months in range, each
+    """The tallies of ``tally_months`` (``{"series": DomainBatches, "feed_days"}``, as
+    ``warehouse.HistoryTallies`` or ``in_scope`` give them) → score rows of the months in range, each
     series scored against its own twelve months of history."""
 
     def __init__(self, months: MonthRange):
@@ -128,17 +129,30 @@ class ScoreMonths(beam.PTransform):
         self._months = months
 
     def expand(self, tallies):
-        first, last = self._months.history_start.isoformat(), self._months.target_end.isoformat()
-        in_scope = {
-            SERIES_TALLIES: tallies[SERIES_TALLIES] | "SeriesInScope" >> beam.Filter(lambda kv: first <= kv[0][1] <= last),
-            FEED_DAYS: tallies[FEED_DAYS] | "FeedDaysInScope" >> beam.Filter(lambda kv: first <= kv[0][2] <= last),
-        }
-        return in_scope | "Score" >> ScoreTallies(self._months.target_start, self._months.target_end,
-                                                  self._months.history_start)
+        return tallies | "Score" >> ScoreTallies(self._months.target_start, self._months.target_end,
+                                                 self._months.history_start)
+
+    def in_scope(self):
+        """Tallies of any dates → those of ``tally_months``, batched as ``expand`` takes them."""
+        return _InScope(self._months.history_start.isoformat(), self._months.target_end.isoformat())
 
     @property
     def tally_months(self) -> list[str]:
         return MonthRange(month_of_date(self._months.history_start), self._months.last).months
+
+
+class _InScope(beam.PTransform):
+    def __init__(self, first: str, last: str):
+        super().__init__()
+        self._first, self._last = first, last
+
+    def expand(self, tallies):
+        first, last = self._first, self._last
+        return {
+            SERIES_TALLIES: (tallies[SERIES_TALLIES] | "SeriesInScope" >> beam.Filter(lambda kv: first <= kv[0][1] <= last)
+                             | "DomainBatches" >> DomainBatches()),
+            FEED_DAYS: tallies[FEED_DAYS] | "FeedDaysInScope" >> beam.Filter(lambda kv: first <= kv[0][2] <= last),
+        }
 
 
 def _month_start(month: str) -> dt.datetime:
@@ -339,7 +353,8 @@ def build_pipeline(pipeline: beam.Pipeline, *, ingest: IngestFeeds, out: str, mo
         rewrite, accounting = merged["rewrite"], merged["accounting"]
     else:
         events = ingested["events"] | "Link" >> LinkIncidents()
-        tallies = history = events | "Tallies" >> DailyTallies()
+        tallies = events | "Tallies" >> DailyTallies()
+        history = tallies | "InScope" >> score.in_scope()
         rewrite, accounting = None, ingested["accounting"]
     written = [
         events | "WriteEvents" >> sinks.WriteEvents(out, "batch", months=rewrite),

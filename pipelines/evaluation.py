@@ -18,7 +18,7 @@ import apache_beam as beam
 from pipelines.classify import ClassifyEvents
 from pipelines.link import LinkIncidents
 from pipelines.options import beam_options
-from pipelines.score import DailyCounts, FeedGaps, ScoreSeries
+from pipelines.score import DailyCounts, DomainBatches, FeedGaps, ScoreSeries
 
 
 def truth_domain(line: str) -> tuple[str, str]:
@@ -99,6 +99,7 @@ def run_detection_pipeline(events_pattern: str, truth_records: str, work: str, u
         daily = linked | "DailyCounts" >> DailyCounts()
         _write(daily | "DailyJson" >> beam.FlatMap(township_daily_json), "WriteDaily", f"{work}/daily_counts", ".jsonl")
         gaps = classified | "FeedGaps" >> FeedGaps(target_start, target_end)
-        day_rows = (daily | "Score" >> ScoreSeries(target_start, target_end, history_start, gaps=gaps, villages=False)
+        day_rows = (daily | "DomainBatches" >> DomainBatches()
+                    | "Score" >> ScoreSeries(target_start, target_end, history_start, gaps=gaps, villages=False)
                     | "DayRows" >> beam.Filter(lambda r: r["period"] == "day"))
         _write(day_rows | "DayJson" >> beam.Map(day_row_json), "WriteScores", f"{work}/day_scores", ".jsonl")

@@ -28,7 +28,7 @@ import schemas
 from models import gaps as gaps_model
 from models import risk_score
 from models.subjects import SubjectNamer
-from pipelines.warehouse import FEED_DAYS, SERIES_TALLIES
+from pipelines.warehouse import FEED_DAYS, SERIES_TALLIES, domain_item, tally_value
 
 _TZ = zoneinfo.ZoneInfo(schemas.TIMEZONE)
 _HOTLINE = "hotline_12345"
@@ -278,7 +278,7 @@ class _ScoreDomain(beam.DoFn):
 
     def process(self, element):
         domain, joined = element
-        series = list(joined["series"])
+        series = [(key, date, tally_value(tally)) for batch in joined["series"] for key, date, tally in batch]
         gaps = next(iter(joined.get("gaps", ())), None) or []
         parents = _parent_totals(series)
         by_township = defaultdict(list)
@@ -312,8 +312,19 @@ class _ScoreDomain(beam.DoFn):
         return rows
 
 
+class DomainBatches(beam.PTransform):
+    """Series tallies ((series, date), tally) → (domain, [((county, township, village), date, tally)]),
+    the batches ``ScoreSeries`` takes (a tally may also be its stored JSON text, ``tally_value``).
+    Combined per key: the shuffle carries a few lists per bundle, not every tally."""
+
+    def expand(self, tallies):
+        return (tallies | "ByDomain" >> beam.Map(domain_item)
+                | "ToLists" >> beam.CombinePerKey(beam.combiners.ToListCombineFn()))
+
+
 class ScoreSeries(beam.PTransform):
-    """((series, date), tally) over history + target → score rows for target_start..target_end.
+    """(domain, [tally items]) batches (``DomainBatches``) over history + target → score rows for
+    target_start..target_end.
 
     ``gaps``: a PCollection with one list of gaps (``FeedGaps``), or None. ``villages=False``
     scores townships only (evaluation compares township series; villages cost most of the fits).
@@ -327,10 +338,8 @@ class ScoreSeries(beam.PTransform):
         self._args = (target_start, target_end, history_start, villages)
         self._gaps = gaps
 
-    def expand(self, daily):
-        series = daily | "ByDomain" >> beam.MapTuple(
-            lambda key, t: (key[0][3], ((key[0][0], key[0][1], key[0][2]), key[1], t)))
-        groups = {"series": series}
+    def expand(self, batches):
+        groups = {"series": batches}
         if self._gaps is not None:
             domains = schemas.domain_codes(include_none=False)
             groups["gaps"] = self._gaps | "GapsPerDomain" >> beam.FlatMap(lambda g: [(d, g) for d in domains])
@@ -352,8 +361,8 @@ class DailyTallies(beam.PTransform):
 
 
 class ScoreTallies(beam.PTransform):
-    """``{"series": DailyCounts' tallies, "feed_days": FeedDayCounts' counts}`` over history + target →
-    score rows of the target period. The batch job keeps both per month in the warehouse, so a
+    """``{"series": DailyCounts' tallies in DomainBatches, "feed_days": FeedDayCounts' counts}`` over
+    history + target → score rows of the target period. The batch job keeps both per month in the warehouse, so a
     month is scored without reading its history's events again."""
 
     def __init__(self, target_start: dt.date, target_end: dt.date, history_start: dt.date):
@@ -374,4 +383,7 @@ class ScoreEvents(beam.PTransform):
         self._args = (target_start, target_end, history_start)
 
     def expand(self, events):
-        return events | "Tallies" >> DailyTallies() | "ScoreTallies" >> ScoreTallies(*self._args)
+        tallies = events | "Tallies" >> DailyTallies()
+        batched = {SERIES_TALLIES: tallies[SERIES_TALLIES] | "DomainBatches" >> DomainBatches(),
+                   FEED_DAYS: tallies[FEED_DAYS]}
+        return batched | "ScoreTallies" >> ScoreTallies(*self._args)

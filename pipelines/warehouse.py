@@ -244,8 +244,9 @@ def _tally_rows(table: str, elements) -> list[tuple]:
     return sorted(rows, key=lambda r: tuple("" if v is None else str(v) for v in r))
 
 
-def read_month_tallies(out: str, month: str):
-    """The stored tallies of a month as (table, element): the elements ``WriteTallies`` took."""
+def read_month_tallies(out: str, month: str, parse: bool = True):
+    """The stored tallies of a month as (table, element): the elements ``WriteTallies`` took.
+    Without ``parse``, series tallies stay JSON text (``tally_value`` parses them)."""
     for table in (SERIES_TALLIES, FEED_DAYS):
         path = tally_path(out, month, table)
         if not FileSystems.exists(path):
@@ -254,7 +255,7 @@ def read_month_tallies(out: str, month: str):
         rows = zip(*columns.values())
         if table == SERIES_TALLIES:
             for county, township, village, domain, date, tally in rows:
-                yield table, (((county, township, village, domain), date), json.loads(tally))
+                yield table, (((county, township, village, domain), date), json.loads(tally) if parse else tally)
         else:
             for feed, township, date, n in rows:
                 yield table, ((feed, township, date), n)
@@ -263,6 +264,18 @@ def read_month_tallies(out: str, month: str):
 def tally_date(table: str, element) -> str:
     """The ISO date of a tally element (``SERIES_TALLIES``' or ``FEED_DAYS``')."""
     return element[0][1] if table == SERIES_TALLIES else element[0][2]
+
+
+def tally_value(tally: dict | str) -> dict:
+    """A series tally as counted (a dict) or as stored (its JSON text) → the dict."""
+    return tally if isinstance(tally, dict) else json.loads(tally)
+
+
+def domain_item(element) -> tuple:
+    """A series tally (((county, township, village, domain), date), tally) → (domain,
+    ((county, township, village), date, tally)): how ``pipelines.score.ScoreSeries`` takes it."""
+    (county, township, village, domain), date = element[0]
+    return domain, ((county, township, village), date, element[1])
 
 
 def tallies_by_month(pcolls: dict):
@@ -335,18 +348,26 @@ class _MonthTallies(beam.DoFn):
         kinds = {kind for kind, _ in items}
         if "wanted" not in kinds:
             return
-        fresh = items if "rewrite" in kinds else read_month_tallies(self._out, month)
+        # Stored tallies stay JSON text until the scorer parses them: a string crosses a shuffle
+        # far cheaper than the nested dict.
+        fresh = items if "rewrite" in kinds else read_month_tallies(self._out, month, parse=False)
+        by_domain: dict[str, list] = {}
         for kind, element in fresh:
             if kind == FEED_DAYS:
                 yield beam.pvalue.TaggedOutput(FEED_DAYS, element)
             elif kind == SERIES_TALLIES:
-                yield element
+                domain, item = domain_item(element)
+                by_domain.setdefault(domain, []).append(item)
+        yield from by_domain.items()
 
 
 class HistoryTallies(beam.PTransform):
     """The tallies of ``months`` (a scoring range): this run's for the months it rewrites
     (``{"series", "feed_days", "rewrite"}`` as for ``WriteTallies``), the warehouse's for the others.
-    Returns ``{"series", "feed_days"}`` as ``pipelines.score.ScoreTallies`` takes them."""
+    Returns ``{"series": (domain, [item]) per month and domain (``domain_item``; stored tallies as
+    JSON text, see ``tally_value``), "feed_days"}`` as
+    ``pipelines.score.ScoreTallies`` takes them: a month's tallies cross the shuffle to the scorer
+    as a few lists, not one element each."""
 
     def __init__(self, out: str, months: list[str]):
         super().__init__()
