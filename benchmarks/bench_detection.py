@@ -251,14 +251,22 @@ def with_subjects(cfg: dict, variant: str) -> dict:
     return {**cfg, "subjects": rules}
 
 
+def with_villages(cfg: dict, variant: str) -> dict:
+    """scoring.yaml with the village scan ``off`` or ``on`` (as configured)."""
+    if variant == "off":
+        return {k: v for k, v in cfg.items() if k != "villages"}
+    if variant != "on":
+        raise ValueError(f"village variant {variant!r}: off or on")
+    return cfg
+
+
 def contribution_sweep(events: Path, truth: Path, variants: list[str], history_months: int, margin_days: int,
-                       base: dict | None = None, subject_variants: tuple[str, ...] = ("",)) -> None:
+                       base: dict | None = None, subject_variants: tuple[str, ...] = ("",),
+                       village_variants: tuple[str, ...] = ("",)) -> None:
     """The whole day score (statistic + contributions, ``risk_score.score_series``) per variant
     ``FACTOR:MARGIN_SD[:all]`` (contribution weights × FACTOR of scoring.yaml's; signals above the
-    usual + MARGIN_SD Poisson sd, or ``:all`` counting every signal), on events linked in-process with
-    the true domains; alarms at yellow and the best threshold with ≤ 1 false alarm per series-year."""
-    from collections import Counter
-
+    usual + MARGIN_SD Poisson sd, or ``:all`` counting every signal) × subject variant × village-scan
+    variant, on events linked in-process with the true domains."""
     from models import risk_score
     from schemas import domain_codes
 
@@ -266,13 +274,31 @@ def contribution_sweep(events: Path, truth: Path, variants: list[str], history_m
     tallies = township_tallies(groups, link_all(groups, {}))
     n_series = len({t for t, _ in groups}) * len(domain_codes(include_none=False))
     base = base or risk_score.config()
-    print(f"{n_series} series, {start} – {end}, {len(de.episodes_in_period(episodes, start, end))} episodes")
-    for variant, subject_variant in [(v, sv) for v in variants for sv in subject_variants]:
+    configs = []
+    for variant in variants:
         factor, margin, *rest = variant.split(":")
-        cfg = scaled_contributions(base, float(factor), rest != ["all"], float(margin))
-        if subject_variant:
-            cfg = with_subjects(cfg, subject_variant)
-            variant = f"{variant} subjects {subject_variant}"
+        for subject_variant in subject_variants:
+            for village_variant in village_variants:
+                cfg = scaled_contributions(base, float(factor), rest != ["all"], float(margin))
+                label = variant
+                if subject_variant:
+                    cfg, label = with_subjects(cfg, subject_variant), f"{label} subjects {subject_variant}"
+                if village_variant:
+                    cfg, label = with_villages(cfg, village_variant), f"{label} villages {village_variant}"
+                configs.append((label, cfg))
+    score_sweep(tallies, episodes, history_start, start, end, n_series, configs, margin_days)
+
+
+def score_sweep(tallies: dict, episodes, history_start: dt.date, start: dt.date, end: dt.date, n_series: int,
+                configs: list, margin_days: int) -> None:
+    """Per (label, scoring config): day scores of every township series (``township_tallies``), alarms at
+    yellow and the best threshold with ≤ 1 false alarm per series-year, by shape, and the curve 36–50."""
+    from collections import Counter
+
+    from models import risk_score
+
+    print(f"{n_series} series, {start} – {end}, {len(de.episodes_in_period(episodes, start, end))} episodes")
+    for variant, cfg in configs:
         parents: dict = {}
         for (township, domain), daily in tallies.items():
             for d, t in daily.items():
@@ -307,17 +333,26 @@ def contribution_sweep(events: Path, truth: Path, variants: list[str], history_m
 
 
 def flat_series(rng, days, mean: float, signal_share: float, subject_dispersion: float,
-                n_subjects: int = 200, named_share: float = 0.6, zipf: float = 1.1) -> dict:
+                n_subjects: int = 200, named_share: float = 0.6, zipf: float = 1.1, n_villages: int = 15,
+                village_rng=None) -> dict:
     """date → tally of a series with no episode: over-dispersed incidents (φ = subject_dispersion),
     ``signal_share`` of them gatherings heard by two feeds, and ``named_share`` of them naming one of
     ``n_subjects`` subjects of Zipf popularity — a few named often, most seldom or never before, each
     subject's daily rate gamma-distributed (shape 1 / (subject_dispersion − 1)): a compound or road
-    named often is named in bursts."""
+    named often is named in bursts.
+
+    With ``village_rng`` the incidents also fall in ``n_villages`` villages (of Zipf(0.8) size): a
+    subject's incidents in its own village (subject j in village j mod n_villages, so a popular
+    compound's bursts are its village's), the unnamed ones spread by village weights that are
+    themselves gamma-distributed per day (the same φ): villages have bad days too. A separate
+    generator, so the township's counts are the same with and without villages."""
     from models import risk_score
 
     weights = 1.0 / np.arange(1, n_subjects + 1) ** zipf
     rates = mean * named_share * weights / weights.sum()
     size = 1.0 / (subject_dispersion - 1.0)
+    village_size = 1.0 / np.arange(1, n_villages + 1) ** 0.8
+    home = np.arange(n_subjects) % n_villages
     out = {}
     for day in days:
         per_subject = rng.negative_binomial(size, size / (size + rates))
@@ -327,30 +362,44 @@ def flat_series(rng, days, mean: float, signal_share: float, subject_dispersion:
         out[day] = {**risk_score.empty_tally(), "incidents": n, "records": n,
                     "signals": {"gathering": k} if k else {}, "feeds_2": k,
                     "subjects": {f"对象{j}": int(c) for j, c in enumerate(per_subject) if c}}
+        if village_rng is not None:
+            spread = village_size * village_rng.gamma(size, 1.0 / size, n_villages)
+            per_village = (np.bincount(home, weights=per_subject, minlength=n_villages)
+                           + village_rng.multinomial(unnamed, spread / spread.sum()))
+            out[day]["villages"] = {f"3301000010{v + 1:02d}": [int(c), int(c)] for v, c in enumerate(per_village) if c}
     return out
 
 
-def flat_check(base: dict, subject_variants: tuple[str, ...], seeds: int = 6) -> None:
+def flat_check(base: dict, subject_variants: tuple[str, ...], village_variants: tuple[str, ...] = ("",),
+               seeds: int = 6) -> None:
     """Alarm days (score ≥ yellow) over the 91 days April–June 2025 of series with no episode
-    (``flat_series``; history from January), per subject-evidence variant: the false alarms a rule
-    would raise on a county whose background names subjects the way real texts do."""
+    (``flat_series`` with villages; history from January), per subject-evidence × village-scan
+    variant: the false alarms a rule would raise on a county whose background names subjects and
+    spreads over villages the way real ones do."""
     from models import risk_score
 
     first, target, end = dt.date(2025, 1, 1), dt.date(2025, 4, 1), dt.date(2025, 6, 30)
     days = [first + dt.timedelta(days=i) for i in range((end - first).days + 1)]
-    for variant in subject_variants:
+    for variant, village_variant in [(v, vv) for v in subject_variants for vv in village_variants]:
         cfg = with_subjects(base, variant) if variant else base
+        cfg = with_villages(cfg, village_variant) if village_variant else cfg
+        total = 0
         for mean, share in ((8, 0.2), (4, 0.1), (2, 0.05)):
             for dispersion in (2.0, 4.0):
                 alarms = []
                 for seed in range(seeds):
-                    daily = flat_series(np.random.default_rng(seed), days, mean, share, dispersion)
+                    daily = flat_series(np.random.default_rng(seed), days, mean, share, dispersion,
+                                        village_rng=np.random.default_rng(1000 + seed))
                     rows = risk_score.score_series(daily, target_start=target, target_end=end, history_start=first,
                                                    township_code="330100001000", village_code=None,
                                                    domain="public_order", cfg=cfg)
                     alarms.append(sum(1 for r in rows if r["period"] == "day" and r["score"] >= cfg["levels"]["yellow"]))
-                print(f"subjects {variant or 'as configured':<12} mean {mean} signals {share:.2f} φ {dispersion:g}: "
+                total += sum(alarms)
+                print(f"subjects {variant or 'as configured':<12} villages {village_variant or 'as configured':<4} "
+                      f"mean {mean} signals {share:.2f} φ {dispersion:g}: "
                       f"alarm days per 91 days {alarms} (worst {max(alarms)})", flush=True)
+        print(f"subjects {variant or 'as configured'} villages {village_variant or 'as configured'}: "
+              f"{total} alarm days in all", flush=True)
 
 
 def main() -> None:
@@ -374,6 +423,9 @@ def main() -> None:
     parser.add_argument("--subjects", default="",
                         help="comma-separated subject-evidence variants for --contribution-events: off or "
                              "PER_SURPRISAL:CAP[:MIN_INCIDENTS] (default: scoring.yaml as it is)")
+    parser.add_argument("--villages", default="",
+                        help="comma-separated village-scan variants for --contribution-events and --flat-check: "
+                             "off or on")
     parser.add_argument("--without-festival", action="store_true",
                         help="expected counts without scoring.yaml's festival periods (for the before/after)")
     parser.add_argument("--flat-check", action="store_true",
@@ -381,11 +433,11 @@ def main() -> None:
     args = parser.parse_args()
     cfg = scoring_config(args.without_festival)
     if args.flat_check:
-        flat_check(cfg, tuple(args.subjects.split(",")))
+        flat_check(cfg, tuple(args.subjects.split(",")), tuple(args.villages.split(",")))
         return
     if args.contribution_events:
         contribution_sweep(args.contribution_events, args.truth, args.variants.split(","), 2, args.margin_days, cfg,
-                           tuple(args.subjects.split(",")))
+                           tuple(args.subjects.split(",")), tuple(args.villages.split(",")))
         return
     if args.detection_events:
         detection_sweep(args.detection_events, args.truth, json.loads(args.linking_settings),

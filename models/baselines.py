@@ -368,6 +368,19 @@ def upper_tail(observed, expected, dispersion) -> np.ndarray:
     return np.where(x <= 0, 1.0, p)
 
 
+def uncertain_rate_tail(count, mean, dispersion, shape):
+    """P(X ≥ count) for a count whose mean is itself uncertain: negative binomial with mean ``mean``
+    and variance ``dispersion`` × mean + mean² / ``shape`` — the series' over-dispersion on top of a
+    gamma-distributed rate worth ``shape`` events of evidence (few events: a wide rate). With
+    dispersion 1 it is the gamma-Poisson predictive. Continuous in ``count`` (weighted volumes)."""
+    count = np.asarray(count, dtype=float)
+    mean = np.maximum(np.asarray(mean, dtype=float), 1e-12)
+    size = mean / (np.maximum(np.asarray(dispersion, dtype=float), 1.0) - 1.0 + mean / np.asarray(shape, dtype=float))
+    # P(X ≥ k) for NB(size, p) = I_{1-p}(k, size), p = size / (size + mean)
+    tail = special.betainc(np.maximum(count, 1e-12), size, mean / (size + mean))
+    return np.where(count <= 0, 1.0, tail)
+
+
 def surprisal(observed, expected, dispersion) -> np.ndarray:
     """-log10 of the upper-tail probability: 2 means 'as high or higher once in 100'."""
     return -np.log10(np.clip(upper_tail(observed, expected, dispersion), 1e-300, 1.0))
@@ -407,6 +420,66 @@ def window_surprisal(counts, expected, dispersion, windows=(1, 3, 7, 14), min_ob
         best = np.where(better, s, best)
         best_w = np.where(better, w, best_w)
     return np.maximum(best, 0.0), best_w
+
+
+def subregion_surprisal(counts, shares, shapes, expected, dispersion, windows, known, min_observed: float = 0,
+                        n_windows: int | None = None):
+    """Per day: the most surprising sub-region (a township's villages) over the windows ending there.
+
+    A burst confined to one village barely moves a township's count but is far outside that village's
+    own share of it. ``counts``: (k, n) daily volumes of the k sub-regions; ``expected``: (n,) the
+    region's expected volume; ``shares``: (k,) each sub-region's share of it and ``shapes``: (k,) the
+    evidence behind that share (``uncertain_rate_tail``); ``dispersion``: scalar or (k,);
+    ``known``: (k,) sub-regions seen in the history. Bonferroni over the windows (``n_windows``
+    looked through, default ``len(windows)``) and the sub-regions: those of the history plus those
+    new with volume in the window. A sub-region needs ``min_observed`` in the window to count.
+    Returns (surprisal, window, sub-region index; −1 where none counts).
+    """
+    x = np.atleast_2d(np.asarray(counts, dtype=float))
+    mu = np.asarray(expected, dtype=float)
+    shares = np.asarray(shares, dtype=float)[:, None]
+    shapes = np.asarray(shapes, dtype=float)[:, None]
+    dispersion = np.asarray(dispersion, dtype=float)
+    dispersion = dispersion[:, None] if dispersion.ndim == 1 else dispersion
+    known = np.asarray(known, dtype=bool)
+    n = x.shape[1]
+    best, best_w, best_r = np.zeros(n), np.full(n, windows[0]), np.full(n, -1)
+    if not x.size:
+        return best, best_w, best_r
+    correction = np.log10(n_windows or len(windows))
+    for w in windows:
+        obs = np.stack([rolling_sum(row, w) for row in x])
+        n_regions = known.sum() + (obs[~known] > 0).sum(axis=0)
+        tail = uncertain_rate_tail(obs, shares * rolling_sum(mu, w)[None, :], dispersion, shapes)
+        s = -np.log10(np.clip(tail, 1e-300, 1.0)) - correction - np.log10(np.maximum(n_regions, 1))[None, :]
+        s = np.where(obs >= max(min_observed, 1e-9), s, 0.0)
+        region = np.argmax(s, axis=0)
+        top = s[region, np.arange(n)]
+        better = top > best
+        best, best_w = np.where(better, top, best), np.where(better, w, best_w)
+        best_r = np.where(better, region, best_r)
+    return best, best_w, best_r
+
+
+def share_dispersion(sub_counts, counts, shares, prior_days: float = 28.0) -> np.ndarray:
+    """How much more each sub-region's share of a region's daily count varies than chance does (≥ 1).
+
+    Pearson statistic of a sub-region's daily count against its share of the day's count (the
+    binomial variance), per day, shrunk towards the pooled value of all sub-regions by a prior worth
+    ``prior_days`` days. Villages have bad days of their own (one compound's residents calling for a
+    week) that the region's over-dispersion does not show, and a town-seat community has more of
+    them than a hamlet.
+    """
+    y = np.asarray(sub_counts, dtype=float)
+    total = np.asarray(counts, dtype=float)[None, :]
+    s = np.clip(np.asarray(shares, dtype=float), 1e-9, 1 - 1e-9)[:, None]
+    e = s * total
+    used = np.broadcast_to(total > 0, y.shape)
+    terms = np.where(used, (y - e) ** 2 / np.maximum(e * (1 - s), 1e-12), 0.0).sum(axis=1)
+    days = used.sum(axis=1)
+    df = int(days.sum()) - y.shape[0]
+    pooled = max(1.0, float(terms.sum()) / df) if df > 0 else 1.0
+    return np.maximum(1.0, (terms + prior_days * pooled) / (days + prior_days))
 
 
 def ewma_surprisal(counts, expected, dispersion, smoothing: float = 0.3) -> np.ndarray:

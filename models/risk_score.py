@@ -9,7 +9,10 @@ All weights and thresholds live in ``schemas/scoring.yaml``.
 A *tally* is the per series × day summary produced by ``pipelines.score.DailyCounts``:
 ``{"incidents", "records", "signals": {code: incidents}, "feeds": {feed: incidents},
 "feeds_2", "feeds_3", "callers": {caller_key: records}, "hotline", "hotline_bad",
-"subjects": {name: incidents naming it}}`` (``models.subjects``; absent in tallies stored before it).
+"subjects": {name: incidents naming it}, "villages": {village_code: [incidents, records]}}``
+(``models.subjects``; ``subjects`` and ``villages`` are absent in tallies stored before them).
+A township's day score also scans its villages (``VillageSeries``): a burst confined to one village
+is far more surprising against that village's share of the township than in the township's count.
 ``score_series`` (batch: day and month rows of a target period) and ``score_window`` (stream: one
 window) share ``assess``, so both give the same score for the same counts.
 """
@@ -42,12 +45,12 @@ def config() -> dict:
 
 def empty_tally() -> dict:
     return {"incidents": 0, "records": 0, "signals": {}, "feeds": {}, "feeds_2": 0, "feeds_3": 0,
-            "callers": {}, "hotline": 0, "hotline_bad": 0, "subjects": {}}
+            "callers": {}, "hotline": 0, "hotline_bad": 0, "subjects": {}, "villages": {}}
 
 
 def merge_tallies(tallies: Iterable[Mapping]) -> dict:
     out = empty_tally()
-    signals, feeds, callers, subjects = {}, {}, {}, {}
+    signals, feeds, callers, subjects, villages = {}, {}, {}, {}, {}
     for t in tallies:
         if not (t["records"] or t["incidents"]):
             continue  # most days of a sparse series are empty: nothing to add
@@ -57,8 +60,18 @@ def merge_tallies(tallies: Iterable[Mapping]) -> dict:
                              (subjects, t.get("subjects") or {})):
             for key, n in part.items():
                 merged[key] = merged.get(key, 0) + n
+        add_villages(villages, t)
     out["signals"], out["feeds"], out["callers"], out["subjects"] = signals, feeds, callers, subjects
+    out["villages"] = villages
     return out
+
+
+def add_villages(villages: dict, tally: Mapping) -> dict:
+    """Add a tally's ``villages`` ({code: [incidents, records]}) into ``villages``."""
+    for code, (n_incidents, n_records) in (tally.get("villages") or {}).items():
+        have = villages.get(code, (0, 0))
+        villages[code] = [have[0] + n_incidents, have[1] + n_records]
+    return villages
 
 
 def signal_history(tallies: Iterable[Mapping]) -> dict:
@@ -80,6 +93,12 @@ def volume(tally: Mapping, cfg: Mapping | None = None) -> float:
     report of it (see ``anomaly`` in schemas/scoring.yaml and docs/notes/scoring.md)."""
     weight = float((cfg or config())["anomaly"].get("extra_report_weight", 0.0))
     return tally["incidents"] + weight * (tally["records"] - tally["incidents"])
+
+
+def knows_villages(tally: Mapping) -> bool:
+    """Whether a day's tally tells its villages (tallies stored before ``villages`` existed do not;
+    a day without incidents has nothing to tell)."""
+    return "villages" in tally or not tally["incidents"]
 
 
 def repeat_callers(period_tally: Mapping, lookback_tally: Mapping, min_records: int = 2) -> int:
@@ -213,11 +232,13 @@ def gap_reasons(gap_days: Mapping[str, int], single_day: bool, cfg: Mapping) -> 
 
 def assess(surprisal_value: float, volume_reason: str, tally: Mapping, n_repeat_callers: int = 0,
            gap_days: Mapping[str, int] | None = None, single_day: bool = False, cfg: Mapping | None = None,
-           usual: Mapping | None = None, subject: subjects_model.SubjectEvidence | None = None) -> Assessment:
+           usual: Mapping | None = None, subject: subjects_model.SubjectEvidence | None = None,
+           village: VillageEvidence | None = None) -> Assessment:
     """Combine the anomaly statistic and the contributions into score, level and reasons.
 
     ``usual``: the series' usual signal counts for this period (``usual_counts``), used when
     ``contributions.above_usual`` is on. ``subject``: the strongest subject evidence of the period.
+    ``village``: the village whose burst gave ``surprisal_value`` (``VillageSeries``), named after the volume.
     A series with a feed gap keeps the score its observed
     counts give (a lower bound: records are missing) and says so; it is never presented as complete.
     """
@@ -227,7 +248,7 @@ def assess(surprisal_value: float, volume_reason: str, tally: Mapping, n_repeat_
                                    usual if cfg["contributions"].get("above_usual") else None, subject)
     added = min(cfg["contributions"]["total_cap"], sum(p for p, _ in contributions))
     score = round(min(100.0, base + added), 1)
-    reasons = [volume_reason] + [text for _, text in contributions]
+    reasons = [volume_reason] + ([village.reason()] if village else []) + [text for _, text in contributions]
     gap_days = dict(gap_days or {})
     reasons += gap_reasons(gap_days, single_day, cfg)
     return Assessment(score=score, level=level_for(score, cfg["levels"]), reasons=reasons,
@@ -311,13 +332,24 @@ def score_window(observed: int, history_daily_counts: Mapping[dt.date, Mapping |
     correction = baselines.window_correction(cfg["anomaly"]["windows"])
     s = (max(0.0, float(baselines.surprisal(observed_volume, expected_volume, model.dispersion)) - correction)
          if observed_volume >= cfg["anomaly"]["min_observed"] else 0.0)
+    village = None
+    if cfg.get("villages") and tally.get("villages") and window_days in village_windows(cfg):
+        # the window as one more "day" after the history, scanned as the batch scans its windows
+        empty = empty_tally()
+        series = VillageSeries([history.get(d, empty) for d in dates] + [tally], cfg)
+        scan = series.scan(np.append(volumes, observed_volume), slice(0, len(dates)), slice(len(dates), None),
+                           np.array([expected_volume]), model.dispersion, (1,), cfg, len(village_windows(cfg)))
+        if scan is not None and scan[0][0] > s:
+            s, village_index = float(scan[0][0]), int(scan[2][0])
+            village = series.evidence(village_index, len(dates), len(dates),
+                                      float(scan[3][village_index]) * expected_volume, per_volume, window_days)
     expected = expected_volume * per_volume
     reason = window_volume_reason(observed, expected, window_days, tally.get("records"))
     past = [t for d, t in history.items() if start <= d <= history_end]
     usual = usual_counts(signal_history(past), expected)
     subject = window_subject(tally.get("subjects") or {}, window_days, subjects_model.sum_subjects(past),
                              len(dates), model.dispersion, cfg)
-    result = assess(s, reason, tally, n_repeat_callers, gap_days, window_days == 1, cfg, usual, subject)
+    result = assess(s, reason, tally, n_repeat_callers, gap_days, window_days == 1, cfg, usual, subject, village)
     return {"observed": observed, "expected": round(expected, 2), "score": result.score, "level": result.level,
             "reasons": result.reasons, "complete": result.complete}
 
@@ -331,6 +363,84 @@ def window_subject(window: Mapping[str, int], window_days: int, history: Mapping
         return None
     return subjects_model.strongest(window, window_days, history, history_days, rules, len(rules["windows"]),
                                     dispersion if rules.get("series_dispersion", True) else 1.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Village scan: a township's day also looks at its most surprising village
+# --------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class VillageEvidence:
+    village_code: str
+    incidents: int
+    records: int
+    expected: float  # incidents, as the township's reason speaks
+    window_days: int
+
+    def reason(self) -> str:
+        """"其中村（社区）130528107206：近3日5起（8条反映），预期约0.6起，高733%"."""
+        return f"其中村（社区）{self.village_code}：" + window_volume_reason(
+            self.incidents, self.expected, self.window_days, self.records)
+
+
+def village_windows(cfg: Mapping) -> tuple[int, ...]:
+    """The windows a township's villages are scanned through (default: the township's)."""
+    return tuple(cfg["villages"].get("windows") or cfg["anomaly"]["windows"])
+
+
+class VillageSeries:
+    """A township's villages as arrays over its days (from the tallies' ``villages``), and the scan of
+    each window against each village's share of the township (``baselines.subregion_surprisal``).
+
+    A village's expected volume is the township's expected volume × the village's share of the
+    township's history (shrunk towards an even share by ``villages.prior_events``), with the share's
+    uncertainty: a village seldom heard from has a wide rate. A village's count varies as its share of
+    the township's count does in its history (``baselines.share_dispersion``) plus its share of the
+    township's own over-dispersion: variance = (φ_share + share × φ) × mean.
+    """
+
+    def __init__(self, tallies: list, cfg: Mapping):
+        self.codes = sorted({code for t in tallies for code in (t.get("villages") or {})})
+        index = {code: j for j, code in enumerate(self.codes)}
+        self.incidents = np.zeros((len(self.codes), len(tallies)))
+        self.records = np.zeros_like(self.incidents)
+        for i, t in enumerate(tallies):
+            for code, (n, r) in (t.get("villages") or {}).items():
+                self.incidents[index[code], i], self.records[index[code], i] = n, r
+        weight = float(cfg["anomaly"].get("extra_report_weight", 0.0))
+        self.volume = self.incidents + weight * (self.records - self.incidents)
+        self.informed = np.array([knows_villages(t) for t in tallies], dtype=bool)
+
+    def scan(self, township_volume: np.ndarray, history: slice, scanned: slice, expected: np.ndarray,
+             dispersion: float, windows, cfg: Mapping, n_windows: int | None = None):
+        """(surprisal, window, village index; −1 where none counts) per ``scanned`` day and each village's
+        share, or None when the history tells too few days' villages or the township has fewer than two.
+        ``history``: the days the shares are learnt from; ``expected``: the township's expected volume on
+        the scanned days; ``n_windows``: the windows to correct for, when only one of them is scanned."""
+        rules = cfg.get("villages")
+        informed = self.informed[history]
+        if not rules or not self.codes or informed.sum() < rules["min_history_days"]:
+            return None
+        if len(self.codes) < 2:
+            return None  # a single village is the township: nothing to scan
+        daily = self.volume[:, history][:, informed]
+        township = township_volume[history][informed]
+        past = daily.sum(axis=1)
+        prior = float(rules["prior_events"])
+        shapes = past + prior / max(int((past > 0).sum()), 1)
+        shares = shapes / (float(township.sum()) + prior)
+        village_dispersion = (baselines.share_dispersion(daily, township, shares, rules["dispersion_prior_days"])
+                              + shares * dispersion)
+        s, w, r = baselines.subregion_surprisal(self.volume[:, scanned], shares, shapes, expected, village_dispersion,
+                                                tuple(windows), past > 0, cfg["anomaly"]["min_observed"], n_windows)
+        return s, w, r, shares
+
+    def evidence(self, village: int, first: int, last: int, expected_volume: float, per_volume: float,
+                 window_days: int) -> VillageEvidence:
+        """What a reason says of village ``village`` over days first..last (indices into the tallies)."""
+        span = slice(first, last + 1)
+        return VillageEvidence(self.codes[village], int(self.incidents[village, span].sum()),
+                               int(self.records[village, span].sum()), expected_volume * per_volume, window_days)
 
 
 def _month_starts(start: dt.date, end: dt.date) -> list[dt.date]:
@@ -369,6 +479,7 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
     parent = None if parent_daily_counts is None else dense_counts(parent_daily_counts, history_start, target_end)[1]
     empty = empty_tally()
     tallies = [daily.get(d, empty) for d in dates]
+    villages = VillageSeries(tallies, cfg) if village_code is None and cfg.get("villages") else None
     feed_totals = merge_tallies(t for d, t in daily.items() if d < target_start)["feeds"]
     total = sum(feed_totals.values())
     min_share = cfg["gaps"]["min_feed_share"]
@@ -377,8 +488,12 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
 
     def span(first: int, last: int) -> tuple[dict, int]:
         period = merge_tallies(tallies[first:last + 1])
-        lookback = merge_tallies(tallies[max(0, first - lookback_days):first])
-        return period, repeat_callers(period, lookback)
+        # the lookback only tells who called before: its callers, not a whole merged tally
+        callers: dict = {}
+        for t in tallies[max(0, first - lookback_days):first]:
+            for key, n in t["callers"].items():
+                callers[key] = callers.get(key, 0) + n
+        return period, repeat_callers(period, {"callers": callers})
 
     rows = []
     for month in _month_starts(target_start, target_end):
@@ -394,26 +509,46 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
         mu[lo:m_last + 1] = model.predict(dates[lo:m_last + 1])
         s_part, w_part = baselines.window_surprisal(counts[lo:m_last + 1], mu[lo:m_last + 1], model.dispersion,
                                                     windows, min_observed)
+        history_first = max(0, m_first - cfg["expected"]["max_history_days"])
+        # a village's burst scores the township's day when it is more surprising than the township's count
+        scan = None if villages is None else villages.scan(counts, slice(history_first, m_first),
+                                                           slice(lo, m_last + 1), mu[lo:m_last + 1],
+                                                           model.dispersion, village_windows(cfg), cfg)
+        # per day: the village, its window and surprisal where a village is more surprising than the township
+        area, area_w, area_s = np.full(len(dates), -1), np.ones(len(dates), dtype=int), np.zeros(len(dates))
+        if scan is not None:
+            v_s, v_w, v_r, shares = scan
+            wins = v_s > s_part
+            area[lo:m_last + 1], area_w[lo:m_last + 1], area_s[lo:m_last + 1] = np.where(wins, v_r, -1), v_w, v_s
         surprisal = np.concatenate([np.zeros(lo), s_part])
         best_w = np.concatenate([np.ones(lo, dtype=int), w_part])
         base = dict(township_code=township_code, village_code=village_code, domain=domain)
-        history_first = max(0, m_first - cfg["expected"]["max_history_days"])
         history = signal_history(tallies[history_first:m_first])
         subject_history = subjects_model.sum_subjects(tallies[history_first:m_first])
         if day_rows != "none":
+            def window_assessment(i: int, w: int, s: float, subject, village_index: int = -1) -> Assessment:
+                """Day ``i`` scored through its ``w``-day window (contributions over that window)."""
+                first = max(0, i - w + 1)
+                tally, n_repeat = span(first, i)
+                expected = float(mu[first:i + 1].sum())
+                reason = window_volume_reason(int(incidents[first:i + 1].sum()), expected * per_volume, w,
+                                              int(records[first:i + 1].sum()))
+                gap_days = gaps_for(gaps, township_code, feeds, dates[first:i + 1])
+                usual = usual_counts(history, expected * per_volume)
+                village = None if village_index < 0 else villages.evidence(
+                    village_index, first, i, float(shares[village_index]) * expected, per_volume, w)
+                return assess(s, reason, tally, n_repeat, gap_days, w == 1, cfg, usual, subject, village)
+
             for i in range(m_first, m_last + 1):
                 if day_rows == "observed" and incidents[i] == 0:
                     continue
-                w = int(best_w[i])
-                first = max(0, i - w + 1)
-                tally, n_repeat = span(first, i)
-                reason = window_volume_reason(int(incidents[first:i + 1].sum()),
-                                              float(mu[first:i + 1].sum()) * per_volume, w,
-                                              int(records[first:i + 1].sum()))
-                gap_days = gaps_for(gaps, township_code, feeds, dates[first:i + 1])
-                usual = usual_counts(history, float(mu[first:i + 1].sum()) * per_volume)
                 subject = _day_subject(tallies, i, subject_history, m_first - history_first, model.dispersion, cfg)
-                a = assess(float(surprisal[i]), reason, tally, n_repeat, gap_days, w == 1, cfg, usual, subject)
+                a = window_assessment(i, int(best_w[i]), float(surprisal[i]), subject)
+                if area[i] >= 0:
+                    # a village's window may be shorter than the township's best: the day keeps the higher score
+                    # of the two, so the scan never lowers it (the stream scores each window this way)
+                    a = max(window_assessment(i, int(area_w[i]), float(area_s[i]), subject, int(area[i])), a,
+                            key=lambda assessment: assessment.score)
                 rows.append(_row("day", dates[i], int(incidents[i]), float(mu[i]) * per_volume, a, base))
         observed = int(incidents[m_first:m_last + 1].sum())
         observed_volume = float(counts[m_first:m_last + 1].sum())

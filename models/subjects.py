@@ -19,8 +19,7 @@ import math
 from collections import Counter
 from typing import Iterable, Mapping
 
-from scipy import special
-
+from models import baselines
 from models.topics import RegionNames, SubjectFinder, load_lexicon
 
 
@@ -73,9 +72,7 @@ def predictive_tail(count: int, window_days: float, mentions: float, history_day
         return 1.0
     shape = mentions + prior_mentions
     mean = window_days * shape / (history_days + prior_mentions / prior_rate)
-    size = mean / (max(dispersion, 1.0) - 1.0 + mean / shape)
-    # P(X ≥ k) for NB(size, p) = I_{1-p}(k, size), p = size / (size + mean)
-    return float(special.betainc(count, size, mean / (size + mean)))
+    return float(baselines.uncertain_rate_tail(count, mean, dispersion, shape))
 
 
 def fold_names(window: Mapping[str, int], history: Mapping[str, int], min_chars: int = 3) -> Counter:

@@ -36,7 +36,7 @@ def file_sha256(path: str) -> str:
 # (pipelines.warehouse.WriteTallies). A warehouse written without them is rebuilt from the inbox.
 # /2: series tallies carry the subjects their incidents name (models.subjects); history tallies
 # without them would make every subject look new.
-WAREHOUSE_LAYOUT = "events+tallies/2"
+WAREHOUSE_LAYOUT = "events+tallies/3"
 
 
 def run_fingerprint(gazetteer_path: str, key: bytes, model: dict) -> str:

@@ -35,7 +35,8 @@ _HOTLINE = "hotline_12345"
 # Incidents are summarised in this many groups (by a hash of incident_id): few enough that each
 # holds thousands of records, enough to spread over workers.
 DAILY_COUNT_SHARDS = 64
-_INCIDENT_FIELDS = ("reported_at", "source", "signals", "people_involved", "caller_key", "status", "satisfaction")
+_INCIDENT_FIELDS = ("reported_at", "source", "signals", "people_involved", "caller_key", "status", "satisfaction",
+                    "village_code")
 
 
 def local_date(t: dt.datetime) -> dt.date:
@@ -66,7 +67,7 @@ class IncidentCombineFn(beam.CombineFn):
     def create_accumulator(self):
         # A plain dict for callers: a Counter per incident and series cost more than the summing.
         return {"first": None, "records": 0, "feeds": set(), "signals": set(), "callers": {},
-                "hotline": 0, "hotline_bad": 0, "subjects": set()}
+                "hotline": 0, "hotline_bad": 0, "subjects": set(), "villages": {}}
 
     def add_input(self, acc, e):
         acc["first"] = e["reported_at"] if acc["first"] is None else min(acc["first"], e["reported_at"])
@@ -74,6 +75,9 @@ class IncidentCombineFn(beam.CombineFn):
         acc["feeds"].add(e["source"])
         acc["signals"].update(e.get("signals") or ())
         acc["subjects"].update(e.get("subjects") or ())
+        village = e.get("village_code")
+        if village:
+            acc["villages"][village] = acc["villages"].get(village, 0) + 1
         if self._many is not None and (e.get("people_involved") or 0) >= self._many:
             acc["signals"].add("many_people")
         caller = e.get("caller_key")
@@ -96,6 +100,8 @@ class IncidentCombineFn(beam.CombineFn):
             out["subjects"] |= a["subjects"]
             for caller, n in a["callers"].items():
                 out["callers"][caller] = out["callers"].get(caller, 0) + n
+            for village, n in a["villages"].items():
+                out["villages"][village] = out["villages"].get(village, 0) + n
             out["hotline"] += a["hotline"]
             out["hotline_bad"] += a["hotline_bad"]
         return out
@@ -107,7 +113,9 @@ class IncidentCombineFn(beam.CombineFn):
             "incidents": 1, "records": acc["records"], "signals": {s: 1 for s in sorted(acc["signals"])},
             "feeds": {f: 1 for f in sorted(acc["feeds"])}, "feeds_2": int(n_feeds == 2), "feeds_3": int(n_feeds >= 3),
             "callers": dict(acc["callers"]), "hotline": acc["hotline"], "hotline_bad": acc["hotline_bad"],
-            "subjects": {s: 1 for s in sorted(acc["subjects"])}}}
+            "subjects": {s: 1 for s in sorted(acc["subjects"])},
+            # per village of its records: the incident once, and its records there (the village scan)
+            "villages": {v: [1, n] for v, n in sorted(acc["villages"].items())}}}
 
 
 class TallyCombineFn(beam.CombineFn):

@@ -99,6 +99,7 @@ class SeriesRecord:
     satisfaction: str | None
     fresh: bool
     subjects: tuple[str, ...] = ()  # what its text names (``models.subjects``), as the batch counts them
+    village_code: str | None = None  # for the village scan, as the batch's tallies carry it
 
     @classmethod
     def of(cls, event: dict, fresh_batches: frozenset[str] | None, namer=None) -> "SeriesRecord":
@@ -114,12 +115,14 @@ class SeriesRecord:
             satisfaction=event.get("satisfaction"),
             fresh=fresh_batches is None or event.get("batch_id") in fresh_batches,
             subjects=namer.names(event.get("text")) if namer is not None else (),
+            village_code=event.get("village_code"),
         )
 
     def as_event(self) -> dict:
         return {"reported_at": self.reported_at, "source": self.source, "signals": self.signals,
                 "people_involved": self.people_involved, "caller_key": self.caller_key,
-                "status": self.status, "satisfaction": self.satisfaction, "subjects": self.subjects}
+                "status": self.status, "satisfaction": self.satisfaction, "subjects": self.subjects,
+                "village_code": self.village_code}
 
 
 class _SeriesRecords(beam.DoFn):
@@ -226,16 +229,16 @@ def _incident_summary(many_people_at_least: int, records) -> dict:
 
 def _history_tally(tallies) -> dict:
     """Incident tallies of one series × day → what ``score_window`` reads of a history day: the
-    volume's counts, the signal fields ``usual_counts`` needs and the subjects named (no callers:
+    volume's counts, the signal fields ``usual_counts`` needs, the subjects named and the villages (no callers:
     they would only swell the side input)."""
-    from models.risk_score import signal_history
+    from models.risk_score import add_villages, signal_history
     from models.subjects import sum_subjects
 
     tallies = list(tallies)
     history = signal_history(tallies)
     return {"incidents": history["incidents"], "records": sum(t["records"] for t in tallies),
             "signals": dict(history["signals"]), "feeds_2": history["feeds_2"], "feeds_3": history["feeds_3"],
-            "subjects": dict(sum_subjects(tallies))}
+            "subjects": dict(sum_subjects(tallies)), "villages": functools.reduce(add_villages, tallies, {})}
 
 
 class DailyIncidentCounts(beam.PTransform):

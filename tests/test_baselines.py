@@ -196,3 +196,65 @@ def test_years_without_a_festival_date_are_named():
     assert baselines.festival_years_missing(cfg, dt.date(2025, 3, 1), dt.date(2026, 12, 31)) == []
     assert baselines.festival_years_missing(cfg, dt.date(2026, 3, 1), dt.date(2028, 1, 31)) == [2027, 2028]
     assert baselines.festival_years_missing({}, dt.date(2031, 1, 1), dt.date(2031, 12, 31)) == []
+
+
+def test_uncertain_rate_tail_is_the_negative_binomial_and_widens_with_little_evidence():
+    from scipy import stats
+
+    # dispersion 1, gamma rate worth `shape` events: the gamma-Poisson, NB(shape, shape / (shape + mean))
+    for count, mean, shape in ((3, 0.5, 2.0), (7, 2.0, 40.0), (1, 0.1, 0.5)):
+        expected = stats.nbinom.sf(count - 1, shape, shape / (shape + mean))
+        assert baselines.uncertain_rate_tail(count, mean, 1.0, shape) == pytest.approx(expected, rel=1e-9)
+    well_known = baselines.uncertain_rate_tail(6, 1.0, 1.0, 1e6)
+    assert well_known == pytest.approx(stats.poisson.sf(5, 1.0), rel=1e-4)
+    assert baselines.uncertain_rate_tail(6, 1.0, 1.0, 2.0) > 10 * well_known
+    assert baselines.uncertain_rate_tail(6, 1.0, 3.0, 1e6) > 10 * well_known
+    assert baselines.uncertain_rate_tail(0, 1.0, 1.0, 2.0) == 1.0
+
+
+def village_days(rng, days, weights, per_day, burst=None):
+    """(k, days) counts of k villages sharing `per_day` a day by `weights`; `burst`: (village, day, extra)."""
+    counts = np.stack([rng.multinomial(n, weights) for n in rng.poisson(per_day, days)], axis=1).astype(float)
+    if burst:
+        village, day, extra = burst
+        counts[village, day] += extra
+    return counts
+
+
+def test_subregion_surprisal_finds_the_village_and_pays_for_looking_at_many():
+    rng = np.random.default_rng(3)
+    weights = np.full(10, 0.1)
+    counts = village_days(rng, 120, weights, 4.0, burst=(7, 110, 5))
+    history = slice(0, 100)
+    past = counts[:, history].sum(axis=1)
+    shares = past / counts[:, history].sum()
+    expected = np.full(20, 4.0)
+    s, w, r = baselines.subregion_surprisal(counts[:, 100:], shares, past, expected, 1.0, (1, 3), past > 0, 3)
+    assert r[10] == 7 and w[10] == 1 and s[10] > 2
+    assert np.all(s[:10] < 2)  # before the burst: nothing stands out after the correction
+    # the same township with 30 more quiet villages: four times as many looks, log10(4) less surprise
+    quiet = np.zeros((30, 20))
+    s40, _, r40 = baselines.subregion_surprisal(np.vstack([counts[:, 100:], quiet]),
+                                                np.concatenate([shares, [0.1] * 30]),
+                                                np.concatenate([past, [40.0] * 30]), expected, 1.0, (1, 3),
+                                                np.ones(40, dtype=bool), 3)
+    assert r40[10] == 7 and s40[10] == pytest.approx(s[10] - np.log10(4), abs=1e-9)
+    # a village new in the window is counted among the looks, and a lone incident is no burst
+    s_new, _, r_new = baselines.subregion_surprisal(np.array([[0, 0, 1.0]]), [0.01], [0.5], [1, 1, 1], 1.0, (1,),
+                                                    [False], 3)
+    assert s_new[2] == 0 and r_new[2] == -1
+
+
+def test_share_dispersion_is_one_for_a_fair_split_and_more_for_villages_with_bad_days():
+    rng = np.random.default_rng(4)
+    weights = np.array([0.4, 0.3, 0.2, 0.1])
+    fair = village_days(rng, 200, weights, 8.0)
+    assert baselines.share_dispersion(fair, fair.sum(axis=0), weights) == pytest.approx(1.0, abs=0.25)
+    # each day one village's weight is drawn anew (gamma, mean 1): its share varies beyond chance
+    bad_days = np.stack([rng.multinomial(int(n), w / w.sum()) for n, w in
+                         zip(rng.poisson(8.0, 200), weights * rng.gamma(1.0, 1.0, (200, 4)))], axis=1).astype(float)
+    phi = baselines.share_dispersion(bad_days, bad_days.sum(axis=0), weights)
+    assert np.all(phi > 1.5)
+    # a village with little history leans on the pooled value
+    short = baselines.share_dispersion(bad_days[:, :3], bad_days[:, :3].sum(axis=0), weights, prior_days=28)
+    assert np.ptp(short) < np.ptp(phi) + 1e-9

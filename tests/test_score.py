@@ -335,3 +335,89 @@ def test_the_month_before_the_spring_festival_is_expected_from_last_years():
                                            township_code=TOWN, village_code=None, domain="labor_wage", cfg=c)
             alarms.append(sum(r["period"] == "day" and r["level"] in risk_score.ALERT_LEVELS for r in rows))
         assert alarms[0] == 0 and alarms[1] >= 5
+
+
+# --------------------------------------------------------------------------------------------
+# Village scan: a burst confined to one village of a township
+# --------------------------------------------------------------------------------------------
+
+VILLAGES = [f"330100001{200 + j}" for j in range(1, 11)]
+QUARRELS = ["邻居因宅基地边界争吵", "两家因排水沟堵塞起纠纷", "村民反映有人占用道路堆放杂物", "因门前停车位发生口角",
+            "兄弟分家产生矛盾", "养狗扰民引发争执", "承包地界址不清起争议", "婚约彩礼返还纠纷"]
+
+
+def village_burst_events(burst_per_day=5, burst_days=(10, 11)):
+    """Three civil disputes a day spread over ten villages (Jan–Apr), and ``burst_per_day`` more on
+    ``burst_days`` of April, all in the last village: the township's count barely moves."""
+    rng = np.random.default_rng(8)
+    events, i = [], 0
+    for day in all_days(HISTORY_START, TARGET_END):
+        for _ in range(rng.poisson(3.0)):
+            i += 1
+            events.append(event(i, "police_110", day, 8 + i % 12, QUARRELS[i % len(QUARRELS)], domain="civil_dispute",
+                                village_code=VILLAGES[int(rng.integers(len(VILLAGES)))], incident_id=f"i{i}"))
+    for d in burst_days:
+        for k in range(burst_per_day):
+            i += 1
+            events.append(event(i, "grid", TARGET + dt.timedelta(days=d), 8 + 2 * k, QUARRELS[k % len(QUARRELS)],
+                                domain="civil_dispute", village_code=VILLAGES[-1], incident_id=f"i{i}"))
+    return events
+
+
+def test_a_burst_in_one_village_raises_its_township_with_the_village_named(tmp_path):
+    """Beam (DailyCounts → ScoreSeries): the township's tallies tell their villages, and the burst day
+    is yellow or higher with a reason naming the village; the days before stay quiet."""
+    events = village_burst_events()
+    with beam.Pipeline(options=beam_options([])) as p:
+        created = p | beam.Create(events)
+        (created | "Tallies" >> score.DailyCounts() | "AllTallies" >> beam.combiners.ToList()
+         | "WriteTallies" >> beam.Map(lambda t: (tmp_path / "tallies").write_bytes(pickle.dumps(dict(t)))))
+        (created | score.ScoreEvents(TARGET, TARGET_END, HISTORY_START) | "AllRows" >> beam.combiners.ToList()
+         | "WriteRows" >> beam.Map(lambda r: (tmp_path / "rows").write_bytes(pickle.dumps(r))))
+    tallies, rows = (pickle.loads((tmp_path / name).read_bytes()) for name in ("tallies", "rows"))
+    burst_day = TARGET + dt.timedelta(days=11)
+    town_tally = tallies[(("330100", TOWN, None, "civil_dispute"), burst_day.isoformat())]
+    assert town_tally["villages"][VILLAGES[-1]][0] >= 5
+    assert sum(n for n, _ in town_tally["villages"].values()) == town_tally["incidents"]
+    days = {r["period_start"]: r for r in rows
+            if r["period"] == "day" and r["village_code"] is None and r["township_code"] == TOWN}
+    assert days[burst_day]["level"] in risk_score.ALERT_LEVELS
+    assert any(text.startswith(f"其中村（社区）{VILLAGES[-1]}：") for text in days[burst_day]["reasons"])
+    before = [r for d, r in days.items() if d < TARGET + dt.timedelta(days=10)]
+    assert len(before) == 10 and all(r["level"] in ("none", "blue") for r in before)
+
+
+def township_tallies_of(events):
+    """The township's day tallies as DailyCounts gives them (one incident per event), in plain Python."""
+    combine = score.IncidentCombineFn(None)
+    per_day: dict = {}
+    for e in events:
+        out = combine.extract_output(combine.add_input(combine.create_accumulator(), e))
+        per_day.setdefault(dt.date.fromisoformat(out["date"]), []).append(out["tally"])
+    return {d: risk_score.merge_tallies(ts) for d, ts in per_day.items()}
+
+
+def test_the_village_scan_is_what_raises_the_township():
+    cfg = risk_score.config()
+    without = {k: v for k, v in cfg.items() if k != "villages"}
+    events = village_burst_events()
+    burst_day = TARGET + dt.timedelta(days=11)
+    scanned = {r["period_start"]: r for r in day_rows(township_tallies_of(events), cfg)}
+    plain = {r["period_start"]: r for r in day_rows(township_tallies_of(events), without)}
+    assert scanned[burst_day]["level"] in risk_score.ALERT_LEVELS
+    assert plain[burst_day]["level"] not in risk_score.ALERT_LEVELS
+    assert scanned[burst_day]["observed"] == plain[burst_day]["observed"]
+    # the same incidents spread over the township's villages are no village's burst
+    spread = township_tallies_of([dict(e, village_code=VILLAGES[k % len(VILLAGES)]) for k, e in enumerate(events)])
+    spread_day = next(r for r in day_rows(spread, cfg) if r["period_start"] == burst_day)
+    assert spread_day["level"] not in risk_score.ALERT_LEVELS
+    assert not any(text.startswith("其中村") for text in spread_day["reasons"])
+
+
+def test_tallies_stored_before_villages_give_no_village_evidence():
+    """A warehouse written before tallies told villages: no scan, not every village new."""
+    daily = township_tallies_of(village_burst_events())
+    old = {d: {k: v for k, v in t.items() if k != "villages"} if d < TARGET else t for d, t in daily.items()}
+    burst_day = TARGET + dt.timedelta(days=11)
+    row = next(r for r in day_rows(old) if r["period_start"] == burst_day)
+    assert not any(text.startswith("其中村") for text in row["reasons"])

@@ -7,7 +7,9 @@ of that day against the history side input (``DailyIncidentCounts``). Both must 
 score, level and reasons; a history of incident counts alone (the stream before) counts the
 series' routine gatherings as new evidence and warns where the batch stays quiet. The texts name
 the township's roads in turn; a fourth township's target day has four incidents at one compound
-never named before, which both score as subject evidence (``models.subjects``).
+never named before, which both score as subject evidence (``models.subjects``). A fifth township's
+incidents fall in eight villages in turn; on the target day eight of its ten are in one village,
+which both score through the village scan (``models.risk_score.VillageSeries``).
 """
 from __future__ import annotations
 
@@ -32,30 +34,39 @@ HISTORY_START, DAY = dt.date(2025, 4, 1), dt.date(2025, 7, 1)
 # township → (incidents on the target day, of which gatherings heard by two feeds)
 TARGET_DAYS = {"330101001000": (7, 2), "330101002000": (10, 3), "330101003000": (12, 8)}
 SUBJECT_TOWN, COMPOUND = "330101004000", "金桂苑小区"
+VILLAGE_TOWN = "330101005000"
+VILLAGES = [f"330101005{201 + j}" for j in range(8)]
 ROADS = ["解放路", "人民路", "建设路", "胜利路", "和平路", "文化路"]
 
 
-def record(event_id, source, day, hour, township, incident, signals=(), text="路口有人聚集争吵"):
+def record(event_id, source, day, hour, township, incident, signals=(), text="路口有人聚集争吵", village=None):
     return {"event_id": event_id, "source": source, "reported_at": dt.datetime.combine(day, dt.time(hour), TZ),
             "batch_id": "history" if day < DAY else "today", "county_code": "330101", "township_code": township,
-            "village_code": None, "domain": DOMAIN, "signals": list(signals), "people_involved": None,
+            "village_code": village, "domain": DOMAIN, "signals": list(signals), "people_involved": None,
             "caller_key": None, "status": "closed", "satisfaction": "satisfied", "incident_id": incident,
             "text": text}
 
 
-def incidents(township, day, n, gatherings, at_compound=0):
+def incidents(township, day, n, gatherings, at_compound=0, at_village=0):
     """n incidents of one day; the first ``gatherings`` are told to 110 and 12345, the rest to 12345.
-    Each names one of ROADS in turn, or COMPOUND for the last ``at_compound``."""
+    Each names one of ROADS in turn, or COMPOUND for the last ``at_compound``. In VILLAGE_TOWN they fall
+    in VILLAGES in turn, the last ``at_village`` in the last village."""
     out = []
     for k in range(n):
         incident, hour = f"{township}-{day}-{k}", 8 + k % 12
         place = COMPOUND if k >= n - at_compound else ROADS[(day.toordinal() + k) % len(ROADS)]
         text = f"{place}门口有人聚集争吵"
+        village = None
+        if township == VILLAGE_TOWN:
+            village = VILLAGES[-1] if k >= n - at_village else VILLAGES[(day.toordinal() + k) % len(VILLAGES)]
         if k < gatherings:
-            out += [record(f"police_110:{incident}", "police_110", day, hour, township, incident, ["gathering"], text),
-                    record(f"hotline_12345:{incident}", "hotline_12345", day, hour, township, incident, (), text)]
+            out += [record(f"police_110:{incident}", "police_110", day, hour, township, incident, ["gathering"], text,
+                           village),
+                    record(f"hotline_12345:{incident}", "hotline_12345", day, hour, township, incident, (), text,
+                           village)]
         else:
-            out.append(record(f"hotline_12345:{incident}", "hotline_12345", day, hour, township, incident, (), text))
+            out.append(record(f"hotline_12345:{incident}", "hotline_12345", day, hour, township, incident, (), text,
+                              village))
     return out
 
 
@@ -63,10 +74,11 @@ def build_events():
     rng = np.random.default_rng(5)
     days = [HISTORY_START + dt.timedelta(days=i) for i in range((DAY - HISTORY_START).days)]
     counts = [(int(n), int(rng.binomial(n, 0.2))) for n in rng.poisson(5.0, len(days))]
-    history = [e for town in [*TARGET_DAYS, SUBJECT_TOWN] for day, (n, g) in zip(days, counts)
+    history = [e for town in [*TARGET_DAYS, SUBJECT_TOWN, VILLAGE_TOWN] for day, (n, g) in zip(days, counts)
                for e in incidents(town, day, n, g)]
     today = {town: incidents(town, DAY, n, g) for town, (n, g) in TARGET_DAYS.items()}
     today[SUBJECT_TOWN] = incidents(SUBJECT_TOWN, DAY, 8, 0, at_compound=6)
+    today[VILLAGE_TOWN] = incidents(VILLAGE_TOWN, DAY, 10, 0, at_village=8)
     return history, today
 
 
@@ -122,6 +134,21 @@ def test_a_new_compound_named_six_times_scores_alike_in_stream_and_batch(scored)
     assert batch["level"] != "none"
 
 
+def test_a_burst_in_one_village_scores_alike_in_stream_and_batch(scored):
+    _, today, day_rows, days = scored
+    history = days[series_key(VILLAGE_TOWN, DOMAIN)]
+    assert {v for t in history.values() for v in t["villages"]} == set(VILLAGES)
+    stream = stream_assessment(today[VILLAGE_TOWN], history)
+    batch = day_rows[VILLAGE_TOWN]
+    assert (stream["score"], stream["level"]) == (batch["score"], batch["level"])
+    assert stream["reasons"] == batch["reasons"]
+    assert batch["reasons"][1].startswith(f"其中村（社区）{VILLAGES[-1]}：当日8起")
+    assert batch["level"] != "none"
+    # the stream with a history that does not tell villages (stored before them): no village evidence
+    untold = {d: {k: v for k, v in t.items() if k != "villages"} for d, t in history.items()}
+    assert not any(r.startswith("其中村") for r in stream_assessment(today[VILLAGE_TOWN], untold)["reasons"])
+
+
 def test_the_window_of_a_day_scores_as_the_batch_scores_the_day(scored):
     _, today, day_rows, days = scored
     levels = {}
@@ -149,5 +176,5 @@ def test_bounded_warning_run_stays_quiet_where_the_batch_does(scored, tmp_path):
                          p | "Prior" >> beam.Create([]), policy, RiskScorer(), str(tmp_path), windows=SERIES_WINDOWS)
     warned = {a["township_code"] for a in AlertStore(tmp_path).raised() if a["rule"] != "immediate"}
     leveled = {town for town, row in day_rows.items() if row["level"] != "none"}
-    assert leveled == {"330101003000", SUBJECT_TOWN}
+    assert leveled == {"330101003000", SUBJECT_TOWN, VILLAGE_TOWN}
     assert warned == leveled
