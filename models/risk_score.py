@@ -299,7 +299,7 @@ def score_window(observed: int, history_daily_counts: Mapping[dt.date, Mapping |
                  signals: Mapping | None = None, *, window_end: dt.date, history_start: dt.date | None = None,
                  n_repeat_callers: int = 0, gap_days: Mapping[str, int] | None = None,
                  parent_daily_counts: Mapping[dt.date, float] | None = None, n_siblings: int = 1,
-                 cfg: Mapping | None = None) -> dict:
+                 cfg: Mapping | None = None, village_names: Mapping[str, str] | None = None) -> dict:
     """Score the incidents of one window against the series' history before the window.
 
     ``history_daily_counts``: per day before the window, a tally (``incidents``, ``records`` and,
@@ -309,7 +309,8 @@ def score_window(observed: int, history_daily_counts: Mapping[dt.date, Mapping |
     runs on the volume (incidents + weighted further reports), Bonferroni-corrected for the
     batch's windows, and the reasons speak in incidents; a history without signal counts makes
     every signal unusual (full points).
-    Returns score, level, expected, reasons, complete.
+    Returns score, level, expected, reasons, complete. ``village_names``: code → name for the
+    village scan's reason (the gazetteer's; without, the reason names the code).
     """
     cfg = cfg or config()
     tally = signals or empty_tally()
@@ -336,7 +337,7 @@ def score_window(observed: int, history_daily_counts: Mapping[dt.date, Mapping |
     if cfg.get("villages") and tally.get("villages") and window_days in village_windows(cfg):
         # the window as one more "day" after the history, scanned as the batch scans its windows
         empty = empty_tally()
-        series = VillageSeries([history.get(d, empty) for d in dates] + [tally], cfg)
+        series = VillageSeries([history.get(d, empty) for d in dates] + [tally], cfg, village_names)
         scan = series.scan(np.append(volumes, observed_volume), slice(0, len(dates)), slice(len(dates), None),
                            np.array([expected_volume]), model.dispersion, (1,), cfg, len(village_windows(cfg)))
         if scan is not None and scan[0][0] > s:
@@ -376,11 +377,12 @@ class VillageEvidence:
     records: int
     expected: float  # incidents, as the township's reason speaks
     window_days: int
+    village_name: str | None = None  # the gazetteer's; the code where the scorer was given none
 
     def reason(self) -> str:
-        """"其中村（社区）130528107206：近3日5起（8条反映），预期约0.6起，高733%"."""
-        return f"其中村（社区）{self.village_code}：" + window_volume_reason(
-            self.incidents, self.expected, self.window_days, self.records)
+        """"其中宋集村：近3日5起（8条反映），预期约0.6起，高733%" (without a name: "其中村（社区）130528107206：…")."""
+        place = self.village_name or f"村（社区）{self.village_code}"
+        return f"其中{place}：" + window_volume_reason(self.incidents, self.expected, self.window_days, self.records)
 
 
 def village_windows(cfg: Mapping) -> tuple[int, ...]:
@@ -399,7 +401,8 @@ class VillageSeries:
     township's own over-dispersion: variance = (φ_share + share × φ) × mean.
     """
 
-    def __init__(self, tallies: list, cfg: Mapping):
+    def __init__(self, tallies: list, cfg: Mapping, names: Mapping[str, str] | None = None):
+        self.names = names or {}
         self.codes = sorted({code for t in tallies for code in (t.get("villages") or {})})
         index = {code: j for j, code in enumerate(self.codes)}
         self.incidents = np.zeros((len(self.codes), len(tallies)))
@@ -439,8 +442,9 @@ class VillageSeries:
                  window_days: int) -> VillageEvidence:
         """What a reason says of village ``village`` over days first..last (indices into the tallies)."""
         span = slice(first, last + 1)
-        return VillageEvidence(self.codes[village], int(self.incidents[village, span].sum()),
-                               int(self.records[village, span].sum()), expected_volume * per_volume, window_days)
+        code = self.codes[village]
+        return VillageEvidence(code, int(self.incidents[village, span].sum()), int(self.records[village, span].sum()),
+                               expected_volume * per_volume, window_days, self.names.get(code))
 
 
 def _month_starts(start: dt.date, end: dt.date) -> list[dt.date]:
@@ -458,12 +462,14 @@ def _month_end(month: dt.date) -> dt.date:
 def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, target_end: dt.date,
                  history_start: dt.date, township_code: str, village_code: str | None, domain: str,
                  gaps: Iterable[Gap] = (), parent_daily_counts: Mapping[dt.date, float] | None = None,
-                 n_siblings: int = 1, day_rows: str = "all", cfg: Mapping | None = None) -> list[dict]:
+                 n_siblings: int = 1, day_rows: str = "all", cfg: Mapping | None = None,
+                 village_names: Mapping[str, str] | None = None) -> list[dict]:
     """Day and month score rows of one series for the target period (whole months expected).
 
     ``daily``: date → tally over history_start..target_end. The expected counts for each month
     come from a model fitted on the days before that month. ``day_rows``: ``all`` (every day),
-    ``observed`` (days with incidents only, for village series) or ``none``.
+    ``observed`` (days with incidents only, for village series) or ``none``. ``village_names``:
+    as for ``score_window``.
     """
     cfg = cfg or config()
     windows = tuple(cfg["anomaly"]["windows"])
@@ -479,7 +485,7 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
     parent = None if parent_daily_counts is None else dense_counts(parent_daily_counts, history_start, target_end)[1]
     empty = empty_tally()
     tallies = [daily.get(d, empty) for d in dates]
-    villages = VillageSeries(tallies, cfg) if village_code is None and cfg.get("villages") else None
+    villages = VillageSeries(tallies, cfg, village_names) if village_code is None and cfg.get("villages") else None
     feed_totals = merge_tallies(t for d, t in daily.items() if d < target_start)["feeds"]
     total = sum(feed_totals.values())
     min_share = cfg["gaps"]["min_feed_share"]

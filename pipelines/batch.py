@@ -124,13 +124,13 @@ class ScoreMonths(beam.PTransform):
     ``warehouse.HistoryTallies`` or ``in_scope`` give them) → score rows of the months in range, each
     series scored against its own twelve months of history."""
 
-    def __init__(self, months: MonthRange):
+    def __init__(self, months: MonthRange, village_names: dict[str, str]):
         super().__init__()
-        self._months = months
+        self._months, self._village_names = months, village_names
 
     def expand(self, tallies):
         return tallies | "Score" >> ScoreTallies(self._months.target_start, self._months.target_end,
-                                                 self._months.history_start)
+                                                 self._months.history_start, self._village_names)
 
     def in_scope(self):
         """Tallies of any dates → those of ``tally_months``, batched as ``expand`` takes them."""
@@ -342,7 +342,7 @@ def build_pipeline(pipeline: beam.Pipeline, *, ingest: IngestFeeds, out: str, mo
     Without ``score_months`` (a backfill's parts before its last) no scores are written."""
     digest = inbox_digest(ingest.files)[:12]
     ingested = pipeline | "Ingest" >> ingest
-    score = ScoreMonths(months)
+    score = ScoreMonths(months, ingest.region_names)
     if incremental:
         merged = ingested | "MergeWithWarehouse" >> MergeWithWarehouse(out, file_order, [f.relpath for f in ingest.files])
         relinked = merged["events"] | "Link" >> LinkIncidents(frequencies=merged["frequencies"])

@@ -37,6 +37,11 @@ class Resolution:
         return self.by != UNRESOLVED
 
 
+def region_names(rows: list[dict]) -> dict[str, str]:
+    """code → name of every region in the gazetteer's rows (what reasons call a place)."""
+    return {row["code"]: row["name"] for row in rows}
+
+
 def read_gazetteer_rows(path: str) -> list[dict]:
     """The gazetteer CSV as plain dicts (small, picklable: shipped inside the DoFn)."""
     fmt = load("gazetteer.yaml")

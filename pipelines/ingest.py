@@ -16,7 +16,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines import sinks
 from pipelines.classify import ClassifyChunks
-from pipelines.gazetteer import UNRESOLVED, read_gazetteer_rows
+from pipelines.gazetteer import UNRESOLVED, read_gazetteer_rows, region_names
 from pipelines.normalise import TZ, parse_time
 from pipelines.options import beam_options
 from pipelines.read import FILES_TAG, FeedFile, ReadFeeds, discover, inbox_digest
@@ -204,6 +204,7 @@ class IngestFeeds(beam.PTransform):
         self.files = discover(inbox) if files is None else files
         self.ingest_time = ingest_time.astimezone(TZ)
         self._gazetteer_rows = read_gazetteer_rows(gazetteer_path)
+        self.region_names = region_names(self._gazetteer_rows)
         self._key = hmac_key
         self._order_files = self.files if order_files is None else order_files
 

@@ -276,9 +276,11 @@ class _ScoreDomain(beam.DoFn):
     so no side input is needed; the feed gaps arrive in the same group.
     """
 
-    def __init__(self, target_start, target_end, history_start, villages: bool = True):
+    def __init__(self, target_start, target_end, history_start, villages: bool = True,
+                 village_names: dict[str, str] | None = None):
         self._period = dict(target_start=target_start, target_end=target_end, history_start=history_start)
         self._villages = villages
+        self._village_names = village_names
         self._rows = beam.metrics.Metrics.counter("score", "score_rows")
 
     def setup(self):
@@ -305,7 +307,8 @@ class _ScoreDomain(beam.DoFn):
         parent = parents.get(county, {"daily": {}, "children": 1})
         rows = risk_score.score_series(township_daily, township_code=township, village_code=None, domain=domain,
                                        gaps=gaps, parent_daily_counts=parent["daily"], n_siblings=parent["children"],
-                                       day_rows="all", cfg=self._cfg, **self._period)
+                                       day_rows="all", cfg=self._cfg, village_names=self._village_names,
+                                       **self._period)
         if not self._villages:
             return rows
         township_counts = {d: risk_score.volume(t, self._cfg) for d, t in township_daily.items()}
@@ -336,14 +339,15 @@ class ScoreSeries(beam.PTransform):
 
     ``gaps``: a PCollection with one list of gaps (``FeedGaps``), or None. ``villages=False``
     scores townships only (evaluation compares township series; villages cost most of the fits).
+    ``village_names`` (code → the gazetteer's name) name villages in the village scan's reasons.
     Grouped by domain, with the gaps joined to every domain's group: no side inputs, which the
     DaskRunner recomputes, whole upstream included, for every partition that reads them.
     """
 
     def __init__(self, target_start: dt.date, target_end: dt.date, history_start: dt.date, gaps=None,
-                 villages: bool = True):
+                 villages: bool = True, village_names: dict[str, str] | None = None):
         super().__init__()
-        self._args = (target_start, target_end, history_start, villages)
+        self._args = (target_start, target_end, history_start, villages, village_names)
         self._gaps = gaps
 
     def expand(self, batches):
@@ -373,14 +377,17 @@ class ScoreTallies(beam.PTransform):
     history + target → score rows of the target period. The batch job keeps both per month in the warehouse, so a
     month is scored without reading its history's events again."""
 
-    def __init__(self, target_start: dt.date, target_end: dt.date, history_start: dt.date):
+    def __init__(self, target_start: dt.date, target_end: dt.date, history_start: dt.date,
+                 village_names: dict[str, str] | None = None):
         super().__init__()
         self._args = (target_start, target_end, history_start)
+        self._village_names = village_names
 
     def expand(self, tallies):
         target_start, target_end, _ = self._args
         gaps = tallies[FEED_DAYS] | "FeedGaps" >> FindGaps(target_start, target_end)
-        return tallies[SERIES_TALLIES] | "ScoreSeries" >> ScoreSeries(*self._args, gaps=gaps)
+        return tallies[SERIES_TALLIES] | "ScoreSeries" >> ScoreSeries(*self._args, gaps=gaps,
+                                                                      village_names=self._village_names)
 
 
 class ScoreEvents(beam.PTransform):

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from pipelines import sinks, warehouse
 from pipelines.alert_sinks import (AlertStore, PublishAlerts, WebhookNotifier, dead_letter_path, deliver_pending,
                                    from_json_line)
+from pipelines.gazetteer import read_gazetteer_rows, region_names
 from pipelines.inbox_watch import Journal, LandingDetector, feed_files, new_landed_files, state_dir
 from pipelines.ingest import IngestFeeds, default_ingest_time
 from pipelines.ledger import file_sha256
@@ -144,7 +145,7 @@ class EmbeddedStream:
 
     def __init__(self, config: EmbeddedConfig, scorer=None):
         self.config = config
-        self.scorer = scorer or RiskScorer()
+        self.scorer = scorer or RiskScorer(region_names(read_gazetteer_rows(config.gazetteer)))
         self.detector = LandingDetector(config.stable_seconds)
         self.store = AlertStore(config.out)
 

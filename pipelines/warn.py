@@ -291,7 +291,11 @@ def window_tally(records, many_people_at_least: int) -> dict:
 
 
 class RiskScorer:
-    """The batch job's scorer (``models.risk_score.score_window``) applied to one window."""
+    """The batch job's scorer (``models.risk_score.score_window``) applied to one window.
+    ``village_names``: code → the gazetteer's name, for the reasons."""
+
+    def __init__(self, village_names: dict[str, str] | None = None):
+        self.village_names = village_names
 
     def setup(self):
         from models import risk_score
@@ -314,7 +318,7 @@ class RiskScorer:
         return self.risk_score.score_window(
             tally["incidents"], history if start else {}, days, tally,
             window_end=first_day + dt.timedelta(days=days - 1), history_start=start,
-            n_repeat_callers=repeat, cfg=self.config,
+            n_repeat_callers=repeat, cfg=self.config, village_names=self.village_names,
         )
 
 

@@ -372,7 +372,9 @@ def test_a_burst_in_one_village_raises_its_township_with_the_village_named(tmp_p
         created = p | beam.Create(events)
         (created | "Tallies" >> score.DailyCounts() | "AllTallies" >> beam.combiners.ToList()
          | "WriteTallies" >> beam.Map(lambda t: (tmp_path / "tallies").write_bytes(pickle.dumps(dict(t)))))
-        (created | score.ScoreEvents(TARGET, TARGET_END, HISTORY_START) | "AllRows" >> beam.combiners.ToList()
+        (created | "Counts" >> score.DailyCounts() | score.DomainBatches()
+         | score.ScoreSeries(TARGET, TARGET_END, HISTORY_START, village_names={VILLAGES[-1]: "宋集村"})
+         | "AllRows" >> beam.combiners.ToList()
          | "WriteRows" >> beam.Map(lambda r: (tmp_path / "rows").write_bytes(pickle.dumps(r))))
     tallies, rows = (pickle.loads((tmp_path / name).read_bytes()) for name in ("tallies", "rows"))
     burst_day = TARGET + dt.timedelta(days=11)
@@ -382,9 +384,18 @@ def test_a_burst_in_one_village_raises_its_township_with_the_village_named(tmp_p
     days = {r["period_start"]: r for r in rows
             if r["period"] == "day" and r["village_code"] is None and r["township_code"] == TOWN}
     assert days[burst_day]["level"] in risk_score.ALERT_LEVELS
-    assert any(text.startswith(f"其中村（社区）{VILLAGES[-1]}：") for text in days[burst_day]["reasons"])
+    assert any(text.startswith("其中宋集村：") for text in days[burst_day]["reasons"])
+    # without the gazetteer's names the reason still says which village, by its code
+    unnamed = next(r for r in day_rows(tallies_by_day(tallies)) if r["period_start"] == burst_day)
+    assert any(text.startswith(f"其中村（社区）{VILLAGES[-1]}：") for text in unnamed["reasons"])
     before = [r for d, r in days.items() if d < TARGET + dt.timedelta(days=10)]
     assert len(before) == 10 and all(r["level"] in ("none", "blue") for r in before)
+
+
+def tallies_by_day(tallies):
+    """The township's tallies from DailyCounts' ((series, date), tally) elements, by day."""
+    return {dt.date.fromisoformat(date): t for ((_, town, village, _), date), t in tallies.items()
+            if town == TOWN and village is None}
 
 
 def township_tallies_of(events):
