@@ -32,8 +32,9 @@ from pipelines.warehouse import FEED_DAYS, SERIES_TALLIES, domain_item, tally_va
 
 _TZ = zoneinfo.ZoneInfo(schemas.TIMEZONE)
 _HOTLINE = "hotline_12345"
-# Incidents are summarised in this many groups (by a hash of incident_id): few enough that each
-# holds thousands of records, enough to spread over workers.
+# Records are summarised in this many groups, by a hash of their township: every series is a
+# township's or one of its villages', so a group's tallies are whole and need no combining across
+# groups; enough groups to spread townships over workers.
 DAILY_COUNT_SHARDS = 64
 _INCIDENT_FIELDS = ("reported_at", "source", "signals", "people_involved", "caller_key", "status", "satisfaction",
                     "village_code")
@@ -118,29 +119,8 @@ class IncidentCombineFn(beam.CombineFn):
             "villages": {v: [1, n] for v, n in sorted(acc["villages"].items())}}}
 
 
-class TallyCombineFn(beam.CombineFn):
-    """Tallies → their sum. The accumulator is the list of tallies, merged once (``compact``,
-    ``extract_output``): merging per input rebuilt the counters for every incident."""
-
-    def create_accumulator(self):
-        return []
-
-    def add_input(self, acc, tally):
-        acc.append(tally)
-        return acc
-
-    def merge_accumulators(self, accs):
-        return [tally for acc in accs for tally in acc]
-
-    def compact(self, acc):
-        return [risk_score.merge_tallies(acc)] if len(acc) > 1 else acc
-
-    def extract_output(self, acc):
-        return risk_score.merge_tallies(acc)
-
-
 class _IncidentRecords(beam.DoFn):
-    """Event → (shard of its incident, (its series, incident, what IncidentCombineFn reads)),
+    """Event → (shard of its township, (its series, incident, what IncidentCombineFn reads)),
     with the subjects its text names (``models.subjects``)."""
 
     def __init__(self, shards: int):
@@ -161,15 +141,16 @@ class _IncidentRecords(beam.DoFn):
         record["subjects"] = self._namer.names(event.get("text"))
         # Epoch milliseconds: a datetime would be pickled element by element in the shuffle.
         record["reported_at"] = int(event["reported_at"].timestamp() * 1000)
-        yield zlib.crc32(incident.encode("utf-8")) % self._shards, (tuple(series_keys(event)), incident, record)
+        shard = zlib.crc32(event["township_code"].encode("utf-8")) % self._shards
+        yield shard, (tuple(series_keys(event)), incident, record)
 
 
 class _ShardTallies(beam.DoFn):
     """(shard, records) → ((series, ISO date), tally) summed over the shard's incidents.
 
-    Every record of an incident is in the same shard, so incidents are summarised here in plain
-    Python (``IncidentCombineFn``'s steps) rather than through a combine per (series, incident)
-    key, which cost Beam's per-key overhead twice per record.
+    Every record of a series is in its township's shard, so incidents are summarised and summed
+    per series × day here in plain Python (``IncidentCombineFn``'s steps), not through combines per
+    key, which cost Beam's per-key overhead per record and per partial tally.
     """
 
     def setup(self):
@@ -196,8 +177,8 @@ class _ShardTallies(beam.DoFn):
 class DailyCounts(beam.PTransform):
     """Linked Events → (((county, township, village|None, domain), ISO date), tally).
 
-    Records are grouped by a hash shard of their incident, summarised per incident and series and
-    summed per series × day within the shard; the shards' partial tallies are then combined.
+    Records are grouped by a hash shard of their township, summarised per incident and series and
+    summed per series × day within the shard.
     """
 
     def __init__(self, shards: int = DAILY_COUNT_SHARDS):
@@ -210,7 +191,6 @@ class DailyCounts(beam.PTransform):
             | "RecordsByIncident" >> beam.ParDo(_IncidentRecords(self._shards))
             | "GroupIncidentShards" >> beam.GroupByKey()
             | "ShardTallies" >> beam.ParDo(_ShardTallies())
-            | "CombineSeriesDay" >> beam.CombinePerKey(TallyCombineFn())
         )
 
 
