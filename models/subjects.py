@@ -100,7 +100,8 @@ def strongest(window: Mapping[str, int], window_days: int, history: Mapping[str,
     if sum(window.values()) < cfg["min_incidents"]:
         return None
     window = fold_names(window, history)
-    candidates = [(s, n) for s, n in window.items() if n >= cfg["min_incidents"]]
+    # by name: of equally surprising subjects the same one is named whatever order the tallies came in
+    candidates = sorted((s, n) for s, n in window.items() if n >= cfg["min_incidents"])
     if not candidates or history_days < cfg["min_history_days"]:
         return None
     n_subjects = len(set(history) | set(window))

@@ -106,3 +106,13 @@ def test_day_rows_name_a_new_compound_recurring_and_score_it_higher():
     # the busy pool alone: no subject reasons on the days before the burst
     before = [r for d, row in with_subjects.items() if d < dt.date(2025, 4, 10) for r in row["reasons"]]
     assert not any("同一对象" in r for r in before)
+
+
+def test_equally_surprising_subjects_give_the_same_evidence_in_any_order():
+    """Tallies merged in another order (an incremental run, another runner) name the same subject."""
+    history = {"盛世名苑": 3, "泰和嘉园": 3, "文化路": 40}
+    window = {"泰和嘉园": 4, "盛世名苑": 4, "文化路": 2}
+    first = subjects.strongest(window, 7, history, 120, RULES, 3)
+    second = subjects.strongest(dict(reversed(window.items())), 7, history, 120, RULES, 3)
+    assert first is not None and first == second
+    assert first.count == 4 and first.subject in ("泰和嘉园", "盛世名苑")
