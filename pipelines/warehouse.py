@@ -255,7 +255,7 @@ def read_month_tallies(out: str, month: str, parse: bool = True):
         rows = zip(*columns.values())
         if table == SERIES_TALLIES:
             for county, township, village, domain, date, tally in rows:
-                yield table, (((county, township, village, domain), date), json.loads(tally) if parse else tally)
+                yield table, (((county, township, village, domain), date), tally_value(tally) if parse else tally)
         else:
             for feed, township, date, n in rows:
                 yield table, ((feed, township, date), n)
