@@ -219,8 +219,15 @@ def _most_similar_incident(i: int, ordered: list, vectors: list, totals: list, p
             if j < cutoff:
                 break
             shared[j] += weight
+    # The similarity first: most candidates share only common n-grams and fall below every
+    # threshold, so the place and time checks run for few of them.
+    floor = min(cfg["min_similarity"], cfg["other_village_similarity"], cfg["same_caller_similarity"])
     best, best_sim = None, -1.0
     for j in sorted(shared):
+        smaller = min(totals[i], totals[j])
+        sim = shared[j] / smaller if smaller else 0.0
+        if sim < floor or sim <= best_sim:
+            continue
         other = ordered[j]
         incident = incident_of[other["event_id"]]
         start = incident_start.get(incident)
@@ -228,11 +235,7 @@ def _most_similar_incident(i: int, ordered: list, vectors: list, totals: list, p
         if start is None or t - start > span:
             continue
         need = _required_similarity(e, other, cfg)
-        if need is None:
-            continue
-        smaller = min(totals[i], totals[j])
-        sim = shared[j] / smaller if smaller else 0.0
-        if sim >= need and sim > best_sim:
+        if need is not None and sim >= need:
             best, best_sim = incident, sim
     return best
 
