@@ -8,6 +8,7 @@ import pkgutil
 import sys
 
 from jobs import commands
+from pipelines.runners import fewer_collections
 
 
 def _command_modules():
@@ -45,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    return int(handlers[args.command](args, beam_args) or 0)
+    with fewer_collections():
+        return int(handlers[args.command](args, beam_args) or 0)
 
 
 if __name__ == "__main__":

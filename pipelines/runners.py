@@ -6,6 +6,9 @@ runners (Beam 2.77's DaskRunner) implement only part of the model. See docs/runn
 """
 from __future__ import annotations
 
+import contextlib
+import gc
+
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pvalue import TaggedOutput
@@ -38,6 +41,28 @@ def dask_options(address: str, beam_args: list[str] | None = None, partitions: i
     if partitions:
         args.append(f"--dask_npartitions={partitions}")
     return beam_options(args, **overrides)
+
+
+# Objects allocated (net) between young collections; the interpreter's default is 700.
+YOUNG_COLLECTION_EVERY = 50_000
+
+
+@contextlib.contextmanager
+def fewer_collections(young_every: int = YOUNG_COLLECTION_EVERY):
+    """Run a job with CPython's cyclic collector scanning less often; restores its thresholds after.
+
+    A local runner keeps the pipeline's buffered elements as Python objects in this process, and
+    the collector's full scans walk all of them: 27 % of the CPU of the county month's run
+    (53 of 194 CPU-s, 87 full scans) at the default thresholds, 4 CPU-s at these — with the
+    same peak memory, since the pipeline's own objects are freed by reference counting; the full
+    scans that still run (every 100 young ones) collect the rare cycles.
+    """
+    before = gc.get_threshold()
+    gc.set_threshold(young_every, 10, 10)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 def run_to_completion(pipeline: beam.Pipeline):

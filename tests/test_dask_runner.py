@@ -160,3 +160,16 @@ def test_cluster_processes_are_all_gone_after_close():
         assert len(processes) >= 3  # scheduler, nanny and the nanny's worker process
     _, alive = psutil.wait_procs(processes, timeout=10)
     assert alive == []
+
+
+def test_fewer_collections_restores_the_collector_after_a_failing_job():
+    import gc
+
+    from pipelines.runners import fewer_collections
+
+    before = gc.get_threshold()
+    with pytest.raises(RuntimeError, match="job failed"):
+        with fewer_collections(young_every=12_345):
+            assert gc.get_threshold()[0] == 12_345
+            raise RuntimeError("job failed")
+    assert gc.get_threshold() == before
