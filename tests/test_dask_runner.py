@@ -2,6 +2,7 @@
 processes on 127.0.0.1, see tests/dask_cluster.py) must write the same outputs."""
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
 from pipelines.options import beam_options
-from pipelines.runners import ParDoWithOutputs, counter_values, dask_options, run_to_completion
+from pipelines.runners import ParDoWithOutputs, counter_values, dask_options, fewer_collections, run_to_completion
 from tests.dask_cluster import DaskCluster, dask_cluster  # noqa: F401  (dask_cluster: pytest fixture)
 
 
@@ -163,10 +164,6 @@ def test_cluster_processes_are_all_gone_after_close():
 
 
 def test_fewer_collections_restores_the_collector_after_a_failing_job():
-    import gc
-
-    from pipelines.runners import fewer_collections
-
     before = gc.get_threshold()
     with pytest.raises(RuntimeError, match="job failed"):
         with fewer_collections(young_every=12_345):
