@@ -31,6 +31,8 @@ from collections import Counter, defaultdict
 from typing import Iterable, Mapping
 
 import apache_beam as beam
+import numpy as np
+from scipy import sparse
 
 import schemas
 from pipelines.runners import ParDoWithOutputs
@@ -161,9 +163,10 @@ def link_group(home: Iterable[Mapping], cfg: Mapping | None = None, *, guests: I
     month's first ``max_span_hours`` (``guests``), greedy in time order.
 
     Each record joins the incident of its most similar earlier record when that incident began
-    no more than ``max_span_hours`` earlier; otherwise it starts a new incident. Only records that
-    share an n-gram can reach a similarity above zero, so candidates come from an inverted index
-    rather than from every recent record.
+    no more than ``max_span_hours`` earlier; otherwise it starts a new incident. The similarities
+    of each record to its candidates (the ``max_candidates`` records before it within the span)
+    are computed before the greedy pass (``candidate_similarities``); only the pairs similar
+    enough for some threshold reach it.
 
     The idf is the home month's (``frequencies``, ``document_frequencies`` of all its records, when
     ``home`` holds only part of it); guests come after every home record, so the home records'
@@ -181,52 +184,79 @@ def link_group(home: Iterable[Mapping], cfg: Mapping | None = None, *, guests: I
         guest_ids = {e["event_id"] for e in guests}
         frequencies = document_frequencies(g for g, e in zip(grams, ordered) if e["event_id"] not in guest_ids)
     vectors = _idf_weights(grams, frequencies, cfg["idf_prior_documents"])
-    totals = [sum(v.values()) for v in vectors]
     span = dt.timedelta(hours=cfg["max_span_hours"])
+    cutoffs, oldest = [], 0  # earlier records within the span are oldest..i-1
+    for i, e in enumerate(ordered):
+        while oldest < i and e["reported_at"] - ordered[oldest]["reported_at"] > span:
+            oldest += 1
+        cutoffs.append(max(oldest, i - cfg["max_candidates"]))
+    floor = min(cfg["min_similarity"], cfg["other_village_similarity"], cfg["same_caller_similarity"])
+    candidates = candidate_similarities(vectors, cutoffs, floor)
     incident_of: dict[str, str] = {}
     incident_start: dict[str, dt.datetime] = {}
-    postings: dict[str, list[int]] = defaultdict(list)  # n-gram → earlier records holding it, ascending
-    oldest = 0  # earlier records within the span are oldest..i-1
     for i, e in enumerate(ordered):
         t = e["reported_at"]
-        while oldest < i and t - ordered[oldest]["reported_at"] > span:
-            oldest += 1
         best = keep.get(e["event_id"])
         if best is None:
-            best = _most_similar_incident(i, ordered, vectors, totals, postings, max(oldest, i - cfg["max_candidates"]),
-                                          incident_of, incident_start, cfg)
+            best = _most_similar_incident(e, candidates[i], ordered, incident_of, incident_start, span, cfg)
         if best is None:
             best = e["event_id"]
         if best == e["event_id"]:
             incident_start[best] = t
         incident_of[e["event_id"]] = best
-        for gram in vectors[i]:
-            postings[gram].append(i)
     return incident_of
 
 
-def _most_similar_incident(i: int, ordered: list, vectors: list, totals: list, postings: Mapping, cutoff: int,
-                           incident_of: Mapping, incident_start: Mapping, cfg: Mapping) -> str | None:
-    """The incident of the earlier record (index ≥ ``cutoff``) most similar to record ``i`` that is
-    close enough in place and whose incident began within the span, or None."""
-    e, t = ordered[i], ordered[i]["reported_at"]
-    span = dt.timedelta(hours=cfg["max_span_hours"])
-    shared: dict[int, float] = defaultdict(float)
-    for gram, weight in vectors[i].items():
-        holders = postings.get(gram, ())
-        for k in range(len(holders) - 1, -1, -1):
-            j = holders[k]
-            if j < cutoff:
-                break
-            shared[j] += weight
-    # The similarity first: most candidates share only common n-grams and fall below every
-    # threshold, so the place and time checks run for few of them.
-    floor = min(cfg["min_similarity"], cfg["other_village_similarity"], cfg["same_caller_similarity"])
+_BLOCK_ROWS = 512
+
+
+def candidate_similarities(vectors: list[dict], cutoffs: list[int], floor: float) -> list[list[tuple[int, float]]]:
+    """Per record i: [(j, similarity)] for the earlier records j in ``cutoffs[i]``..i-1 with a
+    similarity ≥ ``floor``, j ascending.
+
+    The shared weights are one sparse product per block of records (weights × which n-grams the
+    candidates hold); its sums add each pair's shared weights in n-gram order, as
+    ``similarity`` does, so the similarities are the same floats and the links the same.
+    """
+    n = len(vectors)
+    out: list[list] = [[] for _ in range(n)]
+    vocabulary = {gram: k for k, gram in enumerate(sorted(set().union(*vectors)))} if n else {}
+    if not vocabulary:
+        return out
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    indptr[1:] = np.cumsum([len(v) for v in vectors])
+    # _idf_weights' dicts are in n-gram order, so each row's columns are ascending.
+    indices = np.fromiter((vocabulary[g] for v in vectors for g in v), dtype=np.int64, count=indptr[-1])
+    weights = np.fromiter((w for v in vectors for w in v.values()), dtype=np.float64, count=indptr[-1])
+    shape = (n, len(vocabulary))
+    weighted = sparse.csr_matrix((weights, indices, indptr), shape=shape)
+    holds = sparse.csr_matrix((np.ones_like(weights), indices, indptr), shape=shape)
+    totals = np.array([sum(v.values()) for v in vectors])
+    lows = np.asarray(cutoffs, dtype=np.int64)
+    for first in range(0, n, _BLOCK_ROWS):
+        last = min(first + _BLOCK_ROWS, n)
+        reach = int(lows[first:last].min())
+        shared = (weighted[first:last] @ holds[reach:last].T).tocoo()
+        i, j = shared.row + first, shared.col + reach
+        keep = (j >= lows[i]) & (j < i)
+        i, j, value = i[keep], j[keep], shared.data[keep]
+        sim = value / np.minimum(totals[i], totals[j])
+        keep = sim >= floor
+        i, j, sim = i[keep], j[keep], sim[keep]
+        order = np.lexsort((j, i))
+        for a, b, c in zip(i[order].tolist(), j[order].tolist(), sim[order].tolist()):
+            out[a].append((b, c))
+    return out
+
+
+def _most_similar_incident(e: Mapping, candidates: list, ordered: list, incident_of: Mapping,
+                           incident_start: Mapping, span: dt.timedelta, cfg: Mapping) -> str | None:
+    """The incident of the candidate (``candidate_similarities``) most similar to record ``e`` that
+    is close enough in place and whose incident began within the span, or None."""
+    t = e["reported_at"]
     best, best_sim = None, -1.0
-    for j in sorted(shared):
-        smaller = min(totals[i], totals[j])
-        sim = shared[j] / smaller if smaller else 0.0
-        if sim < floor or sim <= best_sim:
+    for j, sim in candidates:
+        if sim <= best_sim:
             continue
         other = ordered[j]
         incident = incident_of[other["event_id"]]
