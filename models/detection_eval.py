@@ -1,7 +1,7 @@
 """Detection quality of day-level alarms against known episodes (the simulator's truth).
 
 A *series* is a township × domain. An alarm day is a day whose statistic reaches the threshold
-(RiskWatch: the day score, yellow = 50; EARS: the C2/C3 statistic). For every episode that
+(RiskWatch: the day score at yellow, `levels.yellow`; EARS: the C2/C3 statistic). For every episode that
 starts inside the evaluated period: detected when its series alarms on a day of the episode,
 with the delay from the episode's first day to the first such alarm. A false alarm is a run of
 consecutive alarm days of a series none of whose days lies within an episode of that series

@@ -143,17 +143,23 @@ def _num(x: float) -> str:
     return f"{x:.0f}" if x >= 10 or float(x).is_integer() else f"{x:.1f}"
 
 
-def usual_counts(history: Mapping, expected_incidents: float) -> dict:
-    """What the series' history makes usual in a period expecting ``expected_incidents``: for each
-    signal and for incidents seen by two / three feeds, the history's share of incidents × that.
+def usual_counts(history: Mapping, incidents: float) -> dict:
+    """What the series' history makes usual among a period's ``incidents``: for each signal and for
+    incidents seen by two / three feeds, the history's share of incidents × the period's incidents.
 
     A signal that comes with every tenth incident of a busy series (110 and 12345 both hearing of a
     traffic accident) is that series' normal, not evidence of a rising risk; the same signal in a
-    series that has never carried it is. ``history``: ``signal_history`` of the days before.
+    series that has never carried it is. The usual count is taken given the incidents the period
+    did have, not the incidents it was expected to have: the volume statistic already scores how
+    many incidents there were, so the signals score only what it cannot see — a larger share of them
+    escalating or retold than usual. (Given the expected incidents, a day with chance excess volume
+    also had proportionally more routine gatherings and echoes, and earned points for the same
+    excess twice: most alarm days on synthetic busy series with no episode, docs/notes/scoring.md,
+    Session 5.) ``history``: ``signal_history`` of the days before.
     """
     if not history["incidents"]:
         return {}
-    scale = expected_incidents / history["incidents"]
+    scale = incidents / history["incidents"]
     usual = {code: n * scale for code, n in history["signals"].items()}
     usual["feeds_2"], usual["feeds_3"] = history["feeds_2"] * scale, history["feeds_3"] * scale
     return usual
@@ -347,7 +353,7 @@ def score_window(observed: int, history_daily_counts: Mapping[dt.date, Mapping |
     expected = expected_volume * per_volume
     reason = window_volume_reason(observed, expected, window_days, tally.get("records"))
     past = [t for d, t in history.items() if start <= d <= history_end]
-    usual = usual_counts(signal_history(past), expected)
+    usual = usual_counts(signal_history(past), observed)
     subject = window_subject(tally.get("subjects") or {}, window_days, subjects_model.sum_subjects(past),
                              len(dates), model.dispersion, cfg)
     result = assess(s, reason, tally, n_repeat_callers, gap_days, window_days == 1, cfg, usual, subject, village)
@@ -537,10 +543,10 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
                 first = max(0, i - w + 1)
                 tally, n_repeat = span(first, i)
                 expected = float(mu[first:i + 1].sum())
-                reason = window_volume_reason(int(incidents[first:i + 1].sum()), expected * per_volume, w,
-                                              int(records[first:i + 1].sum()))
+                observed = int(incidents[first:i + 1].sum())
+                reason = window_volume_reason(observed, expected * per_volume, w, int(records[first:i + 1].sum()))
                 gap_days = gaps_for(gaps, township_code, feeds, dates[first:i + 1])
-                usual = usual_counts(history, expected * per_volume)
+                usual = usual_counts(history, observed)
                 village = None if village_index < 0 else villages.evidence(
                     village_index, first, i, float(shares[village_index]) * expected, per_volume, w)
                 return assess(s, reason, tally, n_repeat, gap_days, w == 1, cfg, usual, subject, village)
@@ -566,7 +572,7 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
         tally, n_repeat = span(m_first, m_last)
         gap_days = gaps_for(gaps, township_code, feeds, dates[m_first:m_last + 1])
         a = assess(s, month_volume_reason(observed, expected_volume * per_volume, previous), tally, n_repeat,
-                   gap_days, False, cfg, usual_counts(history, expected_volume * per_volume))
+                   gap_days, False, cfg, usual_counts(history, observed))
         rows.append(_row("month", month, observed, expected_volume * per_volume, a, base))
     return rows
 

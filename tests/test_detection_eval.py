@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import schemas
 from jobs import cli
 from models import detection_eval as de
+from models import risk_score
 
 D0 = dt.date(2025, 3, 1)
 TZ = zoneinfo.ZoneInfo("Asia/Shanghai")
@@ -164,7 +165,8 @@ def test_evaluate_detection_command_with_true_domains(tmp_path, capsys):
     assert result["linking"]["episode_records"]["true_pairs"] == 0
     assert result["linking"]["episode_records"]["predicted_pairs"] > 0  # look-alike wage complaints fold
     table = (out / "true-domains" / "evaluation.md").read_text(encoding="utf-8")
-    assert "| RiskWatch (operating point) | 50 | 1/1 |" in table
+    yellow = risk_score.config()["levels"]["yellow"]
+    assert f"| RiskWatch (operating point) | {yellow:g} | 1/1 |" in table
     assert (out / "true-domains" / "curve.svg").read_text(encoding="utf-8").startswith("<svg")
     assert "written:" in capsys.readouterr().out
 

@@ -244,7 +244,7 @@ def test_usual_counts_scale_the_history_share_to_the_period():
     history = risk_score.signal_history([
         {**risk_score.empty_tally(), "incidents": 60, "signals": {"gathering": 6}, "feeds_2": 12, "feeds_3": 3},
         {**risk_score.empty_tally(), "incidents": 40, "signals": {"gathering": 4, "media_exposure": 1}, "feeds_2": 8}])
-    usual = risk_score.usual_counts(history, expected_incidents=5.0)
+    usual = risk_score.usual_counts(history, incidents=5.0)
     assert usual == pytest.approx({"gathering": 0.5, "media_exposure": 0.05, "feeds_2": 1.0, "feeds_3": 0.15})
     assert risk_score.usual_counts(risk_score.signal_history([]), 5.0) == {}
 
@@ -260,6 +260,22 @@ def test_a_signal_usual_for_the_series_earns_fewer_points_and_says_so():
     assert usual.score == pytest.approx(rule["per_incident"] * (3 - 1.0 - margin), abs=0.1)
     assert "3起涉及聚集（通常约1起）" in usual.reasons
     assert routine.score == 0.0 and not any("聚集" in r for r in routine.reasons)
+
+
+def test_signals_count_above_their_usual_share_of_the_incidents_seen():
+    """A busy day with three times the usual incidents, a fifth of them gatherings as always: the volume
+    says there were more incidents; the gatherings say nothing more, so no points and no reason for
+    them (given the expected incidents they would score the same excess again). The same day with
+    most of its incidents gatherings does earn them."""
+    for seed in range(3):
+        daily = daily_series(np.random.default_rng(seed), all_days(HISTORY_START, TARGET_END), mean=8.0,
+                             signal_share=0.2)
+        day = TARGET + dt.timedelta(days=20)
+        for gatherings, counted in ((5, False), (14, True)):
+            daily[day] = {**risk_score.empty_tally(), "incidents": 24, "records": 24,
+                          "signals": {"gathering": gatherings}, "feeds_2": gatherings}
+            row = next(r for r in day_rows(daily) if r["period_start"] == day)
+            assert any("涉及聚集" in r for r in row["reasons"]) is counted, (seed, gatherings, row["reasons"])
 
 
 def test_flat_over_dispersed_series_with_routine_signals_raises_no_level():
