@@ -12,8 +12,8 @@ from models.topics import RECORD_COLUMNS, build_topics, shift_month
 from pipelines import warehouse
 from pipelines.alert_sinks import AlertStore
 from pipelines.gazetteer import read_gazetteer_rows
+from pipelines.month_events import MonthEvents
 from pipelines.normalise import TZ
-from pipelines.quality import run_quality
 from quality.scorecard import describe
 from reports.render import write_report
 from reports.summary import domain_trend
@@ -21,7 +21,6 @@ from reports.topics_json import read_topics_json
 
 TOPIC_HISTORY_MONTHS = 3
 TREND_MONTHS = 12
-_TREND_COLUMNS = ["incident_id", "domain", "reported_at"]
 
 
 def quality_summary(findings: list[dict], township_names: dict) -> list[dict]:
@@ -64,27 +63,36 @@ def daily_warnings(scores: pd.DataFrame) -> list[dict]:
     return warnings
 
 
+def check_quality(out: str, month: str, gazetteer: str, store: MonthEvents | None = None):
+    """``pipelines.quality.run_quality`` of the month; great-expectations is imported here, in the
+    process that runs the checks."""
+    from pipelines.quality import run_quality
+
+    return run_quality(out, month, gazetteer_csv=gazetteer, store=store)
+
+
 def report_month(out: str, month: str, gazetteer: str) -> tuple[dict[str, Path], dict]:
     """Check the month's feeds, build ``<out>/reports/<month>/`` from the warehouse; return the
-    report's paths and a run summary (with the quality findings marked critical by the policy)."""
+    report's paths and a run summary (with the quality findings marked critical by the policy).
+    Each month's Events are read once (``MonthEvents``) for the checks, the topics and the trend."""
     gazetteer_rows = read_gazetteer_rows(gazetteer)
     names = {r["code"]: r["name"] for r in gazetteer_rows}
-    quality, quality_paths = run_quality(out, month, gazetteer_csv=gazetteer)
+    store = MonthEvents(out)
+    quality, quality_paths = check_quality(out, month, gazetteer, store)
+    incidents = store.incidents_by_domain([shift_month(month, -k) for k in range(TREND_MONTHS - 1, -1, -1)])
     # DataFrames: topics convert only the events a topic can hold, the headline figures count columns
-    events = warehouse.read_events(out, [month], columns=RECORD_COLUMNS)
-    history = warehouse.read_events(out, [shift_month(month, -k) for k in range(1, TOPIC_HISTORY_MONTHS + 1)],
-                                    columns=RECORD_COLUMNS)
+    events = store.latest([month], columns=RECORD_COLUMNS)
+    history = store.latest([shift_month(month, -k) for k in range(1, TOPIC_HISTORY_MONTHS + 1)],
+                           columns=RECORD_COLUMNS)
     scores = warehouse.read_scores(out, [month])
     # topics, report and workbook read the month's rows only, the warnings the day rows
     month_scores = scores[scores["period"] == "month"] if "period" in scores.columns else scores
-    trend_events = warehouse.read_events(
-        out, [shift_month(month, -k) for k in range(TREND_MONTHS - 1, -1, -1)], columns=_TREND_COLUMNS)
     previous = read_topics_json(Path(out) / "reports" / shift_month(month, -1) / "topics.json")
     topics = build_topics(events, month_scores, history, previous, schemas.taxonomy(), gazetteer_rows, month)
     paths = write_report(
         out, month, topics, scores=month_scores, alerts=[*daily_warnings(scores), *AlertStore(out).raised()],
         quality_summary=quality_summary(quality.findings, names),
-        domain_trend=domain_trend(month_scores, month, TREND_MONTHS, events=trend_events),
+        domain_trend=domain_trend(month_scores, month, TREND_MONTHS, incidents=incidents),
         gazetteer=gazetteer_rows, events=events,
         scorecard_html=Path(quality_paths["scorecard_html"]).read_text(encoding="utf-8"),
     )

@@ -10,8 +10,8 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from pipelines import warehouse
 from pipelines.gazetteer import read_gazetteer_rows
+from pipelines.month_events import MonthEvents
 from quality import accounting
 from quality.monthly import QualityReport, check_month, write_outputs
 from quality.policy import load_policy
@@ -34,12 +34,14 @@ def township_names(gazetteer_csv: str | None) -> dict:
     return {row["code"]: row["name"] for row in read_gazetteer_rows(gazetteer_csv) if row.get("level") == "township"}
 
 
-def run_quality(out_dir, month: str, policy_path=None, gazetteer_csv: str | None = None, report_dir=None) -> tuple[QualityReport, dict]:
-    """Check ``month`` of the ingest output in ``out_dir``; write to ``report_dir`` (default ``out_dir``)."""
+def run_quality(out_dir, month: str, policy_path=None, gazetteer_csv: str | None = None, report_dir=None,
+                store: MonthEvents | None = None) -> tuple[QualityReport, dict]:
+    """Check ``month`` of the ingest output in ``out_dir``; write to ``report_dir`` (default ``out_dir``).
+    ``store``: the warehouse's Events as the rest of the report step reads them (one read per month)."""
     out_dir = Path(out_dir)
     policy = load_policy(policy_path)
-    events = warehouse.read_events(str(out_dir), history_months(month, policy.thresholds.get("history_days", 56)),
-                                   latest_only=False)
+    store = store or MonthEvents(str(out_dir))
+    events = store.all_versions(history_months(month, policy.thresholds.get("history_days", 56)))
     run = QualityRun(policy, month)
     report = check_month(events, month, policy, quarantine=accounting.read_quarantine(out_dir / "quarantine"),
                          manifest=accounting.manifest_files(out_dir / "manifests"), run=run)

@@ -15,11 +15,13 @@ def _month_rows(scores: Any, month: str | None = None) -> list[dict]:
     return [r for r in rows if month is None or score_month(r) == month]
 
 
-def domain_trend(scores: Any, month: str, months: int = 12, events: Any = None) -> dict[str, list[dict]]:
+def domain_trend(scores: Any, month: str, months: int = 12, events: Any = None,
+                 incidents: Mapping[tuple[str, str], int] | None = None) -> dict[str, list[dict]]:
     """Per domain, the county's events and expected events for each of the last `months` months.
 
     Scores carry the months a job scored; ``events`` (the months' Events, when given) supply the
-    observed incidents of every month, scored or not."""
+    observed incidents of every month, scored or not, as do ``incidents`` when counted already:
+    (domain, month) → incidents (``incident_counts``, ``MonthEvents.incidents_by_domain``)."""
     window = [shift_month(month, -k) for k in range(months - 1, -1, -1)]
     totals: dict[str, dict[str, list[float]]] = defaultdict(lambda: {m: [0.0, 0.0] for m in window})
     for r in _month_rows(scores):
@@ -28,16 +30,22 @@ def domain_trend(scores: Any, month: str, months: int = 12, events: Any = None) 
             totals[r["domain"]][m][0] += float(r.get("observed") or 0)
             totals[r["domain"]][m][1] += float(r.get("expected") or 0)
     if events is not None:
-        frame = event_frame(events)
-        frame = frame[frame["month"].isin(window) & frame["domain"].notna() & (frame["domain"] != "none")]
-        incidents = frame.groupby(["domain", "month"])["incident"].nunique()
-        for code in incidents.index.get_level_values("domain").unique():
+        incidents = incident_counts(events, window)
+    if incidents is not None:
+        for code in dict.fromkeys(d for d, _ in incidents):
             for m in window:
                 totals[code][m][0] = float(incidents.get((code, m), 0))
     return {
         code: [{"month": m, "observed": totals[code][m][0], "expected": totals[code][m][1]} for m in window]
         for code in schemas.domain_codes(include_none=False)
     }
+
+
+def incident_counts(events: Any, months: list[str]) -> dict[tuple[str, str], int]:
+    """(domain, month) → incidents of these months' Events; domain ``none`` and missing left out."""
+    frame = event_frame(events)
+    frame = frame[frame["month"].isin(months) & frame["domain"].notna() & (frame["domain"] != "none")]
+    return {key: int(n) for key, n in frame.groupby(["domain", "month"])["incident"].nunique().items()}
 
 
 def township_domain_levels(scores: Any, month: str) -> dict[str, dict[str, dict]]:

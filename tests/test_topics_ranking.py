@@ -4,11 +4,13 @@ days is a topic; a county-wide seasonal rise is not. Hand-written, field-style t
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.stats import poisson
 
 from models import topics as model
 from tests.topic_fixtures import CHENGGUAN, GAZETTEER, MONTH, QINGSHI, TZ, score_row
@@ -118,6 +120,25 @@ def test_surprise_grows_with_the_count_against_its_expectation(count, expected, 
     assert value >= at_least
     assert model.surprise(count + 1, expected, 0.3) > value
     assert model.surprise(count, expected * 2, 0.3) < value
+
+
+def test_poisson_surprise_is_the_tail_probability():
+    # P(X >= 1 | 1) = 1 - e^-1; P(X >= 3 | 0.5) = 1 - e^-0.5 (1 + 0.5 + 0.125)
+    assert model.surprise(1, 1.0) == pytest.approx(-math.log10(1 - math.exp(-1)), rel=1e-12)
+    assert model.surprise(3, 0.5) == pytest.approx(-math.log10(1 - math.exp(-0.5) * 1.625), rel=1e-12)
+    assert model.surprise(0, 5.0) == 0.0 and model.surprise(4, 400.0) == 0.0
+    # beyond double precision the tail is 0: an infinite surprise, which the strengths cap
+    assert model.surprise(400, 1e-6) == math.inf
+    evidence = model.Evidence(events=1, history_mean=0, history_months=3, expected=1, season=1, season_of=None,
+                              burst=400, burst_start=None, burst_expected=1e-6, signal_events=0, signal_expected=1,
+                              corroborated=0, corroborated_expected=1, repeat_callers=0, level="none", region_share=0)
+    assert evidence.strengths()["burst"] == model.TopicParams().evidence_cap
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=1, max_value=400), st.floats(min_value=1e-6, max_value=500))
+def test_poisson_surprise_equals_scipy_stats(count, expected):
+    assert model.surprise(count, expected) == max(0.0, -float(poisson.logsf(count - 1, expected)) / math.log(10.0))
 
 
 def test_no_two_topics_of_a_group_share_a_title():

@@ -1,0 +1,115 @@
+"""The monthly report step's readers and shortcuts give what the slower paths gave: each month read
+once (``MonthEvents``), a year of incidents counted in Arrow, last month's topics looked up by
+group; and subjects unify to the first head."""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import schemas
+from models import topics as model
+from pipelines import warehouse
+from pipelines.month_events import MonthEvents
+from pipelines.sinks import events_dir
+from reports.summary import domain_trend
+
+DATA = Path(__file__).parent / "data"
+CST = dt.timezone(dt.timedelta(hours=8))
+
+
+def _event(event_id, reported_at, ingested_at, domain, incident_id=None, text="反映情况"):
+    return {"event_id": event_id, "source": "police_110", "source_id": event_id, "reported_at": reported_at,
+            "ingested_at": ingested_at, "batch_id": "b", "text": text, "township_code": "t1", "domain": domain,
+            "incident_id": incident_id, "signals": []}
+
+
+def _store(out: Path, month: str, name: str, rows: list[dict]) -> None:
+    folder = Path(events_dir(str(out))) / f"month={month}"
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schemas.arrow_schema("event")), folder / name)
+
+
+@pytest.fixture()
+def small_warehouse(tmp_path):
+    first, later = dt.datetime(2026, 10, 5, tzinfo=CST), dt.datetime(2026, 11, 2, tzinfo=CST)
+    oct_ = dt.datetime(2026, 10, 10, 9, tzinfo=CST)
+    _store(tmp_path, "2026-09", "events-a.parquet", [
+        _event("e:sep", dt.datetime(2026, 9, 3, tzinfo=CST), first, "labor_wage", "i9"),
+        # 01:00 on 1 October in county time: an October event, whatever partition holds it
+        _event("e:edge", dt.datetime(2026, 9, 30, 17, tzinfo=dt.timezone.utc), first, "public_order"),
+        # an older version of e:a, stored under September before its time was corrected
+        _event("e:a", dt.datetime(2026, 9, 28, tzinfo=CST), first, "public_order", "i1"),
+    ])
+    _store(tmp_path, "2026-10", "events-a.parquet", [
+        _event("e:c", oct_, first, "labor_wage", ""),
+        _event("e:b", oct_, first, "labor_wage", "i1"),
+        _event("e:a", oct_, first, "labor_wage", "i1", text="第一版"),
+        _event("e:d", oct_, first, "none", "i4"),
+        _event("e:e", oct_, first, None, "i5"),
+    ])
+    # a later run stores e:a again: its version wins
+    _store(tmp_path, "2026-10", "events-b.parquet", [_event("e:a", oct_, later, "labor_wage", "i1", text="第二版")])
+    return tmp_path
+
+
+def test_latest_versions_as_the_warehouse_reads_them(small_warehouse):
+    out, store = str(small_warehouse), MonthEvents(str(small_warehouse))
+    october = store.latest(["2026-10"], columns=["text", "domain"])
+    assert october["event_id"].tolist() == ["e:a", "e:b", "e:c", "e:d", "e:e"]
+    assert october.loc[0, "text"] == "第二版"
+    both = ["2026-09", "2026-10"]
+    assert store.latest(both)["event_id"].tolist() == ["e:a", "e:b", "e:c", "e:d", "e:e", "e:edge", "e:sep"]
+    assert store.latest(both).equals(warehouse.read_events(out, both))
+    # every stored version for the quality checks; a month read whole serves the narrower reads too
+    assert store.all_versions(both).equals(warehouse.read_events(out, both, latest_only=False))
+    assert len(store.all_versions(both)) == 9
+    assert store.latest(both, columns=model.RECORD_COLUMNS).equals(
+        warehouse.read_events(out, both, columns=model.RECORD_COLUMNS))
+    assert store.latest(["2026-08"]).empty
+
+
+def test_incidents_by_domain_count_latest_versions_by_county_month(small_warehouse):
+    out = str(small_warehouse)
+    months = ["2026-09", "2026-10"]
+    incidents = MonthEvents(out).incidents_by_domain(months)
+    # October labour: e:a and e:b share i1, e:c (empty incident) is its own; e:a's September
+    # version is superseded; none and missing domains count nowhere
+    assert incidents == {("labor_wage", "2026-10"): 2, ("public_order", "2026-10"): 1, ("labor_wage", "2026-09"): 1}
+    events = warehouse.read_events(out, months, columns=["incident_id", "domain", "reported_at"])
+    assert domain_trend([], "2026-10", 2, incidents=incidents) == domain_trend([], "2026-10", 2, events=events)
+
+
+def test_events_still_speaking_of_last_months_topics_are_counted_per_group():
+    previous = [
+        {"topic_id": "p1", "region": {"code": "t1"}, "domain": "labor_wage", "subject": "宏达公司"},
+        {"topic_id": "p2", "region": {"code": "t2"}, "domain": "labor_wage", "subject": "宏达公司"},
+        {"topic_id": "p3", "region": {"code": "t1"}, "domain": "labor_wage", "keywords": ["欠薪", "工资", "老板"]},
+        {"topic_id": "p4", "region": {"code": "t1"}, "domain": "public_order", "subject": "宏达公司"},
+    ]
+    texts = ["宏达公司欠薪三个月", "老板拖欠工资", "宏达公司门口有人打架"]
+    events = [_event(f"e:{i}", dt.datetime(2026, 10, 10, tzinfo=CST), dt.datetime(2026, 11, 1, tzinfo=CST),
+                     "labor_wage", text=text) for i, text in enumerate(texts)]
+    month = model.build_topics(events, [], previous_topics=previous, gazetteer=[], month="2026-10")
+    # p1: its subject in two events of its group; p3: two of its keywords in one ("老板", "工资"; the
+    # first event has one); p2 and p4 belong to other groups (another township, another domain)
+    assert {c["topic_id"]: c["events"] for c in month.closed} == {"p1": 2, "p2": 0, "p3": 1, "p4": 0}
+
+
+def test_subjects_unify_to_the_first_head_never_to_an_alias():
+    builder = model.TopicBuilder([])
+    named = (["锦绣花园小区"] * 3 + ["锦绣花园"] * 2 + ["宏达建筑工程有限公司"] * 2
+             + ["锦绣花园公寓", "锦绣建材有限公司", "宏达建筑工地"])
+    kinds = {"锦绣建材有限公司": "company", "宏达建筑工程有限公司": "company", "宏达建筑工地": "site"}
+    subjects = [[(n, kinds.get(n, "residential"))] for n in named] + [[]]
+    texts = [f"{n}的事" for n in named] + ["宏达建筑老板跑路了"]
+    unified = model.unify_subjects(subjects, texts, builder.suffixes, kind_of=builder.finder.kind_of)
+    assert [u[0][0] if u else None for u in unified] == (
+        ["锦绣花园小区"] * 5 + ["宏达建筑工程有限公司"] * 2
+        # "锦绣花园公寓" begins with "锦绣花园", which is itself another name's alias: its own place;
+        # a company and a site whose cores begin with a place's or company's core of another kind join it
+        + ["锦绣花园公寓", "锦绣花园小区", "宏达建筑工程有限公司"]
+        + ["宏达建筑工程有限公司"])  # the bare name in a text names the company
