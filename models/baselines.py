@@ -171,31 +171,44 @@ def festival_years_missing(config: dict, first: dt.date, last: dt.date) -> list[
     return [y for y in range(first.year, last.year + 1) if y not in listed]
 
 
-def festival_indicators(dates, periods, festival_dates) -> list[np.ndarray]:
-    """Per period, 1.0 on the dates that fall in it around any festival date."""
+_ORDINAL_1970 = dt.date(1970, 1, 1).toordinal()
+
+
+def _ordinals(dates) -> np.ndarray:
+    """``date.toordinal`` of each date (numpy converts date objects to datetime64 far more slowly)."""
+    return np.fromiter((d.toordinal() for d in dates), dtype=np.int64, count=len(dates))
+
+
+def festival_indicators(dates, periods, festival_dates, ordinals: np.ndarray | None = None) -> list[np.ndarray]:
+    """Per period, 1.0 on the dates that fall in it around any festival date (``ordinals``: the
+    dates' ``_ordinals``, when already at hand)."""
     if not periods or not festival_dates:
         return []
-    ordinals = np.array([d.toordinal() for d in dates], dtype=float)
-    anchors = np.array([d.toordinal() for d in festival_dates], dtype=float)
-    offset = ordinals[:, None] - anchors[None, :]  # days from each festival, per date
-    return [np.any((offset >= lo) & (offset <= hi), axis=1).astype(float) for lo, hi in periods]
+    ordinals = _ordinals(dates) if ordinals is None else ordinals
+    anchors = np.sort(np.array([d.toordinal() for d in festival_dates], dtype=np.int64))
+    # a date is in the period when some festival date lies within [date − last, date − first]:
+    # counted by binary search, not through a date × festival table
+    return [(np.searchsorted(anchors, ordinals - lo, side="right")
+             > np.searchsorted(anchors, ordinals - hi, side="left")).astype(float) for lo, hi in periods]
 
 
 def _design(dates, origin: dt.date, day_of_week: bool, harmonics: int, trend: bool,
-            festivals: tuple = (), festival_dates: tuple = ()) -> np.ndarray:
-    ordinals = np.array([d.toordinal() for d in dates], dtype=float)
+            festivals: tuple = (), festival_dates: tuple = (), ordinals: np.ndarray | None = None) -> np.ndarray:
+    ordinals = _ordinals(dates) if ordinals is None else ordinals
     cols = [np.ones(len(dates))]
     if trend:
-        cols.append((ordinals - origin.toordinal()) / 365.25)
+        cols.append((ordinals.astype(float) - origin.toordinal()) / 365.25)
     if day_of_week:
-        weekday = np.array([d.weekday() for d in dates])
+        weekday = (ordinals + 6) % 7  # date.weekday(): ordinal 1 (0001-01-01) was a Monday
         cols.extend((weekday == k).astype(float) for k in range(1, 7))
     if harmonics:
-        year_fraction = np.array([d.timetuple().tm_yday for d in dates], dtype=float) / 365.25
+        days = (ordinals - _ORDINAL_1970).astype("datetime64[D]")
+        day_of_year = (days - days.astype("datetime64[Y]").astype("datetime64[D]")).astype(np.int64) + 1
+        year_fraction = day_of_year.astype(float) / 365.25
         for k in range(1, harmonics + 1):
             cols.append(np.sin(_TWO_PI * k * year_fraction))
             cols.append(np.cos(_TWO_PI * k * year_fraction))
-    cols.extend(festival_indicators(dates, festivals, festival_dates))
+    cols.extend(festival_indicators(dates, festivals, festival_dates, ordinals))
     return np.column_stack(cols)
 
 
@@ -216,9 +229,10 @@ def _poisson_irls(X: np.ndarray, y: np.ndarray, w: np.ndarray, iterations: int =
         wm = w * mu
         xtw = X.T * wm
         new_beta = np.linalg.solve(xtw @ X + ridge, xtw @ z)
-        eta = np.clip(X @ new_beta, -30.0, 30.0)
+        # np.clip and np.max as the bare ufuncs: their wrappers cost more than these small arrays
+        eta = np.maximum(np.minimum(X @ new_beta, 30.0), -30.0)
         mu = np.exp(eta)
-        if np.max(np.abs(new_beta - beta)) < 1e-7:
+        if np.abs(new_beta - beta).max() < 1e-7:
             beta = new_beta
             break
         beta = new_beta
@@ -262,9 +276,10 @@ def fit_expected(dates, counts, config: dict | None = None) -> ExpectedModel:
     festival = cfg.get("festival") or {}
     # A period's term only where the history holds enough of its days: otherwise there is nothing
     # to learn it from and it has no effect.
-    present = [indicator.sum() for indicator in festival_indicators(dates, periods, anchors)]
+    ordinals = _ordinals(dates)
+    present = [indicator.sum() for indicator in festival_indicators(dates, periods, anchors, ordinals)]
     periods = tuple(p for p, days in zip(periods, present) if days >= int(festival.get("min_days", 1)))
-    X = _design(dates, origin, day_of_week, harmonics, trend, periods, anchors)
+    X = _design(dates, origin, day_of_week, harmonics, trend, periods, anchors, ordinals)
     # Gaussian prior on each festival log-ratio, worth ``prior_incidents`` at the usual level: a
     # period seen once with a handful of incidents moves the expectation little, a busy one fully.
     penalty = np.zeros(X.shape[1])
@@ -335,14 +350,27 @@ def walk_forward_expected(dates, counts, refit_every: int = 7, config: dict | No
     return mu, phi
 
 
-def expected_model(dates, counts, config: dict | None = None, parent_counts=None, n_siblings: int = 1) -> ExpectedModel:
-    """The series' own model, or its parent's scaled by a pooled share when the series is sparse."""
+def expected_model(dates, counts, config: dict | None = None, parent_counts=None, n_siblings: int = 1,
+                   parent_fits: dict | None = None) -> ExpectedModel:
+    """The series' own model, or its parent's scaled by a pooled share when the series is sparse.
+
+    ``parent_fits``: a memo of parent fits shared by the series that pool from the same parent (a
+    township's villages refit the same township history otherwise); keyed by the parent's dates and
+    counts, so it holds only for one ``config``.
+    """
     cfg = config or expected_config()
     y = np.asarray(counts, dtype=float)
     horizon = slice(max(0, len(y) - cfg["max_history_days"]), len(y))
     if parent_counts is not None and y[horizon].sum() < cfg["sparse_history_events"]:
         parent = np.asarray(parent_counts, dtype=float)
-        parent_model = fit_expected(dates, parent, cfg)
+        dates = list(dates)
+        if parent_fits is None or not dates:
+            parent_model = fit_expected(dates, parent, cfg)
+        else:
+            key = (dates[0], dates[-1], parent.tobytes())
+            parent_model = parent_fits.get(key)
+            if parent_model is None:
+                parent_model = parent_fits[key] = fit_expected(dates, parent, cfg)
         share = pooled_share(y[horizon].sum(), parent[horizon].sum(), n_siblings, cfg["pooling_pseudo_events"])
         return parent_model.scaled(share)
     return fit_expected(dates, y, cfg)
@@ -356,16 +384,21 @@ def upper_tail(observed, expected, dispersion) -> np.ndarray:
     """P(X ≥ observed) for X with the given mean and variance dispersion·mean."""
     x = np.asarray(observed, dtype=float)
     mu = np.maximum(np.asarray(expected, dtype=float), 1e-12)
-    phi = np.broadcast_to(np.asarray(dispersion, dtype=float), np.broadcast(x, mu).shape)
-    p = np.empty(np.broadcast(x, mu).shape)
-    x, mu = np.broadcast_to(x, p.shape), np.broadcast_to(mu, p.shape)
+    shape = np.broadcast_shapes(x.shape, mu.shape)
+    p = np.empty(shape)
+    x, mu = np.broadcast_to(x, shape), np.broadcast_to(mu, shape)
+    phi = np.broadcast_to(np.asarray(dispersion, dtype=float), shape)
+    # P(X ≥ x) = P(X > k), k = ⌊x − 1⌋ (a weighted volume 2.5 is "3 or more"). The distributions'
+    # own tails (``_sf``, what ``sf`` calls after its argument checks, which cost more per call than
+    # the tail): the regularised beta function differs from scipy's negative binomial by up to 3e-10.
+    k = np.floor(x - 1.0)
     poisson = phi <= 1.0 + 1e-6
-    p[poisson] = stats.poisson.sf(x[poisson] - 1, mu[poisson])
+    p[poisson] = special.pdtrc(k[poisson], mu[poisson])
     nb = ~poisson
     if nb.any():
         size = mu[nb] / (phi[nb] - 1.0)
-        p[nb] = stats.nbinom.sf(x[nb] - 1, size, size / (size + mu[nb]))
-    return np.where(x <= 0, 1.0, p)
+        p[nb] = stats.nbinom._sf(np.maximum(k[nb], 0.0), size, size / (size + mu[nb]))
+    return np.where(k < 0, 1.0, np.clip(p, 0.0, 1.0))  # NaN stays NaN, as scipy gives it
 
 
 def uncertain_rate_tail(count, mean, dispersion, shape):
@@ -408,14 +441,15 @@ def window_surprisal(counts, expected, dispersion, windows=(1, 3, 7, 14), min_ob
     """
     x = np.asarray(counts, dtype=float)
     mu = np.asarray(expected, dtype=float)
-    phi = np.broadcast_to(np.asarray(dispersion, dtype=float), x.shape)
+    # all windows' tails in one call (one row per window): a call per window cost more than the tails
+    observed = np.stack([rolling_sum(x, w) for w in windows])
+    phi = np.broadcast_to(np.asarray(dispersion, dtype=float), observed.shape)
+    tails = surprisal(observed, np.stack([rolling_sum(mu, w) for w in windows]), phi)
     best = np.zeros(len(x))
     best_w = np.full(len(x), windows[0])
     correction = window_correction(windows)
-    for w in windows:
-        obs = rolling_sum(x, w)
-        s = surprisal(obs, rolling_sum(mu, w), phi) - correction
-        s = np.where(obs >= min_observed, s, 0.0)
+    for w, obs, s in zip(windows, observed, tails):
+        s = np.where(obs >= min_observed, s - correction, 0.0)
         better = s > best
         best = np.where(better, s, best)
         best_w = np.where(better, w, best_w)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
-from collections import Counter
+from collections import Counter, defaultdict
 from typing import Iterable, Mapping
 
 import numpy as np
@@ -48,19 +48,26 @@ def empty_tally() -> dict:
             "callers": {}, "hotline": 0, "hotline_bad": 0, "subjects": {}, "villages": {}}
 
 
-def merge_tallies(tallies: Iterable[Mapping]) -> dict:
+_COUNT_FIELDS = ("incidents", "records", "feeds_2", "feeds_3", "hotline", "hotline_bad")
+
+
+def merge_tallies(tallies: Iterable[Mapping], places: bool = True) -> dict:
+    """The tallies summed. ``places=False`` leaves ``subjects`` and ``villages`` empty: what ``assess``
+    reads of a period, for the many windows a series is scored through."""
     out = empty_tally()
     signals, feeds, callers, subjects, villages = {}, {}, {}, {}, {}
     for t in tallies:
         if not (t["records"] or t["incidents"]):
             continue  # most days of a sparse series are empty: nothing to add
-        for field in ("incidents", "records", "feeds_2", "feeds_3", "hotline", "hotline_bad"):
+        for field in _COUNT_FIELDS:
             out[field] += t[field]
-        for merged, part in ((signals, t["signals"]), (feeds, t["feeds"]), (callers, t["callers"]),
-                             (subjects, t.get("subjects") or {})):
+        parts = ((signals, t["signals"]), (feeds, t["feeds"]), (callers, t["callers"]))
+        if places:
+            parts += ((subjects, t.get("subjects") or {}),)
+            add_villages(villages, t)
+        for merged, part in parts:
             for key, n in part.items():
                 merged[key] = merged.get(key, 0) + n
-        add_villages(villages, t)
     out["signals"], out["feeds"], out["callers"], out["subjects"] = signals, feeds, callers, subjects
     out["villages"] = villages
     return out
@@ -82,16 +89,25 @@ def signal_history(tallies: Iterable[Mapping]) -> dict:
         if not t["incidents"]:
             continue
         out["incidents"] += t["incidents"]
-        out["signals"].update(t.get("signals") or {})
+        signals = t.get("signals")
+        if signals:  # most days carry none: Counter.update costs even for an empty dict
+            out["signals"].update(signals)
         out["feeds_2"] += t.get("feeds_2", 0)
         out["feeds_3"] += t.get("feeds_3", 0)
     return out
 
 
-def volume(tally: Mapping, cfg: Mapping | None = None) -> float:
+def report_weight(cfg: Mapping | None = None) -> float:
+    """What each further report of an incident adds to a series' volume (``anomaly.extra_report_weight``)."""
+    return float((cfg or config())["anomaly"].get("extra_report_weight", 0.0))
+
+
+def volume(tally: Mapping, cfg: Mapping | None = None, weight: float | None = None) -> float:
     """What a series counts: each linked incident once, plus ``extra_report_weight`` for each further
-    report of it (see ``anomaly`` in schemas/scoring.yaml and docs/notes/scoring.md)."""
-    weight = float((cfg or config())["anomaly"].get("extra_report_weight", 0.0))
+    report of it (see ``anomaly`` in schemas/scoring.yaml and docs/notes/scoring.md); ``weight``:
+    ``report_weight(cfg)``, for callers that add up many tallies."""
+    if weight is None:
+        weight = report_weight(cfg)
     return tally["incidents"] + weight * (tally["records"] - tally["incidents"])
 
 
@@ -129,9 +145,16 @@ def level_for(score: float, levels: Mapping | None = None) -> str:
     return "none"
 
 
+@functools.lru_cache(maxsize=8)
+def _score_curve(points: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """``anomaly.surprisal_to_score`` as the arrays ``np.interp`` takes, made once per curve, not per score."""
+    table = np.array(points, dtype=float)
+    return table[:, 0], table[:, 1]
+
+
 def base_score(surprisal_value: float, cfg: Mapping | None = None) -> float:
-    points = np.array((cfg or config())["anomaly"]["surprisal_to_score"], dtype=float)
-    return float(np.interp(surprisal_value, points[:, 0], points[:, 1]))
+    xp, fp = _score_curve(tuple(map(tuple, (cfg or config())["anomaly"]["surprisal_to_score"])))
+    return float(np.interp(surprisal_value, xp, fp))
 
 
 def _pct(observed: float, reference: float) -> str:
@@ -180,7 +203,6 @@ def _contributions(tally: Mapping, n_repeat_callers: int, cfg: Mapping,
     ``subject``: the window's most surprising subject (``models.subjects.strongest``)."""
     rules = cfg["contributions"]
     margin = float(rules.get("usual_margin_sd", 0.0))
-    names = {s["code"]: s["name_zh"] for s in schemas.signals()["signals"]}
     out = []
     wording = {"gathering": "{n}起涉及{name}", "extreme_act": "{n}起{name}",
                "media_exposure": "{n}起{name}", "many_people": "{n}起{name}"}
@@ -190,6 +212,8 @@ def _contributions(tally: Mapping, n_repeat_callers: int, cfg: Mapping,
             excess = _excess(n, usual, code, margin)
             if not excess:
                 continue
+            # the names only where a signal earns points: most periods have none to name
+            names = {s["code"]: s["name_zh"] for s in schemas.signals()["signals"]}
             text = wording.get(code, "{n}起含“{name}”信号").format(n=n, name=names.get(code, code))
             out.append((min(rule["cap"], rule["per_incident"] * excess), text + _usual_note(usual, code)))
     if n_repeat_callers:
@@ -396,6 +420,11 @@ def village_windows(cfg: Mapping) -> tuple[int, ...]:
     return tuple(cfg["villages"].get("windows") or cfg["anomaly"]["windows"])
 
 
+def village_reach(cfg: Mapping) -> int:
+    """The longest village window, or 0 without the village scan."""
+    return max(village_windows(cfg)) if cfg.get("villages") else 0
+
+
 class VillageSeries:
     """A township's villages as arrays over its days (from the tallies' ``villages``), and the scan of
     each window against each village's share of the township (``baselines.subregion_surprisal``).
@@ -416,7 +445,7 @@ class VillageSeries:
         for i, t in enumerate(tallies):
             for code, (n, r) in (t.get("villages") or {}).items():
                 self.incidents[index[code], i], self.records[index[code], i] = n, r
-        weight = float(cfg["anomaly"].get("extra_report_weight", 0.0))
+        weight = report_weight(cfg)
         self.volume = self.incidents + weight * (self.records - self.incidents)
         self.informed = np.array([knows_villages(t) for t in tallies], dtype=bool)
 
@@ -469,13 +498,14 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
                  history_start: dt.date, township_code: str, village_code: str | None, domain: str,
                  gaps: Iterable[Gap] = (), parent_daily_counts: Mapping[dt.date, float] | None = None,
                  n_siblings: int = 1, day_rows: str = "all", cfg: Mapping | None = None,
-                 village_names: Mapping[str, str] | None = None) -> list[dict]:
+                 village_names: Mapping[str, str] | None = None, parent_fits: dict | None = None) -> list[dict]:
     """Day and month score rows of one series for the target period (whole months expected).
 
     ``daily``: date → tally over history_start..target_end. The expected counts for each month
     come from a model fitted on the days before that month. ``day_rows``: ``all`` (every day),
     ``observed`` (days with incidents only, for village series) or ``none``. ``village_names``:
-    as for ``score_window``.
+    as for ``score_window``. ``parent_fits``: a memo shared by series scored with the same ``cfg``
+    (``baselines.expected_model``): sparse siblings then fit their common parent once.
     """
     cfg = cfg or config()
     windows = tuple(cfg["anomaly"]["windows"])
@@ -484,34 +514,52 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
     gaps = list(gaps)
     # The statistic runs on the volume (incidents + weighted further reports); rows and reasons
     # speak in incidents, with the volume's expected count turned into incidents by the history's ratio.
-    dates, counts = dense_counts({d: volume(t, cfg) for d, t in daily.items()}, history_start, target_end)
-    incidents = dense_counts({d: t["incidents"] for d, t in daily.items()}, history_start, target_end)[1]
-    records = dense_counts({d: t["records"] for d, t in daily.items()}, history_start, target_end)[1]
+    dates = list(_date_range(history_start, max((target_end - history_start).days + 1, 0)))
+    weight = report_weight(cfg)
+    # one pass over the days that have a tally (as ``dense_counts`` places them; other days are empty)
+    tallies = [empty_tally()] * len(dates)
+    day_volumes, day_incidents, day_records = [0.0] * len(dates), [0] * len(dates), [0] * len(dates)
+    first_day = history_start.toordinal()
+    for d, t in daily.items():
+        i = d.toordinal() - first_day
+        if 0 <= i < len(dates):
+            tallies[i], day_volumes[i] = t, volume(t, weight=weight)
+            day_incidents[i], day_records[i] = t["incidents"], t["records"]
+    counts = np.array(day_volumes, dtype=float)
+    incidents, records = np.array(day_incidents, dtype=float), np.array(day_records, dtype=float)
     index = {d: i for i, d in enumerate(dates)}
     parent = None if parent_daily_counts is None else dense_counts(parent_daily_counts, history_start, target_end)[1]
-    empty = empty_tally()
-    tallies = [daily.get(d, empty) for d in dates]
     villages = VillageSeries(tallies, cfg, village_names) if village_code is None and cfg.get("villages") else None
-    feed_totals = merge_tallies(t for d, t in daily.items() if d < target_start)["feeds"]
+    feed_totals: dict = {}
+    for d, t in daily.items():
+        if d < target_start and (t["records"] or t["incidents"]):
+            for feed, n in t["feeds"].items():
+                feed_totals[feed] = feed_totals.get(feed, 0) + n
     total = sum(feed_totals.values())
     min_share = cfg["gaps"]["min_feed_share"]
     # Without history every feed counts; otherwise only feeds that carry a real share of the series.
     feeds = [f for f in schemas.FEEDS if not total or feed_totals.get(f, 0) / total >= min_share]
+    # the gaps that can touch this series, sorted out once rather than for each of its windows
+    feed_set = set(feeds)
+    gaps = [g for g in gaps if g.feed in feed_set and g.township_code in (township_code, None)]
+    # Each caller's days from the first a window's lookback can reach: the lookback only tells who
+    # called before, so a window needs its own callers' earlier records, not a merged tally.
+    caller_days = defaultdict(list)
+    for i in range(max(0, index[target_start] - max(max(windows), village_reach(cfg)) - lookback_days), len(dates)):
+        for key, n in tallies[i]["callers"].items():
+            caller_days[key].append((i, n))
 
     def span(first: int, last: int) -> tuple[dict, int]:
-        period = merge_tallies(tallies[first:last + 1])
-        # the lookback only tells who called before: its callers, not a whole merged tally
-        callers: dict = {}
-        for t in tallies[max(0, first - lookback_days):first]:
-            for key, n in t["callers"].items():
-                callers[key] = callers.get(key, 0) + n
-        return period, repeat_callers(period, {"callers": callers})
+        period = merge_tallies(tallies[first:last + 1], places=False)
+        lo = max(0, first - lookback_days)
+        before = {key: sum(n for day, n in caller_days[key] if lo <= day < first) for key in period["callers"]}
+        return period, repeat_callers(period, {"callers": before})
 
     rows = []
     for month in _month_starts(target_start, target_end):
         m_first, m_last = index[max(month, target_start)], index[min(_month_end(month), target_end)]
         model = baselines.expected_model(dates[:m_first], counts[:m_first], cfg["expected"],
-                                         None if parent is None else parent[:m_first], n_siblings)
+                                         None if parent is None else parent[:m_first], n_siblings, parent_fits)
         history_volume = float(counts[:m_first].sum())
         per_volume = float(incidents[:m_first].sum()) / history_volume if history_volume else 1.0
         # Windows ending early in the month reach back into history; the month's model predicts
@@ -583,10 +631,15 @@ def _day_subject(tallies: list, i: int, history: Mapping[str, int], history_days
     rules = cfg.get("subjects")
     if not rules or not any(t.get("subjects") for t in tallies[max(0, i - max(rules["windows"]) + 1):i + 1]):
         return None
+    # the windows nest (all end on day i): each longer one adds its earlier days to the shorter's sum
+    sums, running, start = {}, None, i + 1
+    for w in sorted(set(rules["windows"])):
+        first = max(0, i - w + 1)
+        sums[w] = running = subjects_model.sum_subjects(tallies[first:start], running)
+        start = first
     best = None
     for w in rules["windows"]:
-        window = subjects_model.sum_subjects(tallies[max(0, i - w + 1):i + 1])
-        evidence = window_subject(window, w, history, history_days, dispersion, cfg)
+        evidence = window_subject(sums[w], w, history, history_days, dispersion, cfg)
         if evidence is not None and (best is None or evidence.surprisal > best.surprisal):
             best = evidence
     return best

@@ -104,7 +104,8 @@ def strongest(window: Mapping[str, int], window_days: int, history: Mapping[str,
     candidates = sorted((s, n) for s, n in window.items() if n >= cfg["min_incidents"])
     if not candidates or history_days < cfg["min_history_days"]:
         return None
-    n_subjects = len(set(history) | set(window))
+    # |history ∪ window| without a set of the whole history
+    n_subjects = len(history) + sum(1 for s in window if s not in history)
     total = sum(history.values())
     prior_rate = (total / (history_days * len(history))) if history else 1.0 / history_days
     correction = math.log10(max(n_subjects, 1)) + math.log10(max(n_windows, 1))
@@ -124,10 +125,13 @@ def points(evidence: SubjectEvidence | None, cfg: Mapping) -> float:
     return min(float(cfg["cap"]), float(cfg["per_surprisal"]) * evidence.surprisal)
 
 
-def sum_subjects(tallies: Iterable[Mapping]) -> Counter:
-    out: Counter = Counter()
+def sum_subjects(tallies: Iterable[Mapping], start: Mapping[str, int] | None = None) -> Counter:
+    """Incidents naming each subject over ``tallies``, added to ``start`` (not changed) if given."""
+    out: Counter = Counter(start) if start else Counter()
     for t in tallies:
         subjects = t.get("subjects")
         if subjects:
-            out.update(subjects)
+            # dict.get, not Counter.update: that one checks its argument's type for every tally
+            for name, n in subjects.items():
+                out[name] = out.get(name, 0) + n
     return out

@@ -240,11 +240,11 @@ class FeedGaps(beam.PTransform):
 
 def _parent_totals(series: list) -> dict:
     """A domain's township series → per county: daily volume summed over townships, and how many."""
-    cfg = risk_score.config()
+    weight = risk_score.report_weight()
     daily, townships = defaultdict(Counter), defaultdict(set)
     for (county, township, village), date, tally in series:
         if village is None:
-            daily[county][dt.date.fromisoformat(date)] += risk_score.volume(tally, cfg)
+            daily[county][dt.date.fromisoformat(date)] += risk_score.volume(tally, weight=weight)
             townships[county].add(township)
     return {county: {"daily": dict(days), "children": len(townships[county])} for county, days in daily.items()}
 
@@ -274,12 +274,14 @@ class _ScoreDomain(beam.DoFn):
         by_township = defaultdict(list)
         for (county, township, village), date, tally in series:
             by_township[(county, township)].append((village, date, tally))
+        # sparse townships pool from their county, sparse villages from their township: one fit each
+        parent_fits = {}
         for (county, township), values in sorted(by_township.items(), key=lambda kv: (kv[0][0] or "", kv[0][1])):
-            rows = self._score_township(county, township, domain, values, parents, gaps)
+            rows = self._score_township(county, township, domain, values, parents, gaps, parent_fits)
             self._rows.inc(len(rows))
             yield from rows
 
-    def _score_township(self, county, township, domain, values, parents, gaps) -> list[dict]:
+    def _score_township(self, county, township, domain, values, parents, gaps, parent_fits) -> list[dict]:
         by_village = defaultdict(dict)
         for village, date, tally in values:
             by_village[village][dt.date.fromisoformat(date)] = tally
@@ -288,10 +290,11 @@ class _ScoreDomain(beam.DoFn):
         rows = risk_score.score_series(township_daily, township_code=township, village_code=None, domain=domain,
                                        gaps=gaps, parent_daily_counts=parent["daily"], n_siblings=parent["children"],
                                        day_rows="all", cfg=self._cfg, village_names=self._village_names,
-                                       **self._period)
+                                       parent_fits=parent_fits, **self._period)
         if not self._villages:
             return rows
-        township_counts = {d: risk_score.volume(t, self._cfg) for d, t in township_daily.items()}
+        weight = risk_score.report_weight(self._cfg)
+        township_counts = {d: risk_score.volume(t, weight=weight) for d, t in township_daily.items()}
         start, end = self._period["target_start"], self._period["target_end"]
         for village, daily in sorted(by_village.items()):
             if not any(start <= d <= end and t["incidents"] for d, t in daily.items()):
@@ -299,7 +302,7 @@ class _ScoreDomain(beam.DoFn):
             rows += risk_score.score_series(daily, township_code=township, village_code=village, domain=domain,
                                             gaps=gaps, parent_daily_counts=township_counts,
                                             n_siblings=max(len(by_village), 1), day_rows="observed",
-                                            cfg=self._cfg, **self._period)
+                                            cfg=self._cfg, parent_fits=parent_fits, **self._period)
         return rows
 
 

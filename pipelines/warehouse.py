@@ -266,9 +266,14 @@ def tally_date(table: str, element) -> str:
     return element[0][1] if table == SERIES_TALLIES else element[0][2]
 
 
+_TALLY_JSON = json.JSONDecoder()
+
+
 def tally_value(tally: dict | str) -> dict:
-    """A series tally as counted (a dict) or as stored (its JSON text) → the dict."""
-    return tally if isinstance(tally, dict) else json.loads(tally)
+    """A series tally as counted (a dict) or as stored (its JSON text) → the dict. The stored text is
+    ``json.dumps``' own: ``raw_decode`` skips ``json.loads``' checks for surrounding whitespace, a fifth
+    of its cost on these short texts (a county year holds ~430,000 of them)."""
+    return tally if isinstance(tally, dict) else _TALLY_JSON.raw_decode(tally)[0]
 
 
 def domain_item(element) -> tuple:

@@ -258,3 +258,56 @@ def test_share_dispersion_is_one_for_a_fair_split_and_more_for_villages_with_bad
     # a village with little history leans on the pooled value
     short = baselines.share_dispersion(bad_days[:, :3], bad_days[:, :3].sum(axis=0), weights, prior_days=28)
     assert np.ptp(short) < np.ptp(phi) + 1e-9
+
+
+def test_upper_tail_is_scipys_tail_for_counts_and_weighted_volumes():
+    """The tail through the distributions' own functions gives scipy.stats' values bit for bit, for
+    weighted volumes (2.5 is "3 or more") and below one event (no evidence: 1)."""
+    from scipy import stats
+    x = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 7.5, 12.0, 40.0] * 3)
+    mu = np.repeat([0.01, 2.0, 15.0], 10)
+    for phi in (1.0, 1.0 + 1e-7, 1.3, 4.0, 60.0):
+        if phi <= 1.0 + 1e-6:
+            expected = stats.poisson.sf(x - 1, mu)
+        else:
+            size = mu / (phi - 1.0)
+            expected = stats.nbinom.sf(x - 1, size, size / (size + mu))
+        assert np.array_equal(baselines.upper_tail(x, mu, phi), np.where(x <= 0, 1.0, expected))
+    assert baselines.upper_tail(0.5, 3.0, 2.0) == 1.0
+
+
+def test_siblings_pooling_from_one_parent_fit_it_once():
+    rng = np.random.default_rng(11)
+    dates = days(365)
+    parent = rng.poisson(6.0, 365).astype(float)
+    villages = [np.zeros(365) for _ in range(3)]
+    villages[0][[30, 90]] = 1
+    villages[1][[10, 11, 200, 300]] = 1
+    fits = {}
+    shared = [baselines.expected_model(dates, v, parent_counts=parent, n_siblings=3, parent_fits=fits)
+              for v in villages]
+    alone = [baselines.expected_model(dates, v, parent_counts=parent, n_siblings=3) for v in villages]
+    assert len(fits) == 1
+    assert shared == alone  # the memo changes nothing but the work
+    assert shared[1].predict(dates[-7:]).sum() > shared[2].predict(dates[-7:]).sum()
+    other_parent = parent[::-1].copy()
+    baselines.expected_model(dates, villages[0], parent_counts=other_parent, n_siblings=3, parent_fits=fits)
+    assert len(fits) == 2
+    # a series with enough events of its own never reads the memo
+    busy = rng.poisson(2.0, 365).astype(float)
+    pooled_or_own = baselines.expected_model(dates, busy, parent_counts=parent, parent_fits=fits)
+    assert pooled_or_own == baselines.expected_model(dates, busy)
+
+
+def test_design_follows_the_calendar_across_a_leap_year():
+    """Day-of-week and season columns from numpy's calendar are the dates' own weekday and day of year."""
+    dates = days(800, dt.date(2023, 12, 20))
+    X = baselines._design(dates, dates[-1], day_of_week=True, harmonics=1, trend=True)
+    weekday = np.array([d.weekday() for d in dates])
+    for k in range(1, 7):
+        assert np.array_equal(X[:, 1 + k], (weekday == k).astype(float))
+    day_of_year = np.array([d.timetuple().tm_yday for d in dates], dtype=float)
+    assert np.array_equal(X[:, 8], np.sin(2.0 * np.pi * (day_of_year / 365.25)))
+    assert day_of_year[dates.index(dt.date(2024, 12, 31))] == 366
+    ordinals = np.array([d.toordinal() for d in dates], dtype=float)
+    assert np.array_equal(X[:, 1], (ordinals - dates[-1].toordinal()) / 365.25)

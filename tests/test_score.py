@@ -448,3 +448,42 @@ def test_tallies_stored_before_villages_give_no_village_evidence():
     burst_day = TARGET + dt.timedelta(days=11)
     row = next(r for r in day_rows(old) if r["period_start"] == burst_day)
     assert not any(text.startswith("其中村") for text in row["reasons"])
+
+
+def test_a_period_without_places_has_the_counts_signals_feeds_and_callers():
+    tallies = [
+        {**risk_score.empty_tally(), "incidents": 2, "records": 3, "signals": {"gathering": 1}, "feeds": {"grid": 2},
+         "feeds_2": 1, "callers": {"a": 2}, "hotline": 1, "subjects": {"解放路": 1}, "villages": {VILLAGE: [2, 3]}},
+        risk_score.empty_tally(),
+        {**risk_score.empty_tally(), "incidents": 1, "records": 1, "signals": {"gathering": 1, "media_exposure": 1},
+         "feeds": {"police_110": 1}, "callers": {"a": 1, "b": 1}, "hotline_bad": 1, "subjects": {"解放路": 1}},
+    ]
+    whole, lean = risk_score.merge_tallies(tallies), risk_score.merge_tallies(tallies, places=False)
+    assert lean == {**whole, "subjects": {}, "villages": {}}
+    assert whole["villages"] == {VILLAGE: [2, 3]} and whole["subjects"] == {"解放路": 2}
+    assert lean["signals"] == {"gathering": 2, "media_exposure": 1} and lean["callers"] == {"a": 3, "b": 1}
+
+
+def test_villages_pooling_from_their_township_score_alike_with_one_shared_fit():
+    """Sparse villages pool from their township's series: scored with a shared memo of that fit, their
+    rows are those each gets alone, and the township's history is fitted once."""
+    rng = np.random.default_rng(5)
+    dates = all_days(HISTORY_START, TARGET_END)
+    township = {d: float(n) for d, n in zip(dates, rng.poisson(4.0, len(dates)))}
+    villages = []
+    for k in range(3):
+        daily = {}
+        for d in rng.choice(len(dates), 6 + 3 * k, replace=False):
+            day = dates[int(d)]
+            daily[day] = {**risk_score.empty_tally(), "incidents": 1, "records": 1 + k % 2,
+                          "feeds": {"grid": 1}, "callers": {f"c{int(d) % 4}": 1}}
+        villages.append(daily)
+    args = dict(target_start=TARGET, target_end=TARGET_END, history_start=HISTORY_START, township_code=TOWN,
+                domain="public_order", parent_daily_counts=township, n_siblings=3, day_rows="observed")
+    fits = {}
+    shared = [risk_score.score_series(v, village_code=f"{TOWN[:9]}00{k}", parent_fits=fits, **args)
+              for k, v in enumerate(villages)]
+    alone = [risk_score.score_series(v, village_code=f"{TOWN[:9]}00{k}", **args) for k, v in enumerate(villages)]
+    assert shared == alone
+    assert len(fits) == 1
+    assert all(rows[-1]["period"] == "month" for rows in shared)

@@ -116,3 +116,13 @@ def test_equally_surprising_subjects_give_the_same_evidence_in_any_order():
     second = subjects.strongest(dict(reversed(window.items())), 7, history, 120, RULES, 3)
     assert first is not None and first == second
     assert first.count == 4 and first.subject in ("泰和嘉园", "盛世名苑")
+
+
+def test_sum_subjects_adds_to_a_start_without_changing_it():
+    start = {"锦绣花园小区": 2}
+    tallies = [{"subjects": {"锦绣花园小区": 1, "解放路": 1}}, {"incidents": 0}, {"subjects": {}},
+               {"subjects": {"解放路": 2}}]
+    assert subjects.sum_subjects(tallies, start) == {"锦绣花园小区": 3, "解放路": 3}
+    assert start == {"锦绣花园小区": 2}
+    assert subjects.sum_subjects(tallies) == {"锦绣花园小区": 1, "解放路": 3}
+    assert subjects.sum_subjects([]) == {}
