@@ -1,0 +1,90 @@
+"""CPU seconds of scoring a month from a warehouse's stored tallies, per domain, without Beam; and
+whether two code trees give the same score rows.
+
+The batch job's scoring step (``pipelines.score.ScoreSeries``) takes one batch of tallies per
+domain; this runs the same DoFn on the same batches in this process, so a change to the scoring
+code is timed apart from the rest of the pipeline.
+
+    PYTHONPATH=. python benchmarks/bench_score.py --out WAREHOUSE --month 2025-10 [--save rows.pkl]
+    PYTHONPATH=OLD_TREE python benchmarks/bench_score.py --out WAREHOUSE --month 2025-10 --save old.pkl
+    python benchmarks/bench_score.py --compare old.pkl rows.pkl
+
+``WAREHOUSE``: a ``riskwatch batch --out`` folder holding the month and its history's tallies.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import pickle
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+
+def _months(month: str, history: int) -> list[str]:
+    year, number = map(int, month.split("-"))
+    index = year * 12 + number - 1
+    return [f"{i // 12:04d}-{i % 12 + 1:02d}" for i in range(index - history, index + 1)]
+
+
+def score_domains(out: str, month: str, history_months: int) -> tuple[dict[str, list], dict[str, float]]:
+    from pipelines.runners import fewer_collections
+    from pipelines.score import _ScoreDomain
+
+    months = _months(month, history_months)
+    tables = [pd.read_parquet(path) for m in months
+              if (path := Path(out) / "warehouse" / "tallies" / f"month={m}" / "series.parquet").exists()]
+    tallies = pd.concat(tables)
+    start = dt.date.fromisoformat(f"{month}-01")
+    end = (start + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1)
+    scorer = _ScoreDomain(start, end, dt.date.fromisoformat(f"{months[0]}-01"))
+    scorer.setup()
+    rows, seconds = {}, {}
+    with fewer_collections():  # as the batch job runs (jobs/cli.py)
+        for domain, table in tallies.groupby("domain"):
+            batch = [((r.county_code, r.township_code, r.village_code), r.date, r.tally) for r in table.itertuples()]
+            began = time.process_time()
+            rows[domain] = list(scorer.process((domain, {"series": [batch], "gaps": [[]]})))
+            seconds[domain] = time.process_time() - began
+            print(f"{domain} tallies={len(batch)} rows={len(rows[domain])} cpu_s={seconds[domain]:.2f}", flush=True)
+    return rows, seconds
+
+
+def differences(a: dict[str, list], b: dict[str, list]) -> list[str]:
+    problems = []
+    for domain in sorted(set(a) | set(b)):
+        ra, rb = a.get(domain, []), b.get(domain, [])
+        if len(ra) != len(rb):
+            problems.append(f"{domain}: {len(ra)} vs {len(rb)} rows")
+        problems += [f"{domain} row {i}: {x} != {y}" for i, (x, y) in enumerate(zip(ra, rb)) if x != y][:5]
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", help="a riskwatch batch --out folder")
+    parser.add_argument("--month", help="the month to score (YYYY-MM)")
+    parser.add_argument("--history-months", type=int, default=12)
+    parser.add_argument("--save", help="pickle the score rows here (for --compare)")
+    parser.add_argument("--compare", nargs=2, metavar=("ROWS_A", "ROWS_B"))
+    args = parser.parse_args(argv)
+    if args.compare:
+        a, b = (pickle.loads(Path(p).read_bytes()) for p in args.compare)
+        problems = differences(a, b)
+        print("\n".join(problems) if problems else f"same rows ({sum(map(len, a.values()))})")
+        return 1 if problems else 0
+    if not (args.out and args.month):
+        parser.error("--out and --month (or --compare)")
+    rows, seconds = score_domains(args.out, args.month, args.history_months)
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"total cpu_s={sum(seconds.values()):.1f} rows={sum(map(len, rows.values()))} load_average={load}")
+    if args.save:
+        Path(args.save).write_bytes(pickle.dumps(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
