@@ -2,40 +2,20 @@
 once and shared by the quality checks, the topics and the report's trend.
 
 ``latest`` gives what ``pipelines.warehouse.read_events`` gives (one version per event_id, its
-latest ingest, rows in event_id order), deduplicated in Arrow before pandas sees the rows;
+latest ingest, rows in event_id order: ``warehouse.latest_versions``);
 ``incidents_by_domain`` counts a year of incidents without turning its million Events into a
 DataFrame.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 import schemas
-from pipelines.sinks import events_dir
+from pipelines import warehouse
 
 _VERSION_COLUMNS = ["event_id", "ingested_at"]
-
-
-def _month_files(out: str, month: str) -> list[Path]:
-    return sorted((Path(events_dir(out)) / f"month={month}").glob("*.parquet"))
-
-
-def latest_versions(table: pa.Table) -> pa.Table:
-    """One row per event_id, its latest ``ingested_at`` (the last stored of equals), in event_id
-    order: ``warehouse.read_events``' stable sort and ``drop_duplicates(keep="last")``."""
-    if not len(table):
-        return table
-    order = pc.sort_indices(table, [("event_id", "ascending"), ("ingested_at", "ascending")])
-    ids = table.column("event_id").take(order).to_numpy(zero_copy_only=False)
-    last = np.ones(len(ids), dtype=bool)
-    last[:-1] = ids[:-1] != ids[1:]
-    return table.take(order.filter(pa.array(last)))
 
 
 class MonthEvents:
@@ -48,9 +28,7 @@ class MonthEvents:
         self._whole: dict[str, pa.Table] = {}
 
     def _read(self, month: str, columns: list[str]) -> pa.Table:
-        schema = pa.schema([self._schema.field(c) for c in columns])
-        tables = [pq.read_table(path, columns=columns, schema=schema) for path in _month_files(self._out, month)]
-        return pa.concat_tables(tables) if tables else schema.empty_table()
+        return warehouse.event_table(self._out, [month], columns)
 
     def _table(self, months: list[str], columns: list[str] | None = None) -> pa.Table:
         parts = []
@@ -74,14 +52,14 @@ class MonthEvents:
         """``read_events(out, months, columns)``."""
         if columns:
             columns = list(dict.fromkeys([*columns, *_VERSION_COLUMNS]))
-        return latest_versions(self._table(months, columns)).to_pandas()
+        return warehouse.latest_versions(self._table(months, columns)).to_pandas()
 
     def incidents_by_domain(self, months: list[str]) -> dict[tuple[str, str], int]:
         """(domain, month) → the incidents (an incident_id, else the event's own id) of the latest
         versions of these months' Events, by their month in county time; domain ``none`` and
         missing domains left out. What ``reports.summary.domain_trend`` counts from Events."""
         columns = [*_VERSION_COLUMNS, "domain", "incident_id", "reported_at"]
-        table = latest_versions(self._table(months, columns))
+        table = warehouse.latest_versions(self._table(months, columns))
         domain, incident_id, times = (table.column(c) for c in ("domain", "incident_id", "reported_at"))
         local = pc.local_timestamp(times.cast(pa.timestamp(times.type.unit, tz=schemas.TIMEZONE)))
         keyed = pa.table({

@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 import apache_beam as beam
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -390,7 +391,7 @@ class HistoryTallies(beam.PTransform):
         return {SERIES_TALLIES: tallies[SERIES_TALLIES], FEED_DAYS: tallies[FEED_DAYS]}
 
 
-def _read_months(root: str, months: list[str], schema: pa.Schema, columns: list[str] | None = None) -> pd.DataFrame:
+def _month_tables(root: str, months: list[str], schema: pa.Schema, columns: list[str] | None = None) -> pa.Table:
     if columns:
         schema = pa.schema([schema.field(name) for name in columns])
     tables = []
@@ -398,9 +399,25 @@ def _read_months(root: str, months: list[str], schema: pa.Schema, columns: list[
         folder = Path(root) / f"month={month}"
         for path in sorted(folder.glob("*.parquet")):
             tables.append(pq.read_table(path, columns=schema.names, schema=schema))
-    if not tables:
-        return schema.empty_table().to_pandas()
-    return pa.concat_tables(tables).to_pandas()
+    return pa.concat_tables(tables) if tables else schema.empty_table()
+
+
+def event_table(out: str, months: list[str], columns: list[str] | None = None) -> pa.Table:
+    """Every stored version of these months' Events as one Arrow table (``latest_versions`` keeps
+    one per record)."""
+    return _month_tables(events_dir(out), months, arrow_schema("event"), columns)
+
+
+def latest_versions(table: pa.Table) -> pa.Table:
+    """One row per event_id, its latest ``ingested_at`` (the last stored of equals), in event_id
+    order; deduplicated in Arrow, before pandas sees the rows."""
+    if not len(table):
+        return table
+    order = pc.sort_indices(table, [("event_id", "ascending"), ("ingested_at", "ascending")])
+    ids = table.column("event_id").take(order).to_numpy(zero_copy_only=False)
+    last = np.ones(len(ids), dtype=bool)
+    last[:-1] = ids[:-1] != ids[1:]
+    return table.take(order.filter(pa.array(last)))
 
 
 def read_events(out: str, months: list[str], columns: list[str] | None = None,
@@ -410,12 +427,9 @@ def read_events(out: str, months: list[str], columns: list[str] | None = None,
     records stored twice)."""
     if columns:
         columns = list(dict.fromkeys([*columns, "event_id", "ingested_at"]))
-    frame = _read_months(events_dir(out), months, arrow_schema("event"), columns)
-    if frame.empty or not latest_only:
-        return frame
-    frame = frame.sort_values(["event_id", "ingested_at"], kind="stable")
-    return frame.drop_duplicates("event_id", keep="last").reset_index(drop=True)
+    table = event_table(out, months, columns)
+    return (latest_versions(table) if latest_only else table).to_pandas()
 
 
 def read_scores(out: str, months: list[str]) -> pd.DataFrame:
-    return _read_months(scores_dir(out), months, arrow_schema("score"))
+    return _month_tables(scores_dir(out), months, arrow_schema("score")).to_pandas()
