@@ -14,6 +14,7 @@ from pipelines.alert_sinks import AlertStore
 from pipelines.gazetteer import read_gazetteer_rows
 from pipelines.month_events import MonthEvents
 from pipelines.normalise import TZ
+from pipelines.quality import run_quality
 from quality.scorecard import describe
 from reports.render import write_report
 from reports.summary import domain_trend
@@ -63,14 +64,6 @@ def daily_warnings(scores: pd.DataFrame) -> list[dict]:
     return warnings
 
 
-def check_quality(out: str, month: str, gazetteer: str, store: MonthEvents | None = None):
-    """``pipelines.quality.run_quality`` of the month; great-expectations is imported here, in the
-    process that runs the checks."""
-    from pipelines.quality import run_quality
-
-    return run_quality(out, month, gazetteer_csv=gazetteer, store=store)
-
-
 def report_month(out: str, month: str, gazetteer: str) -> tuple[dict[str, Path], dict]:
     """Check the month's feeds, build ``<out>/reports/<month>/`` from the warehouse; return the
     report's paths and a run summary (with the quality findings marked critical by the policy).
@@ -78,7 +71,7 @@ def report_month(out: str, month: str, gazetteer: str) -> tuple[dict[str, Path],
     gazetteer_rows = read_gazetteer_rows(gazetteer)
     names = {r["code"]: r["name"] for r in gazetteer_rows}
     store = MonthEvents(out)
-    quality, quality_paths = check_quality(out, month, gazetteer, store)
+    quality, quality_paths = run_quality(out, month, gazetteer_csv=gazetteer, store=store)
     incidents = store.incidents_by_domain([shift_month(month, -k) for k in range(TREND_MONTHS - 1, -1, -1)])
     # DataFrames: topics convert only the events a topic can hold, the headline figures count columns
     events = store.latest([month], columns=RECORD_COLUMNS)
