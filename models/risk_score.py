@@ -22,7 +22,7 @@ import dataclasses
 import datetime as dt
 import functools
 from collections import Counter, defaultdict
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
@@ -312,16 +312,22 @@ def _date_range(start: dt.date, n: int) -> tuple[dt.date, ...]:
     return tuple(start + dt.timedelta(days=i) for i in range(n))
 
 
+def _positions(daily: Mapping[dt.date, Any], start: dt.date, n: int):
+    """(day's position from ``start``, value) for the days of ``daily`` within the ``n`` days from ``start``."""
+    first = start.toordinal()
+    for d, value in daily.items():
+        i = d.toordinal() - first
+        if 0 <= i < n:
+            yield i, value
+
+
 def dense_counts(daily: Mapping[dt.date, float], start: dt.date, end: dt.date) -> tuple[list, np.ndarray]:
     """Dates start..end (inclusive) and the counts on them (0 where absent)."""
     n = max((end - start).days + 1, 0)
     dates = list(_date_range(start, n))
     counts = np.zeros(n)
-    first = start.toordinal()
-    for d, value in daily.items():
-        i = d.toordinal() - first
-        if 0 <= i < n:
-            counts[i] = value
+    for i, value in _positions(daily, start, n):
+        counts[i] = value
     return dates, counts
 
 
@@ -516,15 +522,12 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
     # speak in incidents, with the volume's expected count turned into incidents by the history's ratio.
     dates = list(_date_range(history_start, max((target_end - history_start).days + 1, 0)))
     weight = report_weight(cfg)
-    # one pass over the days that have a tally (as ``dense_counts`` places them; other days are empty)
+    # one pass over the days that have a tally (other days are empty)
     tallies = [empty_tally()] * len(dates)
     day_volumes, day_incidents, day_records = [0.0] * len(dates), [0] * len(dates), [0] * len(dates)
-    first_day = history_start.toordinal()
-    for d, t in daily.items():
-        i = d.toordinal() - first_day
-        if 0 <= i < len(dates):
-            tallies[i], day_volumes[i] = t, volume(t, weight=weight)
-            day_incidents[i], day_records[i] = t["incidents"], t["records"]
+    for i, t in _positions(daily, history_start, len(dates)):
+        tallies[i], day_volumes[i] = t, volume(t, weight=weight)
+        day_incidents[i], day_records[i] = t["incidents"], t["records"]
     counts = np.array(day_volumes, dtype=float)
     incidents, records = np.array(day_incidents, dtype=float), np.array(day_records, dtype=float)
     index = {d: i for i, d in enumerate(dates)}
