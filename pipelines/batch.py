@@ -53,6 +53,7 @@ from pipelines.ingest import (SUPERSEDED_TAG, AccountingError, IngestFeeds, Supe
 from pipelines.ledger import Ledger, file_sha256, read_ledger, run_fingerprint, write_ledger
 from pipelines.link import KEEP_INCIDENT, LinkIncidents, link_config, month_frequencies
 from pipelines.normalise import TZ
+from pipelines.packed_events import FlattenEvents
 from pipelines.options import beam_options
 from pipelines.read import discover, inbox_digest
 from pipelines.runners import ParDoWithOutputs, run_to_completion
@@ -295,7 +296,7 @@ class MergeWithWarehouse(beam.PTransform):
         span = dt.timedelta(hours=link_config()["max_span_hours"])
         fresh = ingested["events"]
         stored = fresh | "LookupStored" >> warehouse.LookupStoredVersions(self._out)
-        latest = (fresh, stored) | "FreshAndStored" >> beam.Flatten() | "SupersedeStored" >> Supersede(self._file_order)
+        latest = (fresh, stored) | "FreshAndStored" >> FlattenEvents() | "SupersedeStored" >> Supersede(self._file_order)
         # A changed file forces a whole run (pipelines.ledger), so a record's file tells new from stored.
         # Where the stored version wins (a resent copy), the warehouse keeps it: nothing is touched.
         won = latest.events | "FreshWon" >> beam.Filter(lambda e: e["feed_file"] in new_files)
@@ -327,7 +328,7 @@ class MergeWithWarehouse(beam.PTransform):
             | "JoinBeaten" >> beam.CoGroupByKey()
             | "MoveBeaten" >> beam.FlatMap(_move_beaten)
         )
-        events = (won, read_as(RELINK), tail) | "ToRelink" >> beam.Flatten()
+        events = (won, read_as(RELINK), tail) | "ToRelink" >> FlattenEvents()
         return {"events": events, "frequencies": frequencies, "head": read_as(HEAD), "rewrite": rewrite,
                 "tally_months": windows | "TallyMonths" >> beam.FlatMap(_rewritten_tallies, span),
                 "accounting": accounting}
@@ -347,7 +348,7 @@ def build_pipeline(pipeline: beam.Pipeline, *, ingest: IngestFeeds, out: str, mo
         merged = ingested | "MergeWithWarehouse" >> MergeWithWarehouse(out, file_order, [f.relpath for f in ingest.files])
         relinked = merged["events"] | "Link" >> LinkIncidents(frequencies=merged["frequencies"])
         events = relinked | "Relinked" >> beam.Filter(lambda e: not e.get(KEEP_INCIDENT))
-        tallies = ((relinked, merged["head"]) | "WithContext" >> beam.Flatten() | "Tallies" >> DailyTallies()
+        tallies = ((relinked, merged["head"]) | "WithContext" >> FlattenEvents() | "Tallies" >> DailyTallies()
                    | "RewrittenTallies" >> RewrittenTallies(out, merged["tally_months"]))
         history = tallies | "HistoryTallies" >> warehouse.HistoryTallies(out, score.tally_months)
         rewrite, accounting = merged["rewrite"], merged["accounting"]

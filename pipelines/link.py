@@ -36,7 +36,7 @@ from scipy import sparse
 
 import schemas
 from pipelines.runners import ParDoWithOutputs
-from pipelines.validate import EventPacker
+from pipelines.packed_events import FlattenEvents, PackedEvent
 
 # Masking upstream leaves tokens like [手机号], [身份证号], [姓名], 【地址】; they say nothing about
 # the happening and are shared by unrelated records.
@@ -284,25 +284,19 @@ def _previous_month_key(t: dt.datetime) -> str:
 
 
 class _KeyByTownshipMonth(beam.DoFn):
-    """Event → ((township, month), (role, (packed Event, other keys))): Events cross the shuffle as
-    ``EventPacker`` tuples (a dict of datetimes pickles to several times the size); keys that are
-    not Event fields travel beside them, so the caller's annotations survive linking. A partial
-    record (not every Event field) travels as it is, ``(None, record)``."""
+    """Event → ((township, month), (role, packed Event)): Events cross the shuffle packed
+    (``PackedEvent``: the caller's annotations survive linking)."""
 
     def __init__(self, span_hours: float):
         self._span = dt.timedelta(hours=span_hours)
 
     def setup(self):
-        self._packer = EventPacker()
-        self._fields = frozenset(self._packer.names)
+        self._packed = PackedEvent()
 
     def process(self, event):
         t = event["reported_at"]
         township, month = group_key(event)
-        if self._fields <= event.keys():
-            value = self._packer.pack(event), tuple((k, v) for k, v in event.items() if k not in self._fields)
-        else:  # not a whole Event (a partial record): as it is
-            value = None, event
+        value = self._packed.pack(event)
         yield (township, month), ("home", value)
         if _in_first_hours(t, self._span):
             yield (township, _previous_month_key(t)), ("guest", value)
@@ -323,15 +317,7 @@ class _LinkGroup(beam.DoFn):
         self._incidents = beam.metrics.Metrics.counter("link", "incidents")
 
     def setup(self):
-        self._packer = EventPacker()
-
-    def _unpack(self, value) -> dict:
-        packed, others = value
-        if packed is None:
-            return others
-        event = self._packer.unpack(packed)
-        event.update(others)
-        return event
+        self._packed = PackedEvent()
 
     def process(self, element):
         _, tagged = element
@@ -340,7 +326,7 @@ class _LinkGroup(beam.DoFn):
             if role == _FREQUENCIES:
                 frequencies = value
             else:
-                (home if role == "home" else guests).append(self._unpack(value))
+                (home if role == "home" else guests).append(self._packed.unpack(value))
         keep = {e["event_id"]: e["incident_id"] for e in home if e.get(KEEP_INCIDENT)}
         incident_of = link_group(home, self._cfg, guests=guests, keep=keep, frequencies=frequencies)
         home_ids = {e["event_id"] for e in home}
@@ -424,7 +410,7 @@ class LinkIncidents(beam.PTransform):
             | "JoinIncidentClaims" >> beam.CoGroupByKey()
             | "ApplyClaims" >> beam.FlatMap(_apply_claims)
         )
-        return (linked.events, resolved, unlinked) | "AllEvents" >> beam.Flatten()
+        return (linked.events, resolved, unlinked) | "AllEvents" >> FlattenEvents()
 
 
 # --------------------------------------------------------------------------------------------

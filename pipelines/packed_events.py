@@ -1,0 +1,64 @@
+"""Events across stage boundaries, packed: ``PackedEvent`` and ``FlattenEvents``.
+
+A runner encodes an element each time it passes from one fused stage to the next: at a shuffle,
+and at a Flatten of PCollections made in different stages (the FnApiRunner writes every input
+into one buffer that the consumers' stage reads). An Event dict is encoded with its ~30 key
+strings and its four datetimes (through ``pipelines.element_coder``'s Python fallback) each time;
+``EventPacker``'s tuple carries only the values, datetimes as integers. On the county month's
+Events a packed crossing took about half the CPU of a dict's (docs/notes/performance.md,
+"Session 6"), so Events cross Flattens and shuffles packed and are unpacked where they are used.
+"""
+from __future__ import annotations
+
+import apache_beam as beam
+
+from pipelines.validate import EventPacker
+
+
+class PackedEvent:
+    """Event dict ⇄ (packed Event, other keys) for a crossing. Keys that are not Event fields (a
+    caller's annotations) travel beside the packed tuple; a partial record (not every Event
+    field) travels as it is, ``(None, record)``."""
+
+    def __init__(self):
+        self._packer = EventPacker()
+        self._fields = frozenset(self._packer.names)
+        self.names = self._packer.names
+
+    def pack(self, record: dict) -> tuple:
+        if self._fields <= record.keys():
+            return self._packer.pack(record), tuple((k, v) for k, v in record.items() if k not in self._fields)
+        return None, record
+
+    def unpack(self, value: tuple) -> dict:
+        packed, others = value
+        if packed is None:
+            return others
+        event = self._packer.unpack(packed)
+        event.update(others)
+        return event
+
+
+class _Pack(beam.DoFn):
+    def setup(self):
+        self._packed = PackedEvent()
+
+    def process(self, event):
+        yield self._packed.pack(event)
+
+
+class _Unpack(beam.DoFn):
+    def setup(self):
+        self._packed = PackedEvent()
+
+    def process(self, value):
+        yield self._packed.unpack(value)
+
+
+class FlattenEvents(beam.PTransform):
+    """Event PCollections → one, as ``beam.Flatten`` would, each Event crossing into the consumers'
+    stage packed: packed in its producer's stage, unpacked in the consumers'."""
+
+    def expand(self, pcolls):
+        packed = [pcoll | f"Pack{i}" >> beam.ParDo(_Pack()) for i, pcoll in enumerate(pcolls)]
+        return packed | "Flatten" >> beam.Flatten() | "Unpack" >> beam.ParDo(_Unpack())
