@@ -230,7 +230,8 @@ class _PickTallies(beam.DoFn):
         if not since:
             return
         first = since[0]
-        kept = (element for element in (warehouse.read_month_tallies(self._out, month) if first else ())
+        # Kept tallies stay JSON text: written back as they are, parsed only by the scorer.
+        kept = (element for element in (warehouse.read_month_tallies(self._out, month, parse=False) if first else ())
                 if warehouse.tally_date(*element) < first)
         fresh = (item for item in items if item[0] != "since" and (first is None or warehouse.tally_date(*item) >= first))
         for kind, element in (*kept, *fresh):

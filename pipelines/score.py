@@ -28,7 +28,7 @@ import schemas
 from models import gaps as gaps_model
 from models import risk_score
 from models.subjects import SubjectNamer
-from pipelines.warehouse import FEED_DAYS, SERIES_TALLIES, domain_item, tally_value
+from pipelines.warehouse import FEED_DAYS, SERIES_TALLIES, SeriesReader, domain_item, tally_value
 
 _TZ = zoneinfo.ZoneInfo(schemas.TIMEZONE)
 _HOTLINE = "hotline_12345"
@@ -265,10 +265,15 @@ class _ScoreDomain(beam.DoFn):
 
     def setup(self):
         self._cfg = risk_score.config()
+        self._stored = SeriesReader()
+
+    def finish_bundle(self):
+        self._stored.clear()
 
     def process(self, element):
         domain, joined = element
-        series = [(key, date, tally_value(tally)) for batch in joined["series"] for key, date, tally in batch]
+        series = [(key, date, tally_value(tally)) for batch in joined["series"]
+                  for key, date, tally in self._stored.items(batch, domain)]
         gaps = next(iter(joined.get("gaps", ())), None) or []
         parents = _parent_totals(series)
         by_township = defaultdict(list)
@@ -317,8 +322,8 @@ class DomainBatches(beam.PTransform):
 
 
 class ScoreSeries(beam.PTransform):
-    """(domain, [tally items]) batches (``DomainBatches``) over history + target → score rows for
-    target_start..target_end.
+    """(domain, [tally items]) batches (``DomainBatches``; or ``warehouse.StoredSeries``, a stored
+    month read where scored) over history + target → score rows for target_start..target_end.
 
     ``gaps``: a PCollection with one list of gaps (``FeedGaps``), or None. ``villages=False``
     scores townships only (evaluation compares township series; villages cost most of the fits).

@@ -8,6 +8,7 @@ it relinks (``ReadStoredMonths``), and the history tallies it scores from (``His
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import io
@@ -25,7 +26,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipelines.runners import ParDoWithOutputs
 from pipelines.sinks import events_dir, write_atomically
 from pipelines.validate import EventPacker
-from schemas import arrow_schema, event_arrow_schema
+from schemas import arrow_schema, domain_codes, event_arrow_schema
 
 
 def scores_dir(out: str) -> str:
@@ -237,18 +238,19 @@ def tally_path(out: str, month: str, table: str) -> str:
 
 def _tally_rows(table: str, elements) -> list[tuple]:
     if table == SERIES_TALLIES:
-        # JSON keeps the tally exactly (ints and string-keyed maps), whatever fields it grows.
-        rows = [(*series, date, json.dumps(tally, sort_keys=True, ensure_ascii=False))
+        # JSON keeps the tally exactly (ints and string-keyed maps), whatever fields it grows; a
+        # tally read back from the warehouse is that text already.
+        rows = [(*series, date, tally if isinstance(tally, str) else json.dumps(tally, sort_keys=True, ensure_ascii=False))
                 for (series, date), tally in elements]
     else:
         rows = [(*key, n) for key, n in elements]
     return sorted(rows, key=lambda r: tuple("" if v is None else str(v) for v in r))
 
 
-def read_month_tallies(out: str, month: str, parse: bool = True):
+def read_month_tallies(out: str, month: str, parse: bool = True, tables: tuple = (SERIES_TALLIES, FEED_DAYS)):
     """The stored tallies of a month as (table, element): the elements ``WriteTallies`` took.
     Without ``parse``, series tallies stay JSON text (``tally_value`` parses them)."""
-    for table in (SERIES_TALLIES, FEED_DAYS):
+    for table in tables:
         path = tally_path(out, month, table)
         if not FileSystems.exists(path):
             continue
@@ -343,10 +345,46 @@ class WriteTallies(beam.PTransform):
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class StoredSeries:
+    """A month's series tallies that stay as stored, in place of the tallies themselves: the
+    scorer reads them (``SeriesReader``). A county's year of history is ~400,000 tallies; carried
+    through the shuffle to the scorer they cost more than scoring them (docs/notes/performance.md,
+    "Session 6")."""
+
+    out: str
+    month: str
+
+
+class SeriesReader:
+    """Batches of series items (``domain_item``'s, as ``pipelines.score.ScoreSeries`` takes them) or
+    ``StoredSeries`` → the items of one domain. A stored month is read once and kept, split by
+    domain, until ``clear``: the scorer takes the domains one after the other."""
+
+    def __init__(self):
+        self._months: dict[tuple, dict[str, list]] = {}
+
+    def items(self, batch, domain: str):
+        if not isinstance(batch, StoredSeries):
+            return batch
+        key = (batch.out, batch.month)
+        if key not in self._months:
+            by_domain: dict[str, list] = {}
+            # Stored tallies stay JSON text until the scorer parses them (``tally_value``).
+            for _, element in read_month_tallies(batch.out, batch.month, parse=False, tables=(SERIES_TALLIES,)):
+                item_domain, item = domain_item(element)
+                by_domain.setdefault(item_domain, []).append(item)
+            self._months[key] = by_domain
+        return self._months[key].get(domain, ())
+
+    def clear(self) -> None:
+        self._months.clear()
+
+
 class _MonthTallies(beam.DoFn):
-    def __init__(self, out: str):
+    def __init__(self, out: str, domains: list[str]):
         super().__init__()
-        self._out = out
+        self._out, self._domains = out, domains
 
     def process(self, keyed):
         month, items = keyed
@@ -354,11 +392,14 @@ class _MonthTallies(beam.DoFn):
         kinds = {kind for kind, _ in items}
         if "wanted" not in kinds:
             return
-        # Stored tallies stay JSON text until the scorer parses them: a string crosses a shuffle
-        # far cheaper than the nested dict.
-        fresh = items if "rewrite" in kinds else read_month_tallies(self._out, month, parse=False)
+        if "rewrite" not in kinds:
+            for _, element in read_month_tallies(self._out, month, tables=(FEED_DAYS,)):
+                yield beam.pvalue.TaggedOutput(FEED_DAYS, element)
+            for domain in self._domains:
+                yield domain, StoredSeries(self._out, month)
+            return
         by_domain: dict[str, list] = {}
-        for kind, element in fresh:
+        for kind, element in items:
             if kind == FEED_DAYS:
                 yield beam.pvalue.TaggedOutput(FEED_DAYS, element)
             elif kind == SERIES_TALLIES:
@@ -370,10 +411,10 @@ class _MonthTallies(beam.DoFn):
 class HistoryTallies(beam.PTransform):
     """The tallies of ``months`` (a scoring range): this run's for the months it rewrites
     (``{"series", "feed_days", "rewrite"}`` as for ``WriteTallies``), the warehouse's for the others.
-    Returns ``{"series": (domain, [item]) per month and domain (``domain_item``; stored tallies as
-    JSON text, see ``tally_value``), "feed_days"}`` as
-    ``pipelines.score.ScoreTallies`` takes them: a month's tallies cross the shuffle to the scorer
-    as a few lists, not one element each."""
+    Returns ``{"series": (domain, [item]) per rewritten month and domain (``domain_item``), and
+    (domain, ``StoredSeries``) per other month and every domain of the taxonomy, "feed_days"}`` as
+    ``pipelines.score.ScoreTallies`` takes them: a rewritten month's tallies cross the shuffle to
+    the scorer as a few lists, a stored month's not at all."""
 
     def __init__(self, out: str, months: list[str]):
         super().__init__()
@@ -386,7 +427,8 @@ class HistoryTallies(beam.PTransform):
             (*tallies_by_month(pcolls), wanted)
             | "Together" >> beam.Flatten()
             | "GroupByMonth" >> beam.GroupByKey()
-            | "Pick" >> ParDoWithOutputs(_MonthTallies(self._out), FEED_DAYS, main=SERIES_TALLIES)
+            | "Pick" >> ParDoWithOutputs(_MonthTallies(self._out, domain_codes(include_none=False)),
+                                         FEED_DAYS, main=SERIES_TALLIES)
         )
         return {SERIES_TALLIES: tallies[SERIES_TALLIES], FEED_DAYS: tallies[FEED_DAYS]}
 
