@@ -51,9 +51,9 @@ from pipelines.gazetteer import UNRESOLVED
 from pipelines.ingest import (SUPERSEDED_TAG, AccountingError, IngestFeeds, Supersede, default_ingest_time,
                               file_order, unbalanced_files)
 from pipelines.ledger import Ledger, file_sha256, read_ledger, run_fingerprint, write_ledger
-from pipelines.link import KEEP_INCIDENT, LinkIncidents, link_config, month_frequencies
+from pipelines.link import KEEP_INCIDENT, LinkIncidentsInParts, link_config, month_frequencies
 from pipelines.normalise import TZ
-from pipelines.packed_events import FlattenEvents
+from pipelines.packed_events import FlattenEvents, apply_each
 from pipelines.options import beam_options
 from pipelines.read import discover, inbox_digest
 from pipelines.runners import ParDoWithOutputs, run_to_completion
@@ -279,8 +279,8 @@ class MergeWithWarehouse(beam.PTransform):
        months are read back as ``MONTH_ROLES`` says (``ReadStoredMonths``, without the replaced
        versions): whole for the months to relink, the last or first hours of their neighbours.
 
-    Returns ``{"events": to link (the records of months that keep their links marked
-    ``KEEP_INCIDENT``), "frequencies": the idf statistics of those months for ``LinkIncidents``,
+    Returns ``{"events": to link, as three PCollections (the new versions, the relinked months'
+    stored records, and those of months that keep their links, marked ``KEEP_INCIDENT``), "frequencies": the idf statistics of those months for ``LinkIncidents``,
     "head": stored Events of the first hours after the relinked months (tallies only), "rewrite":
     the months to rewrite, "tally_months": (month, first day its tallies change or None: all),
     "accounting": the ingest's entries with rows that lost to a stored version moved from accepted
@@ -329,7 +329,8 @@ class MergeWithWarehouse(beam.PTransform):
             | "JoinBeaten" >> beam.CoGroupByKey()
             | "MoveBeaten" >> beam.FlatMap(_move_beaten)
         )
-        events = (won, read_as(RELINK), tail) | "ToRelink" >> FlattenEvents()
+        # Not flattened: LinkIncidents keys each in its own stage (packed_events.apply_each).
+        events = (won, read_as(RELINK), tail)
         return {"events": events, "frequencies": frequencies, "head": read_as(HEAD), "rewrite": rewrite,
                 "tally_months": windows | "TallyMonths" >> beam.FlatMap(_rewritten_tallies, span),
                 "accounting": accounting}
@@ -347,14 +348,15 @@ def build_pipeline(pipeline: beam.Pipeline, *, ingest: IngestFeeds, out: str, mo
     score = ScoreMonths(months, ingest.region_names)
     if incremental:
         merged = ingested | "MergeWithWarehouse" >> MergeWithWarehouse(out, file_order, [f.relpath for f in ingest.files])
-        relinked = merged["events"] | "Link" >> LinkIncidents(frequencies=merged["frequencies"])
-        events = relinked | "Relinked" >> beam.Filter(lambda e: not e.get(KEEP_INCIDENT))
-        tallies = ((relinked, merged["head"]) | "WithContext" >> FlattenEvents() | "Tallies" >> DailyTallies()
+        # Linked Events stay in parts up to the writers' and counters' shuffles (packed_events.apply_each).
+        relinked = merged["events"] | "Link" >> LinkIncidentsInParts(frequencies=merged["frequencies"])
+        events = tuple(apply_each(relinked, "Relinked", lambda: beam.Filter(lambda e: not e.get(KEEP_INCIDENT))))
+        tallies = ((*relinked, merged["head"]) | "Tallies" >> DailyTallies()
                    | "RewrittenTallies" >> RewrittenTallies(out, merged["tally_months"]))
         history = tallies | "HistoryTallies" >> warehouse.HistoryTallies(out, score.tally_months)
         rewrite, accounting = merged["rewrite"], merged["accounting"]
     else:
-        events = ingested["events"] | "Link" >> LinkIncidents()
+        events = ingested["events"] | "Link" >> LinkIncidentsInParts()
         tallies = events | "Tallies" >> DailyTallies()
         history = tallies | "InScope" >> score.in_scope()
         rewrite, accounting = None, ingested["accounting"]

@@ -36,7 +36,7 @@ from scipy import sparse
 
 import schemas
 from pipelines.runners import ParDoWithOutputs
-from pipelines.packed_events import FlattenEvents, PackedEvent
+from pipelines.packed_events import FlattenEvents, PackedEvent, apply_each, flatten
 
 # Masking upstream leaves tokens like [手机号], [身份证号], [姓名], 【地址】; they say nothing about
 # the happening and are shared by unrelated records.
@@ -284,8 +284,8 @@ def _previous_month_key(t: dt.datetime) -> str:
 
 
 class _KeyByTownshipMonth(beam.DoFn):
-    """Event → ((township, month), (role, packed Event)): Events cross the shuffle packed
-    (``PackedEvent``: the caller's annotations survive linking)."""
+    """Event that needs linking → ((township, month), (role, packed Event)): Events cross the
+    shuffle packed (``PackedEvent``: the caller's annotations survive linking)."""
 
     def __init__(self, span_hours: float):
         self._span = dt.timedelta(hours=span_hours)
@@ -294,6 +294,8 @@ class _KeyByTownshipMonth(beam.DoFn):
         self._packed = PackedEvent()
 
     def process(self, event):
+        if not needs_link(event):
+            return
         t = event["reported_at"]
         township, month = group_key(event)
         value = self._packed.pack(event)
@@ -362,15 +364,10 @@ def _apply_claims(element):
         yield {**event, "incident_id": final}
 
 
-class LinkIncidents(beam.PTransform):
-    """Events → the same Events with ``incident_id`` set (see the module doc for the layout).
-    Keys that are not Event fields are kept.
-
-    A record marked ``KEEP_INCIDENT`` keeps its ``incident_id`` (its month is not relinked; it is
-    there to decide which of its month's incidents take the next month's first hours).
-    ``frequencies``: ((township, month), ``document_frequencies``) for months
-    present only in part (``month_frequencies`` of the whole month).
-    """
+class LinkIncidentsInParts(beam.PTransform):
+    """``LinkIncidents`` without its last Flatten: the linked Events as a tuple of PCollections, for
+    consumers that take several (``packed_events.apply_each``), so the Events do not cross a
+    Flatten on the way to them."""
 
     def __init__(self, config: Mapping | None = None, frequencies: beam.PCollection | None = None):
         super().__init__()
@@ -379,18 +376,14 @@ class LinkIncidents(beam.PTransform):
 
     def expand(self, events):
         span = dt.timedelta(hours=self._cfg["max_span_hours"])
-        # Two filters, not beam.Partition: some runners (DaskRunner) send every element to every part.
-        unlinked = (events
-                    | "NotLinkable" >> beam.Filter(lambda e: not needs_link(e))
-                    | "OwnIncident" >> beam.Map(lambda e: {**e, "incident_id": e["event_id"]}))
-        keyed = (events
-                 | "Linkable" >> beam.Filter(needs_link)
-                 | "KeyByTownshipMonth" >> beam.ParDo(_KeyByTownshipMonth(self._cfg["max_span_hours"])))
+        # Two steps, not beam.Partition: some runners (DaskRunner) send every element to every part.
+        unlinked = apply_each(events, "OwnIncident", lambda: beam.FlatMap(
+            lambda e: [] if needs_link(e) else [{**e, "incident_id": e["event_id"]}]))
+        keyed = apply_each(events, "KeyByTownshipMonth", lambda: beam.ParDo(_KeyByTownshipMonth(self._cfg["max_span_hours"])))
         if self._frequencies is not None:
-            keyed = (keyed, self._frequencies | "TagFrequencies" >> beam.MapTuple(lambda key, f: (key, (_FREQUENCIES, f)))
-                     ) | "WithFrequencies" >> beam.Flatten()
+            keyed.append(self._frequencies | "TagFrequencies" >> beam.MapTuple(lambda key, f: (key, (_FREQUENCIES, f))))
         linked = (
-            keyed
+            flatten(keyed, "WithFrequencies")
             | "GroupByTownshipMonth" >> beam.GroupByKey()
             | "LinkInGroup" >> ParDoWithOutputs(_LinkGroup(self._cfg), _LinkGroup.CLAIMS, _LinkGroup.CLAIMABLE,
                                                 main="events")
@@ -410,7 +403,21 @@ class LinkIncidents(beam.PTransform):
             | "JoinIncidentClaims" >> beam.CoGroupByKey()
             | "ApplyClaims" >> beam.FlatMap(_apply_claims)
         )
-        return (linked.events, resolved, unlinked) | "AllEvents" >> FlattenEvents()
+        return (linked.events, resolved, *unlinked)
+
+
+class LinkIncidents(LinkIncidentsInParts):
+    """Events (one PCollection, or several: ``packed_events.apply_each``) → the same Events with
+    ``incident_id`` set (see the module doc for the layout). Keys that are not Event fields are kept.
+
+    A record marked ``KEEP_INCIDENT`` keeps its ``incident_id`` (its month is not relinked; it is
+    there to decide which of its month's incidents take the next month's first hours).
+    ``frequencies``: ((township, month), ``document_frequencies``) for months
+    present only in part (``month_frequencies`` of the whole month).
+    """
+
+    def expand(self, events):
+        return super().expand(events) | "AllEvents" >> FlattenEvents()
 
 
 # --------------------------------------------------------------------------------------------

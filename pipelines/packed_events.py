@@ -1,4 +1,5 @@
-"""Events across stage boundaries, packed: ``PackedEvent`` and ``FlattenEvents``.
+"""Events across stage boundaries: packed (``PackedEvent``, ``FlattenEvents``), or fewer of them
+(``apply_each``).
 
 A runner encodes an element each time it passes from one fused stage to the next: at a shuffle,
 and at a Flatten of PCollections made in different stages (the FnApiRunner writes every input
@@ -7,6 +8,10 @@ strings and its four datetimes (through ``pipelines.element_coder``'s Python fal
 ``EventPacker``'s tuple carries only the values, datetimes as integers. On the county month's
 Events a packed crossing took about half the CPU of a dict's (docs/notes/performance.md,
 "Session 6"), so Events cross Flattens and shuffles packed and are unpacked where they are used.
+
+Fewer crossings are better still: a transform that starts with element-wise steps before its
+shuffle can take several PCollections of Events (``apply_each``) and flatten only after those
+steps, so each Event crosses once, at the shuffle, instead of also at a Flatten in front of it.
 """
 from __future__ import annotations
 
@@ -62,3 +67,15 @@ class FlattenEvents(beam.PTransform):
     def expand(self, pcolls):
         packed = [pcoll | f"Pack{i}" >> beam.ParDo(_Pack()) for i, pcoll in enumerate(pcolls)]
         return packed | "Flatten" >> beam.Flatten() | "Unpack" >> beam.ParDo(_Unpack())
+
+
+def apply_each(events, label: str, make) -> list:
+    """``make()`` (a new PTransform) applied to each PCollection of ``events`` (one, or a tuple or
+    list of several), each in its producer's stage → the outputs, to be flattened (``flatten``)."""
+    inputs = tuple(events) if isinstance(events, (tuple, list)) else (events,)
+    return [pcoll | (label if len(inputs) == 1 else f"{label}{i}") >> make() for i, pcoll in enumerate(inputs)]
+
+
+def flatten(parts: list, label: str):
+    """Several PCollections → one (a single one as it is: no Flatten, no crossing)."""
+    return parts[0] if len(parts) == 1 else parts | label >> beam.Flatten()

@@ -28,6 +28,7 @@ import schemas
 from models import gaps as gaps_model
 from models import risk_score
 from models.subjects import SubjectNamer
+from pipelines.packed_events import apply_each, flatten
 from pipelines.warehouse import FEED_DAYS, SERIES_TALLIES, SeriesReader, domain_item, tally_value
 
 _TZ = zoneinfo.ZoneInfo(schemas.TIMEZONE)
@@ -175,7 +176,8 @@ class _ShardTallies(beam.DoFn):
 
 
 class DailyCounts(beam.PTransform):
-    """Linked Events → (((county, township, village|None, domain), ISO date), tally).
+    """Linked Events (one PCollection or several) → (((county, township, village|None, domain), ISO
+    date), tally).
 
     Records are grouped by a hash shard of their township, summarised per incident and series and
     summed per series × day within the shard.
@@ -186,9 +188,9 @@ class DailyCounts(beam.PTransform):
         self._shards = shards
 
     def expand(self, events):
+        records = apply_each(events, "RecordsByIncident", lambda: beam.ParDo(_IncidentRecords(self._shards)))
         return (
-            events
-            | "RecordsByIncident" >> beam.ParDo(_IncidentRecords(self._shards))
+            flatten(records, "AllRecords")
             | "GroupIncidentShards" >> beam.GroupByKey()
             | "ShardTallies" >> beam.ParDo(_ShardTallies())
         )
@@ -200,14 +202,12 @@ def feed_day_key(event: dict) -> tuple:
 
 
 class FeedDayCounts(beam.PTransform):
-    """All Events (including domain ``none``) → ((feed, township_code, ISO date), records)."""
+    """All Events (including domain ``none``; one PCollection or several) → ((feed, township_code,
+    ISO date), records)."""
 
     def expand(self, events):
-        return (
-            events
-            | "FeedTownshipDay" >> beam.Map(lambda e: (feed_day_key(e), 1))
-            | "CountRecords" >> beam.CombinePerKey(sum)
-        )
+        keyed = apply_each(events, "FeedTownshipDay", lambda: beam.Map(lambda e: (feed_day_key(e), 1)))
+        return flatten(keyed, "AllFeedDays") | "CountRecords" >> beam.CombinePerKey(sum)
 
 
 class FindGaps(beam.PTransform):
@@ -352,8 +352,8 @@ class ScoreSeries(beam.PTransform):
 
 
 class DailyTallies(beam.PTransform):
-    """Linked Events → ``{SERIES_TALLIES: DailyCounts' tallies, FEED_DAYS: FeedDayCounts' counts}``:
-    what scoring reads, and what the batch job keeps per month in the warehouse."""
+    """Linked Events (one PCollection or several) → ``{SERIES_TALLIES: DailyCounts' tallies, FEED_DAYS:
+    FeedDayCounts' counts}``: what scoring reads, and what the batch job keeps per month in the warehouse."""
 
     def expand(self, events):
         return {SERIES_TALLIES: events | "DailyCounts" >> DailyCounts(),

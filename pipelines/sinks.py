@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.normalise import TZ
+from pipelines.packed_events import apply_each, flatten
 from pipelines.validate import EventPacker
 from schemas import event_arrow_schema
 
@@ -84,7 +85,8 @@ class _WriteEventPartition(beam.DoFn):
 
 
 class WriteEvents(beam.PTransform):
-    """Events → ``<out>/warehouse/events/month=YYYY-MM/events-<inputs digest>-<shard>.parquet``.
+    """Events (one PCollection or several, ``packed_events.apply_each``) →
+    ``<out>/warehouse/events/month=YYYY-MM/events-<inputs digest>-<shard>.parquet``.
 
     One file per month and shard, rows sorted by event_id, so the bytes depend only on the input.
     Raise ``shards`` when a month no longer fits one worker's memory. With ``months`` (a
@@ -99,14 +101,13 @@ class WriteEvents(beam.PTransform):
 
     def expand(self, events):
         shards, packer = self._shards, EventPacker()
-        keyed = events | "KeyByMonth" >> beam.Map(
-            lambda e: ((month_of(e), zlib.crc32(e["event_id"].encode()) % shards), ("row", packer.pack(e))))
+        keyed = apply_each(events, "KeyByMonth", lambda: beam.Map(
+            lambda e: ((month_of(e), zlib.crc32(e["event_id"].encode()) % shards), ("row", packer.pack(e)))))
         if self._months is not None:
-            marks = self._months | "MarkMonths" >> beam.FlatMap(
-                lambda month: [((month, shard), ("write", None)) for shard in range(shards)])
-            keyed = (keyed, marks) | "RowsAndMarks" >> beam.Flatten()
+            keyed.append(self._months | "MarkMonths" >> beam.FlatMap(
+                lambda month: [((month, shard), ("write", None)) for shard in range(shards)]))
         return (
-            keyed
+            flatten(keyed, "RowsAndMarks")
             | "GroupByMonth" >> beam.GroupByKey()
             | "WriteParquet" >> beam.ParDo(_WriteEventPartition(self._out, self._digest, self._months is not None))
         )
