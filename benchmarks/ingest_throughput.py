@@ -2,7 +2,9 @@
 or on a real or simulated inbox (``--inbox``: rows/s of ``run_ingest`` alone, wall and CPU).
 
     cd /work/main && PYTHONPATH=. python benchmarks/ingest_throughput.py --rows 50000
-    PYTHONPATH=. python benchmarks/ingest_throughput.py --inbox SIM/inbox --gazetteer SIM/gazetteer.csv
+    PYTHONPATH=. python benchmarks/ingest_throughput.py --inbox SIM/inbox --gazetteer SIM/gazetteer.csv [--classify]
+
+With ``--inbox`` the run has the batch job's collector thresholds (``runners.fewer_collections``).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from pathlib import Path
 from pipelines.gazetteer import Gazetteer, read_gazetteer_rows
 from pipelines.ingest import run_ingest
 from pipelines.read import FileReader
+from pipelines.runners import fewer_collections
 
 GAZETTEER = Path(__file__).resolve().parents[1] / "tests" / "data" / "gazetteer.csv"
 HEADER = ["工单编号", "来电时间", "来电号码", "诉求人", "诉求类型", "诉求内容", "事发地址", "所属镇街", "承办单位", "办理状态", "办结时间", "满意度评价"]
@@ -41,13 +44,14 @@ def write_export(path: Path, rows: int, encoding: str) -> None:
         w.writerow(["合计", rows] + [""] * 10)
 
 
-def measure_inbox(inbox: str, gazetteer: str, beam_args: list[str]) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
+def measure_inbox(inbox: str, gazetteer: str, beam_args: list[str], classify: bool = False) -> None:
+    with tempfile.TemporaryDirectory() as tmp, fewer_collections():
         wall, cpu = time.perf_counter(), time.process_time()
-        result = run_ingest(inbox, gazetteer, str(Path(tmp) / "out"), b"bench-key", beam_args=beam_args)
+        result = run_ingest(inbox, gazetteer, str(Path(tmp) / "out"), b"bench-key", beam_args=beam_args,
+                            classify=classify)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     totals = result.manifest["totals"]
-    print(f"run_ingest on {inbox}: {totals['rows_read']} rows in {wall:.1f} s wall, {cpu:.1f} s CPU "
+    print(f"run_ingest{' (classified)' if classify else ''} on {inbox}: {totals['rows_read']} rows in {wall:.1f} s wall, {cpu:.1f} s CPU "
           f"({totals['rows_read'] / wall:,.0f} rows/s; load average {os.getloadavg()[0]:.1f}); "
           f"accepted {totals['accepted']}, superseded {totals['superseded']}, quarantined {totals['quarantined']}")
 
@@ -58,10 +62,12 @@ def main() -> None:
     parser.add_argument("--addresses", type=int, default=100000)
     parser.add_argument("--inbox", help="measure run_ingest on this inbox instead of a synthetic export")
     parser.add_argument("--gazetteer", default=str(GAZETTEER))
+    parser.add_argument("--classify", action="store_true",
+                        help="with --inbox: classify the Events as the batch job's ingest does (IngestFeeds(classify=True))")
     parser.add_argument("beam_args", nargs="*", help="after --: Beam options")
     args = parser.parse_args()
     if args.inbox:
-        measure_inbox(args.inbox, args.gazetteer, args.beam_args)
+        measure_inbox(args.inbox, args.gazetteer, args.beam_args, args.classify)
         return
     with tempfile.TemporaryDirectory() as tmp:
         inbox = Path(tmp) / "inbox" / "hotline_12345"

@@ -27,7 +27,9 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 # Masking upstream leaves tokens such as [手机号] or [姓名]; their wording differs per department
 # and says nothing about the domain, so they become one token. Long digit runs are ids or numbers.
-_MASK = re.compile(r"[\[【<＜(（][^\]】>＞)）\n]{1,8}?(?:号码?|名|址|证|码|号|金额|车牌)[\]】>＞)）]|\*{2,}|\d{7,}")
+# A token never spans the NUL that separates a batch's texts: one text ending "（张" and the next
+# starting "号）" are two texts, not one token (which would shift every later text of the batch).
+_MASK = re.compile(r"[\[【<＜(（][^\]】>＞)）\n\x00]{1,8}?(?:号码?|名|址|证|码|号|金额|车牌)[\]】>＞)）]|\*{2,}|\d{7,}")
 _MASK_TOKEN = "〇"
 _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
 
@@ -212,7 +214,10 @@ class NgramTfidf(BaseEstimator, TransformerMixin):
         return self
 
     def transform(self, X):
-        texts = self._texts(X)
+        return self.transform_normalised(self._texts(X))
+
+    def transform_normalised(self, texts: list[str]):
+        """``transform`` of texts already passed through ``normalise_texts`` (as one batch)."""
         rows, _, hashes = ngram_hashes(texts, 1, self.n_max_)
         index = self.table_.lookup(hashes)
         known = index >= 0
@@ -225,7 +230,10 @@ class NgramTfidf(BaseEstimator, TransformerMixin):
         present = cols >= 0
         n_cols = len(self.vocabulary_)
         cell = np.sort(rows[present].astype(np.int64) * n_cols + cols[present])
-        starts = np.flatnonzero(np.concatenate(([True], cell[1:] != cell[:-1])))
+        # first occurrence of each cell (none at all when no text holds a known n-gram)
+        first = np.ones(len(cell), dtype=bool)
+        first[1:] = cell[1:] != cell[:-1]
+        starts = np.flatnonzero(first)
         counts = np.diff(np.append(starts, len(cell))).astype(np.float64)
         cell = cell[starts]
         row, col = cell // n_cols, cell % n_cols

@@ -20,6 +20,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.utils.shared import Shared
 
 from models.domain_classifier import DomainClassifier
+from models.features import normalise_texts
 from pipelines.signals import SignalLexicon
 from pipelines.validate import EventPacker, event_shard
 
@@ -28,8 +29,10 @@ NAMESPACE = "riskwatch.classify"
 
 def annotate(classifier: DomainClassifier, lexicon: SignalLexicon, events: list[dict]) -> list[dict]:
     """Copies of the events with domain, domain_confidence, domain_by and signals filled in."""
-    predictions = classifier.predict_records(events)
-    found = lexicon.extract_batch([e.get("text") for e in events], [e.get("people_involved") for e in events])
+    # The model and the signals read the same normalised texts: normalised once, as one batch.
+    texts = normalise_texts([e.get("text") for e in events])
+    predictions = classifier.predict_records(events, texts)
+    found = lexicon.extract_batch(texts, [e.get("people_involved") for e in events], normalised=True)
     return [
         {
             **event,

@@ -95,6 +95,7 @@ class Gazetteer:
         self._codes_cache: dict[str, frozenset] = {}
         self._certain_cache: dict[tuple, dict[str, str]] = {}
         self._structured_cache: dict[tuple, tuple[dict[str, str], str]] = {}
+        self._resolutions: dict[tuple, Resolution] = {}
         counties = [r["code"] for r in rows if r["level"] == "county"]
         self._only_county = counties[0] if len(counties) == 1 else None
 
@@ -193,7 +194,7 @@ class Gazetteer:
         for text, how in texts:
             if "village" in chain:
                 break
-            if text and (found := self._certain(self._codes_in(_key(text)), chain)) and len(found) > len(chain):
+            if text and (found := self._certain(self._codes_in(text), chain)) and len(found) > len(chain):
                 if "township" not in chain:
                     by = how
                 chain = found
@@ -201,7 +202,14 @@ class Gazetteer:
             by = UNRESOLVED
         county = chain.get("county") or self._only_county
         grid = chain.get("grid") or next((str(c).strip() for c in codes if c), None)
-        return Resolution(county, chain.get("township"), chain.get("village"), grid, by)
+        # Resolutions are immutable and few (one per place and way found): shared, not rebuilt per record.
+        fields = (county, chain.get("township"), chain.get("village"), grid, by)
+        resolution = self._resolutions.get(fields)
+        if resolution is None:
+            if len(self._resolutions) >= _CACHE_MAX_ENTRIES:
+                self._resolutions.clear()
+            resolution = self._resolutions[fields] = Resolution(*fields)
+        return resolution
 
     def _from_cells(self, codes: Sequence[str | None], names: Sequence[str | None]) -> tuple[dict[str, str], str]:
         """The region the code and name cells give, and how it was found."""
@@ -228,12 +236,13 @@ class Gazetteer:
         return chain, by
 
     def _codes_in(self, text: str) -> frozenset:
+        """Codes of the gazetteer terms in ``text`` (as written: keyed here, ``_key`` is idempotent)."""
         # Addresses and unit names repeat; bounded so that a long run cannot grow it without end.
         codes = self._codes_cache.get(text)
         if codes is None:
             if len(self._codes_cache) >= _CACHE_MAX_ENTRIES:
                 self._codes_cache.clear()
-            codes = frozenset(c for term in self.find_terms(text) for c in self._terms[term])
+            codes = frozenset(c for term in self.find_terms(_key(text)) for c in self._terms[term])
             self._codes_cache[text] = codes
         return codes
 

@@ -236,8 +236,9 @@ def unbalanced_files(manifest: dict) -> list[dict]:
 
 def run_ingest(inbox: str, gazetteer_path: str, out: str, hmac_key: bytes,
                ingest_time: dt.datetime | None = None, beam_args: list[str] | None = None,
-               event_shards: int = 1) -> IngestResult:
-    """Ingest an inbox into ``out`` and return the manifest; AccountingError if rows do not add up."""
+               event_shards: int = 1, classify: bool = False) -> IngestResult:
+    """Ingest an inbox into ``out`` and return the manifest; AccountingError if rows do not add up.
+    ``classify``: the Events are written classified (``IngestFeeds(classify=True)``, as the batch job ingests)."""
     files = discover(inbox)
     if not files:
         log.warning("no feed files under %s (expected sub-folders %s)", inbox, ", ".join(sorted({"hotline_12345", "police_110", "grid"})))
@@ -248,7 +249,7 @@ def run_ingest(inbox: str, gazetteer_path: str, out: str, hmac_key: bytes,
     header = {"job": "ingest", "run_id": run_id, "inbox": str(inbox), "gazetteer": str(gazetteer_path),
               "ingest_time": ingest_time.isoformat()}
     pipeline = beam.Pipeline(options=beam_options(beam_args))
-    ingested = pipeline | "Ingest" >> IngestFeeds(inbox, gazetteer_path, hmac_key, ingest_time, files)
+    ingested = pipeline | "Ingest" >> IngestFeeds(inbox, gazetteer_path, hmac_key, ingest_time, files, classify=classify)
     written = [
         ingested["events"] | "WriteEvents" >> sinks.WriteEvents(out, digest, event_shards),
         ingested["quarantine"] | "WriteQuarantine" >> sinks.WriteQuarantine(out, digest),

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import hmac
 import os
 import re
 import sys
+import unicodedata
 from pathlib import Path
 
 KEY_ENV = "RISKWATCH_HMAC_KEY"
@@ -53,6 +53,9 @@ def normalise_phone(value) -> str | None:
         value = int(value)  # XLSX stores numbers as floats: 13812345678.0
     text = str(value).strip()
     digits = _NON_DIGIT_RE.sub("", text if not text.startswith("+") else "+" + text[1:])
+    if not digits.isascii():
+        # full-width (１３９…) or other scripts' decimal digits: the same number as ASCII digits
+        digits = "".join(str(unicodedata.decimal(c)) for c in digits)
     digits = _COUNTRY_PREFIX_RE.sub("", digits.lstrip("+"))
     # Fewer than 5 digits is not a callable number (匿名, 未知, 110 itself).
     return digits if len(digits) >= 5 else None
@@ -63,7 +66,25 @@ def caller_key(phone, key: bytes) -> str | None:
     digits = normalise_phone(phone)
     if digits is None:
         return None
-    return hmac.new(key, digits.encode("ascii"), hashlib.sha256).hexdigest()
+    inner, outer = _hmac_sha256_pads(key)
+    inner = inner.copy()
+    inner.update(digits.encode("ascii"))
+    outer = outer.copy()
+    outer.update(inner.digest())
+    return outer.hexdigest()
+
+
+_SHA256_BLOCK = 64
+
+
+@functools.lru_cache(maxsize=8)
+def _hmac_sha256_pads(key: bytes):
+    """SHA-256 after HMAC's inner and outer key blocks (RFC 2104): what ``hmac.new`` computes
+    first for every message, computed once per key (hmac.new costs ~6 µs per phone, this ~1.7)."""
+    if len(key) > _SHA256_BLOCK:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(_SHA256_BLOCK, b"\0")
+    return hashlib.sha256(bytes(b ^ 0x36 for b in key)), hashlib.sha256(bytes(b ^ 0x5C for b in key))
 
 
 # Common surnames (single and double): a marker such as 本人 or 我叫 is only followed by a name

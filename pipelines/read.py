@@ -161,26 +161,22 @@ def decode(data: bytes) -> tuple[str, str]:
     # majority encoding first; a line neither decodes keeps replacement characters and becomes an
     # encoding_error row.
     lines = data.split(b"\n")
-    order = sorted(("utf-8", "gb18030"), key=lambda e: -sum(_decodes(line, e) for line in lines))
-    text = "\n".join(_decode_line(line, order) for line in lines)
+    # Each line decoded once per encoding: the counts choose the order, the results are reused.
+    decoded = {encoding: [_decoded(line, encoding) for line in lines] for encoding in ("utf-8", "gb18030")}
+    order = sorted(decoded, key=lambda e: -sum(text is not None for text in decoded[e]))
+    first, second = (decoded[e] for e in order)
+    text = "\n".join(
+        a if a is not None else b if b is not None else line.decode(order[0], errors="replace")
+        for line, a, b in zip(lines, first, second)
+    )
     return text, f"{order[0]}(mixed)"
 
 
-def _decodes(line: bytes, encoding: str) -> bool:
+def _decoded(line: bytes, encoding: str) -> str | None:
     try:
-        line.decode(encoding)
-        return True
+        return line.decode(encoding)
     except UnicodeDecodeError:
-        return False
-
-
-def _decode_line(line: bytes, order: list[str]) -> str:
-    for encoding in order:
-        try:
-            return line.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    return line.decode(order[0], errors="replace")
+        return None
 
 
 def cell_text(value) -> str:
@@ -197,10 +193,18 @@ def _is_blank(cells: list) -> bool:
     return all(cell_text(c).strip() == "" for c in cells)
 
 
-def _csv_line(cells: list) -> str:
-    out = io.StringIO()
-    csv.writer(out, lineterminator="").writerow([cell_text(c) for c in cells])
-    return out.getvalue()
+class _CsvLines:
+    """Cells → their CSV line (the ``raw`` text of a spreadsheet row), one writer for a whole sheet."""
+
+    def __init__(self):
+        self._out = io.StringIO()
+        self._writer = csv.writer(self._out, lineterminator="")
+
+    def __call__(self, cells: list) -> str:
+        self._out.seek(0)
+        self._out.truncate()
+        self._writer.writerow([cell_text(c) for c in cells])
+        return self._out.getvalue()
 
 
 def _unique_header(cells: list) -> list[str]:
@@ -275,7 +279,8 @@ class FileReader:
             if meta.visible != SheetVisibleEnum.Visible or meta.typ != SheetTypeEnum.WorkSheet:
                 continue
             cells = book.get_sheet_by_name(meta.name).to_python(skip_empty_area=False)
-            rows = [(i + 1, list(r), _csv_line(r)) for i, r in enumerate(cells)]
+            csv_line = _CsvLines()
+            rows = [(i + 1, list(r), csv_line(r)) for i, r in enumerate(cells)]
             tables.append(_Table(rows, meta.name))
         # Only sheets with a recognisable header hold records; a statistics sheet beside them is
         # skipped (listed in the manifest). With none recognisable, the first sheet is read so
@@ -417,7 +422,11 @@ class FileReader:
         return ("missing_field", f"{where}缺少必填列{wanted}；找到的列为：{found}。请按模板补齐列名后重新提交")
 
     def _is_summary(self, cells: list, header: list[str], mapping: dict) -> bool:
-        first = next((cell_text(c).strip() for c in cells if cell_text(c).strip()), "")
+        first = ""
+        for cell in cells:
+            first = cell.strip() if type(cell) is str else cell_text(cell).strip()
+            if first:
+                break
         if not SUMMARY_ROW_RE.match(first.replace(" ", "").replace("\u3000", "")):
             return False
         id_header = next((h for h, f in mapping.items() if f == self.headers.contract["id_field"]), None)

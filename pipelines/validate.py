@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import operator
 import re
 import zlib
+from typing import Callable
 
 import apache_beam as beam
 
@@ -45,38 +47,72 @@ _MEMO_MAX_ENTRIES = 50_000
 _MEMO_TRIAL = 1_000
 
 
+# Longest value meaning "nothing here": a longer cell is never blank (lower-casing never shortens).
+_BLANK_MAX_LENGTH = max(map(len, _BLANKS))
+
+
 class _Problem(Exception):
     def __init__(self, reason: str, message: str):
         super().__init__(message)
         self.reason, self.message = reason, message
 
 
+def _is_blank(text: str) -> bool:
+    """Whether a stripped cell text means "nothing here" (also behind Excel's text-marking quote)."""
+    if text[:1] == "'":
+        text = text.lstrip("'").strip()
+    return len(text) <= _BLANK_MAX_LENGTH and text.lower() in _BLANKS
+
+
+def _stripped(value) -> str:
+    return value.strip() if type(value) is str else cell_text(value).strip()
+
+
 @dataclasses.dataclass
 class _FieldPlan:
-    """One contract field as one header carries it: the column (None when absent), the label
-    messages use, and the outcomes of the values already parsed."""
+    """One contract field as one header carries it: the column (None when absent), the field's
+    parser under the label messages use, and the outcomes of the values already parsed."""
 
-    field: dict
+    name: str
     column: str | None
-    label: str
+    parse: Callable[[object], object]
     memo: dict | None = dataclasses.field(default_factory=dict)
     lookups: int = 0
     hits: int = 0
 
-    def lookup(self, key):
+    def __post_init__(self):
+        # An absent column is the same empty value in every row: parsed once.
+        self.absent = self.parsed(None) if self.column is None else None
+
+    def parsed(self, value) -> tuple[bool, object]:
+        """``(True, parsed value)`` or ``(False, _Problem)``."""
+        try:
+            return True, self.parse(value)
+        except _Problem as problem:
+            # kept without its traceback, which would hold this row's frame alive
+            return False, problem.with_traceback(None)
+
+    def outcome(self, value) -> tuple[bool, object]:
+        """``parsed(value)``, memoised: values repeat (times to the minute, categories, units,
+        addresses), so each distinct one is parsed once per column; long free texts rarely repeat
+        and are not kept."""
+        memo, kind = self.memo, type(value)
+        if memo is None or kind not in _MEMO_TYPES or (kind is str and len(value) > _MEMO_MAX_LENGTH):
+            return self.parsed(value)
+        key = (kind, value)
         self.lookups += 1
-        outcome = self.memo.get(key)
+        outcome = memo.get(key)
         if outcome is not None:
             self.hits += 1
-        elif self.lookups == _MEMO_TRIAL and self.hits < _MEMO_TRIAL // 10:
+            return outcome
+        outcome = self.parsed(value)
+        if self.lookups >= _MEMO_TRIAL and self.hits < _MEMO_TRIAL // 10:
             self.memo = None  # a column of unique values (ids, times to the second, phones)
+        else:
+            if len(memo) >= _MEMO_MAX_ENTRIES:
+                memo.clear()
+            memo[key] = outcome
         return outcome
-
-    def keep(self, key, outcome) -> None:
-        if self.memo is not None:
-            if len(self.memo) >= _MEMO_MAX_ENTRIES:
-                self.memo.clear()
-            self.memo[key] = outcome
 
 
 def _display(value) -> str:
@@ -111,13 +147,14 @@ class RecordValidator:
         }
 
     def _plan(self, header: list[str]) -> list[_FieldPlan]:
-        """Per contract field: its column in this header, its label and a cache of parsed values."""
+        """Per contract field: its column in this header, its parser and a cache of parsed values."""
         key = tuple(header)
         plan = self._plans.get(key)
         if plan is None:
             mapping = {f: h for h, f in self.headers.map(list(header)).items()}
             plan = self._plans[key] = [
-                _FieldPlan(field, mapping.get(field["name"]), mapping.get(field["name"]) or self.headers.labels[field["name"]])
+                _FieldPlan(field["name"], mapping.get(field["name"]),
+                           self._parser(field, mapping.get(field["name"]) or self.headers.labels[field["name"]]))
                 for field in self.fields
             ]
         return plan
@@ -130,26 +167,11 @@ class RecordValidator:
         values = row["values"]
         parsed, problems = {}, []
         for plan in self._plan(row["header"]):
-            value = values.get(plan.column) if plan.column is not None else None
-            # Values repeat (times to the minute, categories, units, addresses): each distinct one
-            # is parsed once per column; long free texts rarely repeat and are not kept.
-            kind = type(value)
-            memo = None
-            if plan.memo is not None and kind in _MEMO_TYPES and (kind is not str or len(value) <= _MEMO_MAX_LENGTH):
-                memo = (kind, value)
-            outcome = plan.lookup(memo) if memo is not None else None
-            if outcome is None:
-                try:
-                    outcome = (True, self._parse(plan.field, value, plan.label))
-                except _Problem as problem:
-                    # kept without its traceback, which would hold this row's frame alive
-                    outcome = (False, problem.with_traceback(None))
-                if memo is not None:
-                    plan.keep(memo, outcome)
-            if outcome[0]:
-                parsed[plan.field["name"]] = outcome[1]
+            ok, result = plan.absent if plan.column is None else plan.outcome(values.get(plan.column))
+            if ok:
+                parsed[plan.name] = result
             else:
-                problems.append((plan.field["name"], outcome[1]))
+                problems.append((plan.name, result))
         if problems:
             where = f"工作表“{row['sheet']}”第{row['line']}行" if row.get("sheet") else f"第{row['line']}行"
             name, first = problems[0]
@@ -157,37 +179,66 @@ class RecordValidator:
             return False, self._quarantine(row, name, first.reason, message)
         return True, self._event(row, parsed)
 
-    def _parse(self, field: dict, value, label: str):
-        kind = field["type"]
-        if kind == "datetime" and isinstance(value, (dt.datetime, dt.date)):
-            return self._time(value, label)
-        text = cell_text(value).strip()
-        if text.lstrip("'").strip().lower() in _BLANKS:
-            if field.get("required"):
+    def _parser(self, field: dict, label: str) -> Callable[[object], object]:
+        """The contract's rules for one field as one function: cell value → parsed value, or
+        ``_Problem``. Built once per header, so a row pays for its checks, not for choosing them."""
+        kind, required = field["type"], bool(field.get("required"))
+
+        def empty():
+            if required:
                 raise _Problem("missing_field", f"缺少必填项“{label}”，请补填后重新提交")
             return None
+
         if kind == "datetime":
-            return self._time(value, label)
+            def parse(value):
+                if not isinstance(value, (dt.datetime, dt.date)) and _is_blank(_stripped(value)):
+                    return empty()
+                return self._time(value, label)
+            return parse
         if kind == "phone":
-            return pii.caller_key(value, self.key)
+            key = self.key
+
+            def parse(value):
+                return empty() if _is_blank(_stripped(value)) else pii.caller_key(value, key)
+            return parse
         if kind == "integer":
-            match = _INTEGER_RE.match(clean_text(text))
-            if not match:
-                raise _Problem("bad_type", f"“{label}”为“{_display(value)}”，应为整数，请填写数字")
-            return self._in_range(field, int(match.group(1)), label)
+            def parse(value):
+                text = _stripped(value)
+                if _is_blank(text):
+                    return empty()
+                match = _INTEGER_RE.match(clean_text(text))
+                if not match:
+                    raise _Problem("bad_type", f"“{label}”为“{_display(value)}”，应为整数，请填写数字")
+                return self._in_range(field, int(match.group(1)), label)
+            return parse
         if kind == "float":
-            number = clean_text(text)
-            if not _FLOAT_RE.match(number):
-                raise _Problem("bad_type", f"“{label}”为“{_display(value)}”，应为数字（如117.2345），请核对")
-            return self._in_range(field, float(number), label)
-        cleaned = self.normalise_text(text.lstrip("'") if kind in ("string", "region") else text)
-        if field.get("required") and not cleaned:
-            raise _Problem("missing_field", f"缺少必填项“{label}”，请补填后重新提交")
+            def parse(value):
+                text = _stripped(value)
+                if _is_blank(text):
+                    return empty()
+                number = clean_text(text)
+                if not _FLOAT_RE.match(number):
+                    raise _Problem("bad_type", f"“{label}”为“{_display(value)}”，应为数字（如117.2345），请核对")
+                return self._in_range(field, float(number), label)
+            return parse
+        normalise, quoted = self.normalise_text, kind in ("string", "region")
         if kind == "category":
-            return self._category(field, cleaned, label)
-        if kind == "text":
-            return pii.mask(cleaned)
-        return cleaned
+            def finish(cleaned):
+                return self._category(field, cleaned, label)
+        elif kind == "text":
+            finish = pii.mask
+        else:
+            finish = None
+
+        def parse(value):
+            text = _stripped(value)
+            if _is_blank(text):
+                return empty()
+            cleaned = normalise(text.lstrip("'") if quoted else text)
+            if required and not cleaned:
+                raise _Problem("missing_field", f"缺少必填项“{label}”，请补填后重新提交")
+            return finish(cleaned) if finish is not None else cleaned
+        return parse
 
     def _time(self, value, label: str) -> dt.datetime:
         parsed = parse_time(value)
@@ -335,21 +386,37 @@ class EventPacker:
         self.names = [f["name"] for f in event_fields()]
         self.time_positions = [i for i, f in enumerate(event_fields()) if f["type"].startswith("timestamp")]
         self._name_set = frozenset(self.names)
+        self._values = operator.itemgetter(*self.names)
+        # The last timestamp converted per position, either way: a run's Events share one
+        # ``ingested_at``, so one of their three conversions is a lookup. One tuple per position,
+        # replaced whole, so a packer shared by threads never pairs a value with another's result.
+        self._last_packed = {i: (None, None) for i in self.time_positions}
+        self._last_unpacked = {i: (None, None) for i in self.time_positions}
 
     def fits(self, record: dict) -> bool:
         """Whether ``record`` has exactly the Event fields, i.e. can cross a shuffle packed."""
         return len(record) == len(self.names) and record.keys() == self._name_set
 
     def pack(self, event: dict) -> tuple:
-        values = [event[name] for name in self.names]
+        values = list(self._values(event))
         for i in self.time_positions:
-            if values[i] is not None:
-                values[i] = int(values[i].timestamp() * 1000)
+            value = values[i]
+            if value is not None:
+                last, millis = self._last_packed[i]
+                if value is not last:
+                    millis = int(value.timestamp() * 1000)
+                    self._last_packed[i] = (value, millis)
+                values[i] = millis
         return tuple(values)
 
     def unpack(self, packed: tuple) -> dict:
         values = list(packed)
         for i in self.time_positions:
-            if values[i] is not None:
-                values[i] = dt.datetime.fromtimestamp(values[i] / 1000, TZ)
+            millis = values[i]
+            if millis is not None:
+                last, value = self._last_unpacked[i]
+                if millis != last:
+                    value = dt.datetime.fromtimestamp(millis / 1000, TZ)
+                    self._last_unpacked[i] = (millis, value)
+                values[i] = value
         return dict(zip(self.names, values))

@@ -1,6 +1,8 @@
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pipelines.gazetteer import Gazetteer, read_gazetteer_rows
+from pipelines.gazetteer import Gazetteer, _key, read_gazetteer_rows
 
 COUNTY, CHENGGUAN, DONGHU, XISHAN = "341122000000", "341122100000", "341122101000", "341122200000"
 DONGGUAN, XINHUA, TAOYUAN = "341122100001", "341122100002", "341122200002"
@@ -75,3 +77,25 @@ def test_gazetteer_with_missing_columns_is_rejected(tmp_path):
     path.write_text("code,name\n1,x\n", encoding="utf-8")
     with pytest.raises(ValueError, match="missing columns level, parent_code, aliases"):
         read_gazetteer_rows(str(path))
+
+
+_PLACES = ["城关镇", "城关", "东关村", "新华村", "西山乡", "桃园村", "东湖镇", "东湖", "城关派出所", "李庄", "第一网格", "3组", "附近", " ", "　"]
+_place_texts = st.lists(st.sampled_from(_PLACES), max_size=4).map("".join) | st.none()
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.lists(st.sampled_from(["341122100001001", "341122100001999", "341122", "", None]), max_size=1),
+                          st.lists(_place_texts, max_size=1), st.lists(_place_texts, min_size=3, max_size=3)),
+                min_size=1, max_size=30))
+def test_memoised_resolution_equals_a_fresh_gazetteers(gazetteer_path, requests):
+    rows = read_gazetteer_rows(gazetteer_path)
+    warm = Gazetteer(rows)
+    for codes, names, texts in requests + requests:
+        labelled = list(zip(texts, ("address", "handling_unit", "text")))
+        assert warm.resolve(codes, names, labelled) == Gazetteer(rows).resolve(codes, names, labelled)
+
+
+@given(st.text())
+def test_the_lookup_key_of_a_lookup_key_is_itself(text):
+    # the code-lookup memo is keyed by the text as written and by already-keyed names alike
+    assert _key(_key(text)) == _key(text)

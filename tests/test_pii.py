@@ -1,3 +1,5 @@
+import hashlib
+import hmac
 import re
 
 import pytest
@@ -110,3 +112,17 @@ def test_no_key_is_a_clear_error(tmp_path):
         pii.load_key(None, environ={})
     with pytest.raises(pii.MissingKeyError, match="does not exist"):
         pii.load_key(tmp_path / "missing.key", environ={})
+
+
+def test_full_width_and_other_script_digits_are_the_same_caller():
+    # full-width digits typed with a Chinese input method once crashed the caller key (non-ASCII digits)
+    assert pii.normalise_phone("１３８１２３４５６７８") == "13812345678"
+    assert pii.caller_key("＋８６ １３８-１２３４-５６７８", KEY) == pii.caller_key("13812345678", KEY)
+    assert pii.normalise_phone("٠٥٥١١٢٣٤٥٦٧") == "05511234567"
+
+
+@given(st.binary(max_size=100), st.text("0123456789０１２３４５６７８９ +-()", max_size=20))
+def test_caller_key_is_hmac_sha256_of_the_digits(key, phone):
+    digits = pii.normalise_phone(phone)
+    expected = None if digits is None else hmac.new(key, digits.encode("ascii"), hashlib.sha256).hexdigest()
+    assert pii.caller_key(phone, key) == expected

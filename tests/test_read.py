@@ -1,5 +1,10 @@
+import csv
+import io
+
 import apache_beam as beam
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines.options import beam_options
@@ -138,3 +143,60 @@ def test_discover_skips_hidden_lock_and_done_marker_files(tmp_path):
     for name in ["工单.csv", ".工单.csv.swp", "~$工单.xlsx", "工单.csv.done", "Thumbs.db"]:
         (feed / name).write_text("x", encoding="utf-8")
     assert [f.relpath for f in discover(str(tmp_path))] == ["hotline_12345/工单.csv"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["utf-8", "gbk", "junk"]), st.sampled_from(["城关镇", "沈五", "東關", "abc", "，", ""])),
+                min_size=1, max_size=12))
+def test_mixed_lines_are_each_decoded_majority_encoding_first(lines):
+    encoded = [text.encode(encoding) if encoding != "junk" else b"\xff\xfe\x81" + text.encode("utf-8") for encoding, text in lines]
+    text, encoding = decode(b"\n".join(encoded))
+    if not encoding.endswith("(mixed)"):
+        return  # the whole file decodes strictly in one encoding
+    first = encoding.removesuffix("(mixed)")
+    order = [first, "gb18030" if first == "utf-8" else "utf-8"]
+
+    def one(line: bytes) -> str:
+        for name in order:
+            try:
+                return line.decode(name)
+            except UnicodeDecodeError:
+                pass
+        return line.decode(first, errors="replace")
+
+    assert text.split("\n") == [one(line) for line in encoded]
+    votes = {name: sum(_decodes(line, name) for line in encoded) for name in order}
+    assert votes[first] >= votes[order[1]]
+
+
+def _decodes(line: bytes, encoding: str) -> bool:
+    try:
+        line.decode(encoding)
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+def test_spreadsheet_rows_keep_their_csv_line_as_raw(tmp_path):
+    import xlsxwriter
+
+    path = tmp_path / "orders.xlsx"
+    book = xlsxwriter.Workbook(str(path))
+    sheet = book.add_worksheet("工单")
+    rows = [["工单编号", "来电时间", "诉求内容", "事发地址"],
+            ["GD1", "2026-10-03 14:05:00", '他说"楼上,很吵"\n第二行', "东关村"],
+            ["GD2", 46298.5, "", "城关镇,3组"]]
+    for r, cells in enumerate(rows):
+        for c, value in enumerate(cells):
+            sheet.write(r, c, value)
+    book.close()
+    read, _ = FileReader("hotline_12345").read("hotline_12345/orders.xlsx", path.read_bytes())
+
+    def line(cells: list[str]) -> str:
+        out = io.StringIO()
+        csv.writer(out, lineterminator="").writerow(cells)
+        return out.getvalue()
+
+    # one writer serves the whole sheet: no row's text may leak into the next one's
+    assert [r["raw"] for r in read] == [line(rows[1]), line(["GD2", "46298.5", "", "城关镇,3组"])]
+    assert read[0]["raw"] == 'GD1,2026-10-03 14:05:00,"他说""楼上,很吵""\n第二行",东关村'

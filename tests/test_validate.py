@@ -3,13 +3,17 @@ and supersede + accounting hold when a record's versions arrive in different chu
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 
 import apache_beam as beam
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines.gazetteer import Gazetteer
 from pipelines.ingest import SUPERSEDED_TAG, SupersedeChunks, run_ingest
+from pipelines.normalise import TZ
 from pipelines.options import beam_options
 from pipelines.read import CHUNK_ROWS, FileReader
 from pipelines.validate import EventPacker, RecordValidator
@@ -69,3 +73,37 @@ def test_accounting_balances_across_chunks(write_feed, gazetteer_path, tmp_path)
     assert (entry["accepted"], entry["superseded"]) == (CHUNK_ROWS + 50, 30)
     assert entry["quarantined"] == {"bad_time": 1, "summary_row": 1}
     assert entry["balanced"]
+
+
+_CELLS = ["", " ", "-", "'", "'13912345678", "null", "N/A", "13912345678", "１３９１２３４５６７８", "2026-10-03 14:05:00",
+          "2026/10/3 下午2:05", "20261003140500", "明天", "2027-01-01", "投诉", "咨询 ", "搁置", "已办结", "城关镇", "東關村3組",
+          "住建局", "樓上噪音擾民，電話13812345678", "  报警人王小明称  ", "3", "十", None, 46298.5868, 1791007500000,
+          dt.datetime(2026, 10, 3, 14, 5), dt.date(2026, 10, 3)]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(_CELLS), min_size=len(HEADER), max_size=len(HEADER)), min_size=1, max_size=40))
+def test_memoised_validation_equals_a_fresh_validators(gazetteer_path, cells):
+    # Values repeat across rows and columns: what the memo returns must be what parsing returns.
+    gazetteer = Gazetteer.from_csv(gazetteer_path)
+    warm = RecordValidator("hotline_12345", gazetteer, TEST_KEY, INGEST_TIME)
+    for line, row_cells in enumerate(cells + cells, start=2):
+        row = {"feed": "hotline_12345", "file": "hotline_12345/a.csv", "line": line, "sheet": None, "header": HEADER,
+               "values": dict(zip(HEADER, row_cells)), "raw": "", "error": None, "batch_id": "b"}
+        fresh = RecordValidator("hotline_12345", gazetteer, TEST_KEY, INGEST_TIME)
+        assert warm.validate(row) == fresh.validate(row)
+
+
+_times = st.none() | st.datetimes(min_value=dt.datetime(2001, 1, 1), max_value=dt.datetime(2099, 1, 1)).map(
+    lambda d: d.replace(microsecond=0, tzinfo=TZ))
+
+
+@given(st.lists(st.tuples(_times, _times), min_size=1, max_size=20), _times)
+def test_packed_events_unpack_to_themselves(times, ingested_at):
+    # one packer for all Events, as in a DoFn: its last-conversion memo must not leak between them
+    packer = EventPacker()
+    events = [{**dict.fromkeys(packer.names), "event_id": f"e{i}", "reported_at": reported, "closed_at": closed,
+               "ingested_at": ingested_at, "signals": ["gathering"]} for i, (reported, closed) in enumerate(times)]
+    packed = [packer.pack(e) for e in events]
+    assert [packer.unpack(p) for p in packed] == events
+    assert packed == [EventPacker().pack(e) for e in events]
