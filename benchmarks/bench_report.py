@@ -7,7 +7,8 @@ run's.
 
 ``report_month`` writes into ``--out`` (reports/, quality/): run it on a copy of a warehouse.
 ``--repeat`` runs it several times in a row and prints the median; ``import_s`` is the import of the report stack, which the batch job pays
-once after its pipeline. To time an older tree, put it first on PYTHONPATH (this script
+once after its pipeline. ``--parts`` adds the CPU seconds of the step's parts (quality, the
+trend's counts, the reads, topics, the page and workbook) and of the topics' costliest steps. To time an older tree, put it first on PYTHONPATH (this script
 imports ``pipelines.monthly`` from there). ``--compare`` takes two ``<out>/reports/<month>``
 directories and prints what differs between their topics.json, topics.xlsx and the report's page
 (the HTML with its run time stamps removed).
@@ -28,19 +29,69 @@ def _load() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
-def time_report(out: str, month: str, gazetteer: str) -> dict:
+# (module, owner name, function name) of the parts --parts times; an owner of "" is the module itself
+_PARTS = [
+    ("pipelines.monthly", "", "run_quality"), ("pipelines.monthly", "", "build_topics"),
+    ("pipelines.monthly", "", "write_report"), ("pipelines.month_events", "MonthEvents", "incidents_by_domain"),
+    ("pipelines.month_events", "MonthEvents", "latest"), ("models.topics", "TopicBuilder", "group_topics"),
+    ("models.topics", "TopicBuilder", "topic_keys"), ("models.topics", "TopicBuilder", "cluster"),
+    ("models.topics", "TopicBuilder", "shared_noun"), ("models.topics", "SubjectFinder", "mentions_of"),
+    ("models.topics", "TopicBuilder", "_evidence"), ("models.topics", "TopicBuilder", "_group_wave"),
+    ("models.topics", "", "domain_counts"), ("models.topics", "", "topic_records"),
+]
+
+
+def _timed_parts() -> dict:
+    """Wrap the parts in CPU-time counters (outermost calls only); returns the counters."""
+    import functools
+    import importlib
+    import inspect
+
+    spent: dict = {}
+
+    def wrap(owner, name, label):
+        raw = inspect.getattr_static(owner, name)
+        function = getattr(owner, name)
+        depth = [0]
+
+        @functools.wraps(function)
+        def timed(*args, **kwargs):
+            if depth[0]:
+                return function(*args, **kwargs)
+            depth[0] += 1
+            began = time.process_time()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[label] = spent.get(label, 0.0) + time.process_time() - began
+                depth[0] -= 1
+
+        setattr(owner, name, staticmethod(timed) if isinstance(raw, staticmethod) else timed)
+
+    for module, owner, name in _PARTS:
+        target = importlib.import_module(module)
+        wrap(getattr(target, owner) if owner else target, name, f"{owner or module.split('.')[-1]}.{name}")
+    return spent
+
+
+def time_report(out: str, month: str, gazetteer: str, parts: bool = False) -> dict:
     began = time.perf_counter()
     from pipelines.monthly import report_month  # the batch job imports the report stack after its pipeline
     from pipelines.runners import fewer_collections
 
     imported = time.perf_counter() - began
+    spent = _timed_parts() if parts else None
     load = _load()
     wall, cpu = time.perf_counter(), time.process_time()
     with fewer_collections():  # as the batch job runs it (jobs/cli.py)
         _, summary = report_month(out, month, gazetteer)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    return {"report_s": round(wall, 1), "cpu_s": round(cpu, 1), "import_s": round(imported, 1),
-            "load_before": load, "load_after": _load(), **{k: v for k, v in summary.items() if k != "quality_critical"}}
+    figures = {"report_s": round(wall, 1), "cpu_s": round(cpu, 1), "import_s": round(imported, 1),
+               "load_before": load, "load_after": _load(),
+               **{k: v for k, v in summary.items() if k != "quality_critical"}}
+    if spent is not None:
+        figures["parts_cpu_s"] = {k: round(v, 2) for k, v in sorted(spent.items(), key=lambda kv: -kv[1])}
+    return figures
 
 
 _VOLATILE = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?([+-]\d\d:\d\d|Z)?|\d+(\.\d+)?\s*(秒|s\b)")
@@ -84,6 +135,8 @@ def main(argv=None) -> int:
     parser.add_argument("--month")
     parser.add_argument("--gazetteer")
     parser.add_argument("--repeat", type=int, default=1, help="runs in a row (the median is printed)")
+    parser.add_argument("--parts", action="store_true", help="CPU seconds of the step's parts (one run: the "
+                        "counters are set up once)")
     parser.add_argument("--compare", nargs=2, metavar=("REPORTS_A", "REPORTS_B"))
     args = parser.parse_args(argv)
     if args.compare:
@@ -93,8 +146,8 @@ def main(argv=None) -> int:
     if not (args.out and args.month and args.gazetteer):
         parser.error("--out, --month and --gazetteer (or --compare)")
     runs = []
-    for _ in range(args.repeat):
-        runs.append(time_report(args.out, args.month, args.gazetteer))
+    for i in range(args.repeat):
+        runs.append(time_report(args.out, args.month, args.gazetteer, parts=args.parts and i == 0))
         print(" ".join(f"{k}={v}" for k, v in runs[-1].items()), flush=True)
     if len(runs) > 1:
         print(f"median of {len(runs)}: report_s={statistics.median(r['report_s'] for r in runs)} "

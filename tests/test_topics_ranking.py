@@ -10,7 +10,7 @@ import re
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy.stats import poisson
+from scipy.stats import nbinom, poisson
 
 from models import topics as model
 from tests.topic_fixtures import CHENGGUAN, GAZETTEER, MONTH, QINGSHI, TZ, score_row
@@ -139,6 +139,15 @@ def test_poisson_surprise_is_the_tail_probability():
 @given(st.integers(min_value=1, max_value=400), st.floats(min_value=1e-6, max_value=500))
 def test_poisson_surprise_equals_scipy_stats(count, expected):
     assert model.surprise(count, expected) == max(0.0, -float(poisson.logsf(count - 1, expected)) / math.log(10.0))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.integers(min_value=0, max_value=3000), st.floats(min_value=0, max_value=40)),
+       st.floats(min_value=0, max_value=3000), st.sampled_from([0.1, 0.3, 1.0]))
+def test_overdispersed_surprise_equals_scipy_stats(count, expected, overdispersion):
+    size = 1.0 / overdispersion**2
+    tail = nbinom.logsf(count - 1, size, size / (size + max(expected, 1e-6)))
+    assert model.surprise(count, expected, overdispersion) == (0.0 if count <= 0 else max(0.0, -float(tail) / math.log(10.0)))
 
 
 def test_no_two_topics_of_a_group_share_a_title():
