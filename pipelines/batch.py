@@ -53,7 +53,7 @@ from pipelines.ingest import (SUPERSEDED_TAG, AccountingError, IngestFeeds, Supe
 from pipelines.ledger import Ledger, file_sha256, read_ledger, run_fingerprint, write_ledger
 from pipelines.link import KEEP_INCIDENT, LinkIncidentsInParts, link_config, month_frequencies
 from pipelines.normalise import TZ
-from pipelines.packed_events import FlattenEvents, apply_each
+from pipelines.packed_events import apply_each
 from pipelines.options import beam_options
 from pipelines.read import discover, inbox_digest
 from pipelines.runners import ParDoWithOutputs, run_to_completion
@@ -297,7 +297,7 @@ class MergeWithWarehouse(beam.PTransform):
         span = dt.timedelta(hours=link_config()["max_span_hours"])
         fresh = ingested["events"]
         stored = fresh | "LookupStored" >> warehouse.LookupStoredVersions(self._out)
-        latest = (fresh, stored) | "FreshAndStored" >> FlattenEvents() | "SupersedeStored" >> Supersede(self._file_order)
+        latest = (fresh, stored) | "SupersedeStored" >> Supersede(self._file_order)
         # A changed file forces a whole run (pipelines.ledger), so a record's file tells new from stored.
         # Where the stored version wins (a resent copy), the warehouse keeps it: nothing is touched.
         won = latest.events | "FreshWon" >> beam.Filter(lambda e: e["feed_file"] in new_files)

@@ -19,6 +19,7 @@ from pipelines.classify import ClassifyChunks
 from pipelines.gazetteer import UNRESOLVED, read_gazetteer_rows, region_names
 from pipelines.normalise import TZ, parse_time
 from pipelines.options import beam_options
+from pipelines.packed_events import apply_each, flatten
 from pipelines.read import FILES_TAG, FeedFile, ReadFeeds, discover, inbox_digest
 from pipelines.runners import ParDoWithOutputs, run_to_completion
 from pipelines.validate import QUARANTINE_TAG, EventPacker, ValidateRows, event_shard, version_rank
@@ -88,7 +89,7 @@ def _packed_by_shard(events: list[dict], packer: EventPacker, shards: int):
 
 
 class SupersedeChunks(beam.PTransform):
-    """Lists of Events → one Event per event_id (``events``) and the versions it replaced
+    """Lists of Events (one PCollection or several) → one Event per event_id (``events``) and the versions it replaced
     (``superseded``): overlapping exports and status updates collapse to the latest.
 
     Versions meet by a hash shard of their event_id, not by the id itself, and cross the shuffle as
@@ -102,16 +103,18 @@ class SupersedeChunks(beam.PTransform):
         self._shards = shards
 
     def expand(self, chunks):
+        packer, shards = EventPacker(), self._shards
+        packed = apply_each(chunks, "PackByShard", lambda: beam.FlatMap(_packed_by_shard, packer, shards))
         return (
-            chunks
-            | "PackByShard" >> beam.FlatMap(_packed_by_shard, EventPacker(), self._shards)
+            flatten(packed, "AllShards")
             | "GroupVersions" >> beam.GroupByKey()
             | "PickLatest" >> ParDoWithOutputs(PickLatestVersion(self._file_order), SUPERSEDED_TAG, main="events")
         )
 
 
 class Supersede(beam.PTransform):
-    """``SupersedeChunks`` for a PCollection of single Events."""
+    """``SupersedeChunks`` for single Events (one PCollection, or several: each is packed in its own
+    stage, ``packed_events.apply_each``)."""
 
     def __init__(self, file_order: dict[str, tuple], shards: int = SUPERSEDE_SHARDS):
         super().__init__()
@@ -119,9 +122,8 @@ class Supersede(beam.PTransform):
         self._shards = shards
 
     def expand(self, events):
-        return (events
-                | "AsChunks" >> beam.Map(lambda e: [e])
-                | "Latest" >> SupersedeChunks(self._file_order, self._shards))
+        chunks = apply_each(events, "AsChunks", lambda: beam.Map(lambda e: [e]))
+        return tuple(chunks) | "Latest" >> SupersedeChunks(self._file_order, self._shards)
 
 
 def _valid_by_file(events: list[dict]):
