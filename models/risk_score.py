@@ -166,6 +166,18 @@ def _num(x: float) -> str:
     return f"{x:.0f}" if x >= 10 or float(x).is_integer() else f"{x:.1f}"
 
 
+def history_before(history: Mapping, shared: list) -> Mapping:
+    """``history`` (``signal_history`` of the days before a month) without the ``shared`` days, the days
+    before the month that a window early in it also covers: a window's usual counts come from the days
+    before the window, as in the stream's ``score_window``, so the window's own first days (an episode's
+    first reports) do not make its signals look usual."""
+    if not shared:
+        return history
+    days = signal_history(shared)
+    return {"incidents": history["incidents"] - days["incidents"], "signals": history["signals"] - days["signals"],
+            "feeds_2": history["feeds_2"] - days["feeds_2"], "feeds_3": history["feeds_3"] - days["feeds_3"]}
+
+
 def usual_counts(history: Mapping, incidents: float) -> dict:
     """What the series' history makes usual among a period's ``incidents``: for each signal and for
     incidents seen by two / three feeds, the history's share of incidents × the period's incidents.
@@ -597,7 +609,7 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
                 observed = int(incidents[first:i + 1].sum())
                 reason = window_volume_reason(observed, expected * per_volume, w, int(records[first:i + 1].sum()))
                 gap_days = gaps_for(gaps, township_code, feeds, dates[first:i + 1])
-                usual = usual_counts(history, observed)
+                usual = usual_counts(history_before(history, tallies[first:m_first]), observed)
                 village = None if village_index < 0 else villages.evidence(
                     village_index, first, i, float(shares[village_index]) * expected, per_volume, w)
                 return assess(s, reason, tally, n_repeat, gap_days, w == 1, cfg, usual, subject, village)
@@ -605,7 +617,8 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
             for i in range(m_first, m_last + 1):
                 if day_rows == "observed" and incidents[i] == 0:
                     continue
-                subject = _day_subject(tallies, i, subject_history, m_first - history_first, model.dispersion, cfg)
+                subject = _day_subject(tallies, i, subject_history, m_first, m_first - history_first,
+                                       model.dispersion, cfg)
                 a = window_assessment(i, int(best_w[i]), float(surprisal[i]), subject)
                 if area[i] >= 0:
                     # a village's window may be shorter than the township's best: the day keeps the higher score
@@ -628,9 +641,13 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
     return rows
 
 
-def _day_subject(tallies: list, i: int, history: Mapping[str, int], history_days: int, dispersion: float,
-                 cfg: Mapping) -> subjects_model.SubjectEvidence | None:
-    """The most surprising subject over the windows ending on day ``i`` (``subjects.windows``)."""
+def _day_subject(tallies: list, i: int, history: Mapping[str, int], history_end: int, history_days: int,
+                 dispersion: float, cfg: Mapping) -> subjects_model.SubjectEvidence | None:
+    """The most surprising subject over the windows ending on day ``i`` (``subjects.windows``).
+
+    ``history``: subject counts of the ``history_days`` days before ``history_end`` (the month's first day).
+    A window reaching back before the month is compared with the days before the window only, as the
+    stream's ``score_window`` compares it: the days it shares with the history are taken out of both."""
     rules = cfg.get("subjects")
     if not rules or not any(t.get("subjects") for t in tallies[max(0, i - max(rules["windows"]) + 1):i + 1]):
         return None
@@ -642,7 +659,15 @@ def _day_subject(tallies: list, i: int, history: Mapping[str, int], history_days
         start = first
     best = None
     for w in rules["windows"]:
-        evidence = window_subject(sums[w], w, history, history_days, dispersion, cfg)
+        first = max(0, i - w + 1)
+        past, past_days = history, history_days
+        # a window reaching back before the month: its own days out of the history (only where it has
+        # enough mentions to be evidence at all; most windows have not)
+        if first < history_end and sum(sums[w].values()) >= rules["min_incidents"]:
+            shared = subjects_model.sum_subjects(tallies[first:history_end])
+            past = Counter({k: n - shared.get(k, 0) for k, n in history.items() if n > shared.get(k, 0)})
+            past_days = history_days - (history_end - first)
+        evidence = window_subject(sums[w], w, past, past_days, dispersion, cfg)
         if evidence is not None and (best is None or evidence.surprisal > best.surprisal):
             best = evidence
     return best

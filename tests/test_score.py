@@ -487,3 +487,29 @@ def test_villages_pooling_from_their_township_score_alike_with_one_shared_fit():
     assert shared == alone
     assert len(fits) == 1
     assert all(rows[-1]["period"] == "month" for rows in shared)
+
+
+def test_a_window_reaching_into_last_month_is_compared_with_the_days_before_it():
+    """A compound never named before is named on a month's last two days and its first. The batch's row
+    for the first day and the stream's 3-day window both compare those mentions with the days before the
+    window; the batch's history (the days before the month) must not already hold the window's first days,
+    or the new compound looks usual ("以往约每月…") where the stream says it was never named."""
+    days = all_days(HISTORY_START, TARGET)
+    daily = daily_series(np.random.default_rng(3), days, 4.0)
+    for t in daily.values():
+        t["subjects"] = {"幸福里小区": 1} if t["incidents"] else {}
+    burst = {TARGET - dt.timedelta(days=2): 2, TARGET - dt.timedelta(days=1): 2, TARGET: 3}
+    for day, n in burst.items():
+        daily[day].update(incidents=daily[day]["incidents"] + n, records=daily[day]["records"] + n,
+                          subjects={**daily[day]["subjects"], "锦绣花园小区": n})
+    batch = day_rows(daily, end=TARGET)[-1]
+    window = risk_score.merge_tallies([daily[d] for d in burst])
+    history = {d: t for d, t in daily.items() if d < min(burst)}
+    stream = risk_score.score_window(window["incidents"], history, 3, window, window_end=TARGET,
+                                     history_start=HISTORY_START)
+
+    def subject(reasons):
+        return [r for r in reasons if r.startswith("同一对象")]
+
+    assert subject(stream["reasons"]) == ["同一对象（锦绣花园小区）近3日7起（此前88天未见）"]
+    assert subject(batch["reasons"]) == subject(stream["reasons"])
