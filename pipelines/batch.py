@@ -53,8 +53,8 @@ from pipelines.ingest import (SUPERSEDED_TAG, AccountingError, IngestFeeds, Supe
 from pipelines.ledger import Ledger, file_sha256, read_ledger, run_fingerprint, write_ledger
 from pipelines.link import KEEP_INCIDENT, LinkIncidentsInParts, link_config, month_frequencies
 from pipelines.normalise import TZ
-from pipelines.packed_events import apply_each
 from pipelines.options import beam_options
+from pipelines.packed_events import apply_each
 from pipelines.read import discover, inbox_digest
 from pipelines.runners import ParDoWithOutputs, run_to_completion
 from pipelines.score import DailyTallies, DomainBatches, ScoreTallies
@@ -280,12 +280,12 @@ class MergeWithWarehouse(beam.PTransform):
        versions): whole for the months to relink, the last or first hours of their neighbours.
 
     Returns ``{"events": to link, as three PCollections (the new versions, the relinked months'
-    stored records, and those of months that keep their links, marked ``KEEP_INCIDENT``), "frequencies": the idf statistics of those months for ``LinkIncidents``,
-    "head": stored Events of the first hours after the relinked months (tallies only), "rewrite":
-    the months to rewrite, "tally_months": (month, first day its tallies change or None: all),
-    "accounting": the ingest's entries with rows that lost to a stored version moved from accepted
-    to superseded}``. The untouched warehouse is never shuffled, so the run's cost follows the new
-    data, not the warehouse.
+    stored records, and those of months that keep their links, marked ``KEEP_INCIDENT``),
+    "frequencies": the idf statistics of those months for ``LinkIncidents``, "head": stored Events
+    of the first hours after the relinked months (tallies only), "rewrite": the months to rewrite,
+    "tally_months": (month, first day its tallies change or None: all), "accounting": the ingest's
+    entries with rows that lost to a stored version moved from accepted to superseded}``. The
+    untouched warehouse is never shuffled, so the run's cost follows the new data, not the warehouse.
     """
 
     def __init__(self, out: str, file_order: dict[str, tuple], new_files: list[str]):
