@@ -174,8 +174,7 @@ def history_before(history: Mapping, shared: list) -> Mapping:
     if not shared:
         return history
     days = signal_history(shared)
-    return {"incidents": history["incidents"] - days["incidents"], "signals": history["signals"] - days["signals"],
-            "feeds_2": history["feeds_2"] - days["feeds_2"], "feeds_3": history["feeds_3"] - days["feeds_3"]}
+    return {key: history[key] - days[key] for key in history}
 
 
 def usual_counts(history: Mapping, incidents: float) -> dict:

@@ -89,8 +89,8 @@ def _packed_by_shard(events: list[dict], packer: EventPacker, shards: int):
 
 
 class SupersedeChunks(beam.PTransform):
-    """Lists of Events (one PCollection or several) → one Event per event_id (``events``) and the versions it replaced
-    (``superseded``): overlapping exports and status updates collapse to the latest.
+    """Lists of Events (one PCollection or several) → one Event per event_id (``events``) and the
+    versions it replaced (``superseded``): overlapping exports and status updates collapse to the latest.
 
     Versions meet by a hash shard of their event_id, not by the id itself, and cross the shuffle as
     lists of packed tuples: one shuffled element per shard and chunk instead of one pickled dict

@@ -28,7 +28,6 @@ class PackedEvent:
     def __init__(self):
         self._packer = EventPacker()
         self._fields = frozenset(self._packer.names)
-        self.names = self._packer.names
 
     def pack(self, record: dict) -> tuple:
         if self._fields <= record.keys():

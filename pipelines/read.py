@@ -189,6 +189,11 @@ def cell_text(value) -> str:
     return str(value)
 
 
+def stripped_cell_text(value) -> str:
+    """``cell_text(value).strip()``, without the call for the common case of a text cell."""
+    return value.strip() if type(value) is str else cell_text(value).strip()
+
+
 def _is_blank(cells: list) -> bool:
     return all(cell_text(c).strip() == "" for c in cells)
 
@@ -422,11 +427,7 @@ class FileReader:
         return ("missing_field", f"{where}缺少必填列{wanted}；找到的列为：{found}。请按模板补齐列名后重新提交")
 
     def _is_summary(self, cells: list, header: list[str], mapping: dict) -> bool:
-        first = ""
-        for cell in cells:
-            first = cell.strip() if type(cell) is str else cell_text(cell).strip()
-            if first:
-                break
+        first = next(filter(None, map(stripped_cell_text, cells)), "")
         if not SUMMARY_ROW_RE.match(first.replace(" ", "").replace("\u3000", "")):
             return False
         id_header = next((h for h, f in mapping.items() if f == self.headers.contract["id_field"]), None)

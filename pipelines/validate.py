@@ -18,7 +18,7 @@ import apache_beam as beam
 from pipelines import pii
 from pipelines.gazetteer import Gazetteer
 from pipelines.normalise import TZ, TextNormaliser, clean_text, parse_time
-from pipelines.read import HeaderMap, cell_text
+from pipelines.read import HeaderMap, cell_text, stripped_cell_text
 from schemas import FEEDS, event_fields, feed_contract
 
 QUARANTINE_TAG = "quarantine"
@@ -62,10 +62,6 @@ def _is_blank(text: str) -> bool:
     if text[:1] == "'":
         text = text.lstrip("'").strip()
     return len(text) <= _BLANK_MAX_LENGTH and text.lower() in _BLANKS
-
-
-def _stripped(value) -> str:
-    return value.strip() if type(value) is str else cell_text(value).strip()
 
 
 @dataclasses.dataclass
@@ -191,7 +187,7 @@ class RecordValidator:
 
         if kind == "datetime":
             def parse(value):
-                if not isinstance(value, (dt.datetime, dt.date)) and _is_blank(_stripped(value)):
+                if not isinstance(value, (dt.datetime, dt.date)) and _is_blank(stripped_cell_text(value)):
                     return empty()
                 return self._time(value, label)
             return parse
@@ -199,11 +195,11 @@ class RecordValidator:
             key = self.key
 
             def parse(value):
-                return empty() if _is_blank(_stripped(value)) else pii.caller_key(value, key)
+                return empty() if _is_blank(stripped_cell_text(value)) else pii.caller_key(value, key)
             return parse
         if kind == "integer":
             def parse(value):
-                text = _stripped(value)
+                text = stripped_cell_text(value)
                 if _is_blank(text):
                     return empty()
                 match = _INTEGER_RE.match(clean_text(text))
@@ -213,7 +209,7 @@ class RecordValidator:
             return parse
         if kind == "float":
             def parse(value):
-                text = _stripped(value)
+                text = stripped_cell_text(value)
                 if _is_blank(text):
                     return empty()
                 number = clean_text(text)
@@ -231,7 +227,7 @@ class RecordValidator:
             finish = None
 
         def parse(value):
-            text = _stripped(value)
+            text = stripped_cell_text(value)
             if _is_blank(text):
                 return empty()
             cleaned = normalise(text.lstrip("'") if quoted else text)
