@@ -2,18 +2,19 @@
 
 Whole inbox (first run, ``incremental=False``, or the ledger does not match):
 
-    inbox ─ IngestFeeds ─ LinkIncidents ─────────────────┬─ WriteEvents ──────────────── (warehouse/events/) ─┐
-             │  │                                         ├─ tallies ─ WriteTallies ───── (warehouse/tallies/) ─┤
-             │  │                                         │     └─ ScoreMonths ─ WriteScores (warehouse/scores/) ┤
-             │  └─ quarantine ─ WriteQuarantine ──────────────────────────────────────── (quarantine/) ────────┤
-             └─ accounting ─────────────────────────────────────────────────────────────────── WriteManifest (manifests/)
+    inbox ─ IngestFeeds ─ LinkIncidents ─────────────────┬─ WriteEvents ─────────────── (warehouse/events/) ──┐
+             │  │                                         └─ tallies ─ StoreTallies ──── (warehouse/tallies/) ─┤
+             │  │                                                         └─ ScoreMonths ─ WriteScores (scores/) ┤
+             │  └─ quarantine ─ WriteQuarantine ─────────────────────────────────────── (quarantine/) ─────────┤
+             └─ accounting ──────────────────────────────────────────────────────────────── WriteManifest (manifests/)
 
 Incremental (only inbox files the ledger, ``pipelines.ledger``, does not list):
 
     new files ─ IngestFeeds ─ MergeWithWarehouse ─ LinkIncidents ────────────────┬─ WriteEvents (relinked months)
-                               (stored versions by id;                          ├─ tallies ─ RewrittenTallies ─ WriteTallies
-                                touched months and the                          │     └─ HistoryTallies (stored for the
-                                edges around them read back)                    │        other months) ─ ScoreMonths ─ WriteScores
+                               (stored versions by id;                          └─ tallies ─ StoreTallies (the months
+                                touched months and the                             it recounts; the scorer reads
+                                edges around them read back)                       every month as stored) ─ ScoreMonths
+                                                                                                 ─ WriteScores
 
 The incremental run's cost follows the new data, not the warehouse: the stored versions of the
 records the new files carry are found by event_id (reading only that column of the stored
@@ -56,9 +57,9 @@ from pipelines.normalise import TZ
 from pipelines.options import beam_options
 from pipelines.packed_events import apply_each
 from pipelines.read import discover, inbox_digest
-from pipelines.runners import ParDoWithOutputs, run_to_completion
-from pipelines.score import DailyTallies, DomainBatches, ScoreTallies
-from pipelines.warehouse import FEED_DAYS, SERIES_TALLIES, month_of_date
+from pipelines.runners import run_to_completion
+from pipelines.score import DailyTallies, ScoreTallies
+from pipelines.warehouse import month_of_date
 
 log = logging.getLogger(__name__)
 HISTORY_MONTHS = 12
@@ -121,9 +122,9 @@ MONTH_ROLES = ((-1, TAIL), (0, RELINK), (1, RELINK), (2, HEAD))
 
 
 class ScoreMonths(beam.PTransform):
-    """The tallies of ``tally_months`` (``{"series": DomainBatches, "feed_days"}``, as
-    ``warehouse.HistoryTallies`` or ``in_scope`` give them) → score rows of the months in range, each
-    series scored against its own twelve months of history."""
+    """The tallies of ``tally_months`` (``{"series", "feed_days"}`` as ``warehouse.StoreTallies``
+    gives them) → score rows of the months in range, each series scored against its own twelve
+    months of history."""
 
     def __init__(self, months: MonthRange, village_names: dict[str, str]):
         super().__init__()
@@ -133,27 +134,9 @@ class ScoreMonths(beam.PTransform):
         return tallies | "Score" >> ScoreTallies(self._months.target_start, self._months.target_end,
                                                  self._months.history_start, self._village_names)
 
-    def in_scope(self):
-        """Tallies of any dates → those of ``tally_months``, batched as ``expand`` takes them."""
-        return _InScope(self._months.history_start.isoformat(), self._months.target_end.isoformat())
-
     @property
     def tally_months(self) -> list[str]:
         return MonthRange(month_of_date(self._months.history_start), self._months.last).months
-
-
-class _InScope(beam.PTransform):
-    def __init__(self, first: str, last: str):
-        super().__init__()
-        self._first, self._last = first, last
-
-    def expand(self, tallies):
-        first, last = self._first, self._last
-        return {
-            SERIES_TALLIES: (tallies[SERIES_TALLIES] | "SeriesInScope" >> beam.Filter(lambda kv: first <= kv[0][1] <= last)
-                             | "DomainBatches" >> DomainBatches()),
-            FEED_DAYS: tallies[FEED_DAYS] | "FeedDaysInScope" >> beam.Filter(lambda kv: first <= kv[0][2] <= last),
-        }
 
 
 def _month_start(month: str) -> dt.datetime:
@@ -213,50 +196,6 @@ class _MonthFrequencies(beam.DoFn):
         # be touched), so its stored records are the month.
         table = warehouse.read_stored_columns(self._out, month, ["township_code", "domain", "text", "reported_at"])
         yield from month_frequencies(table.to_pylist(), self._cfg).items()
-
-
-class _PickTallies(beam.DoFn):
-    """(month, [("since", first fresh day or None)] + this run's tallies) → the month's tallies: this
-    run's from that day on, the stored ones before it. Months without "since" are not rewritten."""
-
-    def __init__(self, out: str):
-        super().__init__()
-        self._out = out
-
-    def process(self, keyed):
-        month, items = keyed
-        items = list(items)
-        since = [value for kind, value in items if kind == "since"]
-        if not since:
-            return
-        first = since[0]
-        # Kept tallies stay JSON text: written back as they are, parsed only by the scorer.
-        kept = (element for element in (warehouse.read_month_tallies(self._out, month, parse=False) if first else ())
-                if warehouse.tally_date(*element) < first)
-        fresh = (item for item in items if item[0] != "since" and (first is None or warehouse.tally_date(*item) >= first))
-        for kind, element in (*kept, *fresh):
-            yield beam.pvalue.TaggedOutput(FEED_DAYS, element) if kind == FEED_DAYS else element
-
-
-class RewrittenTallies(beam.PTransform):
-    """``{"series", "feed_days"}`` counted over the relinked Events and their context + (month, first
-    day counted again or None) → ``{"series", "feed_days", "rewrite"}``: the tallies of the months the
-    run writes again, as ``WriteTallies`` and ``HistoryTallies`` take them."""
-
-    def __init__(self, out: str, months: beam.PCollection):
-        super().__init__()
-        self._out, self._months = out, months
-
-    def expand(self, tallies):
-        marks = self._months | "MarkMonths" >> beam.MapTuple(lambda month, first: (month, ("since", first)))
-        picked = (
-            (*warehouse.tallies_by_month(tallies), marks)
-            | "Together" >> beam.Flatten()
-            | "GroupByMonth" >> beam.GroupByKey()
-            | "Pick" >> ParDoWithOutputs(_PickTallies(self._out), FEED_DAYS, main=SERIES_TALLIES)
-        )
-        return {SERIES_TALLIES: picked[SERIES_TALLIES], FEED_DAYS: picked[FEED_DAYS],
-                "rewrite": self._months | "RewrittenMonth" >> beam.MapTuple(lambda month, _: month)}
 
 
 def _move_beaten(keyed):
@@ -351,22 +290,21 @@ def build_pipeline(pipeline: beam.Pipeline, *, ingest: IngestFeeds, out: str, mo
         # Linked Events stay in parts up to the writers' and counters' shuffles (packed_events.apply_each).
         relinked = merged["events"] | "Link" >> LinkIncidentsInParts(frequencies=merged["frequencies"])
         events = tuple(apply_each(relinked, "Relinked", lambda: beam.Filter(lambda e: not e.get(KEEP_INCIDENT))))
-        tallies = ((*relinked, merged["head"]) | "Tallies" >> DailyTallies()
-                   | "RewrittenTallies" >> RewrittenTallies(out, merged["tally_months"]))
-        history = tallies | "HistoryTallies" >> warehouse.HistoryTallies(out, score.tally_months)
-        rewrite, accounting = merged["rewrite"], merged["accounting"]
+        tallies = (*relinked, merged["head"]) | "Tallies" >> DailyTallies()
+        rewrite, tally_months, accounting = merged["rewrite"], merged["tally_months"], merged["accounting"]
     else:
         events = ingested["events"] | "Link" >> LinkIncidentsInParts()
         tallies = events | "Tallies" >> DailyTallies()
-        history = tallies | "InScope" >> score.in_scope()
-        rewrite, accounting = None, ingested["accounting"]
+        rewrite, tally_months, accounting = None, None, ingested["accounting"]
+    stored = tallies | "StoreTallies" >> warehouse.StoreTallies(
+        out, score.tally_months if score_months else [], rewrite=tally_months)
     written = [
         events | "WriteEvents" >> sinks.WriteEvents(out, "batch", months=rewrite),
-        tallies | "WriteTallies" >> warehouse.WriteTallies(out),
+        stored["written"],
         ingested["quarantine"] | "WriteQuarantine" >> sinks.WriteQuarantine(out, digest),
     ]
     if score_months:
-        written.append(history | "ScoreMonths" >> score | "WriteScores" >> warehouse.WriteScores(out))
+        written.append(stored | "ScoreMonths" >> score | "WriteScores" >> warehouse.WriteScores(out))
     # Last, and fed by every sink: some runners compute only the last transform's branch.
     _ = accounting | "WriteManifest" >> sinks.WriteManifest(manifest_path, manifest_header, written, out)
 

@@ -33,7 +33,7 @@ def file_sha256(path: str) -> str:
 
 
 # What an incremental run expects to find in the warehouse besides events: per-month tallies
-# (pipelines.warehouse.WriteTallies). A warehouse written without them is rebuilt from the inbox.
+# (pipelines.warehouse.StoreTallies). A warehouse written without them is rebuilt from the inbox.
 # /2: series tallies carry the subjects their incidents name (models.subjects); history tallies
 # without them would make every subject look new. /3: and the villages of their records (the
 # village scan, models.risk_score.VillageSeries).

@@ -4,7 +4,7 @@ readers of its tables.
 Events are written by ``pipelines.sinks.WriteEvents``; this module reads them back for the steps
 that look at a month as a whole (quality, topics, report) and for the batch job's incremental run:
 the stored versions of the records a run's new files carry (``LookupStoredVersions``), the months
-it relinks (``ReadStoredMonths``), and the history tallies it scores from (``HistoryTallies``).
+it relinks (``ReadStoredMonths``), and the tallies it scores from (``StoreTallies``, ``SeriesReader``).
 """
 from __future__ import annotations
 
@@ -248,7 +248,7 @@ def _tally_rows(table: str, elements) -> list[tuple]:
 
 
 def read_month_tallies(out: str, month: str, parse: bool = True, tables: tuple = (SERIES_TALLIES, FEED_DAYS)):
-    """The stored tallies of a month as (table, element): the elements ``WriteTallies`` took.
+    """The stored tallies of a month as (table, element): the elements ``StoreTallies`` took.
     Without ``parse``, series tallies stay JSON text (``tally_value`` parses them)."""
     for table in tables:
         path = tally_path(out, month, table)
@@ -286,34 +286,66 @@ def domain_item(element) -> tuple:
     return domain, ((county, township, village), date, element[1])
 
 
-def tallies_by_month(pcolls: dict):
-    """{"series": tallies, "feed_days": counts, "rewrite": months?} → (month, (kind, element))."""
-    keyed = [pcolls[table] | f"{label}ByMonth" >> beam.Map(lambda kv, table=table: (tally_date(table, kv)[:7], (table, kv)))
-             for table, label in ((SERIES_TALLIES, "Series"), (FEED_DAYS, "FeedDays"))]
-    if pcolls.get("rewrite") is not None:
-        keyed.append(pcolls["rewrite"] | "MarkRewrite" >> beam.Map(lambda month: (month, ("rewrite", None))))
-    return keyed
+# What a month's group holds besides its tallies: the first day this run counts again (None: all of
+# it; no mark: the month keeps its stored tallies) and whether the month is scored.
+_SINCE, _SCORED = "since", "scored"
 
 
-class _WriteTallyMonth(beam.DoFn):
-    def __init__(self, out: str, only_marked: bool):
+class _StoreTallyMonth(beam.DoFn):
+    """(month, [(kind, value)]) → the month's tallies written (main output: (path, rows)) and, for a
+    scored month, what the scorer reads of it: (domain, ``StoredSeries``) for every domain of the
+    taxonomy (``SERIES_TALLIES``) and its feed-day counts (``FEED_DAYS``).
+
+    ``marked``: only months with a ``_SINCE`` mark are written, this run's tallies from that day on
+    and the stored ones before it (an incremental run); otherwise every month with a tally is
+    written whole. A scored month the run does not write is read as stored."""
+
+    def __init__(self, out: str, domains: list[str], marked: bool):
         super().__init__()
-        self._out, self._only_marked = out, only_marked
+        self._out, self._domains, self._marked = out, domains, marked
 
     def process(self, keyed):
         month, items = keyed
-        by_table = {SERIES_TALLIES: [], FEED_DAYS: []}
-        marked = False
-        for kind, element in items:
-            if kind == "rewrite":
-                marked = True
+        fresh = {SERIES_TALLIES: [], FEED_DAYS: []}
+        since, scored = [], False
+        for kind, value in items:
+            if kind == _SINCE:
+                since.append(value)
+            elif kind == _SCORED:
+                scored = True
             else:
-                by_table[kind].append(element)
-        if self._only_marked and not marked:
-            return
-        if not any(by_table.values()) and not FileSystems.exists(tally_path(self._out, month, SERIES_TALLIES)):
+                fresh[kind].append(value)
+        feed_days = ()
+        if since or (not self._marked and any(fresh.values())):
+            tables = self._picked(month, since[0] if since else None, fresh)
+            yield from self._write(month, tables)
+            feed_days = tables[FEED_DAYS]
+        elif not self._marked:
+            scored = False  # a whole run scores only what it counted
+        elif scored:
+            feed_days = [element for _, element in read_month_tallies(self._out, month, tables=(FEED_DAYS,))]
+        if scored:
+            for element in feed_days:
+                yield beam.pvalue.TaggedOutput(FEED_DAYS, element)
+            # The scorer reads the month as written: its tallies never cross a shuffle.
+            for domain in self._domains:
+                yield beam.pvalue.TaggedOutput(SERIES_TALLIES, (domain, StoredSeries(self._out, month)))
+
+    def _picked(self, month: str, first: str | None, fresh: dict) -> dict:
+        tables = {SERIES_TALLIES: [], FEED_DAYS: []}
+        if first:
+            # Kept tallies stay JSON text: written back as they are.
+            for table, element in read_month_tallies(self._out, month, parse=False):
+                if tally_date(table, element) < first:
+                    tables[table].append(element)
+        for table, elements in fresh.items():
+            tables[table] += [e for e in elements if first is None or tally_date(table, e) >= first]
+        return tables
+
+    def _write(self, month: str, tables: dict):
+        if not any(tables.values()) and not FileSystems.exists(tally_path(self._out, month, SERIES_TALLIES)):
             return  # nothing then, nothing now: no empty files for months without events
-        for table, elements in by_table.items():
+        for table, elements in tables.items():
             rows = _tally_rows(table, elements)
             schema = _TALLY_SCHEMAS[table]
             arrow = pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(zip(*rows), schema)]
@@ -325,30 +357,44 @@ class _WriteTallyMonth(beam.DoFn):
             yield path, len(rows)
 
 
-class WriteTallies(beam.PTransform):
-    """``{"series": DailyCounts, "feed_days": FeedDayCounts[, "rewrite": months]}`` →
+class StoreTallies(beam.PTransform):
+    """``{"series": DailyCounts, "feed_days": FeedDayCounts}`` →
     ``<out>/warehouse/tallies/month=YYYY-MM/{series,feed_days}.parquet``, each month replaced whole
-    (the month of a tally is its date's). With ``rewrite``, only those months are written, and
-    written even when they have nothing left; without, every month that has a tally."""
+    (the month of a tally is its date's), and what ``pipelines.score.ScoreTallies`` reads of
+    ``scored_months``. One shuffle by month: picked, written and handed to the scorer in one step.
 
-    def __init__(self, out: str):
+    ``rewrite`` (a PCollection of (month, first day counted again or None: all)): only those months
+    are written, and written even when they have nothing left; the others keep their stored tallies.
+    Without it every month that has a tally is written whole and the scored months are this run's.
+
+    Returns ``{"written": (path, rows), "series": (domain, StoredSeries), "feed_days": counts}``.
+    """
+
+    def __init__(self, out: str, scored_months: list[str], rewrite: beam.PCollection | None = None):
         super().__init__()
-        self._out = out
+        self._out, self._scored, self._rewrite = out, list(scored_months), rewrite
 
-    def expand(self, pcolls):
-        only_marked = pcolls.get("rewrite") is not None
+    def expand(self, tallies):
+        keyed = [tallies[table] | f"{label}ByMonth" >> beam.Map(lambda kv, table=table: (tally_date(table, kv)[:7], (table, kv)))
+                 for table, label in ((SERIES_TALLIES, "Series"), (FEED_DAYS, "FeedDays"))]
+        if self._rewrite is not None:
+            keyed.append(self._rewrite | "MarkSince" >> beam.MapTuple(lambda month, first: (month, (_SINCE, first))))
+        if self._scored:
+            keyed.append(tallies[SERIES_TALLIES].pipeline | "ScoredMonths" >> beam.Create(self._scored)
+                         | "MarkScored" >> beam.Map(lambda month: (month, (_SCORED, None))))
+        fn = _StoreTallyMonth(self._out, domain_codes(include_none=False), marked=self._rewrite is not None)
         return (
-            tallies_by_month(pcolls)
+            keyed
             | "Together" >> beam.Flatten()
             | "GroupByMonth" >> beam.GroupByKey()
-            | "WriteParquet" >> beam.ParDo(_WriteTallyMonth(self._out, only_marked))
+            | "Store" >> ParDoWithOutputs(fn, SERIES_TALLIES, FEED_DAYS, main="written")
         )
 
 
 @dataclasses.dataclass(frozen=True)
 class StoredSeries:
-    """A month's series tallies that stay as stored, in place of the tallies themselves: the
-    scorer reads them (``SeriesReader``). A county's year of history is ~400,000 tallies; carried
+    """A month's series tallies as stored (kept, or written by this run before the reference is
+    made), in place of the tallies themselves: the scorer reads them (``SeriesReader``). A county's year of history is ~400,000 tallies; carried
     through the shuffle to the scorer they cost more than scoring them (docs/notes/performance.md,
     "Session 6")."""
 
@@ -379,58 +425,6 @@ class SeriesReader:
 
     def clear(self) -> None:
         self._months.clear()
-
-
-class _MonthTallies(beam.DoFn):
-    def __init__(self, out: str, domains: list[str]):
-        super().__init__()
-        self._out, self._domains = out, domains
-
-    def process(self, keyed):
-        month, items = keyed
-        items = list(items)
-        kinds = {kind for kind, _ in items}
-        if "wanted" not in kinds:
-            return
-        if "rewrite" not in kinds:
-            for _, element in read_month_tallies(self._out, month, tables=(FEED_DAYS,)):
-                yield beam.pvalue.TaggedOutput(FEED_DAYS, element)
-            for domain in self._domains:
-                yield domain, StoredSeries(self._out, month)
-            return
-        by_domain: dict[str, list] = {}
-        for kind, element in items:
-            if kind == FEED_DAYS:
-                yield beam.pvalue.TaggedOutput(FEED_DAYS, element)
-            elif kind == SERIES_TALLIES:
-                domain, item = domain_item(element)
-                by_domain.setdefault(domain, []).append(item)
-        yield from by_domain.items()
-
-
-class HistoryTallies(beam.PTransform):
-    """The tallies of ``months`` (a scoring range): this run's for the months it rewrites
-    (``{"series", "feed_days", "rewrite"}`` as for ``WriteTallies``), the warehouse's for the others.
-    Returns ``{"series": (domain, [item]) per rewritten month and domain (``domain_item``), and
-    (domain, ``StoredSeries``) per other month and every domain of the taxonomy, "feed_days"}`` as
-    ``pipelines.score.ScoreTallies`` takes them: a rewritten month's tallies cross the shuffle to
-    the scorer as a few lists, a stored month's not at all."""
-
-    def __init__(self, out: str, months: list[str]):
-        super().__init__()
-        self._out, self._months = out, list(months)
-
-    def expand(self, pcolls):
-        wanted = (pcolls["rewrite"].pipeline | "WantedMonths" >> beam.Create(self._months)
-                  | "MarkWanted" >> beam.Map(lambda month: (month, ("wanted", None))))
-        tallies = (
-            (*tallies_by_month(pcolls), wanted)
-            | "Together" >> beam.Flatten()
-            | "GroupByMonth" >> beam.GroupByKey()
-            | "Pick" >> ParDoWithOutputs(_MonthTallies(self._out, domain_codes(include_none=False)),
-                                         FEED_DAYS, main=SERIES_TALLIES)
-        )
-        return {SERIES_TALLIES: tallies[SERIES_TALLIES], FEED_DAYS: tallies[FEED_DAYS]}
 
 
 def _month_tables(root: str, months: list[str], schema: pa.Schema, columns: list[str] | None = None) -> pa.Table:
