@@ -33,9 +33,16 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     return parser, handlers
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse(argv: list[str] | None = None):
+    """argv → (RiskWatch's arguments, the rest for Beam). A ``--`` separating Beam's options (as in
+    ``riskwatch batch … -- --runner=FlinkRunner``) is dropped: Beam would ignore every option after it."""
     parser, handlers = build_parser()
     args, beam_args = parser.parse_known_args(argv)
+    return parser, handlers, args, [a for a in beam_args if a != "--"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, handlers, args, beam_args = parse(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

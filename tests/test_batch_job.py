@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from jobs.cli import main
+from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+
+from jobs.cli import main, parse
+from pipelines.options import beam_options
 
 DATA = Path(__file__).parent / "data"
 INBOX, GAZETTEER = DATA / "inbox", DATA / "gazetteer.csv"
@@ -30,6 +33,17 @@ def test_it_cannot_start_exits_2_and_says_why(argv, message, tmp_path, key_file,
     code = main(["batch", *argv, "--out", str(tmp_path / "out"), "--key-file", str(key_file)])
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("separator", [[], ["--"]])
+def test_runner_options_reach_beam_with_or_without_a_separator(separator):
+    _, _, args, beam_args = parse(["batch", "--inbox", str(INBOX), "--gazetteer", str(GAZETTEER), "--out", "out",
+                                   "--month", "2026-10", *separator,
+                                   "--runner=FlinkRunner", "--direct_num_workers=2"])
+    options = beam_options(beam_args)
+    assert args.month == "2026-10"
+    assert options.view_as(StandardOptions).runner == "FlinkRunner"
+    assert options.view_as(DirectOptions).direct_num_workers == 2
 
 
 def test_no_key_no_run(tmp_path, monkeypatch, capsys):
