@@ -10,10 +10,10 @@ Whole inbox (first run, ``incremental=False``, or the ledger does not match):
 
 Incremental (only inbox files the ledger, ``pipelines.ledger``, does not list):
 
-    new files ─ IngestFeeds ─ MergeWithWarehouse ─ LinkIncidents ────────────────┬─ WriteEvents (relinked months)
-                               (stored versions by id;                          └─ tallies ─ StoreTallies (the months
-                                touched months and the                             it recounts; the scorer reads
-                                edges around them read back)                       every month as stored) ─ ScoreMonths
+    new files ─ IngestFeeds ──────── MergeWithWarehouse ─ LinkIncidents ─────────┬─ WriteEvents (relinked months)
+                (+ the stored versions   (touched months and                     └─ tallies ─ StoreTallies (the months
+                 of their records, by    the edges around them                      it recounts; the scorer reads
+                 id, in one supersede)   read back)                                 every month as stored) ─ ScoreMonths
                                                                                                  ─ WriteScores
 
 The incremental run's cost follows the new data, not the warehouse: the stored versions of the
@@ -49,8 +49,7 @@ from models.topics import shift_month
 from pipelines import sinks, warehouse
 from pipelines.backfill import DEFAULT_PART_MB, named_month, plan_parts
 from pipelines.gazetteer import UNRESOLVED
-from pipelines.ingest import (SUPERSEDED_TAG, AccountingError, IngestFeeds, Supersede, default_ingest_time,
-                              file_order, unbalanced_files)
+from pipelines.ingest import AccountingError, IngestFeeds, default_ingest_time, unbalanced_files
 from pipelines.ledger import Ledger, file_sha256, read_ledger, run_fingerprint, write_ledger
 from pipelines.link import KEEP_INCIDENT, LinkIncidentsInParts, link_config, month_frequencies
 from pipelines.normalise import TZ
@@ -198,49 +197,31 @@ class _MonthFrequencies(beam.DoFn):
         yield from month_frequencies(table.to_pylist(), self._cfg).items()
 
 
-def _move_beaten(keyed):
-    """(file, {"entry": [accounting entry], "beaten": [was the row's region unresolved]}) → the entry
-    with the rows that lost to a stored version counted as superseded, not accepted."""
-    _, joined = keyed
-    for entry in joined["entry"]:
-        beaten = list(joined["beaten"])
-        yield dict(entry, accepted=entry["accepted"] - len(beaten), superseded=entry["superseded"] + len(beaten),
-                   unresolved_regions=entry["unresolved_regions"] - sum(beaten))
-
-
 class MergeWithWarehouse(beam.PTransform):
-    """An incremental run's ingest (new files only) + the warehouse → the Events to relink.
+    """An incremental run's ingest (new files only, superseded together with the warehouse's
+    stored versions of their records: ``IngestFeeds(stored_versions=LookupStoredVersions)``) + the
+    warehouse → the Events to relink.
 
-    1. The stored versions of the records the new files carry are looked up by event_id
-       (``LookupStoredVersions``) and the latest version of each record wins (``Supersede``).
-    2. The months the new winning versions and the stored versions they replace fall in are
-       *touched* (a resent copy that loses to its stored version touches nothing); around each, the
-       months are read back as ``MONTH_ROLES`` says (``ReadStoredMonths``, without the replaced
-       versions): whole for the months to relink, the last or first hours of their neighbours.
+    The months the new winning versions and the stored versions they replace fall in are
+    *touched* (a resent copy that loses to its stored version touches nothing); around each, the
+    months are read back as ``MONTH_ROLES`` says (``ReadStoredMonths``, without the replaced
+    versions): whole for the months to relink, the last or first hours of their neighbours.
 
     Returns ``{"events": to link, as three PCollections (the new versions, the relinked months'
     stored records, and those of months that keep their links, marked ``KEEP_INCIDENT``),
     "frequencies": the idf statistics of those months for ``LinkIncidents``, "head": stored Events
     of the first hours after the relinked months (tallies only), "rewrite": the months to rewrite,
-    "tally_months": (month, first day its tallies change or None: all), "accounting": the ingest's
-    entries with rows that lost to a stored version moved from accepted to superseded}``. The
-    untouched warehouse is never shuffled, so the run's cost follows the new data, not the warehouse.
+    "tally_months": (month, first day its tallies change or None: all)}``. The untouched warehouse
+    is never shuffled, so the run's cost follows the new data, not the warehouse.
     """
 
-    def __init__(self, out: str, file_order: dict[str, tuple], new_files: list[str]):
+    def __init__(self, out: str):
         super().__init__()
-        self._out, self._file_order, self._new_files = out, file_order, frozenset(new_files)
+        self._out = out
 
     def expand(self, ingested):
-        new_files = self._new_files
         span = dt.timedelta(hours=link_config()["max_span_hours"])
-        fresh = ingested["events"]
-        stored = fresh | "LookupStored" >> warehouse.LookupStoredVersions(self._out)
-        latest = (fresh, stored) | "SupersedeStored" >> Supersede(self._file_order)
-        # A changed file forces a whole run (pipelines.ledger), so a record's file tells new from stored.
-        # Where the stored version wins (a resent copy), the warehouse keeps it: nothing is touched.
-        won = latest.events | "FreshWon" >> beam.Filter(lambda e: e["feed_file"] in new_files)
-        replaced = latest[SUPERSEDED_TAG] | "StoredReplaced" >> beam.Filter(lambda e: e["feed_file"] not in new_files)
+        won, replaced = ingested["events"], ingested["replaced"]
         windows = (
             (won | "FreshMonth" >> beam.Map(sinks.month_of), replaced | "ReplacedMonth" >> beam.Map(sinks.month_of))
             | "TouchedMonths" >> beam.Flatten()
@@ -260,42 +241,33 @@ class MergeWithWarehouse(beam.PTransform):
                        | "TailMonths" >> beam.FlatMap(lambda kv: [kv[0]] if kv[1][0] == TAIL else [])
                        | "MonthFrequencies" >> beam.ParDo(_MonthFrequencies(self._out)))
         rewrite = windows | "RelinkedMonths" >> beam.FlatMap(lambda kv: [kv[0]] if kv[1][0] == RELINK else [])
-        beaten = (latest[SUPERSEDED_TAG]
-                  | "BeatenFresh" >> beam.Filter(lambda e: e["feed_file"] in new_files)
-                  | "BeatenByFile" >> beam.Map(lambda e: (e["feed_file"], e["region_resolved_by"] == UNRESOLVED)))
-        accounting = (
-            {"entry": ingested["accounting"] | "EntryByFile" >> beam.Map(lambda e: (e["file"], e)), "beaten": beaten}
-            | "JoinBeaten" >> beam.CoGroupByKey()
-            | "MoveBeaten" >> beam.FlatMap(_move_beaten)
-        )
         # Not flattened: LinkIncidents keys each in its own stage (packed_events.apply_each).
         events = (won, read_as(RELINK), tail)
         return {"events": events, "frequencies": frequencies, "head": read_as(HEAD), "rewrite": rewrite,
-                "tally_months": windows | "TallyMonths" >> beam.FlatMap(_rewritten_tallies, span),
-                "accounting": accounting}
+                "tally_months": windows | "TallyMonths" >> beam.FlatMap(_rewritten_tallies, span)}
 
 
 def build_pipeline(pipeline: beam.Pipeline, *, ingest: IngestFeeds, out: str, months: MonthRange,
-                   manifest_path: str, manifest_header: dict, incremental: bool = False,
-                   file_order: dict[str, tuple] | None = None, score_months: bool = True) -> None:
+                   manifest_path: str, manifest_header: dict, score_months: bool = True) -> None:
     """Inbox → warehouse (events, tallies, scores), quarantine, manifest. ``ingest`` classifies
-    (``IngestFeeds(classify=True)``); the warehouse's Events keep their domains. ``incremental``: ``ingest``
-    reads only the new files and the warehouse stands in for the others (``MergeWithWarehouse``).
-    Without ``score_months`` (a backfill's parts before its last) no scores are written."""
+    (``IngestFeeds(classify=True)``); the warehouse's Events keep their domains. An ``ingest`` with
+    the warehouse's stored versions (``stored_versions``) reads only the new files and the
+    warehouse stands in for the others (``MergeWithWarehouse``). Without ``score_months`` (a
+    backfill's parts before its last) no scores are written."""
     digest = inbox_digest(ingest.files)[:12]
     ingested = pipeline | "Ingest" >> ingest
     score = ScoreMonths(months, ingest.region_names)
-    if incremental:
-        merged = ingested | "MergeWithWarehouse" >> MergeWithWarehouse(out, file_order, [f.relpath for f in ingest.files])
+    if ingested["replaced"] is not None:
+        merged = ingested | "MergeWithWarehouse" >> MergeWithWarehouse(out)
         # Linked Events stay in parts up to the writers' and counters' shuffles (packed_events.apply_each).
         relinked = merged["events"] | "Link" >> LinkIncidentsInParts(frequencies=merged["frequencies"])
         events = tuple(apply_each(relinked, "Relinked", lambda: beam.Filter(lambda e: not e.get(KEEP_INCIDENT))))
         tallies = (*relinked, merged["head"]) | "Tallies" >> DailyTallies()
-        rewrite, tally_months, accounting = merged["rewrite"], merged["tally_months"], merged["accounting"]
+        rewrite, tally_months = merged["rewrite"], merged["tally_months"]
     else:
         events = ingested["events"] | "Link" >> LinkIncidentsInParts()
         tallies = events | "Tallies" >> DailyTallies()
-        rewrite, tally_months, accounting = None, None, ingested["accounting"]
+        rewrite, tally_months = None, None
     stored = tallies | "StoreTallies" >> warehouse.StoreTallies(
         out, score.tally_months if score_months else [], rewrite=tally_months)
     written = [
@@ -306,7 +278,7 @@ def build_pipeline(pipeline: beam.Pipeline, *, ingest: IngestFeeds, out: str, mo
     if score_months:
         written.append(stored | "ScoreMonths" >> score | "WriteScores" >> warehouse.WriteScores(out))
     # Last, and fed by every sink: some runners compute only the last transform's branch.
-    _ = accounting | "WriteManifest" >> sinks.WriteManifest(manifest_path, manifest_header, written, out)
+    _ = ingested["accounting"] | "WriteManifest" >> sinks.WriteManifest(manifest_path, manifest_header, written, out)
 
 
 @dataclasses.dataclass
@@ -371,12 +343,13 @@ def run_batch_pipeline(inbox: str, gazetteer: str, out: str, key: bytes, months:
     for number, part in enumerate(parts, 1):
         if len(parts) > 1:
             progress(f"第 {number}/{len(parts)} 批：{len(part)} 个文件（{_named_months(part)}）…")
+        # A run over new files, or a later part, meets the warehouse's versions of its records.
+        stored = warehouse.LookupStoredVersions(out) if new_files is not None or number > 1 else None
         ingest = IngestFeeds(inbox, gazetteer, key, ingest_time, part, order_files=files,
-                             classify=True, model_dir=model_dir)
+                             classify=True, model_dir=model_dir, stored_versions=stored)
         pipeline = beam.Pipeline(options=beam_options(beam_args))
         build_pipeline(pipeline, ingest=ingest, out=out, months=months, manifest_path=path, manifest_header=header,
-                       incremental=new_files is not None or number > 1,
-                       file_order=file_order(files), score_months=number == len(parts))
+                       score_months=number == len(parts))
         run_to_completion(pipeline)
         with FileSystems.open(path) as f:
             manifest = json.loads(f.read().decode("utf-8"))

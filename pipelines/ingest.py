@@ -112,20 +112,6 @@ class SupersedeChunks(beam.PTransform):
         )
 
 
-class Supersede(beam.PTransform):
-    """``SupersedeChunks`` for single Events (one PCollection, or several: each is packed in its own
-    stage, ``packed_events.apply_each``)."""
-
-    def __init__(self, file_order: dict[str, tuple], shards: int = SUPERSEDE_SHARDS):
-        super().__init__()
-        self._file_order = file_order
-        self._shards = shards
-
-    def expand(self, events):
-        chunks = apply_each(events, "AsChunks", lambda: beam.Map(lambda e: [e]))
-        return tuple(chunks) | "Latest" >> SupersedeChunks(self._file_order, self._shards)
-
-
 def _valid_by_file(events: list[dict]):
     """A chunk of validated Events → (file, ("valid", (events, of which unresolved))) per file."""
     counts: dict[str, list[int]] = {}
@@ -188,7 +174,8 @@ def file_order(files: list[FeedFile]) -> dict[str, tuple]:
 
 
 class IngestFeeds(beam.PTransform):
-    """Inbox → ``{"events", "quarantine", "accounting", "superseded"}`` PCollections.
+    """Inbox → ``{"events", "quarantine", "accounting", "superseded", "replaced"}`` PCollections
+    (``replaced``: None without ``stored_versions``).
 
     Files are listed and the gazetteer is read when the pipeline is built; the gazetteer rows
     travel with the DoFn, so workers need no access to the driver's disk for it.
@@ -196,13 +183,21 @@ class IngestFeeds(beam.PTransform):
     ``order_files`` (default ``files``) rank versions of one record by file (``file_order``).
     ``classify``: Events leave classified (``ClassifyChunks`` on the validated chunks, before the
     supersede shuffle; ``model_dir`` None = the bundled model), which saves the batch job a shuffle.
+
+    ``stored_versions``: a transform from the rows' event_ids to versions of those records kept
+    elsewhere (``pipelines.warehouse.LookupStoredVersions``: an incremental run's warehouse). They
+    meet the rows' versions in the same supersede shuffle. A stored version that wins stays where it
+    is (not in ``events``); one that loses is returned on ``replaced``; rows that lose to a stored
+    version are accounted as superseded, as to a newer row.
     """
 
     def __init__(self, inbox: str, gazetteer_path: str, hmac_key: bytes, ingest_time: dt.datetime,
                  files: list[FeedFile] | None = None, order_files: list[FeedFile] | None = None,
-                 classify: bool = False, model_dir: str | None = None):
+                 classify: bool = False, model_dir: str | None = None,
+                 stored_versions: beam.PTransform | None = None):
         super().__init__()
         self._classify, self._model_dir = classify, model_dir
+        self._stored_versions = stored_versions
         self.files = discover(inbox) if files is None else files
         self.ingest_time = ingest_time.astimezone(TZ)
         self._gazetteer_rows = read_gazetteer_rows(gazetteer_path)
@@ -217,13 +212,24 @@ class IngestFeeds(beam.PTransform):
         valid = validated.events
         if self._classify:
             valid = valid | "Classify" >> ClassifyChunks(self._model_dir)
-        latest = valid | "Supersede" >> SupersedeChunks(file_order(self._order_files))
+        versions = [valid]
+        if self._stored_versions is not None:
+            stored = (valid | "EventIds" >> beam.FlatMap(lambda chunk: [e["event_id"] for e in chunk])
+                      | "StoredVersions" >> self._stored_versions)
+            versions.append(stored | "StoredAsChunks" >> beam.Map(lambda e: [e]))
+        latest = tuple(versions) | "Supersede" >> SupersedeChunks(file_order(self._order_files))
+        events, superseded, replaced = latest.events, latest[SUPERSEDED_TAG], None
+        if self._stored_versions is not None:
+            read_files = frozenset(f.relpath for f in self.files)
+            events = events | "ReadWon" >> beam.Filter(lambda e: e["feed_file"] in read_files)
+            superseded = latest[SUPERSEDED_TAG] | "ReadSuperseded" >> beam.Filter(lambda e: e["feed_file"] in read_files)
+            replaced = latest[SUPERSEDED_TAG] | "StoredReplaced" >> beam.Filter(lambda e: e["feed_file"] not in read_files)
         accounting = {
             "files": read[FILES_TAG], "valid": valid | "ValidByFile" >> beam.FlatMap(_valid_by_file),
-            "superseded": latest[SUPERSEDED_TAG], "quarantine": validated[QUARANTINE_TAG],
+            "superseded": superseded, "quarantine": validated[QUARANTINE_TAG],
         } | "Account" >> AccountPerFile()
-        return {"events": latest.events, "quarantine": validated[QUARANTINE_TAG], "accounting": accounting,
-                "superseded": latest[SUPERSEDED_TAG]}
+        return {"events": events, "quarantine": validated[QUARANTINE_TAG], "accounting": accounting,
+                "superseded": superseded, "replaced": replaced}
 
 
 @dataclass

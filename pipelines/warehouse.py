@@ -152,17 +152,17 @@ class _LookupStoredVersions(_StoredEventReader):
 
 
 class LookupStoredVersions(beam.PTransform):
-    """Events → the warehouse's stored versions of the same records (an enrichment join on
+    """event_ids → the warehouse's stored versions of those records (an enrichment join on
     event_id through pyarrow: the stored events themselves are not shuffled)."""
 
     def __init__(self, out: str):
         super().__init__()
         self._out = out
 
-    def expand(self, events):
+    def expand(self, event_ids):
         return (
-            events
-            | "Ids" >> beam.Map(lambda e: (None, e["event_id"]))
+            event_ids
+            | "OneKey" >> beam.Map(lambda event_id: (None, event_id))
             | "AllIds" >> beam.GroupByKey()
             | "Lookup" >> beam.ParDo(_LookupStoredVersions(self._out))
         )
