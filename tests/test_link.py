@@ -1,6 +1,7 @@
 """Linking records of one happening into incidents, in a real Beam pipeline."""
 import datetime as dt
 import json
+import math
 import subprocess
 import sys
 import zoneinfo
@@ -8,6 +9,8 @@ from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.testing.util import assert_that, equal_to
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipelines import link
 from pipelines.options import beam_options
@@ -90,6 +93,78 @@ def test_pairwise_quality_against_truth():
     truth = {"a": "k1", "b": "k1", "c": "k1", "d": None}
     q = link.pairwise_quality(predicted, truth)
     assert (q["precision"], q["recall"]) == (1.0, round(1 / 3, 4))
+
+
+def _reference_ngrams(text, n, boilerplate):
+    """The per-text definition of a text's n-grams (what ``link.Ngrams`` computes for all at once)."""
+    cleaned = link._MASKED.sub(" ", text or "")
+    for phrase in boilerplate:
+        cleaned = cleaned.replace(phrase, " ")
+    grams = set()
+    for chunk in link._NOISE.sub(" ", cleaned).split():
+        if len(chunk) < n:
+            grams.add(chunk)
+        grams.update(chunk[i:i + n] for i in range(len(chunk) - n + 1))
+    return grams
+
+
+_BOILERPLATE = ["市民来电反映", "来电反映", "请相关部门处理", "相关部门", "报警称"]
+# Pieces real texts are made of: Chinese, masked tokens, boilerplate, ASCII, full-width and
+# control characters, underscores, emoji, separators a joined text might use.
+_PIECES = st.one_of(
+    st.sampled_from(_BOILERPLATE + ["[手机号]", "【地址】", "（姓名）", "<身份证号>", "***", "_", "\x00", "\x01", "\n", "🔥"]),
+    st.text(alphabet="幸福里小区门口打架吵闹路灯坏了东关村3组ＡＢ１２abcXYZ，。、！？ 　-_()（）[]【】", max_size=12),
+)
+_TEXTS = st.lists(st.one_of(st.none(), st.lists(_PIECES, max_size=6).map("".join)), max_size=12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(texts=_TEXTS, n=st.integers(1, 3))
+def test_ngrams_of_all_texts_at_once_are_each_texts_own(texts, n):
+    grams = link.Ngrams(texts, n, _BOILERPLATE)
+    vocabulary = grams.vocabulary()
+    held = [set() for _ in texts]
+    for row, column in zip(grams.rows.tolist(), grams.columns.tolist()):
+        held[row].add(vocabulary[column])
+    expected = [_reference_ngrams(t, n, _BOILERPLATE) for t in texts]
+    assert held == expected
+    assert vocabulary == sorted(set().union(*expected))
+    assert grams.counts().tolist() == [sum(g in e for e in expected) for g in vocabulary]
+
+
+@settings(max_examples=100, deadline=None)
+@given(texts=_TEXTS, reach=st.integers(1, 12), floor=st.sampled_from([0.0, 0.12, 0.5]))
+def test_candidate_similarities_are_the_similarity_of_each_pair_in_reach(texts, reach, floor):
+    sets = [_reference_ngrams(t, 2, _BOILERPLATE) for t in texts]
+    vectors = [{g: math.log((20 + len(texts)) / (1 + sum(g in s for s in sets))) for g in sorted(grams)}
+               for grams in sets]
+    assert [list(v.items()) for v in link.weighted_ngrams(texts, 2, _BOILERPLATE)] == [list(v.items()) for v in vectors]
+    grams = link.Ngrams(texts, 2, _BOILERPLATE)
+    weighted = grams.weighted(len(texts), grams.counts(), 20)
+    cutoffs = [max(0, i - reach) for i in range(len(texts))]
+    i, j, sim = link.candidate_similarities(weighted, cutoffs, floor)
+    got = sorted(zip(i.tolist(), j.tolist(), sim.tolist()))
+    expected = [(a, b, s) for a in range(len(texts)) for b in range(cutoffs[a], a)
+                for s in [link.similarity(vectors[a], vectors[b])] if s >= floor and set(vectors[a]) & set(vectors[b])]
+    assert got == expected  # the same floats, not close ones: a threshold must not flip
+
+
+def test_a_record_joins_its_most_similar_earlier_records_incident_not_the_first_similar_enough():
+    a = event(1, "hotline_12345", 0, "甲乙丙丁戊己子丑", village="v1")
+    b = event(2, "grid", 1, "丙丁戊己庚辛壬癸", village="v2")
+    c = event(3, "police_110", 2, "丙丁戊己庚辛壬")
+    cfg = link.link_config()
+    va, vb, vc = link.weighted_ngrams([a["text"], b["text"], c["text"]], 2)
+    assert link.similarity(va, vb) < cfg["other_village_similarity"]  # a and b: two incidents
+    assert cfg["min_similarity"] <= link.similarity(vc, va) < link.similarity(vc, vb)
+    assert link.link_group([a, b, c]) == {"hotline_12345:1": "hotline_12345:1", "grid:2": "grid:2",
+                                          "police_110:3": "grid:2"}
+
+
+def test_groups_without_texts_link_nothing():
+    assert link.link_group([]) == {}
+    blank = [event(1, "grid", 0, None), event(2, "grid", 1, "，。！"), event(3, "grid", 2, "[手机号]")]
+    assert link.link_group(blank) == {e["event_id"]: e["event_id"] for e in blank}
 
 
 _SIMILARITIES = """
