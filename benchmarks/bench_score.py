@@ -21,7 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 
 
 def _months(month: str, history: int) -> list[str]:
@@ -31,25 +30,31 @@ def _months(month: str, history: int) -> list[str]:
 
 
 def score_domains(out: str, month: str, history_months: int) -> tuple[dict[str, list], dict[str, float]]:
+    """Each domain scored as the batch job's incremental month gets it: the history months as
+    ``StoredSeries`` (read by the scorer, once for all domains: the first domain's figure holds
+    the reading), the month itself as parsed tallies."""
     from pipelines.runners import fewer_collections
     from pipelines.score import _ScoreDomain
+    from pipelines.warehouse import SERIES_TALLIES, StoredSeries, domain_item, read_month_tallies
 
     months = _months(month, history_months)
-    tables = [pd.read_parquet(path) for m in months
-              if (path := Path(out) / "warehouse" / "tallies" / f"month={m}" / "series.parquet").exists()]
-    tallies = pd.concat(tables)
+    target: dict[str, list] = {}
+    for _, element in read_month_tallies(out, month, tables=(SERIES_TALLIES,)):
+        domain, item = domain_item(element)
+        target.setdefault(domain, []).append(item)
     start = dt.date.fromisoformat(f"{month}-01")
     end = (start + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1)
     scorer = _ScoreDomain(start, end, dt.date.fromisoformat(f"{months[0]}-01"))
     scorer.setup()
     rows, seconds = {}, {}
     with fewer_collections():  # as the batch job runs (jobs/cli.py)
-        for domain, table in tallies.groupby("domain"):
-            batch = [((r.county_code, r.township_code, r.village_code), r.date, r.tally) for r in table.itertuples()]
+        for domain in sorted(target):
+            batches = [StoredSeries(out, m) for m in months[:-1]] + [target[domain]]
             began = time.process_time()
-            rows[domain] = list(scorer.process((domain, {"series": [batch], "gaps": [[]]})))
+            rows[domain] = list(scorer.process((domain, {"series": batches, "gaps": [[]]})))
             seconds[domain] = time.process_time() - began
-            print(f"{domain} tallies={len(batch)} rows={len(rows[domain])} cpu_s={seconds[domain]:.2f}", flush=True)
+            print(f"{domain} rows={len(rows[domain])} cpu_s={seconds[domain]:.2f}", flush=True)
+    scorer.finish_bundle()
     return rows, seconds
 
 

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 
 import numpy as np
+from numpy.linalg import _umath_linalg
 from scipy import special, stats
 
 import schemas
@@ -133,8 +135,8 @@ class ExpectedModel:
         dates = list(dates)
         if self.beta is None:
             return np.full(len(dates), max(self.rate, self.min_rate))
-        X = _design(dates, self.origin, self.day_of_week, self.harmonics, self.trend,
-                    self.festival_periods, self.festival_dates)
+        X = _shared_design(tuple(dates), self.origin, self.day_of_week, self.harmonics, self.trend,
+                           self.festival_periods, self.festival_dates)
         mu = np.exp(X @ np.array(self.beta))
         if self.trend:
             # A trend fitted on the past must not run away in the future: keep the predicted level
@@ -193,8 +195,8 @@ def festival_indicators(dates, periods, festival_dates, ordinals: np.ndarray | N
 
 
 def _design(dates, origin: dt.date, day_of_week: bool, harmonics: int, trend: bool,
-            festivals: tuple = (), festival_dates: tuple = (), ordinals: np.ndarray | None = None) -> np.ndarray:
-    ordinals = _ordinals(dates) if ordinals is None else ordinals
+            festivals: tuple = (), festival_dates: tuple = ()) -> np.ndarray:
+    ordinals = _ordinals(dates)
     cols = [np.ones(len(dates))]
     if trend:
         cols.append((ordinals.astype(float) - origin.toordinal()) / 365.25)
@@ -210,6 +212,32 @@ def _design(dates, origin: dt.date, day_of_week: bool, harmonics: int, trend: bo
             cols.append(np.cos(_TWO_PI * k * year_fraction))
     cols.extend(festival_indicators(dates, festivals, festival_dates, ordinals))
     return np.column_stack(cols)
+
+
+@functools.lru_cache(maxsize=64)
+def _kept_festival_periods(dates: tuple, periods: tuple, festival_dates: tuple, min_days: int) -> tuple:
+    """The festival periods with at least ``min_days`` of their days among ``dates``."""
+    present = [indicator.sum() for indicator in festival_indicators(dates, periods, festival_dates)]
+    return tuple(p for p, days in zip(periods, present) if days >= min_days)
+
+
+@functools.lru_cache(maxsize=64)
+def _shared_design(dates: tuple, origin: dt.date, day_of_week: bool, harmonics: int, trend: bool,
+                   festivals: tuple, festival_dates: tuple) -> np.ndarray:
+    """``_design``, kept: every series of a scoring run is fitted on the same history days and
+    predicted on the same month's days, with one of a few term sets. Read-only (it is shared)."""
+    X = _design(dates, origin, day_of_week, harmonics, trend, festivals, festival_dates)
+    X.flags.writeable = False
+    return X
+
+
+def _solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``np.linalg.solve(a, b)`` for a float matrix and vector: the LAPACK call it makes, without its
+    per-call argument handling (more than the solve itself on an IRLS step's small system). A
+    singular system (NaNs, with numpy's "invalid value" warning) goes through ``np.linalg.solve``
+    again, to raise as it does."""
+    x = _umath_linalg.solve1(a, b, signature="dd->d")
+    return x if np.isfinite(x).all() else np.linalg.solve(a, b)
 
 
 def _poisson_irls(X: np.ndarray, y: np.ndarray, w: np.ndarray, iterations: int = 30,
@@ -228,7 +256,7 @@ def _poisson_irls(X: np.ndarray, y: np.ndarray, w: np.ndarray, iterations: int =
         z = eta + (y - mu) / mu
         wm = w * mu
         xtw = X.T * wm
-        new_beta = np.linalg.solve(xtw @ X + ridge, xtw @ z)
+        new_beta = _solve(xtw @ X + ridge, xtw @ z)
         # np.clip and np.max as the bare ufuncs: their wrappers cost more than these small arrays
         eta = np.maximum(np.minimum(X @ new_beta, 30.0), -30.0)
         mu = np.exp(eta)
@@ -276,10 +304,9 @@ def fit_expected(dates, counts, config: dict | None = None) -> ExpectedModel:
     festival = cfg.get("festival") or {}
     # A period's term only where the history holds enough of its days: otherwise there is nothing
     # to learn it from and it has no effect.
-    ordinals = _ordinals(dates)
-    present = [indicator.sum() for indicator in festival_indicators(dates, periods, anchors, ordinals)]
-    periods = tuple(p for p, days in zip(periods, present) if days >= int(festival.get("min_days", 1)))
-    X = _design(dates, origin, day_of_week, harmonics, trend, periods, anchors, ordinals)
+    days = tuple(dates)
+    periods = _kept_festival_periods(days, periods, anchors, int(festival.get("min_days", 1)))
+    X = _shared_design(days, origin, day_of_week, harmonics, trend, periods, anchors)
     # Gaussian prior on each festival log-ratio, worth ``prior_incidents`` at the usual level: a
     # period seen once with a handful of incidents moves the expectation little, a busy one fully.
     penalty = np.zeros(X.shape[1])
@@ -295,8 +322,11 @@ def fit_expected(dates, counts, config: dict | None = None) -> ExpectedModel:
     cut = float(cfg["outbreak_residual"])
     for _ in range(2):
         resid = anscombe_residuals(y, mu, phi)
-        w = np.where(resid > cut, 1.0 / np.maximum(resid, cut) ** 2, 1.0)
-        w *= n / w.sum()
+        reweighted = np.where(resid > cut, 1.0 / np.maximum(resid, cut) ** 2, 1.0)
+        reweighted *= n / reweighted.sum()
+        if np.array_equal(reweighted, w):
+            break  # the same weights refit the same model (a tenth of the fits: no day far above it)
+        w = reweighted
         beta = _poisson_irls(X, y, w, penalty=penalty)
         mu = np.exp(np.clip(X @ beta, -30, 30))
         phi = _dispersion(y, mu, w, X.shape[1])
@@ -354,26 +384,30 @@ def expected_model(dates, counts, config: dict | None = None, parent_counts=None
                    parent_fits: dict | None = None) -> ExpectedModel:
     """The series' own model, or its parent's scaled by a pooled share when the series is sparse.
 
-    ``parent_fits``: a memo of parent fits shared by the series that pool from the same parent (a
-    township's villages refit the same township history otherwise); keyed by the parent's dates and
-    counts, so it holds only for one ``config``.
+    ``parent_fits``: a memo of fits shared by the series scored together, keyed by the dates and
+    counts fitted, so it holds only for one ``config``: the series that pool from one parent fit it
+    once, and a township's own fit is the one its sparse villages pool from.
     """
     cfg = config or expected_config()
     y = np.asarray(counts, dtype=float)
     horizon = slice(max(0, len(y) - cfg["max_history_days"]), len(y))
     if parent_counts is not None and y[horizon].sum() < cfg["sparse_history_events"]:
         parent = np.asarray(parent_counts, dtype=float)
-        dates = list(dates)
-        if parent_fits is None or not dates:
-            parent_model = fit_expected(dates, parent, cfg)
-        else:
-            key = (dates[0], dates[-1], parent.tobytes())
-            parent_model = parent_fits.get(key)
-            if parent_model is None:
-                parent_model = parent_fits[key] = fit_expected(dates, parent, cfg)
         share = pooled_share(y[horizon].sum(), parent[horizon].sum(), n_siblings, cfg["pooling_pseudo_events"])
-        return parent_model.scaled(share)
-    return fit_expected(dates, y, cfg)
+        return _memo_fit(dates, parent, cfg, parent_fits).scaled(share)
+    return _memo_fit(dates, y, cfg, parent_fits)
+
+
+def _memo_fit(dates, counts: np.ndarray, cfg: dict, fits: dict | None) -> ExpectedModel:
+    """``fit_expected``, through the memo ``fits`` where one is given."""
+    dates = list(dates)
+    if fits is None or not dates:
+        return fit_expected(dates, counts, cfg)
+    key = (dates[0], dates[-1], counts.tobytes())
+    model = fits.get(key)
+    if model is None:
+        model = fits[key] = fit_expected(dates, counts, cfg)
+    return model
 
 
 # --------------------------------------------------------------------------------------------
@@ -421,9 +455,16 @@ def surprisal(observed, expected, dispersion) -> np.ndarray:
 
 def rolling_sum(x, window: int) -> np.ndarray:
     """Sum over the ``window`` days ending at each day (shorter at the start)."""
-    c = np.concatenate([[0.0], np.cumsum(np.asarray(x, dtype=float))])
-    idx = np.arange(1, len(c))
-    return c[idx] - c[np.maximum(idx - window, 0)]
+    return rolling_sums(x, (window,))[0]
+
+
+def rolling_sums(x, windows) -> list[np.ndarray]:
+    """``rolling_sum`` for each of ``windows``, from one running total; ``x`` 1-D, or 2-D with one
+    series per row."""
+    x = np.asarray(x, dtype=float)
+    c = np.concatenate([np.zeros(x.shape[:-1] + (1,)), np.cumsum(x, axis=-1)], axis=-1)
+    idx = np.arange(1, c.shape[-1])
+    return [c[..., idx] - c[..., np.maximum(idx - w, 0)] for w in windows]
 
 
 def window_correction(windows) -> float:
@@ -442,9 +483,9 @@ def window_surprisal(counts, expected, dispersion, windows=(1, 3, 7, 14), min_ob
     x = np.asarray(counts, dtype=float)
     mu = np.asarray(expected, dtype=float)
     # all windows' tails in one call (one row per window): a call per window cost more than the tails
-    observed = np.stack([rolling_sum(x, w) for w in windows])
+    observed = np.stack(rolling_sums(x, windows))
     phi = np.broadcast_to(np.asarray(dispersion, dtype=float), observed.shape)
-    tails = surprisal(observed, np.stack([rolling_sum(mu, w) for w in windows]), phi)
+    tails = surprisal(observed, np.stack(rolling_sums(mu, windows)), phi)
     best = np.zeros(len(x))
     best_w = np.full(len(x), windows[0])
     correction = window_correction(windows)
@@ -481,10 +522,9 @@ def subregion_surprisal(counts, shares, shapes, expected, dispersion, windows, k
     if not x.size:
         return best, best_w, best_r
     correction = np.log10(n_windows or len(windows))
-    for w in windows:
-        obs = np.stack([rolling_sum(row, w) for row in x])
+    for w, obs, expected_sum in zip(windows, rolling_sums(x, windows), rolling_sums(mu, windows)):
         n_regions = known.sum() + (obs[~known] > 0).sum(axis=0)
-        tail = uncertain_rate_tail(obs, shares * rolling_sum(mu, w)[None, :], dispersion, shapes)
+        tail = uncertain_rate_tail(obs, shares * expected_sum[None, :], dispersion, shapes)
         s = -np.log10(np.clip(tail, 1e-300, 1.0)) - correction - np.log10(np.maximum(n_regions, 1))[None, :]
         s = np.where(obs >= max(min_observed, 1e-9), s, 0.0)
         region = np.argmax(s, axis=0)

@@ -87,6 +87,8 @@ def _usual_count(counts: dict[dt.date, int], day: dt.date, history_days: int) ->
 
 def gaps_for(gaps: Iterable[Gap], township_code: str | None, feeds: Iterable[str], dates: Iterable[dt.date]) -> dict[str, int]:
     """Days of gap per feed that touch a township's series (its own or a feed-wide gap) on ``dates``."""
+    if not gaps:
+        return {}  # a month without gaps (most): no sets to make for each of its windows
     feeds = set(feeds)
     dates = set(dates)
     days: dict[str, set] = defaultdict(set)

@@ -18,6 +18,7 @@ window) share ``assess``, so both give the same score for the same counts.
 """
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import datetime as dt
 import functools
@@ -146,15 +147,22 @@ def level_for(score: float, levels: Mapping | None = None) -> str:
 
 
 @functools.lru_cache(maxsize=8)
-def _score_curve(points: tuple) -> tuple[np.ndarray, np.ndarray]:
-    """``anomaly.surprisal_to_score`` as the arrays ``np.interp`` takes, made once per curve, not per score."""
-    table = np.array(points, dtype=float)
-    return table[:, 0], table[:, 1]
+def _score_curve(points: tuple) -> tuple[tuple, tuple]:
+    """``anomaly.surprisal_to_score`` as its x and y values, made once per curve, not per score."""
+    return tuple(float(x) for x, _ in points), tuple(float(y) for _, y in points)
 
 
 def base_score(surprisal_value: float, cfg: Mapping | None = None) -> float:
+    """The score curve at ``surprisal_value``, linear between its points (``np.interp``)."""
     xp, fp = _score_curve(tuple(map(tuple, (cfg or config())["anomaly"]["surprisal_to_score"])))
-    return float(np.interp(surprisal_value, xp, fp))
+    x = float(surprisal_value)
+    if not xp[0] < x < xp[-1]:
+        return float(np.interp(x, xp, fp))  # at or past the ends (or NaN)
+    # inside the curve: np.interp's own arithmetic, without its conversions to arrays (most of its cost)
+    j = bisect.bisect_right(xp, x) - 1
+    if xp[j] == x:
+        return fp[j]
+    return (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j]) * (x - xp[j]) + fp[j]
 
 
 def _pct(observed: float, reference: float) -> str:
@@ -403,14 +411,16 @@ def score_window(observed: int, history_daily_counts: Mapping[dt.date, Mapping |
 
 
 def window_subject(window: Mapping[str, int], window_days: int, history: Mapping[str, int], history_days: int,
-                   dispersion: float, cfg: Mapping) -> subjects_model.SubjectEvidence | None:
+                   dispersion: float, cfg: Mapping, folds: dict[str, str] | None = None
+                   ) -> subjects_model.SubjectEvidence | None:
     """The strongest subject of a window, corrected for the windows the batch looks through
-    (``subjects.windows``), so the stream's window scores as the batch's day where it is the best."""
+    (``subjects.windows``), so the stream's window scores as the batch's day where it is the best.
+    ``folds``: as for ``subjects.fold_names``."""
     rules = cfg.get("subjects")
     if not rules or not window:
         return None
     return subjects_model.strongest(window, window_days, history, history_days, rules, len(rules["windows"]),
-                                    dispersion if rules.get("series_dispersion", True) else 1.0)
+                                    dispersion if rules.get("series_dispersion", True) else 1.0, folds)
 
 
 # --------------------------------------------------------------------------------------------
@@ -513,16 +523,19 @@ def _month_end(month: dt.date) -> dt.date:
 
 def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, target_end: dt.date,
                  history_start: dt.date, township_code: str, village_code: str | None, domain: str,
-                 gaps: Iterable[Gap] = (), parent_daily_counts: Mapping[dt.date, float] | None = None,
+                 gaps: Iterable[Gap] = (), parent_daily_counts: Mapping[dt.date, float] | np.ndarray | None = None,
                  n_siblings: int = 1, day_rows: str = "all", cfg: Mapping | None = None,
                  village_names: Mapping[str, str] | None = None, parent_fits: dict | None = None) -> list[dict]:
     """Day and month score rows of one series for the target period (whole months expected).
 
     ``daily``: date → tally over history_start..target_end. The expected counts for each month
-    come from a model fitted on the days before that month. ``day_rows``: ``all`` (every day),
+    come from a model fitted on the days before that month. ``parent_daily_counts``: date → the
+    parent region's volume, or those volumes on history_start..target_end (``dense_counts``; for
+    siblings sharing one parent). ``day_rows``: ``all`` (every day),
     ``observed`` (days with incidents only, for village series) or ``none``. ``village_names``:
     as for ``score_window``. ``parent_fits``: a memo shared by series scored with the same ``cfg``
-    (``baselines.expected_model``): sparse siblings then fit their common parent once.
+    (``baselines.expected_model``): a parent is fitted once, for its own series (scored first) and
+    for its sparse children.
     """
     cfg = cfg or config()
     windows = tuple(cfg["anomaly"]["windows"])
@@ -542,7 +555,9 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
     counts = np.array(day_volumes, dtype=float)
     incidents, records = np.array(day_incidents, dtype=float), np.array(day_records, dtype=float)
     index = {d: i for i, d in enumerate(dates)}
-    parent = None if parent_daily_counts is None else dense_counts(parent_daily_counts, history_start, target_end)[1]
+    parent = parent_daily_counts
+    if isinstance(parent, Mapping):
+        parent = dense_counts(parent, history_start, target_end)[1]
     villages = VillageSeries(tallies, cfg, village_names) if village_code is None and cfg.get("villages") else None
     feed_totals: dict = {}
     for d, t in daily.items():
@@ -599,6 +614,7 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
         base = dict(township_code=township_code, village_code=village_code, domain=domain)
         history = signal_history(tallies[history_first:m_first])
         subject_history = subjects_model.sum_subjects(tallies[history_first:m_first])
+        folds: dict[str, str] = {}
         if day_rows != "none":
             def window_assessment(i: int, w: int, s: float, subject, village_index: int = -1) -> Assessment:
                 """Day ``i`` scored through its ``w``-day window (contributions over that window)."""
@@ -617,7 +633,7 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
                 if day_rows == "observed" and incidents[i] == 0:
                     continue
                 subject = _day_subject(tallies, i, subject_history, m_first, m_first - history_first,
-                                       model.dispersion, cfg)
+                                       model.dispersion, cfg, folds)
                 a = window_assessment(i, int(best_w[i]), float(surprisal[i]), subject)
                 if area[i] >= 0:
                     # a village's window may be shorter than the township's best: the day keeps the higher score
@@ -641,12 +657,14 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
 
 
 def _day_subject(tallies: list, i: int, history: Mapping[str, int], history_end: int, history_days: int,
-                 dispersion: float, cfg: Mapping) -> subjects_model.SubjectEvidence | None:
+                 dispersion: float, cfg: Mapping, folds: dict[str, str] | None = None
+                 ) -> subjects_model.SubjectEvidence | None:
     """The most surprising subject over the windows ending on day ``i`` (``subjects.windows``).
 
     ``history``: subject counts of the ``history_days`` days before ``history_end`` (the month's first day).
     A window reaching back before the month is compared with the days before the window only, as the
-    stream's ``score_window`` compares it: the days it shares with the history are taken out of both."""
+    stream's ``score_window`` compares it: the days it shares with the history are taken out of both.
+    ``folds``: names folded onto ``history`` (``subjects.fold_names``), kept over the month's days."""
     rules = cfg.get("subjects")
     if not rules or not any(t.get("subjects") for t in tallies[max(0, i - max(rules["windows"]) + 1):i + 1]):
         return None
@@ -656,6 +674,8 @@ def _day_subject(tallies: list, i: int, history: Mapping[str, int], history_end:
         first = max(0, i - w + 1)
         sums[w] = running = subjects_model.sum_subjects(tallies[first:start], running)
         start = first
+    if sum(running.values()) < rules["min_incidents"]:
+        return None  # the widest window holds every other's mentions: none has enough (most days)
     best = None
     for w in rules["windows"]:
         first = max(0, i - w + 1)
@@ -666,7 +686,7 @@ def _day_subject(tallies: list, i: int, history: Mapping[str, int], history_end:
             shared = subjects_model.sum_subjects(tallies[first:history_end])
             past = Counter({k: n - shared.get(k, 0) for k, n in history.items() if n > shared.get(k, 0)})
             past_days = history_days - (history_end - first)
-        evidence = window_subject(sums[w], w, past, past_days, dispersion, cfg)
+        evidence = window_subject(sums[w], w, past, past_days, dispersion, cfg, folds if past is history else None)
         if evidence is not None and (best is None or evidence.surprisal > best.surprisal):
             best = evidence
     return best

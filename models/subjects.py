@@ -19,6 +19,8 @@ import math
 from collections import Counter
 from typing import Iterable, Mapping
 
+import numpy as np
+
 from models import baselines
 from models.topics import RegionNames, SubjectFinder, load_lexicon
 
@@ -68,38 +70,50 @@ def predictive_tail(count: int, window_days: float, mentions: float, history_day
     posterior's mean m and variance ``dispersion`` × m + m² / shape: the series' over-dispersion
     (one matter reported as several incidents) on top of the uncertainty of a seldom-named
     subject's rate. With dispersion 1 this is the gamma-Poisson predictive."""
-    if count <= 0:
-        return 1.0
-    shape = mentions + prior_mentions
+    return float(predictive_tails(count, window_days, mentions, history_days, prior_mentions, prior_rate, dispersion))
+
+
+def predictive_tails(counts, window_days: float, mentions, history_days: float, prior_mentions: float,
+                     prior_rate: float, dispersion: float = 1.0) -> np.ndarray:
+    """``predictive_tail`` of each of several subjects (``counts`` and ``mentions`` alike long)."""
+    shape = np.asarray(mentions, dtype=float) + prior_mentions
     mean = window_days * shape / (history_days + prior_mentions / prior_rate)
-    return float(baselines.uncertain_rate_tail(count, mean, dispersion, shape))
+    return baselines.uncertain_rate_tail(counts, mean, dispersion, shape)
 
 
-def fold_names(window: Mapping[str, int], history: Mapping[str, int], min_chars: int = 3) -> Counter:
+def fold_names(window: Mapping[str, int], history: Mapping[str, int], min_chars: int = 3,
+               folds: dict[str, str] | None = None) -> Counter:
     """Window names onto the names they end with: a text without a clear start gives its name with
     the words before it ("说远航房地产开发有限公司"). A name becomes the shorter name it ends with when
-    the history names that one more often (the clipped "悦花园" never replaces "天悦花园")."""
+    the history names that one more often (the clipped "悦花园" never replaces "天悦花园").
+    ``folds``: name → the name it becomes, kept by a caller that folds many windows onto one history."""
     out: Counter = Counter()
     for name, n in window.items():
-        own = history.get(name, 0)
-        # the names it ends with, looked up by its own endings (not by scanning the history)
-        shorter = [k for k in (name[i:] for i in range(1, len(name) - min_chars + 1)) if history.get(k, 0) > own]
-        out[max(shorter, key=lambda k: (history[k], len(k))) if shorter else name] += n
+        folded = None if folds is None else folds.get(name)
+        if folded is None:
+            own = history.get(name, 0)
+            # the names it ends with, looked up by its own endings (not by scanning the history)
+            shorter = [k for k in (name[i:] for i in range(1, len(name) - min_chars + 1)) if history.get(k, 0) > own]
+            folded = max(shorter, key=lambda k: (history[k], len(k))) if shorter else name
+            if folds is not None:
+                folds[name] = folded
+        out[folded] += n
     return out
 
 
 def strongest(window: Mapping[str, int], window_days: int, history: Mapping[str, int], history_days: int,
-              cfg: Mapping, n_windows: int = 1, dispersion: float = 1.0) -> SubjectEvidence | None:
+              cfg: Mapping, n_windows: int = 1, dispersion: float = 1.0,
+              folds: dict[str, str] | None = None) -> SubjectEvidence | None:
     """The most surprising subject of a window, or None when no subject reaches ``min_incidents``.
 
     ``window``: subject → incidents naming it in the window; ``history``: subject → incidents over
     the ``history_days`` before it. The correction covers every subject named in the history or
     the window, and the ``n_windows`` windows a day is looked at through. ``dispersion``: the
-    series' (``baselines.ExpectedModel.dispersion``).
+    series' (``baselines.ExpectedModel.dispersion``); ``folds``: as for ``fold_names``.
     """
     if sum(window.values()) < cfg["min_incidents"]:
         return None
-    window = fold_names(window, history)
+    window = fold_names(window, history, folds=folds)
     # by name: of equally surprising subjects the same one is named whatever order the tallies came in
     candidates = sorted((s, n) for s, n in window.items() if n >= cfg["min_incidents"])
     if not candidates or history_days < cfg["min_history_days"]:
@@ -109,10 +123,12 @@ def strongest(window: Mapping[str, int], window_days: int, history: Mapping[str,
     total = sum(history.values())
     prior_rate = (total / (history_days * len(history))) if history else 1.0 / history_days
     correction = math.log10(max(n_subjects, 1)) + math.log10(max(n_windows, 1))
+    known = [history.get(subject, 0) for subject, _ in candidates]
+    # the candidates' tails in one call: a call per candidate cost more than its tail
+    tails = predictive_tails([n for _, n in candidates], window_days, known, history_days, cfg["prior_mentions"],
+                             prior_rate, dispersion)
     best = None
-    for subject, n in candidates:
-        mentions = history.get(subject, 0)
-        tail = predictive_tail(n, window_days, mentions, history_days, cfg["prior_mentions"], prior_rate, dispersion)
+    for (subject, n), mentions, tail in zip(candidates, known, tails.tolist()):
         s = -math.log10(max(tail, 1e-300)) - correction
         if best is None or s > best.surprisal:
             best = SubjectEvidence(subject, n, window_days, mentions, history_days, round(s, 3))

@@ -238,15 +238,21 @@ class FeedGaps(beam.PTransform):
         return events | "FeedDays" >> FeedDayCounts() | "Gaps" >> FindGaps(self._start, self._end)
 
 
-def _parent_totals(series: list) -> dict:
-    """A domain's township series → per county: daily volume summed over townships, and how many."""
-    weight = risk_score.report_weight()
+def _by_township(batches, weight: float) -> tuple[dict, dict]:
+    """A domain's (series, ISO date, tally) items → {(county, township): {village or None: {date: tally}}}
+    and per county its townships' daily volume summed over them, and how many (the parent series);
+    in one pass, each date parsed once."""
+    series = defaultdict(lambda: defaultdict(dict))
     daily, townships = defaultdict(Counter), defaultdict(set)
-    for (county, township, village), date, tally in series:
-        if village is None:
-            daily[county][dt.date.fromisoformat(date)] += risk_score.volume(tally, weight=weight)
-            townships[county].add(township)
-    return {county: {"daily": dict(days), "children": len(townships[county])} for county, days in daily.items()}
+    for items in batches:
+        for (county, township, village), date, tally in items:
+            date, tally = dt.date.fromisoformat(date), tally_value(tally)
+            series[(county, township)][village][date] = tally
+            if village is None:
+                daily[county][date] += risk_score.volume(tally, weight=weight)
+                townships[county].add(township)
+    parents = {county: {"daily": dict(days), "children": len(townships[county])} for county, days in daily.items()}
+    return series, parents
 
 
 class _ScoreDomain(beam.DoFn):
@@ -272,24 +278,17 @@ class _ScoreDomain(beam.DoFn):
 
     def process(self, element):
         domain, joined = element
-        series = [(key, date, tally_value(tally)) for batch in joined["series"]
-                  for key, date, tally in self._stored.items(batch, domain)]
         gaps = next(iter(joined.get("gaps", ())), None) or []
-        parents = _parent_totals(series)
-        by_township = defaultdict(list)
-        for (county, township, village), date, tally in series:
-            by_township[(county, township)].append((village, date, tally))
+        by_township, parents = _by_township((self._stored.items(batch, domain) for batch in joined["series"]),
+                                            risk_score.report_weight(self._cfg))
         # sparse townships pool from their county, sparse villages from their township: one fit each
         parent_fits = {}
-        for (county, township), values in sorted(by_township.items(), key=lambda kv: (kv[0][0] or "", kv[0][1])):
-            rows = self._score_township(county, township, domain, values, parents, gaps, parent_fits)
+        for (county, township), by_village in sorted(by_township.items(), key=lambda kv: (kv[0][0] or "", kv[0][1])):
+            rows = self._score_township(county, township, domain, by_village, parents, gaps, parent_fits)
             self._rows.inc(len(rows))
             yield from rows
 
-    def _score_township(self, county, township, domain, values, parents, gaps, parent_fits) -> list[dict]:
-        by_village = defaultdict(dict)
-        for village, date, tally in values:
-            by_village[village][dt.date.fromisoformat(date)] = tally
+    def _score_township(self, county, township, domain, by_village, parents, gaps, parent_fits) -> list[dict]:
         township_daily = by_village.pop(None, {})
         parent = parents.get(county, {"daily": {}, "children": 1})
         rows = risk_score.score_series(township_daily, township_code=township, village_code=None, domain=domain,
@@ -299,8 +298,10 @@ class _ScoreDomain(beam.DoFn):
         if not self._villages:
             return rows
         weight = risk_score.report_weight(self._cfg)
-        township_counts = {d: risk_score.volume(t, weight=weight) for d, t in township_daily.items()}
         start, end = self._period["target_start"], self._period["target_end"]
+        volumes = {d: risk_score.volume(t, weight=weight) for d, t in township_daily.items()}
+        # the villages' parent series, laid out once for all of them
+        township_counts = risk_score.dense_counts(volumes, self._period["history_start"], end)[1]
         for village, daily in sorted(by_village.items()):
             if not any(start <= d <= end and t["incidents"] for d, t in daily.items()):
                 continue  # a village is scored where it has incidents in the period

@@ -247,15 +247,19 @@ def _tally_rows(table: str, elements) -> list[tuple]:
     return sorted(rows, key=lambda r: tuple("" if v is None else str(v) for v in r))
 
 
+def _stored_rows(out: str, month: str, table: str):
+    """A month's stored tally table as rows (tuples of its columns' values); none without the file."""
+    path = tally_path(out, month, table)
+    if not FileSystems.exists(path):
+        return iter(())
+    return zip(*_read_parquet(path).cast(_TALLY_SCHEMAS[table]).to_pydict().values())
+
+
 def read_month_tallies(out: str, month: str, parse: bool = True, tables: tuple = (SERIES_TALLIES, FEED_DAYS)):
     """The stored tallies of a month as (table, element): the elements ``StoreTallies`` took.
     Without ``parse``, series tallies stay JSON text (``tally_value`` parses them)."""
     for table in tables:
-        path = tally_path(out, month, table)
-        if not FileSystems.exists(path):
-            continue
-        columns = _read_parquet(path).cast(_TALLY_SCHEMAS[table]).to_pydict()
-        rows = zip(*columns.values())
+        rows = _stored_rows(out, month, table)
         if table == SERIES_TALLIES:
             for county, township, village, domain, date, tally in rows:
                 yield table, (((county, township, village, domain), date), tally_value(tally) if parse else tally)
@@ -416,10 +420,11 @@ class SeriesReader:
         key = (batch.out, batch.month)
         if key not in self._months:
             by_domain: dict[str, list] = {}
-            # Stored tallies stay JSON text until the scorer parses them (``tally_value``).
-            for _, element in read_month_tallies(batch.out, batch.month, parse=False, tables=(SERIES_TALLIES,)):
-                item_domain, item = domain_item(element)
-                by_domain.setdefault(item_domain, []).append(item)
+            # Stored tallies stay JSON text until the scorer parses them (``tally_value``); the rows
+            # become ``domain_item``'s items directly (a county year holds ~400,000).
+            for county, township, village, item_domain, date, tally in _stored_rows(batch.out, batch.month,
+                                                                                    SERIES_TALLIES):
+                by_domain.setdefault(item_domain, []).append(((county, township, village), date, tally))
             self._months[key] = by_domain
         return self._months[key].get(domain, ())
 

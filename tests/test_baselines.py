@@ -290,13 +290,16 @@ def test_siblings_pooling_from_one_parent_fit_it_once():
     assert len(fits) == 1
     assert shared == alone  # the memo changes nothing but the work
     assert shared[1].predict(dates[-7:]).sum() > shared[2].predict(dates[-7:]).sum()
+    # the parent's own series (a township scored before its villages) finds its fit in the memo
+    assert baselines.expected_model(dates, parent, parent_fits=fits) is next(iter(fits.values()))
     other_parent = parent[::-1].copy()
     baselines.expected_model(dates, villages[0], parent_counts=other_parent, n_siblings=3, parent_fits=fits)
     assert len(fits) == 2
-    # a series with enough events of its own never reads the memo
+    # a series with enough events of its own gets its own fit, as without the memo
     busy = rng.poisson(2.0, 365).astype(float)
     pooled_or_own = baselines.expected_model(dates, busy, parent_counts=parent, parent_fits=fits)
     assert pooled_or_own == baselines.expected_model(dates, busy)
+    assert len(fits) == 3
 
 
 def test_design_follows_the_calendar_across_a_leap_year():
@@ -311,3 +314,41 @@ def test_design_follows_the_calendar_across_a_leap_year():
     assert day_of_year[dates.index(dt.date(2024, 12, 31))] == 366
     ordinals = np.array([d.toordinal() for d in dates], dtype=float)
     assert np.array_equal(X[:, 1], (ordinals - dates[-1].toordinal()) / 365.25)
+
+
+def test_solve_is_numpys_solve_and_raises_as_it_does_on_a_singular_system():
+    rng = np.random.default_rng(5)
+    for p in (1, 4, 12):
+        a = rng.random((p, p))
+        a = a @ a.T + np.eye(p)
+        b = rng.random(p)
+        assert np.array_equal(baselines._solve(a, b), np.linalg.solve(a, b))
+    with pytest.warns(RuntimeWarning), pytest.raises(np.linalg.LinAlgError):
+        baselines._solve(np.zeros((3, 3)), np.ones(3))
+
+
+def test_rolling_sums_are_each_windows_rolling_sum_for_a_series_or_one_per_row():
+    rng = np.random.default_rng(8)
+    x = rng.poisson(3.0, (4, 40)).astype(float) * 0.5
+    windows = (1, 3, 7, 14, 60)
+    for row in x:
+        for w, sums in zip(windows, baselines.rolling_sums(row, windows)):
+            assert np.array_equal(sums, [row[max(0, i - w + 1):i + 1].sum() for i in range(len(row))])
+    for w, sums in zip(windows, baselines.rolling_sums(x, windows)):
+        assert np.array_equal(sums, np.stack([baselines.rolling_sum(row, w) for row in x]))
+
+
+def test_models_with_other_terms_on_the_same_days_predict_from_their_own_design():
+    """Designs are kept per days and terms: a short history (no weekday terms) and a long one ending on
+    the same day predict the same days each from its own terms, in whichever order they are asked."""
+    rng = np.random.default_rng(3)
+    weekly = np.tile([9.0, 9, 9, 9, 9, 2, 2], 60)
+    long_model = baselines.fit_expected(days(420), rng.poisson(weekly))
+    short_model = baselines.fit_expected(days(40, days(420)[-40]), rng.poisson(weekly[-40:]))
+    ahead = days(14, days(421)[-1])
+    kept = [model.predict(ahead) for model in (long_model, short_model)]
+    baselines._shared_design.cache_clear()
+    fresh = [model.predict(ahead) for model in (short_model, long_model)][::-1]
+    assert all(np.array_equal(a, b) for a, b in zip(kept, fresh))
+    assert long_model.day_of_week and not short_model.day_of_week
+    assert kept[0].std() > 1.0 and kept[1].std() < 0.5

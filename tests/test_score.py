@@ -513,3 +513,11 @@ def test_a_window_reaching_into_last_month_is_compared_with_the_days_before_it()
 
     assert subject(stream["reasons"]) == ["同一对象（锦绣花园小区）近3日7起（此前88天未见）"]
     assert subject(batch["reasons"]) == subject(stream["reasons"])
+
+
+def test_base_score_is_the_curve_interpolated_as_numpy_does():
+    cfg = risk_score.config()
+    xp, fp = np.array(cfg["anomaly"]["surprisal_to_score"], dtype=float).T
+    values = np.concatenate([np.linspace(-1.0, xp[-1] + 3.0, 4001), xp, np.nextafter(xp, np.inf),
+                             np.nextafter(xp, -np.inf), np.random.default_rng(2).exponential(2.5, 2000)])
+    assert [risk_score.base_score(v, cfg) for v in values] == [float(np.interp(v, xp, fp)) for v in values]

@@ -126,3 +126,19 @@ def test_sum_subjects_adds_to_a_start_without_changing_it():
     assert start == {"锦绣花园小区": 2}
     assert subjects.sum_subjects(tallies) == {"锦绣花园小区": 1, "解放路": 3}
     assert subjects.sum_subjects([]) == {}
+
+
+def test_tails_of_several_subjects_are_each_ones_tail():
+    counts, mentions = [1, 2, 5, 9, 0], [0, 3, 40, 1, 7]
+    tails = subjects.predictive_tails(counts, 3, mentions, 120, 1.0, 0.05, 1.7)
+    assert tails.tolist() == [subjects.predictive_tail(n, 3, m, 120, 1.0, 0.05, 1.7) for n, m in zip(counts, mentions)]
+    assert tails[-1] == 1.0
+
+
+def test_names_folded_through_a_kept_memo_fold_as_without():
+    history = {"锦绣花园小区": 6, "花园小区": 1, "宏达机械厂": 2}
+    windows = [{"购买锦绣花园小区": 2, "花园小区": 1}, {"锦绣花园小区": 1, "说宏达机械厂": 3}, {"购买锦绣花园小区": 4}]
+    folds = {}
+    assert [subjects.fold_names(w, history, folds=folds) for w in windows] == [subjects.fold_names(w, history)
+                                                                               for w in windows]
+    assert folds["购买锦绣花园小区"] == "锦绣花园小区" and folds["花园小区"] == "花园小区"
