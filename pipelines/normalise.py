@@ -176,6 +176,26 @@ class TextNormaliser:
             return cached
         return self._convert(text)
 
+    def many(self, texts: list[str]) -> list[str]:
+        """``[self(text) for text in texts]``, the long non-ASCII texts converted as one string:
+        OpenCC's per-call overhead exceeds the conversion of a work order's text. A NUL joins
+        them: no dictionary entry holds it and NFC never composes across it, and no cleaned text
+        contains it (``clean_text`` turns control characters into spaces)."""
+        out = list(texts)
+        batch: list[int] = []
+        for i, text in enumerate(texts):
+            if len(text) <= _CACHE_MAX_LENGTH:
+                out[i] = self(text)
+                continue
+            text = out[i] = clean_text(text)
+            if not text.isascii():
+                batch.append(i)
+        if batch:
+            joined = unicodedata.normalize("NFC", self._t2s.convert("\x00".join(out[i] for i in batch)))
+            for i, text in zip(batch, joined.split("\x00")):
+                out[i] = text
+        return out
+
     def _convert(self, text: str) -> str:
         text = clean_text(text)
         if text.isascii():

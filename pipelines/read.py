@@ -14,6 +14,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import io
+import itertools
 import json
 import os
 import re
@@ -195,7 +196,7 @@ def stripped_cell_text(value) -> str:
 
 
 def _is_blank(cells: list) -> bool:
-    return all(cell_text(c).strip() == "" for c in cells)
+    return not any(map(stripped_cell_text, cells))
 
 
 class _CsvLines:
@@ -208,7 +209,7 @@ class _CsvLines:
     def __call__(self, cells: list) -> str:
         self._out.seek(0)
         self._out.truncate()
-        self._writer.writerow([cell_text(c) for c in cells])
+        self._writer.writerow([c if type(c) is str else cell_text(c) for c in cells])
         return self._out.getvalue()
 
 
@@ -377,7 +378,8 @@ class FileReader:
                 row["error"] = ("malformed_row", f"{_where(number, table.sheet)}无法按CSV解析（引号不配对），请检查该行及其后内容")
                 yield row
                 continue
-            row["values"] = {h: (cells[i] if i < len(cells) else None) for i, h in enumerate(header)}
+            # a short row's missing cells are None
+            row["values"] = dict(zip(header, itertools.chain(cells, itertools.repeat(None))))
             extra = [c for c in cells[len(header):] if cell_text(c).strip()]
             if file_error:
                 row["error"] = file_error
@@ -395,17 +397,15 @@ class FileReader:
             yield row
 
     def _record_rows(self, relpath: str, table: _Table, info: dict) -> Iterator[dict]:
-        header: list[str] = []
-        for _, item, _ in table.rows:
-            if isinstance(item, dict):
-                header.extend(k for k in item if k not in header)
+        # every field name of the file, in order of first appearance
+        header = list(dict.fromkeys(k for _, item, _ in table.rows if isinstance(item, dict) for k in item))
         file_error = self._header_problem(header, info, None, None)
         for number, item, raw in table.rows:
             row = self._row(relpath, number, header, raw, None)
             if not isinstance(item, dict):
                 row["error"] = ("malformed_row", f"第{number}行不是一个JSON对象（{{\"字段\": 值}}），请检查该行的括号和引号")
             else:
-                row["values"] = {h: item.get(h) for h in header}
+                row["values"] = dict(zip(header, map(item.get, header)))
                 if file_error:
                     row["error"] = file_error
                 elif "\ufffd" in raw:

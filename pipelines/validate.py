@@ -1,13 +1,16 @@
 """Raw rows → Events or quarantine records, checked against the feed contract.
 
-Normalising (time, text, region, personal data) happens here in one pass per row, so each row
-costs one DoFn call; the rules themselves live in normalise.py, pii.py and gazetteer.py.
+Normalising (time, text, region, personal data) happens here, a chunk of rows at a time and
+column by column: each distinct value of a column is parsed once, free texts are normalised and
+masked as one batch; the rules themselves live in normalise.py, pii.py and gazetteer.py.
 Messages are written for the department clerk who has to fix the row.
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
+import itertools
 import operator
 import re
 import zlib
@@ -37,10 +40,13 @@ _INTEGER_RE = re.compile(r"^(\d+)(?:\.0+)?\s*(?:人|名|个)?$")
 _FLOAT_RE = re.compile(r"^[+-]?\d+(?:\.\d+)?$")
 # Which free texts may locate a record when no region column does, in order of trust.
 _REGION_TEXTS = (("address", "address"), ("handling_unit", "handling_unit"), ("text", "text"))
+# Event fields that may carry personal data written by a clerk: masked whatever their contract type.
+_MASKED_FIELDS = ("address", "handling_unit", "disposition")
 _STATUS_PROGRESS = {"open": 0, "returned": 1, "in_progress": 2, "closed": 3}
 # Parsed cell values kept per column: short values only (addresses and unit names included,
 # free texts not), and a bounded number, so a year's export cannot grow the memo without end.
 _MEMO_TYPES = frozenset({str, int, float, bool, type(None), dt.datetime, dt.date})
+_NUMBER_TYPES = frozenset({int, float, bool})
 _MEMO_MAX_LENGTH = 64
 _MEMO_MAX_ENTRIES = 50_000
 # Values looked up before a column whose values hardly repeat (< 10 %) stops being memoised.
@@ -64,51 +70,94 @@ def _is_blank(text: str) -> bool:
     return len(text) <= _BLANK_MAX_LENGTH and text.lower() in _BLANKS
 
 
+def _outcome(parse: Callable[[object], object], value) -> tuple[bool, object]:
+    """``(True, parse(value))`` or ``(False, _Problem)``."""
+    try:
+        return True, parse(value)
+    except _Problem as problem:
+        # kept without its traceback, which would hold this row's frame alive
+        return False, problem.with_traceback(None)
+
+
+def _one_by_one(parse: Callable[[object], object]) -> Callable[[list], list]:
+    """A single-value parser as a parser of a list of values."""
+    def parse_many(values: list) -> list[tuple[bool, object]]:
+        return [_outcome(parse, value) for value in values]
+    return parse_many
+
+
 @dataclasses.dataclass
 class _FieldPlan:
     """One contract field as one header carries it: the column (None when absent), the field's
-    parser under the label messages use, and the outcomes of the values already parsed."""
+    parser of a list of values (messages use the header's label) and the outcomes of the values
+    already parsed."""
 
     name: str
     column: str | None
-    parse: Callable[[object], object]
+    parse_many: Callable[[list], list[tuple[bool, object]]]
     memo: dict | None = dataclasses.field(default_factory=dict)
     lookups: int = 0
     hits: int = 0
 
     def __post_init__(self):
         # An absent column is the same empty value in every row: parsed once.
-        self.absent = self.parsed(None) if self.column is None else None
+        self.absent = self.parse_many([None])[0] if self.column is None else None
 
-    def parsed(self, value) -> tuple[bool, object]:
-        """``(True, parsed value)`` or ``(False, _Problem)``."""
-        try:
-            return True, self.parse(value)
-        except _Problem as problem:
-            # kept without its traceback, which would hold this row's frame alive
-            return False, problem.with_traceback(None)
+    def outcomes(self, cells: list) -> tuple[list, list[tuple[int, _Problem]]]:
+        """A column's parsed values (None where a problem is) and its problems by position.
 
-    def outcome(self, value) -> tuple[bool, object]:
-        """``parsed(value)``, memoised: values repeat (times to the minute, categories, units,
-        addresses), so each distinct one is parsed once per column; long free texts rarely repeat
-        and are not kept."""
-        memo, kind = self.memo, type(value)
-        if memo is None or kind not in _MEMO_TYPES or (kind is str and len(value) > _MEMO_MAX_LENGTH):
-            return self.parsed(value)
-        key = (kind, value)
-        self.lookups += 1
-        outcome = memo.get(key)
-        if outcome is not None:
-            self.hits += 1
-            return outcome
-        outcome = self.parsed(value)
-        if self.lookups >= _MEMO_TRIAL and self.hits < _MEMO_TRIAL // 10:
-            self.memo = None  # a column of unique values (ids, times to the second, phones)
-        else:
-            if len(memo) >= _MEMO_MAX_ENTRIES:
-                memo.clear()
-            memo[key] = outcome
-        return outcome
+        Each distinct value is parsed once, the column's new values together (free texts are
+        normalised and masked as one batch). Short values are also remembered across chunks
+        (times to the minute, categories, units, addresses repeat), unless the column turns out
+        to hold unique values (ids, times to the second, phones); long free texts are not kept.
+        """
+        kinds = set(map(type, cells))
+        if not kinds <= _MEMO_TYPES:  # e.g. lists from JSON: unhashable, parsed one by one
+            found = self.parse_many(cells)
+            return [r if ok else None for ok, r in found], [(p, r) for p, (ok, r) in enumerate(found) if not ok]
+        # 1, 1.0 and True are one dict key: typed keys when a column mixes number types
+        typed = len(kinds & _NUMBER_TYPES) > 1
+        keys = [(type(cell), cell) for cell in cells] if typed else cells
+        distinct = dict.fromkeys(keys)
+        known = {} if self.memo is None else self._remembered(distinct, typed)
+        new = [key for key in distinct if key not in known] if known else list(distinct)
+        found = self.parse_many([key[1] for key in new] if typed else new)
+        if self.memo is not None:
+            self._remember(new, found, typed)
+        known.update(zip(new, found))
+        values = {key: result if ok else None for key, (ok, result) in known.items()}
+        parsed = list(map(values.__getitem__, keys))
+        failed = {key: result for key, (ok, result) in known.items() if not ok}
+        if not failed:
+            return parsed, []
+        return parsed, [(p, failed[key]) for p, key in enumerate(keys) if key in failed]
+
+    def _remembered(self, distinct: dict, typed: bool) -> dict:
+        """Outcomes of the distinct keys already parsed in earlier chunks."""
+        memo, known = self.memo, {}
+        for key in distinct:
+            value = key[1] if typed else key
+            if type(value) is str and len(value) > _MEMO_MAX_LENGTH:
+                continue
+            self.lookups += 1
+            outcome = memo.get((type(value), value))
+            if outcome is not None:
+                self.hits += 1
+                known[key] = outcome
+        return known
+
+    def _remember(self, keys: list, outcomes: list, typed: bool) -> None:
+        """Keep new outcomes for later chunks, until the column proves to hold unique values."""
+        for key, outcome in zip(keys, outcomes):
+            value = key[1] if typed else key
+            if type(value) is str and len(value) > _MEMO_MAX_LENGTH:
+                continue
+            if self.lookups >= _MEMO_TRIAL and self.hits < _MEMO_TRIAL // 10:
+                self.memo = None  # a column of unique values
+                return
+            if len(self.memo) >= _MEMO_MAX_ENTRIES:
+                self.memo.clear()
+            self.memo[(type(value), value)] = outcome
 
 
 def _display(value) -> str:
@@ -157,30 +206,66 @@ class RecordValidator:
 
     def validate(self, row: dict) -> tuple[bool, dict]:
         """``(True, event)`` or ``(False, quarantine record)``."""
-        if row.get("error"):
-            reason, message = row["error"]
-            return False, self._quarantine(row, None, reason, message)
-        values = row["values"]
-        parsed, problems = {}, []
-        for plan in self._plan(row["header"]):
-            ok, result = plan.absent if plan.column is None else plan.outcome(values.get(plan.column))
-            if ok:
-                parsed[plan.name] = result
-            else:
-                problems.append((plan.name, result))
-        if problems:
-            where = f"工作表“{row['sheet']}”第{row['line']}行" if row.get("sheet") else f"第{row['line']}行"
-            name, first = problems[0]
-            message = "；".join(where + p.message for _, p in problems)
-            return False, self._quarantine(row, name, first.reason, message)
-        return True, self._event(row, parsed)
+        return self.validate_chunk([row])[0]
 
-    def _parser(self, field: dict, label: str) -> Callable[[object], object]:
-        """The contract's rules for one field as one function: cell value → parsed value, or
-        ``_Problem``. Built once per header, so a row pays for its checks, not for choosing them."""
+    def validate_chunk(self, rows: list[dict]) -> list[tuple[bool, dict]]:
+        """``validate`` of each row, in order, checked column by column: a chunk's rows of one
+        header share each field's parser, and a value repeated in a column is parsed once."""
+        results: list = [None] * len(rows)
+        by_header: dict[int, tuple[list, list[int]]] = {}
+        for position, row in enumerate(rows):
+            if row.get("error"):
+                reason, message = row["error"]
+                results[position] = (False, self._quarantine(row, None, reason, message))
+            else:
+                # rows of one file share their header list: grouped by identity, planned by content
+                by_header.setdefault(id(row["header"]), (row["header"], []))[1].append(position)
+        for header, positions in by_header.values():
+            group = [rows[p] for p in positions]
+            for position, result in zip(positions, self._validate_group(self._plan(header), group)):
+                results[position] = result
+        return results
+
+    def _validate_group(self, plans: list[_FieldPlan], rows: list[dict]) -> list[tuple[bool, dict]]:
+        """Rows of one header → their results: each field's column parsed at once, problems
+        collected per row in the contract's field order."""
+        values = [row["values"] for row in rows]
+        parsed: dict[str, list] = {}
+        problems: dict[int, list[tuple[str, _Problem]]] = {}
+        for plan in plans:
+            if plan.column is None:
+                ok, result = plan.absent
+                parsed[plan.name] = [result if ok else None] * len(rows)
+                if not ok:
+                    for position in range(len(rows)):
+                        problems.setdefault(position, []).append((plan.name, result))
+                continue
+            column = plan.column
+            parsed[plan.name], bad = plan.outcomes([v.get(column) for v in values])
+            for position, problem in bad:
+                problems.setdefault(position, []).append((plan.name, problem))
+        if not problems:
+            return [(True, event) for event in self._events(rows, parsed)]
+        good = [p for p in range(len(rows)) if p not in problems]
+        events = self._events([rows[p] for p in good], {name: [column[p] for p in good] for name, column in parsed.items()})
+        results: list = [None] * len(rows)
+        for position, event in zip(good, events):
+            results[position] = (True, event)
+        for position, found in problems.items():
+            row = rows[position]
+            where = f"工作表“{row['sheet']}”第{row['line']}行" if row.get("sheet") else f"第{row['line']}行"
+            name, first = found[0]
+            message = "；".join(where + p.message for _, p in found)
+            results[position] = (False, self._quarantine(row, name, first.reason, message))
+        return results
+
+    def _parser(self, field: dict, label: str) -> Callable[[list], list[tuple[bool, object]]]:
+        """The contract's rules for one field as one function: cell values → their outcomes,
+        ``(True, parsed value)`` or ``(False, _Problem)``. Built once per header, so a row pays
+        for its checks, not for choosing them."""
         kind, required = field["type"], bool(field.get("required"))
 
-        def empty():
+        def empty(_=None):
             if required:
                 raise _Problem("missing_field", f"缺少必填项“{label}”，请补填后重新提交")
             return None
@@ -190,13 +275,13 @@ class RecordValidator:
                 if not isinstance(value, (dt.datetime, dt.date)) and _is_blank(stripped_cell_text(value)):
                     return empty()
                 return self._time(value, label)
-            return parse
+            return _one_by_one(parse)
         if kind == "phone":
             key = self.key
 
             def parse(value):
                 return empty() if _is_blank(stripped_cell_text(value)) else pii.caller_key(value, key)
-            return parse
+            return _one_by_one(parse)
         if kind == "integer":
             def parse(value):
                 text = stripped_cell_text(value)
@@ -206,7 +291,7 @@ class RecordValidator:
                 if not match:
                     raise _Problem("bad_type", f"“{label}”为“{_display(value)}”，应为整数，请填写数字")
                 return self._in_range(field, int(match.group(1)), label)
-            return parse
+            return _one_by_one(parse)
         if kind == "float":
             def parse(value):
                 text = stripped_cell_text(value)
@@ -216,25 +301,31 @@ class RecordValidator:
                 if not _FLOAT_RE.match(number):
                     raise _Problem("bad_type", f"“{label}”为“{_display(value)}”，应为数字（如117.2345），请核对")
                 return self._in_range(field, float(number), label)
-            return parse
-        normalise, quoted = self.normalise_text, kind in ("string", "region")
-        if kind == "category":
-            def finish(cleaned):
-                return self._category(field, cleaned, label)
-        elif kind == "text":
-            finish = pii.mask
-        else:
-            finish = None
+            return _one_by_one(parse)
+        return self._text_parser(field, label, _outcome(empty, None))
 
-        def parse(value):
-            text = stripped_cell_text(value)
-            if _is_blank(text):
-                return empty()
-            cleaned = normalise(text.lstrip("'") if quoted else text)
-            if required and not cleaned:
-                raise _Problem("missing_field", f"缺少必填项“{label}”，请补填后重新提交")
-            return finish(cleaned) if finish is not None else cleaned
-        return parse
+    def _text_parser(self, field: dict, label: str, blank: tuple[bool, object]) -> Callable[[list], list]:
+        """Text-like fields (string, region, category, text): the values' texts normalised as one
+        batch, free texts masked as one batch; ``blank`` is the outcome of an empty cell."""
+        kind, required = field["type"], bool(field.get("required"))
+        normalise, quoted = self.normalise_text.many, kind in ("string", "region")
+        finish = None
+        if kind == "category":
+            finish = functools.partial(self._category, field, label=label)
+
+        def parse_many(values: list) -> list[tuple[bool, object]]:
+            texts = [stripped_cell_text(value) for value in values]
+            filled = [i for i, text in enumerate(texts) if not _is_blank(text)]
+            cleaned = normalise([texts[i].lstrip("'") if quoted else texts[i] for i in filled])
+            finished = pii.mask_many(cleaned) if kind == "text" else cleaned
+            outcomes = [blank] * len(values)
+            for i, text, result in zip(filled, cleaned, finished):
+                if required and not text:
+                    outcomes[i] = blank  # a required field's blank: missing_field
+                else:
+                    outcomes[i] = _outcome(finish, result) if finish is not None else (True, result)
+            return outcomes
+        return parse_many
 
     def _time(self, value, label: str) -> dt.datetime:
         parsed = parse_time(value)
@@ -282,39 +373,67 @@ class RecordValidator:
                 copies.append((name, name))
         return copies
 
-    def _event(self, row: dict, parsed: dict) -> dict:
-        event = dict.fromkeys(self.event_names)
+    def _events(self, rows: list[dict], parsed: dict[str, list]) -> list[dict]:
+        """Valid rows and their parsed columns → Events, built column by column."""
+        if not rows:
+            return []
+        columns: dict[str, object] = dict.fromkeys(self.event_names)
         for name, target in self._copies:
-            event[target] = parsed[name]
-        for name in ("address", "handling_unit", "disposition"):
-            if event.get(name):
-                event[name] = pii.mask(event[name])
-        codes, names = [], []
-        for name, is_code in self._region_fields:
-            (codes if is_code else names).append(parsed.get(name))
-        region = self.gazetteer.resolve(codes=codes, names=names,
-                                        texts=[(event.get(name), how) for name, how in _REGION_TEXTS])
-        event.update(
-            event_id=f"{self.feed}:{parsed['source_id']}",
-            source=self.feed,
-            ingested_at=self.ingest_time,
-            batch_id=row["batch_id"],
-            feed_file=row["file"],
-            feed_line=row["line"],
-            county_code=region.county_code,
-            township_code=region.township_code,
-            village_code=region.village_code,
-            grid_code=region.grid_code,
-            region_resolved_by=region.by,
-            signals=[],
+            columns[target] = parsed[name]
+        for name in _MASKED_FIELDS:
+            column = columns.get(name)
+            if column is not None:
+                masked = {value: pii.mask(value) for value in set(column)}
+                columns[name] = list(map(masked.__getitem__, column))
+        codes = [parsed[name] for name, is_code in self._region_fields if is_code]
+        region_names = [parsed[name] for name, is_code in self._region_fields if not is_code]
+        # per row: its code cells, its name cells and its (text, how found) pairs, in resolve's order
+        no_cells = itertools.repeat(())
+        texts = zip(*(zip(columns.get(name) or itertools.repeat(None), itertools.repeat(how))
+                      for name, how in _REGION_TEXTS))
+        regions = list(map(self.gazetteer.resolve, zip(*codes) if codes else no_cells,
+                           zip(*region_names) if region_names else no_cells, texts))
+        columns.update(
+            event_id=[f"{self.feed}:{source_id}" for source_id in parsed["source_id"]],
+            source=itertools.repeat(self.feed),
+            ingested_at=itertools.repeat(self.ingest_time),
+            batch_id=[row["batch_id"] for row in rows],
+            feed_file=[row["file"] for row in rows],
+            feed_line=[row["line"] for row in rows],
+            county_code=[region.county_code for region in regions],
+            township_code=[region.township_code for region in regions],
+            village_code=[region.village_code for region in regions],
+            grid_code=[region.grid_code for region in regions],
+            region_resolved_by=[region.by for region in regions],
+            signals=[[] for _ in rows],
         )
-        return event
+        # filled field by field: cheaper than a dict from a zip per Event; keys in event_names order
+        events = [dict.fromkeys(self.event_names) for _ in rows]
+        for name, column in columns.items():
+            if column is not None:
+                for event, value in zip(events, column):
+                    event[name] = value
+        return events
 
     def _quarantine(self, row: dict, field: str | None, reason: str, message: str) -> dict:
         return {
             "feed": row["feed"], "file": row["file"], "line": row["line"], "sheet": row.get("sheet"),
             "field": field, "reason": reason, "message": message, "raw": row["raw"], "batch_id": row.get("batch_id"),
         }
+
+
+def validate_rows(validators: dict[str, RecordValidator], rows: list[dict]) -> list[tuple[bool, dict]]:
+    """Each row's ``(ok, event or quarantine record)``, in order, by its feed's validator: the rows
+    of one feed as one chunk (a chunk of one file is of one feed)."""
+    feeds = {row["feed"] for row in rows}
+    if len(feeds) == 1:
+        return validators[feeds.pop()].validate_chunk(rows)
+    results: list = [None] * len(rows)
+    for feed in feeds:
+        positions = [p for p, row in enumerate(rows) if row["feed"] == feed]
+        for position, result in zip(positions, validators[feed].validate_chunk([rows[p] for p in positions])):
+            results[position] = result
+    return results
 
 
 class ValidateRows(beam.DoFn):
@@ -339,8 +458,7 @@ class ValidateRows(beam.DoFn):
 
     def process(self, rows: list[dict]):
         events = []
-        for row in rows:
-            ok, record = self._validators[row["feed"]].validate(row)
+        for ok, record in validate_rows(self._validators, rows):
             if ok:
                 events.append(record)
             else:

@@ -119,3 +119,15 @@ _NORMALISER = TextNormaliser()
 def test_normalised_text_is_stable(text):
     once = _NORMALISER(text)
     assert _NORMALISER(once) == once
+
+
+_normalise_pieces = st.sampled_from(["樓上", "頭", "髮", "型", "臺灣", "ＡＢＣ", "　", "\u200b", "\x00", "\n", " ", "e\u0301", "\u0301",
+                                     "電話13812345678", "abc", "发", "後", "乾隆"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(_normalise_pieces | st.text(max_size=6), max_size=12).map("".join), max_size=10))
+def test_a_batch_normalises_each_text_as_it_would_alone(texts):
+    # long texts go to OpenCC as one string: a phrase or a composition must not span two texts
+    normaliser = TextNormaliser()
+    assert normaliser.many(texts) == [TextNormaliser()(text) for text in texts]

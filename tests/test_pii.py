@@ -3,7 +3,7 @@ import hmac
 import re
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from pipelines import pii
@@ -126,3 +126,24 @@ def test_caller_key_is_hmac_sha256_of_the_digits(key, phone):
     digits = pii.normalise_phone(phone)
     expected = None if digits is None else hmac.new(key, digits.encode("ascii"), hashlib.sha256).hexdigest()
     assert pii.caller_key(phone, key) == expected
+
+
+# Pieces that meet at a text's edge in a batch: digits, plate letters, name markers, separators.
+_mask_pieces = st.sampled_from(["13812345678", "0551-62345678", "京", "A", "ABCDEF", "D12345", "报警人", "王", "张三",
+                                "电话", "：", " ", "-", "号", "3", "（", "\x00", "我叫欧阳", "称", "Tel", "110101199003071234"])
+_mask_texts = st.none() | st.lists(_mask_pieces | st.text(max_size=4), max_size=8).map("".join)
+
+
+@example(["京ABCDEF停在门口", "电话13812345678"])
+@example(["我叫", "欧阳娜娜", "电话138", "12345678"])
+@given(st.lists(_mask_texts, max_size=12))
+def test_a_batch_masks_each_text_as_it_would_alone(texts):
+    # no match may run from one text into the next, and each text keeps its own digit test
+    # (京ABCDEF is masked only in a text with a digit)
+    assert pii.mask_many(texts) == [pii.mask(text) for text in texts]
+
+
+@given(st.text(max_size=30) | st.lists(st.sampled_from(["1", "²", "①", "𝟙", "🄀", "一", "a", "𠀀", "٣"]), max_size=6).map("".join))
+def test_the_digit_test_is_str_isdigit_per_character(text):
+    # masking is skipped for texts without a digit: any script's, superscripts and circled ones count
+    assert pii._has_digit(text) == any(c.isdigit() for c in text)

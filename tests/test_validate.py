@@ -16,7 +16,8 @@ from pipelines.ingest import SUPERSEDED_TAG, SupersedeChunks, run_ingest
 from pipelines.normalise import TZ
 from pipelines.options import beam_options
 from pipelines.read import CHUNK_ROWS, FileReader
-from pipelines.validate import EventPacker, RecordValidator
+from pipelines.validate import EventPacker, RecordValidator, validate_rows
+from schemas import FEEDS
 from tests.conftest import INGEST_TIME, TEST_KEY
 
 HEADER = ["工单编号", "来电时间", "来电号码", "诉求类型", "诉求内容", "事发地址", "所属镇街", "承办单位", "办理状态", "办结时间"]
@@ -92,6 +93,36 @@ def test_memoised_validation_equals_a_fresh_validators(gazetteer_path, cells):
                "values": dict(zip(HEADER, row_cells)), "raw": "", "error": None, "batch_id": "b"}
         fresh = RecordValidator("hotline_12345", gazetteer, TEST_KEY, INGEST_TIME)
         assert warm.validate(row) == fresh.validate(row)
+
+
+GRID_HEADER = ["事件编号", "上报时间", "网格编码", "事件大类", "事件描述", "涉及人数", "处置状态", "办结时间"]
+# Equal but differently typed cells (1, 1.0, True) must not share a parse: drawn half the time.
+_EQUAL_NUMBERS = st.sampled_from([1, 1.0, True, 0, 0.0, False])
+_GRID_CELLS = st.sampled_from([*_CELLS, 2.5, -3, "12人", 341523003007004, ["列表"], {"键": "值"}]) | _EQUAL_NUMBERS
+_HEADERS = {"hotline_12345": (HEADER, HEADER[::-1]), "grid": (GRID_HEADER, GRID_HEADER[1:])}
+
+
+@st.composite
+def _raw_rows(draw):
+    feed = draw(st.sampled_from(sorted(_HEADERS)))
+    header = draw(st.sampled_from(_HEADERS[feed]))
+    cells = draw(st.lists(_GRID_CELLS, min_size=len(header), max_size=len(header)))
+    error = draw(st.sampled_from([None, None, None, ("summary_row", "第9行是合计/统计行，不是一条记录，已跳过")]))
+    return {"feed": feed, "file": f"{feed}/a.csv", "line": 0, "sheet": draw(st.sampled_from([None, "明细"])),
+            "header": header, "values": dict(zip(header, cells)), "raw": "", "error": error, "batch_id": "b"}
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(_raw_rows(), min_size=1, max_size=30))
+def test_a_chunk_validates_as_each_of_its_rows_alone(gazetteer_path, rows):
+    # Columns are parsed at once and repeated values once: no row may see another row's value,
+    # position or problem, whatever feeds and headers one chunk mixes.
+    for line, row in enumerate(rows, start=2):
+        row["line"] = line
+    gazetteer = Gazetteer.from_csv(gazetteer_path)
+    validators = {feed: RecordValidator(feed, gazetteer, TEST_KEY, INGEST_TIME) for feed in FEEDS}
+    alone = [RecordValidator(row["feed"], gazetteer, TEST_KEY, INGEST_TIME).validate(row) for row in rows]
+    assert validate_rows(validators, rows) == alone
 
 
 _times = st.none() | st.datetimes(min_value=dt.datetime(2001, 1, 1), max_value=dt.datetime(2099, 1, 1)).map(
