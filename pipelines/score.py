@@ -37,8 +37,6 @@ _HOTLINE = "hotline_12345"
 # township's or one of its villages', so a group's tallies are whole and need no combining across
 # groups; enough groups to spread townships over workers.
 DAILY_COUNT_SHARDS = 64
-_INCIDENT_FIELDS = ("reported_at", "source", "signals", "people_involved", "caller_key", "status", "satisfaction",
-                    "village_code")
 
 
 def local_date(t: dt.datetime) -> dt.date:
@@ -61,67 +59,76 @@ def series_keys(event: dict):
 
 
 class IncidentCombineFn(beam.CombineFn):
-    """The records of one incident in one series → one incident summary."""
+    """The records of one incident in one series → one incident summary.
+
+    The accumulator is the list of its records' ``contribution`` tuples: an incident has few
+    records, and the batch's shards (``_ShardTallies``) build these lists per incident and series
+    from contributions made once per record, with no dict or set per incident until its tally.
+    """
 
     def __init__(self, many_people_at_least: int | None):
         self._many = many_people_at_least
 
+    def contribution(self, e: dict, reported_at, subjects) -> tuple:
+        """What one record adds to its incident: (reported_at, feed, signals, subjects, village,
+        caller, hotline_bad: None for a record of another feed than 12345)."""
+        signals = tuple(e.get("signals") or ())
+        if self._many is not None and (e.get("people_involved") or 0) >= self._many:
+            signals += ("many_people",)
+        hotline_bad = None
+        if e["source"] == _HOTLINE:
+            # still open / sent back, or closed to the caller's dissatisfaction
+            hotline_bad = int(e.get("status") != "closed" or e.get("satisfaction") == "dissatisfied")
+        return (reported_at, e["source"], signals, tuple(subjects or ()), e.get("village_code"), e.get("caller_key"),
+                hotline_bad)
+
     def create_accumulator(self):
-        # A plain dict for callers: a Counter per incident and series cost more than the summing.
-        return {"first": None, "records": 0, "feeds": set(), "signals": set(), "callers": {},
-                "hotline": 0, "hotline_bad": 0, "subjects": set(), "villages": {}}
+        return []
 
     def add_input(self, acc, e):
-        acc["first"] = e["reported_at"] if acc["first"] is None else min(acc["first"], e["reported_at"])
-        acc["records"] += 1
-        acc["feeds"].add(e["source"])
-        acc["signals"].update(e.get("signals") or ())
-        acc["subjects"].update(e.get("subjects") or ())
-        village = e.get("village_code")
-        if village:
-            acc["villages"][village] = acc["villages"].get(village, 0) + 1
-        if self._many is not None and (e.get("people_involved") or 0) >= self._many:
-            acc["signals"].add("many_people")
-        caller = e.get("caller_key")
-        if caller:
-            acc["callers"][caller] = acc["callers"].get(caller, 0) + 1
-        if e["source"] == _HOTLINE:
-            acc["hotline"] += 1
-            # still open / sent back, or closed to the caller's dissatisfaction
-            acc["hotline_bad"] += int(e.get("status") != "closed" or e.get("satisfaction") == "dissatisfied")
+        acc.append(self.contribution(e, e["reported_at"], e.get("subjects")))
         return acc
 
     def merge_accumulators(self, accs):
-        out = self.create_accumulator()
-        for a in accs:
-            if a["first"] is not None:
-                out["first"] = a["first"] if out["first"] is None else min(out["first"], a["first"])
-            out["records"] += a["records"]
-            out["feeds"] |= a["feeds"]
-            out["signals"] |= a["signals"]
-            out["subjects"] |= a["subjects"]
-            for caller, n in a["callers"].items():
-                out["callers"][caller] = out["callers"].get(caller, 0) + n
-            for village, n in a["villages"].items():
-                out["villages"][village] = out["villages"].get(village, 0) + n
-            out["hotline"] += a["hotline"]
-            out["hotline_bad"] += a["hotline_bad"]
-        return out
+        return [c for acc in accs for c in acc]
 
     def extract_output(self, acc):
-        n_feeds = len(acc["feeds"])
         # ISO strings in keys: Beam must encode keys deterministically, which dates are not
-        return {"date": local_date(acc["first"]).isoformat(), "tally": {
-            "incidents": 1, "records": acc["records"], "signals": {s: 1 for s in sorted(acc["signals"])},
-            "feeds": {f: 1 for f in sorted(acc["feeds"])}, "feeds_2": int(n_feeds == 2), "feeds_3": int(n_feeds >= 3),
-            "callers": dict(acc["callers"]), "hotline": acc["hotline"], "hotline_bad": acc["hotline_bad"],
-            "subjects": {s: 1 for s in sorted(acc["subjects"])},
-            # per village of its records: the incident once, and its records there (the village scan)
-            "villages": {v: [1, n] for v, n in sorted(acc["villages"].items())}}}
+        return {"date": local_date(min(c[0] for c in acc)).isoformat(), "tally": incident_tally(acc)}
+
+
+def incident_tally(contributions: list) -> dict:
+    """One incident's record contributions (``IncidentCombineFn.contribution``) in a series → its tally."""
+    if len(contributions) == 1:  # most incidents have one record in a series: its fields as they are
+        _, feed, signals, subjects, village, caller, bad = contributions[0]
+        feeds, callers, places = (feed,), {caller: 1} if caller else {}, {village: [1, 1]} if village else {}
+        hotline, hotline_bad = (0, 0) if bad is None else (1, bad)
+    else:
+        feeds, signals, subjects, callers, villages = set(), set(), set(), {}, {}
+        hotline = hotline_bad = 0
+        for _, feed, record_signals, record_subjects, village, caller, bad in contributions:
+            feeds.add(feed)
+            signals.update(record_signals)
+            subjects.update(record_subjects)
+            if village:
+                villages[village] = villages.get(village, 0) + 1
+            if caller:
+                callers[caller] = callers.get(caller, 0) + 1
+            if bad is not None:
+                hotline += 1
+                hotline_bad += bad
+        # per village of its records: the incident once, and its records there (the village scan)
+        places = {v: [1, n] for v, n in sorted(villages.items())}
+    n_feeds = len(feeds)
+    # dict.fromkeys of the sorted names: each once (a record may name a signal twice), in order
+    return {"incidents": 1, "records": len(contributions), "signals": dict.fromkeys(sorted(signals), 1),
+            "feeds": dict.fromkeys(sorted(feeds), 1), "feeds_2": int(n_feeds == 2), "feeds_3": int(n_feeds >= 3),
+            "callers": callers, "hotline": hotline, "hotline_bad": hotline_bad,
+            "subjects": dict.fromkeys(sorted(subjects), 1), "villages": places}
 
 
 class _IncidentRecords(beam.DoFn):
-    """Event → (shard of its township, (its series, incident, what IncidentCombineFn reads)),
+    """Event → (shard of its township, (its series, incident, its ``IncidentCombineFn.contribution``)),
     with the subjects its text names (``models.subjects``)."""
 
     def __init__(self, shards: int):
@@ -130,6 +137,7 @@ class _IncidentRecords(beam.DoFn):
 
     def setup(self):
         self._namer = SubjectNamer()
+        self._combine = IncidentCombineFn(_many_people_threshold())
 
     def process(self, event):
         if not event.get("domain") or event["domain"] == "none":
@@ -138,10 +146,9 @@ class _IncidentRecords(beam.DoFn):
             self._skipped.inc()
             return
         incident = event.get("incident_id") or event["event_id"]
-        record = {k: event.get(k) for k in _INCIDENT_FIELDS}
-        record["subjects"] = self._namer.names(event.get("text"))
         # Epoch milliseconds: a datetime would be pickled element by element in the shuffle.
-        record["reported_at"] = int(event["reported_at"].timestamp() * 1000)
+        record = self._combine.contribution(event, int(event["reported_at"].timestamp() * 1000),
+                                            self._namer.names(event.get("text")))
         shard = zlib.crc32(event["township_code"].encode("utf-8")) % self._shards
         yield shard, (tuple(series_keys(event)), incident, record)
 
@@ -154,25 +161,26 @@ class _ShardTallies(beam.DoFn):
     key, which cost Beam's per-key overhead per record and per partial tally.
     """
 
-    def setup(self):
-        self._combine = IncidentCombineFn(_many_people_threshold())
-
     def process(self, keyed):
         _, records = keyed
-        combine, accs = self._combine, {}
+        incidents = {}  # (series, incident) → its records' contributions
         for keys, incident, record in records:
-            record = dict(record, reported_at=dt.datetime.fromtimestamp(record["reported_at"] / 1000, _TZ))
             for key in keys:
-                acc = accs.get((key, incident))
-                if acc is None:
-                    acc = accs[(key, incident)] = combine.create_accumulator()
-                combine.add_input(acc, record)
-        by_day = defaultdict(list)
-        for (key, _), acc in accs.items():
-            summary = combine.extract_output(acc)
-            by_day[(key, summary["date"])].append(summary["tally"])
+                contributions = incidents.get((key, incident))
+                if contributions is None:
+                    incidents[(key, incident)] = [record]
+                else:
+                    contributions.append(record)
+        by_day, dates = defaultdict(list), {}  # dates: epoch ms → ISO date, shared by an incident's series
+        for (key, _), contributions in incidents.items():
+            first = min(c[0] for c in contributions)
+            date = dates.get(first)
+            if date is None:
+                date = dates[first] = local_date(dt.datetime.fromtimestamp(first / 1000, _TZ)).isoformat()
+            by_day[(key, date)].append(incident_tally(contributions))
         for key_day, tallies in by_day.items():
-            yield key_day, risk_score.merge_tallies(tallies)
+            # most series × days hold one incident: its tally is already the sum
+            yield key_day, tallies[0] if len(tallies) == 1 else risk_score.merge_tallies(tallies)
 
 
 class DailyCounts(beam.PTransform):

@@ -1,7 +1,9 @@
 """Score rows from Event dicts: the Beam pipeline, gaps, Chinese reasons, the stream window."""
 import datetime as dt
+import functools
 import pickle
 import zoneinfo
+from collections import Counter
 
 import apache_beam as beam
 import numpy as np
@@ -521,3 +523,58 @@ def test_base_score_is_the_curve_interpolated_as_numpy_does():
     values = np.concatenate([np.linspace(-1.0, xp[-1] + 3.0, 4001), xp, np.nextafter(xp, np.inf),
                              np.nextafter(xp, -np.inf), np.random.default_rng(2).exponential(2.5, 2000)])
     assert [risk_score.base_score(v, cfg) for v in values] == [float(np.interp(v, xp, fp)) for v in values]
+
+
+def incident_summary(records, combine_many_people):
+    """One incident's records in a series → its date and tally, as the tally's contract
+    (``models.risk_score``) reads: each signal, feed and subject once; callers and villages by records."""
+    first = min(e["reported_at"] for e in records)
+    feeds = {e["source"] for e in records}
+    signals = {s for e in records for s in e["signals"]}
+    signals |= {"many_people"} if any((e["people_involved"] or 0) >= combine_many_people for e in records) else set()
+    hotline = [e for e in records if e["source"] == "hotline_12345"]
+    villages = Counter(e["village_code"] for e in records if e["village_code"])
+    return {"date": first.astimezone(TZ).date().isoformat(), "tally": {
+        "incidents": 1, "records": len(records), "signals": {s: 1 for s in signals}, "feeds": {f: 1 for f in feeds},
+        "feeds_2": int(len(feeds) == 2), "feeds_3": int(len(feeds) >= 3),
+        "callers": dict(Counter(e["caller_key"] for e in records if e["caller_key"])), "hotline": len(hotline),
+        "hotline_bad": sum(e["status"] != "closed" or e["satisfaction"] == "dissatisfied" for e in hotline),
+        "subjects": {s: 1 for e in records for s in e["subjects"]}, "villages": {v: [1, n] for v, n in villages.items()}}}
+
+
+def test_daily_counts_shards_sum_incidents_as_the_combine_fn_does(tmp_path):
+    """DailyCounts' shards (one contribution per record, summed per incident and series) give the tallies
+    ``IncidentCombineFn`` gives the stream: incidents spanning midnight, feeds, villages, callers, 12345
+    statuses, many people; its accumulators merged from any split."""
+    from models.subjects import SubjectNamer
+
+    rng = np.random.default_rng(11)
+    texts = ["锦绣花园小区门口十几人讨要工钱", "工地老板欠薪三个月", "宏达建筑城南安置房工地工人聚集"]
+    events = [event(i, str(rng.choice(["hotline_12345", "police_110", "grid"])),
+                    TARGET + dt.timedelta(days=int(rng.integers(3))), int(rng.integers(24)), texts[i % 3],
+                    township=(TOWN, OTHER_TOWN)[i % 5 == 0], village_code=[None, VILLAGE, VILLAGES[0]][i % 3],
+                    incident_id=f"i{i % 23}", signals=list(rng.choice(["gathering", "extreme_act"], int(rng.integers(3)))),
+                    caller_key=[None, "a", "b"][int(rng.integers(3))], status=str(rng.choice(["closed", "returned"])),
+                    satisfaction=str(rng.choice(["satisfied", "dissatisfied"])), people_involved=int(rng.integers(60)))
+              for i in range(90)]
+    with beam.Pipeline(options=beam_options([])) as p:
+        (p | beam.Create(events) | score.DailyCounts(shards=3) | beam.combiners.ToList()
+         | beam.Map(lambda t: (tmp_path / "tallies").write_bytes(pickle.dumps(dict(t)))))
+    counted = pickle.loads((tmp_path / "tallies").read_bytes())
+
+    namer, combine = SubjectNamer(), score.IncidentCombineFn(score._many_people_threshold())
+    incidents: dict = {}
+    for e in events:
+        for key in score.series_keys(e):
+            incidents.setdefault((key, e["incident_id"]), []).append(dict(e, subjects=namer.names(e["text"])))
+    per_day: dict = {}
+    for (key, _), records in incidents.items():
+        halves = [functools.reduce(combine.add_input, part, combine.create_accumulator())
+                  for part in (records[::2], records[1::2])]
+        out = combine.extract_output(combine.merge_accumulators(halves))
+        assert out == incident_summary(records, combine_many_people=score._many_people_threshold())
+        per_day.setdefault((key, out["date"]), []).append(out["tally"])
+    expected = {key_day: risk_score.merge_tallies(tallies) for key_day, tallies in per_day.items()}
+    assert counted == expected
+    assert any(t["incidents"] > 1 for t in expected.values()) and any(t["records"] > 1 for t in expected.values())
+    assert any("many_people" in t["signals"] for t in expected.values())
