@@ -301,8 +301,8 @@ class _StoreTallyMonth(beam.DoFn):
     taxonomy (``SERIES_TALLIES``) and its feed-day counts (``FEED_DAYS``).
 
     ``marked``: only months with a ``_SINCE`` mark are written, this run's tallies from that day on
-    and the stored ones before it (an incremental run); otherwise every month with a tally is
-    written whole. A scored month the run does not write is read as stored."""
+    and the stored ones before it, and a scored month the run does not write is read as stored (an
+    incremental run); otherwise every month with a tally is written whole and scored as counted."""
 
     def __init__(self, out: str, domains: list[str], marked: bool):
         super().__init__()
@@ -319,16 +319,14 @@ class _StoreTallyMonth(beam.DoFn):
                 scored = True
             else:
                 fresh[kind].append(value)
-        feed_days = ()
-        if since or (not self._marked and any(fresh.values())):
+        rewritten = bool(since) or (not self._marked and any(fresh.values()))
+        if rewritten:
             tables = self._picked(month, since[0] if since else None, fresh)
             yield from self._write(month, tables)
-            feed_days = tables[FEED_DAYS]
-        elif not self._marked:
-            scored = False  # a whole run scores only what it counted
-        elif scored:
-            feed_days = [element for _, element in read_month_tallies(self._out, month, tables=(FEED_DAYS,))]
-        if scored:
+        # A whole run scores only the months it counted; an incremental run also those it keeps.
+        if scored and (rewritten or self._marked):
+            feed_days = (tables[FEED_DAYS] if rewritten else
+                         [element for _, element in read_month_tallies(self._out, month, tables=(FEED_DAYS,))])
             for element in feed_days:
                 yield beam.pvalue.TaggedOutput(FEED_DAYS, element)
             # The scorer reads the month as written: its tallies never cross a shuffle.
