@@ -30,9 +30,15 @@ class PackedEvent:
         self._fields = frozenset(self._packer.names)
 
     def pack(self, record: dict) -> tuple:
-        if self._fields <= record.keys():
-            return self._packer.pack(record), tuple((k, v) for k, v in record.items() if k not in self._fields)
-        return None, record
+        try:
+            packed = self._packer.pack(record)
+        except KeyError:
+            return None, record
+        # Most records are Events exactly: their "others" are known empty without a key scan,
+        # which cost more than the packing.
+        if len(record) == len(self._fields):
+            return packed, ()
+        return packed, tuple((k, v) for k, v in record.items() if k not in self._fields)
 
     def unpack(self, value: tuple) -> dict:
         packed, others = value

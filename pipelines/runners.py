@@ -44,7 +44,7 @@ def dask_options(address: str, beam_args: list[str] | None = None, partitions: i
 
 
 # Objects allocated (net) between young collections; the interpreter's default is 700.
-YOUNG_COLLECTION_EVERY = 50_000
+YOUNG_COLLECTION_EVERY = 200_000
 
 
 @contextlib.contextmanager
@@ -55,7 +55,10 @@ def fewer_collections(young_every: int = YOUNG_COLLECTION_EVERY):
     the collector's full scans walk all of them: 27 % of the CPU of the county month's run
     (53 of 194 CPU-s, 87 full scans) at the default thresholds, 4 CPU-s at these — with the
     same peak memory, since the pipeline's own objects are freed by reference counting; the full
-    scans that still run (every 100 young ones) collect the rare cycles.
+    scans that still run (every 100 young ones) collect the rare cycles. The young scans walk
+    what is alive when they run — the scorer's parsed history, a group's Events: every 200,000
+    allocations instead of every 50,000, the county month's incremental run spends 1.9 instead of
+    3.3 CPU-s collecting (29 instead of 175 collections), at the same peak memory.
     """
     before = gc.get_threshold()
     gc.set_threshold(young_every, 10, 10)

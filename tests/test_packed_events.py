@@ -7,6 +7,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from pipelines.normalise import TZ
 from pipelines.options import beam_options
 from pipelines.packed_events import FlattenEvents, PackedEvent
+from pipelines.sinks import month_of
 from schemas import event_fields
 
 AT = dt.datetime(2025, 9, 30, 23, 59, 58, 123000, tzinfo=TZ)
@@ -41,6 +42,15 @@ def test_an_event_round_trips_with_its_annotations_and_a_partial_record_as_it_is
     values, others = packed.pack(annotated)
     assert others == (("keep_incident", True),)
     assert not any(isinstance(v, dt.datetime) for v in values)
+    assert packed.pack(whole_event(2))[1] == ()
+    assert packed.unpack(packed.pack(whole_event(2))) == whole_event(2)
+
+
+def test_an_event_is_filed_under_its_month_on_the_county_clock():
+    # 16:30 UTC on the last day of a month is already the next month in the county (UTC+8).
+    utc_evening = dt.datetime(2025, 9, 30, 16, 30, tzinfo=dt.timezone.utc)
+    assert month_of({"reported_at": utc_evening}) == "2025-10"
+    assert month_of({"reported_at": utc_evening.astimezone(TZ)}) == "2025-10"
 
 
 def test_flatten_of_events_from_two_stages_gives_every_event_back():
