@@ -398,6 +398,33 @@ def expected_model(dates, counts, config: dict | None = None, parent_counts=None
     return _memo_fit(dates, y, cfg, parent_fits)
 
 
+def at_recent_level(model: ExpectedModel, dates, counts, config: dict) -> ExpectedModel:
+    """``model`` raised to the series' recent level where the series has lately run above it.
+
+    A regression fitted on months of history misses a level the series moved to in the last weeks:
+    a season in the first year (no seasonal term yet), a new estate's complaints. Each day above
+    the old level then looks unusual, for weeks; ESSENCE switches to a 28-day-baseline method where
+    its regression fits poorly for this reason. Here the ratio observed / predicted over the
+    ``recent_level.days`` days before the last ``guard_days`` (ESSENCE's baseline and guard band:
+    an episode's own first days must not raise its expectation) scales the model when above 1.
+    Days far above the fit weigh less, as in the fit itself (Farrington): a past episode is no new
+    level. ``prior_events`` at the predicted level shrink the ratio of a sparse series towards 1.
+    Never lowered: a quiet spell is no reason to alarm sooner. Without ``recent_level``: ``model``."""
+    rule = config.get("recent_level")
+    n = len(counts)
+    if not rule or model.beta is None or n < rule["days"] + rule["guard_days"] + config["min_history_days"]:
+        return model
+    recent = slice(n - rule["days"] - rule["guard_days"], n - rule["guard_days"])
+    y = np.asarray(counts, dtype=float)[recent]
+    mu = model.predict(list(dates)[recent])
+    cut = float(config["outbreak_residual"])
+    resid = anscombe_residuals(y, mu, model.dispersion)
+    w = np.where(resid > cut, 1.0 / np.maximum(resid, cut) ** 2, 1.0)
+    prior = float(rule["prior_events"])
+    ratio = (float(np.sum(w * y)) + prior) / (float(np.sum(w * mu)) + prior)
+    return model.scaled(ratio) if ratio > 1.0 else model
+
+
 def _memo_fit(dates, counts: np.ndarray, cfg: dict, fits: dict | None) -> ExpectedModel:
     """``fit_expected``, through the memo ``fits`` where one is given."""
     dates = list(dates)

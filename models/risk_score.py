@@ -381,7 +381,8 @@ def score_window(observed: int, history_daily_counts: Mapping[dt.date, Mapping |
     incidents = dense_counts({d: t["incidents"] for d, t in history.items()}, start, history_end)[1]
     per_volume = float(incidents.sum()) / float(volumes.sum()) if volumes.sum() else 1.0
     parent = None if parent_daily_counts is None else dense_counts(parent_daily_counts, start, history_end)[1]
-    model = baselines.expected_model(dates, volumes, cfg["expected"], parent, n_siblings)
+    model = baselines.at_recent_level(baselines.expected_model(dates, volumes, cfg["expected"], parent, n_siblings),
+                                      dates, volumes, cfg["expected"])
     window_dates = [first_day + dt.timedelta(days=i) for i in range(window_days)]
     expected_volume = float(model.predict(window_dates).sum())
     observed_volume = volume({"incidents": observed, "records": max(tally.get("records") or 0, observed)}, cfg)
@@ -587,8 +588,10 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
     rows = []
     for month in _month_starts(target_start, target_end):
         m_first, m_last = index[max(month, target_start)], index[min(_month_end(month), target_end)]
-        model = baselines.expected_model(dates[:m_first], counts[:m_first], cfg["expected"],
-                                         None if parent is None else parent[:m_first], n_siblings, parent_fits)
+        model = baselines.at_recent_level(
+            baselines.expected_model(dates[:m_first], counts[:m_first], cfg["expected"],
+                                     None if parent is None else parent[:m_first], n_siblings, parent_fits),
+            dates[:m_first], counts[:m_first], cfg["expected"])
         history_volume = float(counts[:m_first].sum())
         per_volume = float(incidents[:m_first].sum()) / history_volume if history_volume else 1.0
         # Windows ending early in the month reach back into history; the month's model predicts

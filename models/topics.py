@@ -364,6 +364,9 @@ class SubjectFinder:
         # words that are no part of a name end it too ("上周开始路边…" names no road)
         words = [w for w in [*lexicon["generic_terms"], *(lexicon.get("actor_terms") or [])] if len(w) >= 2]
         self.boundary_re = re.compile(_longest_first(set(lexicon["name_boundaries"]) | set(words)))
+        # open-ended time phrases ("半个小时前") end a name as the characters no name holds do
+        patterns = lexicon.get("name_boundary_patterns") or []
+        self.time_re = re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
         self.generic = set(lexicon["generic_subjects"])
         terms = sorted(regions.region_terms, key=len, reverse=True)
         self.region_re = re.compile("|".join(map(re.escape, terms))) if terms else None
@@ -433,7 +436,7 @@ class SubjectFinder:
 
     def _cut_names(self, stretch: str, suffix_chars: int) -> list[str]:
         window, suffix = stretch[:-suffix_chars], stretch[-suffix_chars:]
-        window = _NOT_NAME.split(window)[-1]
+        window = _NOT_NAME.split(self.time_re.sub("|", window) if self.time_re else window)[-1]
         cut = 0
         for boundary in self.boundary_re.finditer(window):  # matches end ever later: the last one's end
             cut = boundary.end()

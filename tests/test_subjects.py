@@ -142,3 +142,42 @@ def test_names_folded_through_a_kept_memo_fold_as_without():
     assert [subjects.fold_names(w, history, folds=folds) for w in windows] == [subjects.fold_names(w, history)
                                                                                for w in windows]
     assert folds["购买锦绣花园小区"] == "锦绣花园小区" and folds["花园小区"] == "花园小区"
+
+
+def test_a_time_phrase_before_a_name_is_no_part_of_it():
+    namer = subjects.SubjectNamer()
+    assert namer.names("报警称半个小时前滨江嘉园门口有两伙人打架，现已散去") == ("滨江嘉园",)
+    assert namer.names("来电人称十分钟前金色小区地下车库有人砸车") == ("金色小区",)
+    assert namer.names("两天前翠湖小区停水至今未恢复，居民生活不便") == ("翠湖小区",)
+    assert namer.names("今早幸福里小区门口垃圾堆积无人清运") == ("幸福里小区",)
+    assert namer.names("一个月前宏达建筑工地的包工头就不见了，工资一直没发") == ("宏达建筑工地",)
+    assert namer.names("2025年3月5日14时30分许滨江嘉园3栋有人报警称家中被盗") == ("滨江嘉园",)
+    assert namer.names("晚上八点半阳光花园有人放音乐太吵") == ("阳光花园",)
+    # names that only look like time words stay whole
+    assert namer.names("五月花园小区业主反映电梯停运") == ("五月花园小区",)
+    assert namer.names("前进小区有人占道经营") == ("前进小区",)
+    assert namer.names("十里铺村村民反映河道有人倾倒垃圾") == ("十里铺村",)
+
+
+_NUMBERS = st.sampled_from(["", "半", "一", "两", "三", "十", "几", "二十", "3", "12", "１"])
+_RELATIVE = st.builds(lambda n, ge, duo, half, unit, duo2, yi: n + ge + duo + half + unit + duo2 + yi + "前",
+                      _NUMBERS, st.sampled_from(["", "个"]), st.sampled_from(["", "多"]), st.sampled_from(["", "半"]),
+                      st.sampled_from(["小时", "钟头", "分钟", "天", "周", "星期", "月", "年"]),
+                      st.sampled_from(["", "多"]), st.sampled_from(["", "以", "之"]))
+_DAY_PART = st.builds(lambda day, part: day + part, st.sampled_from(["今", "昨", "前", "当", "今天", "昨天", "前天"]),
+                      st.sampled_from(["早", "晚", "夜", "早上", "上午", "中午", "下午", "傍晚", "晚上", "夜里", "凌晨"]))
+_CLOCK = st.builds(lambda hour, rest: hour + rest, st.sampled_from(["三点", "八点", "十一点", "9点", "14时", "21点"]),
+                   st.sampled_from(["", "半", "多", "左右", "许", "三十分", "15分许"]))
+_NAMER = subjects.SubjectNamer()
+_TIME_PHRASES = st.one_of(_RELATIVE, _DAY_PART, _CLOCK, st.sampled_from(["刚才", "刚刚", "前几天", "上个月", "上周三"]))
+# name characters that are no boundary word, no place suffix and no time word on their own
+_NAME_CHARS = "滨江锦绣金色阳光翠湖宏达龙凤桂兰松柏泰和兴隆"
+
+
+@settings(max_examples=150, deadline=None)
+@given(before=st.sampled_from(["", "报警称", "来电人反映", "据群众反映，"]), time=_TIME_PHRASES,
+       name=st.text(alphabet=_NAME_CHARS, min_size=2, max_size=4),
+       suffix=st.sampled_from(["小区", "嘉园", "花园", "有限公司", "幼儿园", "工地", "农贸市场"]))
+def test_a_name_never_starts_with_a_time_phrase(before, time, name, suffix):
+    # a name of up to four characters leaves the phrase's time word within the name_max_chars looked at
+    assert _NAMER.names(f"{before}{time}{name}{suffix}有人聚集吵闹") == (name + suffix,)
