@@ -29,7 +29,7 @@ from models import gaps as gaps_model
 from models import risk_score
 from models.subjects import SubjectNamer
 from pipelines.packed_events import apply_each, flatten
-from pipelines.warehouse import FEED_DAYS, SERIES_TALLIES, SeriesReader, domain_item, tally_value
+from pipelines.warehouse import FEED_DAYS, SERIES_TALLIES, SeriesReader, domain_item
 
 _TZ = zoneinfo.ZoneInfo(schemas.TIMEZONE)
 _HOTLINE = "hotline_12345"
@@ -247,14 +247,14 @@ class FeedGaps(beam.PTransform):
 
 
 def _by_township(batches, weight: float) -> tuple[dict, dict]:
-    """A domain's (series, ISO date, tally) items → {(county, township): {village or None: {date: tally}}}
-    and per county its townships' daily volume summed over them, and how many (the parent series);
-    in one pass, each date parsed once."""
+    """A domain's (county, township, village, ISO date, tally) rows (``SeriesReader.rows``) →
+    {(county, township): {village or None: {date: tally}}} and per county its townships' daily volume
+    summed over them, and how many (the parent series); in one pass, each date parsed once."""
     series = defaultdict(lambda: defaultdict(dict))
     daily, townships = defaultdict(Counter), defaultdict(set)
-    for items in batches:
-        for (county, township, village), date, tally in items:
-            date, tally = dt.date.fromisoformat(date), tally_value(tally)
+    for rows in batches:
+        for county, township, village, date, tally in rows:
+            date = dt.date.fromisoformat(date)
             series[(county, township)][village][date] = tally
             if village is None:
                 daily[county][date] += risk_score.volume(tally, weight=weight)
@@ -287,8 +287,9 @@ class _ScoreDomain(beam.DoFn):
     def process(self, element):
         domain, joined = element
         gaps = next(iter(joined.get("gaps", ())), None) or []
-        by_township, parents = _by_township((self._stored.items(batch, domain) for batch in joined["series"]),
-                                            risk_score.report_weight(self._cfg))
+        # a stored tally's callers are parsed only where a repeat caller's lookback reads them
+        by_township, parents = _by_township((self._stored.rows(batch, domain, callers_on_read=True)
+                                             for batch in joined["series"]), risk_score.report_weight(self._cfg))
         # sparse townships pool from their county, sparse villages from their township: one fit each
         parent_fits = {}
         for (county, township), by_village in sorted(by_township.items(), key=lambda kv: (kv[0][0] or "", kv[0][1])):
@@ -322,7 +323,7 @@ class _ScoreDomain(beam.DoFn):
 
 class DomainBatches(beam.PTransform):
     """Series tallies ((series, date), tally) → (domain, [((county, township, village), date, tally)]),
-    the batches ``ScoreSeries`` takes (a tally may also be its stored JSON text, ``tally_value``).
+    the batches ``ScoreSeries`` takes (a tally may also be as stored, ``tally_value``).
     Combined per key: the shuffle carries a few lists per bundle, not every tally."""
 
     def expand(self, tallies):

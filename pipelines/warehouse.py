@@ -13,6 +13,7 @@ import datetime as dt
 import functools
 import io
 import json
+import typing
 from pathlib import Path
 
 import apache_beam as beam
@@ -219,10 +220,16 @@ def read_stored_columns(out: str, month: str, columns: list[str]) -> pa.Table:
 # --------------------------------------------------------------------------------------------
 
 SERIES_TALLIES, FEED_DAYS = "series", "feed_days"
+# A series tally is stored as JSON in two columns: ``tally`` without its callers and ``callers``, the
+# one field only the last weeks before a scored month are read for (a repeat caller's lookback) and
+# most of the text (hashed caller keys). Files written before the split have no ``callers`` column:
+# their ``tally`` holds the callers too, and they are read as they are (a month is written in the
+# current layout when a run next writes it; kept tallies written back are split then).
+_CALLERS = "callers"
 _TALLY_SCHEMAS = {
     SERIES_TALLIES: pa.schema([("county_code", pa.string()), ("township_code", pa.string()),
                                ("village_code", pa.string()), ("domain", pa.string()), ("date", pa.string()),
-                               ("tally", pa.string())]),
+                               ("tally", pa.string()), (_CALLERS, pa.string())]),
     FEED_DAYS: pa.schema([("feed", pa.string()), ("township_code", pa.string()), ("date", pa.string()),
                           ("records", pa.int64())]),
 }
@@ -236,12 +243,20 @@ def tally_path(out: str, month: str, table: str) -> str:
     return FileSystems.join(tallies_dir(out), f"month={month}", f"{table}.parquet")
 
 
+def _tally_texts(tally: dict | str | StoredTally) -> tuple[str, str]:
+    """A series tally as counted, or as read back (kept as its texts) → its ``tally`` and ``callers`` texts.
+    JSON keeps the tally exactly (ints and string-keyed maps), whatever fields it grows."""
+    if isinstance(tally, StoredTally) and tally.callers is not None:
+        return tally
+    rest = dict(tally_value(tally))
+    callers = rest.pop(_CALLERS, {})
+    return (json.dumps(rest, sort_keys=True, ensure_ascii=False),
+            json.dumps(callers, sort_keys=True, ensure_ascii=False))
+
+
 def _tally_rows(table: str, elements) -> list[tuple]:
     if table == SERIES_TALLIES:
-        # JSON keeps the tally exactly (ints and string-keyed maps), whatever fields it grows; a
-        # tally read back from the warehouse is that text already.
-        rows = [(*series, date, tally if isinstance(tally, str) else json.dumps(tally, sort_keys=True, ensure_ascii=False))
-                for (series, date), tally in elements]
+        rows = [(*series, date, *_tally_texts(tally)) for (series, date), tally in elements]
     else:
         rows = [(*key, n) for key, n in elements]
     return sorted(rows, key=lambda r: tuple("" if v is None else str(v) for v in r))
@@ -252,16 +267,22 @@ def _stored_rows(out: str, month: str, table: str):
     path = tally_path(out, month, table)
     if not FileSystems.exists(path):
         return iter(())
-    return zip(*_read_parquet(path).cast(_TALLY_SCHEMAS[table]).to_pydict().values())
+    stored = _read_parquet(path)
+    schema = _TALLY_SCHEMAS[table]
+    # a column added since the file was written (``callers``) reads as None
+    columns = [stored.column(f.name).cast(f.type).to_pylist() if f.name in stored.column_names else [None] * len(stored)
+               for f in schema]
+    return zip(*columns)
 
 
 def read_month_tallies(out: str, month: str, parse: bool = True, tables: tuple = (SERIES_TALLIES, FEED_DAYS)):
     """The stored tallies of a month as (table, element): the elements ``StoreTallies`` took.
-    Without ``parse``, series tallies stay JSON text (``tally_value`` parses them)."""
+    Without ``parse``, series tallies stay as stored (``StoredTally``; ``tally_value`` parses them)."""
     for table in tables:
         rows = _stored_rows(out, month, table)
         if table == SERIES_TALLIES:
-            for county, township, village, domain, date, tally in rows:
+            for county, township, village, domain, date, text, callers in rows:
+                tally = StoredTally(text, callers)
                 yield table, (((county, township, village, domain), date), tally_value(tally) if parse else tally)
         else:
             for feed, township, date, n in rows:
@@ -276,11 +297,51 @@ def tally_date(table: str, element) -> str:
 _TALLY_JSON = json.JSONDecoder()
 
 
-def tally_value(tally: dict | str) -> dict:
-    """A series tally as counted (a dict) or as stored (its JSON text) → the dict. The stored text is
-    ``json.dumps``' own: ``raw_decode`` skips ``json.loads``' checks for surrounding whitespace, a fifth
-    of its cost on these short texts (a county year holds ~430,000 of them)."""
-    return tally if isinstance(tally, dict) else _TALLY_JSON.raw_decode(tally)[0]
+class StoredTally(typing.NamedTuple):
+    """A series tally as stored: its JSON text and its callers' (None: the text holds them, as stored
+    before they had a column of their own)."""
+
+    text: str
+    callers: str | None
+
+
+class _CallersOnRead(dict):
+    """A stored series tally whose callers are parsed when first read: a scored month reads them only on
+    the days a repeat caller's lookback reaches, a few weeks of its year of history."""
+
+    __slots__ = ("_callers",)
+
+    def __missing__(self, key):
+        if key != _CALLERS:
+            raise KeyError(key)
+        value = self[_CALLERS] = _TALLY_JSON.raw_decode(self._callers)[0]
+        return value
+
+
+def tally_value(tally: dict | str | StoredTally, callers_on_read: bool = False) -> dict:
+    """A series tally as counted (a dict) or as stored (its JSON text, or ``StoredTally``) → the dict.
+    ``callers_on_read``: a stored tally's ``callers`` are parsed when first read (``tally["callers"]``;
+    not seen by ``in``, ``get`` or iteration): for the scorer, which reads no other way.
+
+    The stored text is ``json.dumps``' own: ``raw_decode`` skips ``json.loads``' checks for surrounding
+    whitespace, a fifth of its cost on these short texts (a county year holds ~430,000 of them)."""
+    if isinstance(tally, dict):
+        return tally
+    if isinstance(tally, str):
+        return _TALLY_JSON.raw_decode(tally)[0]
+    value = _TALLY_JSON.raw_decode(tally.text)[0]
+    if tally.callers is None:
+        return value
+    if callers_on_read:
+        return _with_callers_on_read(value, tally.callers)
+    value[_CALLERS] = _TALLY_JSON.raw_decode(tally.callers)[0]
+    return value
+
+
+def _with_callers_on_read(value: dict, callers: str) -> _CallersOnRead:
+    value = _CallersOnRead(value)
+    value._callers = callers
+    return value
 
 
 def domain_item(element) -> tuple:
@@ -336,7 +397,7 @@ class _StoreTallyMonth(beam.DoFn):
     def _picked(self, month: str, first: str | None, fresh: dict) -> dict:
         tables = {SERIES_TALLIES: [], FEED_DAYS: []}
         if first:
-            # Kept tallies stay JSON text: written back as they are.
+            # Kept tallies stay as stored: written back as they are.
             for table, element in read_month_tallies(self._out, month, parse=False):
                 if tally_date(table, element) < first:
                     tables[table].append(element)
@@ -406,25 +467,38 @@ class StoredSeries:
 
 class SeriesReader:
     """Batches of series items (``domain_item``'s, as ``pipelines.score.ScoreSeries`` takes them) or
-    ``StoredSeries`` → the items of one domain. A stored month is read once and kept, split by
-    domain, until ``clear``: the scorer takes the domains one after the other."""
+    ``StoredSeries`` → one domain's tallies as rows (county, township, village, ISO date, tally dict).
+    A stored month's table is read once and kept until ``clear`` (the scorer takes the domains one
+    after the other); a domain's rows become Python values only when that domain is read."""
 
     def __init__(self):
-        self._months: dict[tuple, dict[str, list]] = {}
+        self._months: dict[tuple, pa.Table | None] = {}  # None: the month has no series tallies
 
-    def items(self, batch, domain: str):
+    def rows(self, batch, domain: str, callers_on_read: bool = False):
+        """``callers_on_read``: as for ``tally_value``."""
         if not isinstance(batch, StoredSeries):
-            return batch
+            return ((county, township, village, date, tally_value(tally, callers_on_read))
+                    for (county, township, village), date, tally in batch)
         key = (batch.out, batch.month)
         if key not in self._months:
-            by_domain: dict[str, list] = {}
-            # Stored tallies stay JSON text until the scorer parses them (``tally_value``); the rows
-            # become ``domain_item``'s items directly (a county year holds ~400,000).
-            for county, township, village, item_domain, date, tally in _stored_rows(batch.out, batch.month,
-                                                                                    SERIES_TALLIES):
-                by_domain.setdefault(item_domain, []).append(((county, township, village), date, tally))
-            self._months[key] = by_domain
-        return self._months[key].get(domain, ())
+            path = tally_path(batch.out, batch.month, SERIES_TALLIES)
+            self._months[key] = _read_parquet(path) if FileSystems.exists(path) else None
+        table = self._months[key]
+        if table is None:
+            return iter(())
+        table = table.filter(pc.equal(table.column("domain"), domain))
+        texts = table.column("tally").to_pylist()
+        # one parse for the domain's month: the decoder's key memo then holds across its tallies
+        values = json.loads("[" + ",".join(texts) + "]")
+        if _CALLERS in table.column_names:
+            callers = table.column(_CALLERS).to_pylist()
+            if callers_on_read:
+                values = [_with_callers_on_read(value, text) for value, text in zip(values, callers)]
+            else:
+                for value, text in zip(values, callers):
+                    value[_CALLERS] = _TALLY_JSON.raw_decode(text)[0]
+        return zip(*(table.column(name).to_pylist() for name in ("county_code", "township_code", "village_code",
+                                                                 "date")), values)
 
     def clear(self) -> None:
         self._months.clear()

@@ -352,3 +352,79 @@ def test_models_with_other_terms_on_the_same_days_predict_from_their_own_design(
     assert all(np.array_equal(a, b) for a, b in zip(kept, fresh))
     assert long_model.day_of_week and not short_model.day_of_week
     assert kept[0].std() > 1.0 and kept[1].std() < 0.5
+
+
+def test_a_warm_started_fit_reaches_the_cold_starts_solution_in_fewer_steps():
+    """Reweighting refits from the previous β (``start``): the same fixed point, to ~1e-12, not bit for bit."""
+    rng = np.random.default_rng(11)
+    dates = days(365)
+    counts = rng.poisson(np.tile([6.0, 6, 6, 6, 6, 2, 2], 53)[:365]).astype(float)
+    counts[200:206] += 25  # a past outbreak: the reweighted fit differs from the first
+    X = baselines._design(dates, dates[-1], True, 1, True)
+    w = np.ones(365)
+    first = baselines._poisson_irls(X, counts, w)
+    w[200:206] = 0.05
+    steps = {}
+    for name, start in (("cold", None), ("warm", first)):
+        calls = []
+        solve = baselines._solve
+        baselines._solve = lambda a, b: calls.append(1) or solve(a, b)
+        try:
+            steps[name] = (baselines._poisson_irls(X, counts, w, start=start), len(calls))
+        finally:
+            baselines._solve = solve
+    np.testing.assert_allclose(steps["warm"][0], steps["cold"][0], rtol=0, atol=1e-10)
+    assert steps["warm"][1] < steps["cold"][1]
+
+
+def _tails_everywhere_window_surprisal(counts, expected, dispersion, windows, min_observed):
+    """``window_surprisal`` as it was before it skipped the windows that do not count."""
+    observed = np.stack(baselines.rolling_sums(counts, windows))
+    tails = baselines.surprisal(observed, np.stack(baselines.rolling_sums(expected, windows)),
+                                np.broadcast_to(dispersion, observed.shape))
+    best, best_w = np.zeros(len(counts)), np.full(len(counts), windows[0])
+    for w, obs, s in zip(windows, observed, tails):
+        s = np.where(obs >= min_observed, s - baselines.window_correction(windows), 0.0)
+        best_w, best = np.where(s > best, w, best_w), np.maximum(s, best)
+    return np.maximum(best, 0.0), best_w
+
+
+@pytest.mark.parametrize("rate, dispersion", [(0.05, 1.0), (0.4, 1.8), (3.0, 2.5)])
+def test_window_surprisal_skips_only_windows_that_do_not_count(rate, dispersion):
+    rng = np.random.default_rng(int(rate * 100))
+    counts = rng.poisson(rate, 60).astype(float) * 1.25
+    counts[40:43] += 4
+    expected = np.full(60, rate) * rng.uniform(0.5, 1.5, 60)
+    for min_observed in (0, 3):
+        s, w = baselines.window_surprisal(counts, expected, dispersion, (1, 3, 7, 14), min_observed)
+        ref_s, ref_w = _tails_everywhere_window_surprisal(counts, expected, dispersion, (1, 3, 7, 14), min_observed)
+        assert np.array_equal(s, ref_s) and np.array_equal(w, ref_w)
+    assert baselines.window_surprisal(np.zeros(10), np.full(10, 0.1), 1.0, (1, 3), 3)[0].tolist() == [0.0] * 10
+
+
+def test_subregion_surprisal_scores_sparse_villages_as_every_village_day_scored():
+    """Tails only where a village's window counts: the same surprisal, window and village as tails
+    computed for every village × day (a dispersion per village, and one for all)."""
+    rng = np.random.default_rng(12)
+    counts = rng.poisson(0.15, (6, 40)).astype(float)
+    counts[2, 30:32] += 3
+    shares, shapes = np.full(6, 1 / 6), np.array([20.0, 5, 40, 1, 0.5, 10])
+    expected = np.full(40, 0.9)
+    for dispersion in (1.3, np.array([1.0, 1.2, 2.0, 1.0, 1.1, 3.0])):
+        s, w, r = baselines.subregion_surprisal(counts, shares, shapes, expected, dispersion, (1, 3, 7),
+                                                shapes > 1, 3)
+        for j, (sj, wj, rj) in enumerate(zip(s, w, r)):
+            best = (0.0, 1, -1)
+            for win in (1, 3, 7):
+                obs = counts[:, max(0, j - win + 1):j + 1].sum(axis=1)
+                n_regions = (shapes > 1).sum() + ((obs > 0) & ~(shapes > 1)).sum()
+                disp = np.broadcast_to(dispersion, 6)
+                for k in range(6):
+                    if obs[k] < 3:
+                        continue
+                    tail = baselines.uncertain_rate_tail(obs[k], shares[k] * expected[max(0, j - win + 1):j + 1].sum(),
+                                                         disp[k], shapes[k])
+                    value = -np.log10(np.clip(tail, 1e-300, 1.0)) - np.log10(3) - np.log10(max(n_regions, 1))
+                    if value > best[0]:
+                        best = (value, win, k)
+            assert sj == pytest.approx(best[0], rel=1e-12, abs=1e-12) and (wj, rj) == best[1:], j
