@@ -7,7 +7,8 @@ run's.
 
 ``report_month`` writes into ``--out`` (reports/, quality/): run it on a copy of a warehouse.
 ``--repeat`` runs it several times in a row and prints the median; ``import_s`` is the import of the report stack, which the batch job pays
-once after its pipeline. ``--parts`` adds the CPU seconds of the step's parts (quality, the
+once after its pipeline; ``cpu_s`` counts both processes when the checks run in a second one
+(``this_process_cpu_s`` this one only; ``--checks-process no`` keeps them in this one). ``--parts`` adds the CPU seconds of the step's parts (quality, the
 trend's counts, the reads, topics, the page and workbook) and of the topics' costliest steps. To time an older tree, put it first on PYTHONPATH (this script
 imports ``pipelines.monthly`` from there). ``--compare`` takes two ``<out>/reports/<month>``
 directories and prints what differs between their topics.json, topics.xlsx and the report's page
@@ -31,7 +32,7 @@ def _load() -> str:
 
 # (module, owner name, function name) of the parts --parts times; an owner of "" is the module itself
 _PARTS = [
-    ("pipelines.monthly", "", "run_quality"), ("pipelines.monthly", "", "build_topics"),
+    ("pipelines.month_checks", "", "run_quality"), ("pipelines.monthly", "", "build_topics"),
     ("pipelines.monthly", "", "write_report"), ("pipelines.month_events", "MonthEvents", "incidents_by_domain"),
     ("pipelines.month_events", "MonthEvents", "latest"), ("models.topics", "TopicBuilder", "group_topics"),
     ("models.topics", "TopicBuilder", "topic_keys"), ("models.topics", "TopicBuilder", "cluster"),
@@ -74,7 +75,12 @@ def _timed_parts() -> dict:
     return spent
 
 
-def time_report(out: str, month: str, gazetteer: str, parts: bool = False) -> dict:
+def _children_cpu() -> float:
+    times = os.times()
+    return times.children_user + times.children_system
+
+
+def time_report(out: str, month: str, gazetteer: str, parts: bool = False, checks_process: bool | None = None) -> dict:
     began = time.perf_counter()
     from pipelines.monthly import report_month  # the batch job imports the report stack after its pipeline
     from pipelines.runners import fewer_collections
@@ -82,11 +88,12 @@ def time_report(out: str, month: str, gazetteer: str, parts: bool = False) -> di
     imported = time.perf_counter() - began
     spent = _timed_parts() if parts else None
     load = _load()
-    wall, cpu = time.perf_counter(), time.process_time()
+    wall, cpu, child = time.perf_counter(), time.process_time(), _children_cpu()
     with fewer_collections():  # as the batch job runs it (jobs/cli.py)
-        _, summary = report_month(out, month, gazetteer)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    figures = {"report_s": round(wall, 1), "cpu_s": round(cpu, 1), "import_s": round(imported, 1),
+        _, summary = report_month(out, month, gazetteer, checks_process=checks_process)
+    wall, cpu, child = time.perf_counter() - wall, time.process_time() - cpu, _children_cpu() - child
+    figures = {"report_s": round(wall, 1), "cpu_s": round(cpu + child, 1), "this_process_cpu_s": round(cpu, 1),
+               "import_s": round(imported, 1),
                "load_before": load, "load_after": _load(),
                **{k: v for k, v in summary.items() if k != "quality_critical"}}
     if spent is not None:
@@ -138,6 +145,8 @@ def main(argv=None) -> int:
     parser.add_argument("--parts", action="store_true", help="CPU seconds of the step's parts (one run: the "
                         "counters are set up once)")
     parser.add_argument("--compare", nargs=2, metavar=("REPORTS_A", "REPORTS_B"))
+    parser.add_argument("--checks-process", choices=("auto", "yes", "no"), default="auto",
+                        help="the quality checks and trend counts in a second process (default: as the job decides)")
     args = parser.parse_args(argv)
     if args.compare:
         problems = compare(Path(args.compare[0]), Path(args.compare[1]))
@@ -147,7 +156,8 @@ def main(argv=None) -> int:
         parser.error("--out, --month and --gazetteer (or --compare)")
     runs = []
     for i in range(args.repeat):
-        runs.append(time_report(args.out, args.month, args.gazetteer, parts=args.parts and i == 0))
+        runs.append(time_report(args.out, args.month, args.gazetteer, parts=args.parts and i == 0,
+                                checks_process={"auto": None, "yes": True, "no": False}[args.checks_process]))
         print(" ".join(f"{k}={v}" for k, v in runs[-1].items()), flush=True)
     if len(runs) > 1:
         print(f"median of {len(runs)}: report_s={statistics.median(r['report_s'] for r in runs)} "

@@ -1,6 +1,7 @@
 """The month as a whole, read back from the warehouse: data quality, topics and the report."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 from pathlib import Path
@@ -12,9 +13,9 @@ from models.topics import RECORD_COLUMNS, build_topics, shift_month
 from pipelines import warehouse
 from pipelines.alert_sinks import AlertStore
 from pipelines.gazetteer import read_gazetteer_rows
+from pipelines.month_checks import ChecksProcess, check_month, worth_a_process
 from pipelines.month_events import MonthEvents
 from pipelines.normalise import TZ
-from pipelines.quality import run_quality
 from quality.scorecard import describe
 from reports.render import write_report
 from reports.summary import domain_trend
@@ -64,34 +65,43 @@ def daily_warnings(scores: pd.DataFrame) -> list[dict]:
     return warnings
 
 
-def report_month(out: str, month: str, gazetteer: str) -> tuple[dict[str, Path], dict]:
+def report_month(out: str, month: str, gazetteer: str, checks_process: bool | None = None
+                 ) -> tuple[dict[str, Path], dict]:
     """Check the month's feeds, build ``<out>/reports/<month>/`` from the warehouse; return the
     report's paths and a run summary (with the quality findings marked critical by the policy).
-    Each month's Events are read once (``MonthEvents``) for the checks, the topics and the trend."""
-    gazetteer_rows = read_gazetteer_rows(gazetteer)
-    names = {r["code"]: r["name"] for r in gazetteer_rows}
-    store = MonthEvents(out)
-    quality, quality_paths = run_quality(out, month, gazetteer_csv=gazetteer, store=store)
-    incidents = store.incidents_by_domain([shift_month(month, -k) for k in range(TREND_MONTHS - 1, -1, -1)])
-    # DataFrames: topics convert only the events a topic can hold, the headline figures count columns
-    events = store.latest([month], columns=RECORD_COLUMNS)
-    history = store.latest([shift_month(month, -k) for k in range(1, TOPIC_HISTORY_MONTHS + 1)],
-                           columns=RECORD_COLUMNS)
-    scores = warehouse.read_scores(out, [month])
-    # topics, report and workbook read the month's rows only, the warnings the day rows
-    month_scores = scores[scores["period"] == "month"] if "period" in scores.columns else scores
-    previous = read_topics_json(Path(out) / "reports" / shift_month(month, -1) / "topics.json")
-    topics = build_topics(events, month_scores, history, previous, schemas.taxonomy(), gazetteer_rows, month)
+    Each month's Events are read once per process (``MonthEvents``). The checks and the trend's
+    counts run in a second process while this one builds the topics (``pipelines.month_checks``)
+    when ``checks_process`` says so, by default when the month is large and a core is idle."""
+    trend_months = [shift_month(month, -k) for k in range(TREND_MONTHS - 1, -1, -1)]
+    if checks_process is None:
+        checks_process = worth_a_process(out, month)
+    with (ChecksProcess(out, month, gazetteer, trend_months) if checks_process else contextlib.nullcontext()) as child:
+        gazetteer_rows = read_gazetteer_rows(gazetteer)
+        names = {r["code"]: r["name"] for r in gazetteer_rows}
+        store = MonthEvents(out)
+        checks = None if child else check_month(out, month, gazetteer, trend_months, store)
+        # DataFrames: topics convert only the events a topic can hold, the headline figures count columns
+        events = store.latest([month], columns=RECORD_COLUMNS)
+        history = store.latest([shift_month(month, -k) for k in range(1, TOPIC_HISTORY_MONTHS + 1)],
+                               columns=RECORD_COLUMNS)
+        scores = warehouse.read_scores(out, [month])
+        # topics, report and workbook read the month's rows only, the warnings the day rows
+        month_scores = scores[scores["period"] == "month"] if "period" in scores.columns else scores
+        previous = read_topics_json(Path(out) / "reports" / shift_month(month, -1) / "topics.json")
+        topics = build_topics(events, month_scores, history, previous, schemas.taxonomy(), gazetteer_rows, month)
+        checks = checks or child.result(store)
+    quality, quality_paths = checks.quality, checks.quality_paths
     paths = write_report(
         out, month, topics, scores=month_scores, alerts=[*daily_warnings(scores), *AlertStore(out).raised()],
         quality_summary=quality_summary(quality.findings, names),
-        domain_trend=domain_trend(month_scores, month, TREND_MONTHS, incidents=incidents),
+        domain_trend=domain_trend(month_scores, month, TREND_MONTHS, incidents=checks.incidents),
         gazetteer=gazetteer_rows, events=events,
         scorecard_html=Path(quality_paths["scorecard_html"]).read_text(encoding="utf-8"),
     )
     paths.update({f"quality_{k}": Path(v) for k, v in quality_paths.items()})
     return paths, {
         "events": len(events), "topics": len(topics.topics), "closed_topics": len(topics.closed),
-        "quality_seconds": round(quality.seconds, 2), "quality_findings": len(quality.findings),
+        "quality_seconds": round(quality.seconds, 2), "checks_process": checks_process,
+        "quality_findings": len(quality.findings),
         "quality_critical": [describe(f, names) for f in quality.critical],
     }

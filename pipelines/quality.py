@@ -13,8 +13,9 @@ from pathlib import Path
 from pipelines.gazetteer import read_gazetteer_rows
 from pipelines.month_events import MonthEvents
 from quality import accounting
-from quality.monthly import QualityReport, check_month, write_outputs
+from quality.monthly import check_month, write_outputs
 from quality.policy import load_policy
+from quality.report import QualityReport
 from quality.validation import QualityRun
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -13,27 +12,8 @@ from quality import accounting
 from quality.batch import TZ, split_batches
 from quality.history import DailyProfile
 from quality.policy import Policy
+from quality.report import QualityReport
 from quality.validation import QualityRun, batch_findings, contract_findings
-
-
-@dataclass
-class QualityReport:
-    month: str
-    findings: list[dict]
-    gaps: list                      # models.gaps.Gap, as the scores see them
-    batch_tables: dict = field(default_factory=dict)
-    accounting: dict = field(default_factory=dict)
-    rows: dict = field(default_factory=dict)       # feed -> events in the month
-    rejected: dict = field(default_factory=dict)   # feed -> the month's files with quarantined rows
-    seconds: float = 0.0
-
-    @property
-    def critical(self) -> list[dict]:
-        return [f for f in self.findings if f["severity"] == "critical"]
-
-    @property
-    def exit_code(self) -> int:
-        return 1 if self.critical else 0
 
 
 def month_bounds(month: str) -> tuple[dt.datetime, dt.datetime]:

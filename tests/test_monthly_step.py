@@ -1,9 +1,12 @@
 """The monthly report step's readers and shortcuts give what the slower paths gave: each month read
 once (``MonthEvents``), a year of incidents counted in Arrow, last month's topics looked up by
-group; and subjects unify to the first head."""
+group, the checks in a second process; and subjects unify to the first head."""
 from __future__ import annotations
 
 import datetime as dt
+import json
+import shutil
+import stat
 from pathlib import Path
 
 import pyarrow as pa
@@ -13,9 +16,12 @@ import pytest
 import schemas
 from models import topics as model
 from pipelines import warehouse
+from pipelines.month_checks import ChecksProcess, check_month
 from pipelines.month_events import MonthEvents
+from pipelines.monthly import report_month
 from pipelines.sinks import events_dir
 from reports.summary import domain_trend
+from tests.topic_fixtures import GAZETTEER, MONTH, TZ, history_events, month_events
 
 DATA = Path(__file__).parent / "data"
 CST = dt.timezone(dt.timedelta(hours=8))
@@ -113,3 +119,69 @@ def test_subjects_unify_to_the_first_head_never_to_an_alias():
         # a company and a site whose cores begin with a place's or company's core of another kind join it
         + ["锦绣花园公寓", "锦绣花园小区", "宏达建筑工程有限公司"]
         + ["宏达建筑工程有限公司"])  # the bare name in a text names the company
+
+
+@pytest.fixture(scope="module")
+def topic_warehouse(tmp_path_factory):
+    """The topic fixtures' month and history months stored as the batch job stores Events."""
+    out = tmp_path_factory.mktemp("topic_warehouse")
+    by_month: dict[str, list] = {}
+    for e in month_events() + history_events():
+        e = dict(e, ingested_at=dt.datetime(2025, 7, 1, tzinfo=TZ), batch_id="b",
+                 source_id=e["event_id"].split(":")[1], feed_file=f"{e['source']}.csv")
+        by_month.setdefault(e["reported_at"].strftime("%Y-%m"), []).append(e)
+    for month, rows in by_month.items():
+        _store(out, month, "events-batch-000.parquet", rows)
+    return out
+
+
+def _report(warehouse_dir: Path, target: Path, **kwargs) -> tuple[dict, dict, dict, bytes]:
+    shutil.copytree(warehouse_dir, target)
+    _, summary = report_month(str(target), MONTH, str(GAZETTEER), **kwargs)
+    topics = json.loads((target / "reports" / MONTH / "topics.json").read_text(encoding="utf-8"))
+    findings = json.loads((target / "quality" / MONTH / "findings.json").read_text(encoding="utf-8"))
+    for volatile in (topics, findings, summary):
+        for key in ("generated_at", "seconds", "quality_seconds", "checks_process"):
+            volatile.pop(key, None)
+    return topics, findings, summary, (target / "quality" / MONTH / "scorecard.html").read_bytes()
+
+
+def test_checks_in_a_second_process_give_what_one_process_gives(topic_warehouse, tmp_path):
+    one = _report(topic_warehouse, tmp_path / "one", checks_process=False)
+    two = _report(topic_warehouse, tmp_path / "two", checks_process=True)
+    assert one == two
+    # a month this small is checked in one process whatever the machine
+    assert report_month(str(tmp_path / "one"), MONTH, str(GAZETTEER))[1]["checks_process"] is False
+    topics, findings, summary, _ = two
+    assert summary["topics"] == len(topics["topics"]) > 0
+    assert summary["quality_findings"] == len(findings["findings"]) > 0  # the fixtures leave fields empty
+
+
+def test_a_check_that_fails_in_the_second_process_fails_as_in_one(topic_warehouse, tmp_path, monkeypatch):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("severity: {required_field: fatal}\n", encoding="utf-8")
+    monkeypatch.setenv("RISKWATCH_QUALITY_POLICY", str(policy))
+    errors = []
+    for checks_process in (False, True):
+        shutil.copytree(topic_warehouse, tmp_path / str(checks_process))
+        with pytest.raises(ValueError) as raised:
+            report_month(str(tmp_path / str(checks_process)), MONTH, str(GAZETTEER), checks_process=checks_process)
+        errors.append(str(raised.value))
+    assert errors[0] == errors[1] and "severities must be one of" in errors[0]
+
+
+@pytest.mark.parametrize("python", ["dies", "missing"])
+def test_a_second_process_that_dies_or_never_starts_leaves_the_checks_to_this_one(topic_warehouse, tmp_path,
+                                                                                    python):
+    interpreter = tmp_path / "python"
+    if python == "dies":
+        interpreter.write_text("#!/bin/sh\nkill -9 $$\n", encoding="utf-8")
+        interpreter.chmod(interpreter.stat().st_mode | stat.S_IEXEC)
+    out = tmp_path / "w"
+    shutil.copytree(topic_warehouse, out)
+    trend = [model.shift_month(MONTH, -k) for k in range(3, -1, -1)]
+    with ChecksProcess(str(out), MONTH, str(GAZETTEER), trend, python=str(interpreter)) as child:
+        checks = child.result()
+    alone = check_month(str(out), MONTH, str(GAZETTEER), trend)
+    assert checks.quality.findings == alone.quality.findings and checks.incidents == alone.incidents
+    assert checks.incidents[("labor_wage", MONTH)] > 0
