@@ -243,7 +243,7 @@ def tally_path(out: str, month: str, table: str) -> str:
     return FileSystems.join(tallies_dir(out), f"month={month}", f"{table}.parquet")
 
 
-def _tally_texts(tally: dict | str | StoredTally) -> tuple[str, str]:
+def _tally_texts(tally: dict | StoredTally) -> tuple[str, str]:
     """A series tally as counted, or as read back (kept as its texts) → its ``tally`` and ``callers`` texts.
     JSON keeps the tally exactly (ints and string-keyed maps), whatever fields it grows."""
     if isinstance(tally, StoredTally) and tally.callers is not None:
@@ -318,8 +318,8 @@ class _CallersOnRead(dict):
         return value
 
 
-def tally_value(tally: dict | str | StoredTally, callers_on_read: bool = False) -> dict:
-    """A series tally as counted (a dict) or as stored (its JSON text, or ``StoredTally``) → the dict.
+def tally_value(tally: dict | StoredTally, callers_on_read: bool = False) -> dict:
+    """A series tally as counted (a dict) or as stored (``StoredTally``) → the dict.
     ``callers_on_read``: a stored tally's ``callers`` are parsed when first read (``tally["callers"]``;
     not seen by ``in``, ``get`` or iteration): for the scorer, which reads no other way.
 
@@ -327,18 +327,15 @@ def tally_value(tally: dict | str | StoredTally, callers_on_read: bool = False) 
     whitespace, a fifth of its cost on these short texts (a county year holds ~430,000 of them)."""
     if isinstance(tally, dict):
         return tally
-    if isinstance(tally, str):
-        return _TALLY_JSON.raw_decode(tally)[0]
     value = _TALLY_JSON.raw_decode(tally.text)[0]
-    if tally.callers is None:
+    return value if tally.callers is None else _with_callers(value, tally.callers, callers_on_read)
+
+
+def _with_callers(value: dict, callers: str, on_read: bool) -> dict:
+    """A stored tally's parsed ``tally`` text with its ``callers`` text: parsed now, or when first read."""
+    if not on_read:
+        value[_CALLERS] = _TALLY_JSON.raw_decode(callers)[0]
         return value
-    if callers_on_read:
-        return _with_callers_on_read(value, tally.callers)
-    value[_CALLERS] = _TALLY_JSON.raw_decode(tally.callers)[0]
-    return value
-
-
-def _with_callers_on_read(value: dict, callers: str) -> _CallersOnRead:
     value = _CallersOnRead(value)
     value._callers = callers
     return value
@@ -491,12 +488,8 @@ class SeriesReader:
         # one parse for the domain's month: the decoder's key memo then holds across its tallies
         values = json.loads("[" + ",".join(texts) + "]")
         if _CALLERS in table.column_names:
-            callers = table.column(_CALLERS).to_pylist()
-            if callers_on_read:
-                values = [_with_callers_on_read(value, text) for value, text in zip(values, callers)]
-            else:
-                for value, text in zip(values, callers):
-                    value[_CALLERS] = _TALLY_JSON.raw_decode(text)[0]
+            values = [_with_callers(value, text, callers_on_read)
+                      for value, text in zip(values, table.column(_CALLERS).to_pylist())]
         return zip(*(table.column(name).to_pylist() for name in ("county_code", "township_code", "village_code",
                                                                  "date")), values)
 
