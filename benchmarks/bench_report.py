@@ -32,7 +32,7 @@ def _load() -> str:
 
 # (module, owner name, function name) of the parts --parts times; an owner of "" is the module itself
 _PARTS = [
-    ("pipelines.month_checks", "", "run_quality"), ("pipelines.monthly", "", "build_topics"),
+    ("pipelines.quality", "", "run_quality"), ("pipelines.monthly", "", "build_topics"),
     ("pipelines.monthly", "", "write_report"), ("pipelines.month_events", "MonthEvents", "incidents_by_domain"),
     ("pipelines.month_events", "MonthEvents", "latest"), ("models.topics", "TopicBuilder", "group_topics"),
     ("models.topics", "TopicBuilder", "topic_keys"), ("models.topics", "TopicBuilder", "cluster"),
