@@ -32,7 +32,7 @@ def _load() -> str:
 
 # (module, owner name, function name) of the parts --parts times; an owner of "" is the module itself
 _PARTS = [
-    ("pipelines.quality", "", "run_quality"), ("pipelines.monthly", "", "build_topics"),
+    ("pipelines.quality", "", "run_quality"), ("pipelines.month_topics", "", "build_topics"),
     ("pipelines.monthly", "", "write_report"), ("pipelines.month_events", "MonthEvents", "incidents_by_domain"),
     ("pipelines.month_events", "MonthEvents", "latest"), ("models.topics", "TopicBuilder", "group_topics"),
     ("models.topics", "TopicBuilder", "topic_keys"), ("models.topics", "TopicBuilder", "cluster"),
@@ -90,7 +90,7 @@ def time_report(out: str, month: str, gazetteer: str, parts: bool = False, check
     load = _load()
     wall, cpu, child = time.perf_counter(), time.process_time(), _children_cpu()
     with fewer_collections():  # as the batch job runs it (jobs/cli.py)
-        _, summary = report_month(out, month, gazetteer, checks_process=checks_process)
+        _, summary = report_month(out, month, gazetteer, processes=checks_process)
     wall, cpu, child = time.perf_counter() - wall, time.process_time() - cpu, _children_cpu() - child
     figures = {"report_s": round(wall, 1), "cpu_s": round(cpu + child, 1), "this_process_cpu_s": round(cpu, 1),
                "import_s": round(imported, 1),

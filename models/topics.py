@@ -717,6 +717,22 @@ def season_factors(counts: "Mapping | CountyCounts", key: tuple[str, str], month
     return {g: min(high, max(low, (now[g] + 2.0) / (before[g] + 2.0))) for g in set(now) | set(before) | {_DOMAIN}}
 
 
+@dataclass
+class GroupDraft:
+    """A township × domain group's texts read (``TopicBuilder.draft_group``), before its score is known."""
+    key: tuple[str, str]
+    month: str
+    events: list
+    everything: list
+    texts: list[str]
+    subjects: list
+    candidates: list
+    seasons: dict
+    phrases: Any
+    rates: Mapping[str, float]
+    months: Sequence[str]
+
+
 class TopicBuilder:
     """Builds topics group by group. Holds the tokenizer and lexicons: create once per worker."""
 
@@ -812,10 +828,16 @@ class TopicBuilder:
         watched (``followed``) even when their evidence is below the watch list's.
 
         The topics come without keywords and excerpts: ``present`` the listed ones (``listed_by_group``)."""
+        draft = self.draft_group(key, month_events, history, month, counts)
+        return self.weigh_group(draft, score_row, previous) if draft else []
+
+    def draft_group(self, key: tuple[str, str], month_events: Sequence[Mapping], history: Sequence[Mapping],
+                    month: str, counts: Mapping | None = None) -> GroupDraft | None:
+        """``group_topics``' reading of the group's texts, which needs no score (None: too few events)."""
         p = self.params
         events = self._within(month_events, month, month)
         if len(events) < p.min_group_events:
-            return []
+            return None
         past = self._within(history, shift_month(month, -p.history_months), shift_month(month, -1))
         everything = events + past
         texts = [e["text"] for e in everything]
@@ -841,6 +863,15 @@ class TopicBuilder:
         phrases = self.grievances.phrases(key[1])
         rates = self._group_rates(past)
         months = covered_months(county, month, p)
+        return GroupDraft(key, month, events, everything, texts, subjects, candidates, seasons, phrases, rates, months)
+
+    def weigh_group(self, draft: GroupDraft, score_row: Mapping | None, previous: Sequence[Mapping] = ()) -> list[Topic]:
+        """``group_topics``' evidence, against the group's score row, for a ``draft_group``."""
+        p = self.params
+        key, month, events, everything, texts, subjects = (draft.key, draft.month, draft.events, draft.everything,
+                                                           draft.texts, draft.subjects)
+        candidates, seasons, phrases, rates, months = draft.candidates, draft.seasons, draft.phrases, draft.rates, draft.months
+        n = len(events)
         found = []
         for k, mine, before in candidates:
             season_of = k[1] if k[1] in phrases else None
@@ -1627,6 +1658,9 @@ def build_topics(events: Any, scores: Any, history: Any = None, previous_topics:
     """The month's topic list from its events (DataFrame or iterable of Event dicts), the score rows,
     the previous months' events and last month's topics.json (document or its `topics` list).
 
+    ``scores`` may be a function giving the rows: it is called once the texts are read, so the
+    month's scoring can still run meanwhile (``pipelines.month_report``).
+
     ``month`` defaults to the month most of the events fall in."""
     if month is None:
         every = records(events)
@@ -1640,7 +1674,6 @@ def build_topics(events: Any, scores: Any, history: Any = None, previous_topics:
     builder = builder or TopicBuilder(gazetteer, taxonomy, params)
     first = shift_month(month, -builder.params.history_months)
     past = [e for e in past if first <= e["month"] < month]
-    regions = region_scores(scores, month)
     counts = domain_counts(builder.grievances, month_events + past)
     by_key: dict[tuple, list] = defaultdict(list)
     past_by_key: dict[tuple, list] = defaultdict(list)
@@ -1649,10 +1682,12 @@ def build_topics(events: Any, scores: Any, history: Any = None, previous_topics:
     for e in past:
         past_by_key[group_key(e)].append(e)
     previous = previous_topic_list(previous_topics)
+    drafts = {key: builder.draft_group(key, by_key[key], past_by_key.get(key, []), month, counts) for key in sorted(by_key)}
+    regions = region_scores(scores() if callable(scores) else scores, month)
     topics = []
-    for key in sorted(by_key):
-        topics.extend(builder.group_topics(key, by_key[key], past_by_key.get(key, []), regions.get(key), month, counts,
-                                           previous))
+    for key, draft in drafts.items():
+        if draft:
+            topics.extend(builder.weigh_group(draft, regions.get(key), previous))
     for key, listed in listed_by_group(topics, builder.params).items():
         background = builder.background(by_key[key], past_by_key.get(key, []), month)
         for topic in listed:

@@ -1,10 +1,10 @@
-"""The monthly batch job: one Beam pipeline from inbox to scores, then the month's topics and report.
+"""The monthly batch job: a Beam pipeline from inbox to warehouse, a second one from the warehouse's
+tallies to scores, and the month's topics and report.
 
 Whole inbox (first run, ``incremental=False``, or the ledger does not match):
 
     inbox ─ IngestFeeds ─ LinkIncidents ─────────────────┬─ WriteEvents ─────────────── (warehouse/events/) ──┐
              │  │                                         └─ tallies ─ StoreTallies ──── (warehouse/tallies/) ─┤
-             │  │                                                         └─ ScoreMonths ─ WriteScores (scores/) ┤
              │  └─ quarantine ─ WriteQuarantine ─────────────────────────────────────── (quarantine/) ─────────┤
              └─ accounting ──────────────────────────────────────────────────────────────── WriteManifest (manifests/)
 
@@ -12,9 +12,12 @@ Incremental (only inbox files the ledger, ``pipelines.ledger``, does not list):
 
     new files ─ IngestFeeds ──────── MergeWithWarehouse ─ LinkIncidents ─────────┬─ WriteEvents (relinked months)
                 (+ the stored versions   (touched months and                     └─ tallies ─ StoreTallies (the months
-                 of their records, by    the edges around them                      it recounts; the scorer reads
-                 id, in one supersede)   read back)                                 every month as stored) ─ ScoreMonths
-                                                                                                 ─ WriteScores
+                 of their records, by    the edges around them                      it recounts)
+                 id, in one supersede)   read back)
+
+Then, either way (``build_scoring_pipeline``):
+
+    months scored and their history ─ ReadScoredTallies ─ ScoreMonths ─ WriteScores (scores/) ─ AddToManifest
 
 The incremental run's cost follows the new data, not the warehouse: the stored versions of the
 records the new files carry are found by event_id (reading only that column of the stored
@@ -27,8 +30,11 @@ would (tests/test_batch_incremental.py).
 
 Every sink yields what it wrote into the manifest step, the one terminal transform (the DaskRunner
 computes only the last transform's branch; see docs/notes/performance.md, "Rules for portable
-transforms"). The month as a whole (topics, report) is then read back from the warehouse, so every
-step after the pipeline sees exactly what was written.
+transforms"). The scores come from the tallies as stored, so they take a pipeline of their own: the
+month's report step (``pipelines.monthly.MonthReport``) begins between the two, its topics reading
+the month's Events in a second process while this one scores, when a core is idle. The month as a
+whole (topics, report) is read back from the warehouse, so every step after the pipelines sees
+exactly what was written.
 """
 from __future__ import annotations
 
@@ -121,7 +127,7 @@ MONTH_ROLES = ((-1, TAIL), (0, RELINK), (1, RELINK), (2, HEAD))
 
 
 class ScoreMonths(beam.PTransform):
-    """The tallies of ``tally_months`` (``{"series", "feed_days"}`` as ``warehouse.StoreTallies``
+    """The tallies of ``tally_months`` (``{"series", "feed_days"}`` as ``warehouse.ReadScoredTallies``
     gives them) → score rows of the months in range, each series scored against its own twelve
     months of history."""
 
@@ -247,16 +253,15 @@ class MergeWithWarehouse(beam.PTransform):
                 "tally_months": windows | "TallyMonths" >> beam.FlatMap(_rewritten_tallies, span)}
 
 
-def build_pipeline(pipeline: beam.Pipeline, *, ingest: IngestFeeds, out: str, months: MonthRange,
-                   manifest_path: str, manifest_header: dict, score_months: bool = True) -> None:
-    """Inbox → warehouse (events, tallies, scores), quarantine, manifest. ``ingest`` classifies
+def build_pipeline(pipeline: beam.Pipeline, *, ingest: IngestFeeds, out: str, manifest_path: str,
+                   manifest_header: dict) -> None:
+    """Inbox → warehouse (events, tallies), quarantine, manifest. ``ingest`` classifies
     (``IngestFeeds(classify=True)``); the warehouse's Events keep their domains. An ``ingest`` with
     the warehouse's stored versions (``stored_versions``) reads only the new files and the
-    warehouse stands in for the others (``MergeWithWarehouse``). Without ``score_months`` (a
-    backfill's parts before its last) no scores are written."""
+    warehouse stands in for the others (``MergeWithWarehouse``). The scores follow in a pipeline of
+    their own (``build_scoring_pipeline``)."""
     digest = inbox_digest(ingest.files)[:12]
     ingested = pipeline | "Ingest" >> ingest
-    score = ScoreMonths(months, ingest.region_names)
     if ingested["replaced"] is not None:
         merged = ingested | "MergeWithWarehouse" >> MergeWithWarehouse(out)
         # Linked Events stay in parts up to the writers' and counters' shuffles (packed_events.apply_each).
@@ -268,17 +273,28 @@ def build_pipeline(pipeline: beam.Pipeline, *, ingest: IngestFeeds, out: str, mo
         events = ingested["events"] | "Link" >> LinkIncidentsInParts()
         tallies = events | "Tallies" >> DailyTallies()
         rewrite, tally_months = None, None
-    stored = tallies | "StoreTallies" >> warehouse.StoreTallies(
-        out, score.tally_months if score_months else [], rewrite=tally_months)
+    stored = tallies | "StoreTallies" >> warehouse.StoreTallies(out, [], rewrite=tally_months)
     written = [
         events | "WriteEvents" >> sinks.WriteEvents(out, "batch", months=rewrite),
         stored["written"],
         ingested["quarantine"] | "WriteQuarantine" >> sinks.WriteQuarantine(out, digest),
     ]
-    if score_months:
-        written.append(stored | "ScoreMonths" >> score | "WriteScores" >> warehouse.WriteScores(out))
     # Last, and fed by every sink: some runners compute only the last transform's branch.
     _ = ingested["accounting"] | "WriteManifest" >> sinks.WriteManifest(manifest_path, manifest_header, written, out)
+
+
+def build_scoring_pipeline(pipeline: beam.Pipeline, *, out: str, months: MonthRange, village_names: dict[str, str],
+                           manifest_path: str) -> None:
+    """The warehouse's tallies → the scores of ``months`` (each series against its own twelve
+    months of history), listed in the run's manifest. A pipeline of its own after
+    ``build_pipeline``'s, so the month's report can start reading the Events it wrote meanwhile."""
+    score = ScoreMonths(months, village_names)
+    _ = (pipeline
+         | "TallyMonths" >> beam.Create(score.tally_months)
+         | "ReadTallies" >> warehouse.ReadScoredTallies(out)
+         | "ScoreMonths" >> score
+         | "WriteScores" >> warehouse.WriteScores(out)
+         | "AddToManifest" >> sinks.AddToManifest(manifest_path, out))
 
 
 @dataclasses.dataclass
@@ -294,10 +310,12 @@ Progress = Callable[[str], None]
 def run_batch_pipeline(inbox: str, gazetteer: str, out: str, key: bytes, months: MonthRange, *,
                        beam_args: list[str] | None = None, ingest_time: dt.datetime | None = None,
                        model_dir: str | None = None, progress: Progress = log.info,
-                       incremental: bool = True, part_bytes: int = DEFAULT_PART_MB * 2**20) -> tuple[str, dict]:
-    """The Beam part of the batch job (inbox → warehouse, quarantine, manifest) on the runner that
-    ``beam_args`` name; returns the manifest's path and content. Raises BatchJobError or
-    AccountingError when it cannot do its work.
+                       incremental: bool = True, part_bytes: int = DEFAULT_PART_MB * 2**20,
+                       before_scoring: Callable[[], object] | None = None) -> tuple[str, dict]:
+    """The Beam part of the batch job (inbox → warehouse, quarantine, manifest, then the scores) on
+    the runner that ``beam_args`` name; returns the manifest's path and content. Raises
+    BatchJobError or AccountingError when it cannot do its work. ``before_scoring`` is called once
+    the Events are written and before the months are scored.
 
     With ``incremental`` and a matching ledger (``pipelines.ledger``), only inbox files not yet in
     the warehouse are read; the warehouse's Events stand in for the others, and only the months
@@ -348,8 +366,7 @@ def run_batch_pipeline(inbox: str, gazetteer: str, out: str, key: bytes, months:
         ingest = IngestFeeds(inbox, gazetteer, key, ingest_time, part, order_files=files,
                              classify=True, model_dir=model_dir, stored_versions=stored)
         pipeline = beam.Pipeline(options=beam_options(beam_args))
-        build_pipeline(pipeline, ingest=ingest, out=out, months=months, manifest_path=path, manifest_header=header,
-                       score_months=number == len(parts))
+        build_pipeline(pipeline, ingest=ingest, out=out, manifest_path=path, manifest_header=header)
         run_to_completion(pipeline)
         with FileSystems.open(path) as f:
             manifest = json.loads(f.read().decode("utf-8"))
@@ -363,6 +380,13 @@ def run_batch_pipeline(inbox: str, gazetteer: str, out: str, key: bytes, months:
     if len(parts) > 1:
         manifest = _whole_run_manifest(out, manifest, read, written)
         sinks.write_atomically(path, sinks.to_json(manifest, indent=2).encode("utf-8"))
+    if before_scoring:
+        before_scoring()
+    pipeline = beam.Pipeline(options=beam_options(beam_args))
+    build_scoring_pipeline(pipeline, out=out, months=months, village_names=ingest.region_names, manifest_path=path)
+    run_to_completion(pipeline)
+    with FileSystems.open(path) as f:
+        manifest = json.loads(f.read().decode("utf-8"))
     totals = manifest["totals"]
     progress(f"接入完成：读取 {totals['rows_read']} 行，入库 {totals['accepted']}，"
              f"覆盖 {totals['superseded']}，隔离 {totals['quarantined']}（{time.monotonic() - started:.1f} 秒）")
@@ -406,20 +430,33 @@ def run_batch(inbox: str, gazetteer: str, out: str, key: bytes, months: MonthRan
               part_bytes: int = DEFAULT_PART_MB * 2**20) -> BatchResult:
     """Run the whole chain for ``months``; raise BatchJobError or AccountingError when it cannot.
     ``incremental=False`` re-reads the whole inbox; ``part_bytes``: see ``run_batch_pipeline``."""
-    from pipelines.monthly import report_month  # the report stack is only needed after the pipeline
+    from pipelines.monthly import MonthReport  # the report stack is only needed after the Events are written
+
+    begun: dict[str, MonthReport] = {}
+
+    def begin_reports():
+        # second processes for one month at most: they pay only on a core nothing else uses
+        for month in months.months:
+            taken = any(report.processes for report in begun.values())
+            begun[month] = MonthReport(out, month, gazetteer, processes=False if taken else None)
 
     started = time.monotonic()
-    path, manifest = run_batch_pipeline(inbox, gazetteer, out, key, months, beam_args=beam_args,
-                                        ingest_time=ingest_time, model_dir=model_dir, progress=progress,
-                                        incremental=incremental, part_bytes=part_bytes)
-    pipeline_seconds = time.monotonic() - started
-    reports, stages = {}, []
-    for month in months.months:
-        month_started = time.monotonic()
-        progress(f"{month}：数据质量、研判选题与报告…")
-        reports[month], summary = report_month(out, month, gazetteer)
-        stages.append({"month": month, "seconds": round(time.monotonic() - month_started, 2), **summary})
-        progress(f"{month}：{summary['topics']} 个选题，报告 {reports[month]['report.html']}")
+    try:
+        path, manifest = run_batch_pipeline(inbox, gazetteer, out, key, months, beam_args=beam_args,
+                                            ingest_time=ingest_time, model_dir=model_dir, progress=progress,
+                                            incremental=incremental, part_bytes=part_bytes,
+                                            before_scoring=begin_reports)
+        pipeline_seconds = time.monotonic() - started
+        reports, stages = {}, []
+        for month in months.months:
+            month_started = time.monotonic()
+            progress(f"{month}：数据质量、研判选题与报告…")
+            reports[month], summary = begun.pop(month).write()
+            stages.append({"month": month, "seconds": round(time.monotonic() - month_started, 2), **summary})
+            progress(f"{month}：{summary['topics']} 个选题，报告 {reports[month]['report.html']}")
+    finally:
+        for report in begun.values():
+            report.close()
     manifest.update(
         pipeline_seconds=round(pipeline_seconds, 2),
         seconds=round(time.monotonic() - started, 2),

@@ -1,24 +1,12 @@
 """The report step's checks of a month: the feed-quality checks (great-expectations, written to
 ``<out>/quality/YYYY-MM/``) and the trend's incident counts. Neither needs the topics, and the
 topics need neither until the report is written, so on a machine with a second core they run in a
-second process while this one builds the topics.
-
-The second process is a fresh interpreter running this module (``python -m pipelines.month_checks``):
-not a fork, since the Beam runner leaves threads whose locks a fork would copy mid-use, and not
-``multiprocessing``'s spawn, which re-imports the caller's ``__main__`` (every script calling
-``report_month`` would need a ``__main__`` guard, and the batch job's would import the pipeline
-stack again). It reads the warehouse itself and hands back what the report uses, pickled into a
-file. Should it fail in any way, the checks run again in this process, so an error surfaces exactly
-as it does without the second process.
+second process (``pipelines.second_process``) while this one builds the topics or scores the month.
 """
 from __future__ import annotations
 
-import logging
 import os
-import pickle
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,10 +14,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from pipelines.month_events import MonthEvents
+from pipelines.second_process import SecondProcess, write_result
 from pipelines.sinks import events_dir
 from quality.report import QualityReport
-
-log = logging.getLogger(__name__)
 
 # a month smaller than this is checked in one process: a second interpreter's start-up (~3-4 s of
 # imports, most of them great-expectations) costs more than such a month's checks
@@ -37,7 +24,6 @@ CHECKS_PROCESS_ROWS = 20_000
 # the second process costs ~7 CPU-s more in all (its imports, its reads): it pays only on a core
 # that nothing else uses, so it needs this much of one idle besides the core of this process
 IDLE_CORE_SHARE = 0.5
-_PROJECT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -99,41 +85,16 @@ class ChecksProcess:
 
     def __init__(self, out: str, month: str, gazetteer: str, trend_months: list[str], python: str = sys.executable):
         self._args = (out, month, gazetteer, list(trend_months))
-        self._folder = tempfile.TemporaryDirectory(prefix="riskwatch-checks-")
-        self._result = Path(self._folder.name) / "checks.pickle"
-        # this project's modules, whatever the working directory holds (-P: it is not on the path)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PROJECT), env.get("PYTHONPATH")) if p)
-        try:
-            self._process: subprocess.Popen | None = subprocess.Popen(
-                [python, "-P", "-m", "pipelines.month_checks", str(self._result), out, month, gazetteer, *trend_months],
-                env=env, stdin=subprocess.DEVNULL)
-        except OSError as e:
-            log.warning("no second process for the month's checks (%s): checking in this one", e)
-            self._process = None
+        self._process = SecondProcess("pipelines.month_checks", [out, month, gazetteer, *trend_months],
+                                      "the month's checks", python)
 
     def result(self, store: MonthEvents | None = None) -> MonthChecks:
         """The second process's checks; if it failed, the checks of this process."""
-        try:
-            code = self._process.wait() if self._process else None
-            if code == 0:
-                with open(self._result, "rb") as f:
-                    return pickle.load(f)
-            if code is not None:
-                log.warning("the month's checks failed in a second process (exit %s): checking in this one", code)
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as e:
-            log.warning("the month's checks from a second process unreadable (%s): checking in this one", e)
-        finally:
-            self.close()
-        out, month, gazetteer, trend_months = self._args
-        return check_month(out, month, gazetteer, trend_months, store)
+        checks = self._process.result()
+        return checks if checks is not None else check_month(*self._args, store)
 
     def close(self) -> None:
-        """Stop the process if it still runs (the caller failed first) and remove its file."""
-        if self._process and self._process.poll() is None:
-            self._process.kill()
-            self._process.wait()
-        self._folder.cleanup()
+        self._process.close()
 
     def __enter__(self) -> "ChecksProcess":
         return self
@@ -150,10 +111,7 @@ def main(argv: list[str]) -> int:
         checks = check_month(out, month, gazetteer, trend_months)
     # the report reads the findings and the time; the batches' tables were written with them
     checks.quality = replace(checks.quality, batch_tables={}, accounting={})
-    partial = Path(result).with_suffix(".partial")
-    with open(partial, "wb") as f:
-        pickle.dump(checks, f, protocol=pickle.HIGHEST_PROTOCOL)
-    partial.replace(result)
+    write_result(result, checks)
     return 0
 
 

@@ -1,27 +1,24 @@
 """The month as a whole, read back from the warehouse: data quality, topics and the report."""
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 from pathlib import Path
 
 import pandas as pd
 
-import schemas
-from models.topics import RECORD_COLUMNS, build_topics, shift_month
+from models.topics import RECORD_COLUMNS, shift_month
 from pipelines import warehouse
 from pipelines.alert_sinks import AlertStore
 from pipelines.gazetteer import read_gazetteer_rows
 from pipelines.month_checks import ChecksProcess, check_month, worth_a_process
 from pipelines.month_events import MonthEvents
+from pipelines.month_topics import TopicsProcess, topics_of_month
 from pipelines.normalise import TZ
 from quality.scorecard import describe
 from reports.render import write_report
 from reports.summary import domain_trend
-from reports.topics_json import read_topics_json
 
-TOPIC_HISTORY_MONTHS = 3
 TREND_MONTHS = 12
 
 
@@ -65,43 +62,65 @@ def daily_warnings(scores: pd.DataFrame) -> list[dict]:
     return warnings
 
 
-def report_month(out: str, month: str, gazetteer: str, checks_process: bool | None = None
-                 ) -> tuple[dict[str, Path], dict]:
-    """Check the month's feeds, build ``<out>/reports/<month>/`` from the warehouse; return the
-    report's paths and a run summary (with the quality findings marked critical by the policy).
-    Each month's Events are read once per process (``MonthEvents``). The checks and the trend's
-    counts run in a second process while this one builds the topics (``pipelines.month_checks``)
-    when ``checks_process`` says so, by default when the month is large and a core is idle."""
-    trend_months = [shift_month(month, -k) for k in range(TREND_MONTHS - 1, -1, -1)]
-    if checks_process is None:
-        checks_process = worth_a_process(out, month)
-    with (ChecksProcess(out, month, gazetteer, trend_months) if checks_process else contextlib.nullcontext()) as child:
+class MonthReport:
+    """One month's report step (the checks, the topics, the report), begun as soon as the month's
+    Events are written, before its scores are: with ``processes`` (by default when the month is large
+    and a core is idle, ``month_checks.worth_a_process``) the checks and the topics start in second
+    processes at once, the topics reading the month's texts while this process scores the month.
+    ``write()`` once the scores are written builds ``<out>/reports/<month>/`` and returns the report's
+    paths and a run summary (with the quality findings marked critical by the policy). Each month's
+    Events are read once per process (``MonthEvents``). Outputs are the same either way."""
+
+    def __init__(self, out: str, month: str, gazetteer: str, processes: bool | None = None):
+        self._out, self._month, self._gazetteer = out, month, gazetteer
+        self._trend_months = [shift_month(month, -k) for k in range(TREND_MONTHS - 1, -1, -1)]
+        self.processes = worth_a_process(out, month) if processes is None else processes
+        self._checks = ChecksProcess(out, month, gazetteer, self._trend_months) if self.processes else None
+        self._topics = TopicsProcess(out, month, gazetteer) if self.processes else None
+
+    def write(self) -> tuple[dict[str, Path], dict]:
+        out, month, gazetteer = self._out, self._month, self._gazetteer
+        try:
+            store = MonthEvents(out)
+            scores = warehouse.read_scores(out, [month])
+            # the topics, report and workbook read the month's rows only, the warnings the day rows
+            monthly = scores[scores["period"] == "month"] if "period" in scores.columns else scores
+            if self._topics:
+                self._topics.scores_written()
+                topics = self._topics.result(store)
+                checks = self._checks.result(store)
+            else:
+                checks = check_month(out, month, gazetteer, self._trend_months, store)
+                topics = topics_of_month(out, month, gazetteer, monthly, store)
+        finally:
+            self.close()
         gazetteer_rows = read_gazetteer_rows(gazetteer)
         names = {r["code"]: r["name"] for r in gazetteer_rows}
-        store = MonthEvents(out)
-        checks = None if child else check_month(out, month, gazetteer, trend_months, store)
-        # DataFrames: topics convert only the events a topic can hold, the headline figures count columns
+        # the headline figures count the events' columns
         events = store.latest([month], columns=RECORD_COLUMNS)
-        history = store.latest([shift_month(month, -k) for k in range(1, TOPIC_HISTORY_MONTHS + 1)],
-                               columns=RECORD_COLUMNS)
-        scores = warehouse.read_scores(out, [month])
-        # topics, report and workbook read the month's rows only, the warnings the day rows
-        month_scores = scores[scores["period"] == "month"] if "period" in scores.columns else scores
-        previous = read_topics_json(Path(out) / "reports" / shift_month(month, -1) / "topics.json")
-        topics = build_topics(events, month_scores, history, previous, schemas.taxonomy(), gazetteer_rows, month)
-        checks = checks or child.result(store)
-    quality, quality_paths = checks.quality, checks.quality_paths
-    paths = write_report(
-        out, month, topics, scores=month_scores, alerts=[*daily_warnings(scores), *AlertStore(out).raised()],
-        quality_summary=quality_summary(quality.findings, names),
-        domain_trend=domain_trend(month_scores, month, TREND_MONTHS, incidents=checks.incidents),
-        gazetteer=gazetteer_rows, events=events,
-        scorecard_html=Path(quality_paths["scorecard_html"]).read_text(encoding="utf-8"),
-    )
-    paths.update({f"quality_{k}": Path(v) for k, v in quality_paths.items()})
-    return paths, {
-        "events": len(events), "topics": len(topics.topics), "closed_topics": len(topics.closed),
-        "quality_seconds": round(quality.seconds, 2), "checks_process": checks_process,
-        "quality_findings": len(quality.findings),
-        "quality_critical": [describe(f, names) for f in quality.critical],
-    }
+        quality, quality_paths = checks.quality, checks.quality_paths
+        paths = write_report(
+            out, month, topics, scores=monthly, alerts=[*daily_warnings(scores), *AlertStore(out).raised()],
+            quality_summary=quality_summary(quality.findings, names),
+            domain_trend=domain_trend(monthly, month, TREND_MONTHS, incidents=checks.incidents),
+            gazetteer=gazetteer_rows, events=events,
+            scorecard_html=Path(quality_paths["scorecard_html"]).read_text(encoding="utf-8"),
+        )
+        paths.update({f"quality_{k}": Path(v) for k, v in quality_paths.items()})
+        return paths, {
+            "events": len(events), "topics": len(topics.topics), "closed_topics": len(topics.closed),
+            "quality_seconds": round(quality.seconds, 2), "second_processes": self.processes,
+            "quality_findings": len(quality.findings),
+            "quality_critical": [describe(f, names) for f in quality.critical],
+        }
+
+    def close(self) -> None:
+        """Stop the second processes if they still run (the job failed first)."""
+        for child in (self._checks, self._topics):
+            if child:
+                child.close()
+
+
+def report_month(out: str, month: str, gazetteer: str, processes: bool | None = None) -> tuple[dict[str, Path], dict]:
+    """The report step of a month whose scores are written (``MonthReport``)."""
+    return MonthReport(out, month, gazetteer, processes).write()

@@ -147,13 +147,18 @@ class WriteQuarantine(beam.PTransform):
         )
 
 
+def _written_entry(value: tuple, out: str | None) -> dict:
+    """A sink's (path, rows) as the manifest lists it: the path relative to the output root, so the
+    manifest does not depend on where that root is mounted."""
+    path, rows = value
+    prefix = out.rstrip("/") + "/" if out else None
+    return {"path": path[len(prefix):] if prefix and path.startswith(prefix) else path, "rows": rows}
+
+
 class _WriteManifestFile(beam.DoFn):
     def __init__(self, path: str, header: dict, out: str | None):
         super().__init__()
-        self._path, self._header = path, header
-        # Written paths are listed relative to the output root, so the manifest does not depend on
-        # where that root is mounted.
-        self._prefix = out.rstrip("/") + "/" if out else None
+        self._path, self._header, self._out = path, header, out
 
     def process(self, keyed):
         _, items = keyed
@@ -162,16 +167,46 @@ class _WriteManifestFile(beam.DoFn):
             if kind == "file":
                 files.append(value)
             elif kind == "written":
-                path = value[0]
-                if self._prefix and path.startswith(self._prefix):
-                    path = path[len(self._prefix):]
-                written.append({"path": path, "rows": value[1]})
+                written.append(_written_entry(value, self._out))
         files.sort(key=lambda e: e["file"])
         manifest = dict(self._header, files=files, totals=manifest_totals(files))
         if written:
             manifest["written"] = sorted(written, key=lambda w: w["path"])
         write_atomically(self._path, to_json(manifest, indent=2, sort_keys=False).encode("utf-8"))
         yield self._path
+
+
+class _AddWrittenToManifest(beam.DoFn):
+    def __init__(self, path: str, out: str | None):
+        super().__init__()
+        self._path, self._out = path, out
+
+    def process(self, keyed):
+        _, written = keyed
+        with FileSystems.open(self._path) as f:
+            manifest = json.loads(f.read().decode("utf-8"))
+        entries = manifest.get("written", []) + [_written_entry(value, self._out) for value in written]
+        manifest["written"] = sorted(entries, key=lambda w: w["path"])
+        write_atomically(self._path, to_json(manifest, indent=2, sort_keys=False).encode("utf-8"))
+        yield self._path
+
+
+class AddToManifest(beam.PTransform):
+    """The ``(path, rows)`` a later pipeline of the same run wrote → listed in the run's manifest
+    (``WriteManifest``'s, read and written again). Apply it last, for the reason ``WriteManifest``
+    gives."""
+
+    def __init__(self, path: str, out: str | None = None):
+        super().__init__()
+        self._path, self._out = path, out
+
+    def expand(self, written):
+        return (
+            written
+            | "KeyAll" >> beam.Map(lambda w: (None, tuple(w)))
+            | "GroupAll" >> beam.GroupByKey()
+            | "AddToJson" >> beam.ParDo(_AddWrittenToManifest(self._path, self._out))
+        )
 
 
 def manifest_totals(files: list[dict]) -> dict:

@@ -451,6 +451,22 @@ class StoreTallies(beam.PTransform):
         )
 
 
+class ReadScoredTallies(beam.PTransform):
+    """Months (``YYYY-MM``) → what ``pipelines.score.ScoreTallies`` reads of them as stored, as
+    ``StoreTallies`` hands over its scored months: ``{"series": (domain, StoredSeries), "feed_days":
+    counts}``. For scoring in a pipeline of its own, after the one that wrote the tallies."""
+
+    def __init__(self, out: str):
+        super().__init__()
+        self._out = out
+
+    def expand(self, months):
+        fn = _StoreTallyMonth(self._out, domain_codes(include_none=False), marked=True)
+        return (months
+                | "MarkScored" >> beam.Map(lambda month: (month, [(_SCORED, None)]))
+                | "Read" >> ParDoWithOutputs(fn, SERIES_TALLIES, FEED_DAYS, main="written"))
+
+
 @dataclasses.dataclass(frozen=True)
 class StoredSeries:
     """A month's series tallies as stored (kept, or written by this run before the reference is

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
@@ -66,6 +67,10 @@ def test_a_month_writes_report_scores_and_a_balanced_manifest(tmp_path, key_file
     assert manifest["totals"]["rows_read"] == 40
     assert all(f["balanced"] for f in manifest["files"])
     assert manifest["model"]["model_version"] and manifest["months_done"][0]["month"] == "2026-10"
+    # the scores, written by a pipeline of their own after the Events, are listed with the rest
+    [scores] = [w for w in manifest["written"] if w["path"] == "warehouse/scores/month=2026-10/scores.parquet"]
+    assert scores["rows"] == pq.read_metadata(out / scores["path"]).num_rows > 0
+    assert any(w["path"].startswith("warehouse/events/") for w in manifest["written"])
     first = json.loads((report / "topics.json").read_text(encoding="utf-8"))
     assert main([*argv, "--full"]) == 0  # a re-run replaces the month
     again = json.loads((report / "topics.json").read_text(encoding="utf-8"))

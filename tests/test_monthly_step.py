@@ -9,6 +9,7 @@ import shutil
 import stat
 from pathlib import Path
 
+import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -18,10 +19,13 @@ from models import topics as model
 from pipelines import warehouse
 from pipelines.month_checks import ChecksProcess, check_month
 from pipelines.month_events import MonthEvents
+from pipelines.month_topics import TopicsProcess, month_scores, topics_of_month
 from pipelines.monthly import report_month
+from pipelines.options import beam_options
 from pipelines.sinks import events_dir
 from reports.summary import domain_trend
 from tests.topic_fixtures import GAZETTEER, MONTH, TZ, history_events, month_events
+from tests.topic_fixtures import month_scores as fixture_scores
 
 DATA = Path(__file__).parent / "data"
 CST = dt.timezone(dt.timedelta(hours=8))
@@ -141,17 +145,17 @@ def _report(warehouse_dir: Path, target: Path, **kwargs) -> tuple[dict, dict, di
     topics = json.loads((target / "reports" / MONTH / "topics.json").read_text(encoding="utf-8"))
     findings = json.loads((target / "quality" / MONTH / "findings.json").read_text(encoding="utf-8"))
     for volatile in (topics, findings, summary):
-        for key in ("generated_at", "seconds", "quality_seconds", "checks_process"):
+        for key in ("generated_at", "seconds", "quality_seconds", "second_processes"):
             volatile.pop(key, None)
     return topics, findings, summary, (target / "quality" / MONTH / "scorecard.html").read_bytes()
 
 
 def test_checks_in_a_second_process_give_what_one_process_gives(topic_warehouse, tmp_path):
-    one = _report(topic_warehouse, tmp_path / "one", checks_process=False)
-    two = _report(topic_warehouse, tmp_path / "two", checks_process=True)
+    one = _report(topic_warehouse, tmp_path / "one", processes=False)
+    two = _report(topic_warehouse, tmp_path / "two", processes=True)
     assert one == two
     # a month this small is checked in one process whatever the machine
-    assert report_month(str(tmp_path / "one"), MONTH, str(GAZETTEER))[1]["checks_process"] is False
+    assert report_month(str(tmp_path / "one"), MONTH, str(GAZETTEER))[1]["second_processes"] is False
     topics, findings, summary, _ = two
     assert summary["topics"] == len(topics["topics"]) > 0
     assert summary["quality_findings"] == len(findings["findings"]) > 0  # the fixtures leave fields empty
@@ -165,7 +169,7 @@ def test_a_check_that_fails_in_the_second_process_fails_as_in_one(topic_warehous
     for checks_process in (False, True):
         shutil.copytree(topic_warehouse, tmp_path / str(checks_process))
         with pytest.raises(ValueError) as raised:
-            report_month(str(tmp_path / str(checks_process)), MONTH, str(GAZETTEER), checks_process=checks_process)
+            report_month(str(tmp_path / str(checks_process)), MONTH, str(GAZETTEER), processes=checks_process)
         errors.append(str(raised.value))
     assert errors[0] == errors[1] and "severities must be one of" in errors[0]
 
@@ -185,3 +189,50 @@ def test_a_second_process_that_dies_or_never_starts_leaves_the_checks_to_this_on
     alone = check_month(str(out), MONTH, str(GAZETTEER), trend)
     assert checks.quality.findings == alone.quality.findings and checks.incidents == alone.incidents
     assert checks.incidents[("labor_wage", MONTH)] > 0
+
+
+def _write_scores(out: Path, rows: list[dict]) -> None:
+    with beam.Pipeline(options=beam_options([])) as pipeline:
+        _ = pipeline | beam.Create(rows) | warehouse.WriteScores(str(out))
+
+
+def _levels(topics) -> dict:
+    return {(t.township_code, t.domain): (t.level, tuple(t.region_reasons)) for t in topics.topics}
+
+
+def test_the_topics_process_reads_the_scores_once_told_they_are_written(topic_warehouse, tmp_path):
+    out = tmp_path / "w"
+    shutil.copytree(topic_warehouse, out)
+    child = TopicsProcess(str(out), MONTH, str(GAZETTEER))  # starts reading the texts before any score exists
+    _write_scores(out, fixture_scores())
+    child.scores_written()
+    topics = child.result()
+    alone = topics_of_month(str(out), MONTH, str(GAZETTEER), month_scores(str(out), MONTH))
+    assert topics == alone
+    # the scores reached the topics: the orange group's topics carry its level and reasons
+    assert ("orange", ("本月20件，为预期的3.3倍",)) in _levels(topics).values()
+
+
+@pytest.mark.parametrize("python", ["dies", "missing"])
+def test_a_topics_process_that_dies_or_never_starts_leaves_the_topics_to_this_one(topic_warehouse, tmp_path, python):
+    interpreter = tmp_path / "python"
+    if python == "dies":
+        interpreter.write_text("#!/bin/sh\nkill -9 $$\n", encoding="utf-8")
+        interpreter.chmod(interpreter.stat().st_mode | stat.S_IEXEC)
+    out = tmp_path / "w"
+    shutil.copytree(topic_warehouse, out)
+    _write_scores(out, fixture_scores())
+    child = TopicsProcess(str(out), MONTH, str(GAZETTEER), python=str(interpreter))
+    child.scores_written()
+    topics = child.result()
+    assert topics == topics_of_month(str(out), MONTH, str(GAZETTEER), month_scores(str(out), MONTH))
+    assert topics.topics
+
+
+def test_a_topics_process_never_told_of_the_scores_stops_and_the_topics_are_built_here(topic_warehouse, tmp_path):
+    out = tmp_path / "w"
+    shutil.copytree(topic_warehouse, out)
+    _write_scores(out, fixture_scores())
+    # the job failed before its scores: the child hears nothing, exits, and its caller builds the topics itself
+    topics = TopicsProcess(str(out), MONTH, str(GAZETTEER)).result()
+    assert topics == topics_of_month(str(out), MONTH, str(GAZETTEER), month_scores(str(out), MONTH))

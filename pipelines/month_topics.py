@@ -1,0 +1,88 @@
+"""The month's topic list (``models.topics.build_topics``) from the warehouse.
+
+The topics need the month's scores only after they have read the month's texts, which is most of
+their work; the batch job scores the month after writing its Events (``pipelines.batch``). So on a
+machine with a second core the topics start in a second process (``pipelines.second_process``) as
+soon as the Events are written, read the texts while this process scores, and read the scores when
+told they are written (``TopicsProcess.scores_written``).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+import schemas
+from models.topics import RECORD_COLUMNS, TopicList, build_topics, shift_month
+from pipelines import warehouse
+from pipelines.gazetteer import read_gazetteer_rows
+from pipelines.month_events import MonthEvents
+from pipelines.second_process import SecondProcess, write_result
+from reports.topics_json import read_topics_json
+
+TOPIC_HISTORY_MONTHS = 3
+# what the second process waits to hear on its standard input before it reads the scores
+SCORES_WRITTEN = "scores written"
+
+
+def month_scores(out: str, month: str) -> pd.DataFrame:
+    """The month's score rows of period ``month`` (the topics, report and workbook read no others)."""
+    scores = warehouse.read_scores(out, [month])
+    return scores[scores["period"] == "month"] if "period" in scores.columns else scores
+
+
+def topics_of_month(out: str, month: str, gazetteer: str, scores, store: MonthEvents | None = None) -> TopicList:
+    """The month's topics from the warehouse's Events (``store``: as the report step reads them) and
+    ``scores`` (``month_scores``' rows, or a function giving them when the topics need them)."""
+    store = store or MonthEvents(out)
+    # DataFrames: topics convert only the events a topic can hold
+    events = store.latest([month], columns=RECORD_COLUMNS)
+    history = store.latest([shift_month(month, -k) for k in range(1, TOPIC_HISTORY_MONTHS + 1)],
+                           columns=RECORD_COLUMNS)
+    previous = read_topics_json(Path(out) / "reports" / shift_month(month, -1) / "topics.json")
+    return build_topics(events, scores, history, previous, schemas.taxonomy(), read_gazetteer_rows(gazetteer), month)
+
+
+class TopicsProcess:
+    """``topics_of_month`` in a second interpreter, started at once; it reads the scores after
+    ``scores_written``; ``result()`` waits for it."""
+
+    def __init__(self, out: str, month: str, gazetteer: str, python: str = sys.executable):
+        self._args = (out, month, gazetteer)
+        self._process = SecondProcess("pipelines.month_topics", [out, month, gazetteer], "the month's topics", python,
+                                      talk=True)
+
+    def scores_written(self) -> None:
+        self._process.tell(SCORES_WRITTEN)
+
+    def result(self, store: MonthEvents | None = None) -> TopicList:
+        """The second process's topics; if it failed, the topics of this process."""
+        topics = self._process.result()
+        if topics is not None:
+            return topics
+        out, month, gazetteer = self._args
+        return topics_of_month(out, month, gazetteer, month_scores(out, month), store)
+
+    def close(self) -> None:
+        self._process.close()
+
+
+def main(argv: list[str]) -> int:
+    from pipelines.runners import fewer_collections  # as the batch job runs the step
+
+    result, out, month, gazetteer = argv
+
+    def scores() -> pd.DataFrame:
+        if sys.stdin.readline().strip() != SCORES_WRITTEN:
+            raise SystemExit("the month's scores were never written")  # the job stopped first
+        return month_scores(out, month)
+
+    with fewer_collections():
+        topics = topics_of_month(out, month, gazetteer, scores)
+    write_result(result, topics)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

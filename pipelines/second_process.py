@@ -1,0 +1,89 @@
+"""Part of the report step in a second interpreter, on a core this process leaves idle.
+
+The second process is a fresh interpreter running a module (``python -P -m MODULE RESULT ARGS…``):
+not a fork, since the Beam runner leaves threads whose locks a fork would copy mid-use, and not
+``multiprocessing``'s spawn, which re-imports the caller's ``__main__`` (every script calling the
+report step would need a ``__main__`` guard, and the batch job's would import the pipeline stack
+again). The module reads the warehouse itself and hands back its result pickled into the file
+``RESULT``. Whoever starts one keeps a way to do the same work in this process: should the second
+process fail in any way, the work runs again here, so an error surfaces exactly as it does
+without it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_PROJECT = Path(__file__).resolve().parent.parent
+
+
+class SecondProcess:
+    """``python -P -m module RESULT *args`` started at once; ``result()`` waits for its value.
+    ``talk``: its standard input is a pipe this process writes lines to (``tell``)."""
+
+    def __init__(self, module: str, args: list[str], what: str, python: str = sys.executable, talk: bool = False):
+        self._what = what
+        self._folder = tempfile.TemporaryDirectory(prefix="riskwatch-")
+        self._result = Path(self._folder.name) / "result.pickle"
+        # this project's modules, whatever the working directory holds (-P: it is not on the path)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PROJECT), env.get("PYTHONPATH")) if p)
+        try:
+            self._process: subprocess.Popen | None = subprocess.Popen(
+                [python, "-P", "-m", module, str(self._result), *args], env=env,
+                stdin=subprocess.PIPE if talk else subprocess.DEVNULL)
+        except OSError as e:
+            log.warning("no second process for %s (%s): doing it in this one", what, e)
+            self._process = None
+
+    def tell(self, line: str) -> None:
+        """A line to the process's standard input. A process that already died hears nothing; its
+        ``result`` says so."""
+        if self._process and self._process.stdin:
+            try:
+                self._process.stdin.write(line.encode("utf-8") + b"\n")
+                self._process.stdin.flush()
+            except OSError:
+                pass
+
+    def result(self) -> Any | None:
+        """The process's value; None when it failed or never started (logged: the caller does the
+        work itself)."""
+        try:
+            if self._process is None:
+                return None
+            if self._process.stdin:
+                self._process.stdin.close()
+            code = self._process.wait()
+            if code == 0:
+                with open(self._result, "rb") as f:
+                    return pickle.load(f)
+            log.warning("%s failed in a second process (exit %s): doing it in this one", self._what, code)
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as e:
+            log.warning("%s from a second process unreadable (%s): doing it in this one", self._what, e)
+        finally:
+            self.close()
+        return None
+
+    def close(self) -> None:
+        """Stop the process if it still runs (the caller failed first) and remove its file."""
+        if self._process and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        self._folder.cleanup()
+
+
+def write_result(path: str, value: Any) -> None:
+    """The second process's value into ``RESULT``, whole or not at all."""
+    partial = Path(path).with_suffix(".partial")
+    with open(partial, "wb") as f:
+        pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
+    partial.replace(path)
