@@ -10,7 +10,9 @@ What RiskWatch uses (chosen on measured results, see docs/notes/scoring.md):
   that period, and shrunk towards no effect by a prior worth a few incidents.
 - ``window_surprisal``: -log10 of the negative-binomial upper tail of the count summed over
   several windows ending at each day (1, 3, 7, 14 days), Bonferroni-corrected over the windows:
-  sudden onsets show in the short windows, gradual ones in the long.
+  sudden onsets show in the short windows, gradual ones in the long. Each window's sum has its
+  own dispersion (``window_dispersions``: how much the history's w-day sums vary around the fit,
+  never less than its days do), so a series' ordinary wander over a fortnight is no episode.
 
 The classic methods are here too, for the comparison and as baselines in evaluate-detection:
 CDC EARS C1, C2, C3 and the negative-binomial CUSUM.
@@ -434,6 +436,47 @@ def at_recent_level(model: ExpectedModel, dates, counts, config: dict) -> Expect
     return model.scaled(ratio) if ratio > 1.0 else model
 
 
+def window_dispersions(model: ExpectedModel, dates, counts, windows, config: dict) -> np.ndarray:
+    """One dispersion per window: how much more a ``w``-day sum varies around ``model`` than ``w``
+    independent days would.
+
+    The fit's φ is measured on single days; the tail of a 7- or 14-day sum taken as φ × its mean
+    assumes the days vary independently. Real series wander: a level a little above the fit for a
+    fortnight (a busy season, a news story, a first-year season the regression cannot know yet) is
+    normal for them, and under φ alone a big series' 14 days at +20% look like an episode. So φ_w is
+    the Pearson dispersion of the history's non-overlapping ``w``-day sums (ending on its last day)
+    around the model's sums — the variance of aggregated counts, which takes their day-to-day
+    correlation in. Blocks far above the model are down-weighted as days are in the fit (Farrington;
+    a past episode is no wander), with the weights taken from φ_w once it is estimated. Shrunk
+    towards φ by ``window_dispersion.prior_days`` days' worth of blocks, never below φ (a window is
+    never held to be steadier than its days). The 1-day window keeps φ. Without
+    ``window_dispersion``: φ for every window."""
+    phi = float(model.dispersion)
+    out = np.full(len(windows), phi)
+    rule = config.get("window_dispersion")
+    n = min(len(counts), model.history_days)
+    if not rule or n == 0:
+        return out
+    y = np.asarray(counts, dtype=float)[len(counts) - n:]
+    mu = model.predict(list(dates)[len(dates) - n:])
+    cut, prior_days = float(config["outbreak_residual"]), float(rule["prior_days"])
+    for j, w in enumerate(windows):
+        blocks = n // w
+        if w <= 1 or blocks == 0:
+            continue
+        sums = y[n - blocks * w:].reshape(blocks, w).sum(axis=1)
+        means = np.maximum(mu[n - blocks * w:].reshape(blocks, w).sum(axis=1), 1e-9)
+        prior = prior_days / w
+        phi_w = phi
+        for _ in range(2):
+            resid = anscombe_residuals(sums, means, phi_w)
+            weight = np.where(resid > cut, 1.0 / np.maximum(resid, cut) ** 2, 1.0)
+            pearson = float(np.sum(weight * (sums - means) ** 2 / means))
+            phi_w = max(phi, (pearson + prior * phi) / (float(weight.sum()) + prior))
+        out[j] = phi_w
+    return out
+
+
 def _memo_fit(dates, counts: np.ndarray, cfg: dict, fits: dict | None) -> ExpectedModel:
     """``fit_expected``, through the memo ``fits`` where one is given."""
     dates = list(dates)
@@ -514,7 +557,8 @@ def window_surprisal(counts, expected, dispersion, windows=(1, 3, 7, 14), min_ob
     """Per day: the most surprising of the windows ending there, Bonferroni-corrected.
 
     Returns (surprisal, best_window_days). Windows whose observed sum is below ``min_observed``
-    do not count (one or two events never make a volume signal).
+    do not count (one or two events never make a volume signal). ``dispersion``: scalar, or one per
+    window as a column (``window_dispersions(...)[:, None]``).
     """
     x = np.asarray(counts, dtype=float)
     mu = np.asarray(expected, dtype=float)

@@ -381,13 +381,14 @@ def score_window(observed: int, history_daily_counts: Mapping[dt.date, Mapping |
     incidents = dense_counts({d: t["incidents"] for d, t in history.items()}, start, history_end)[1]
     per_volume = float(incidents.sum()) / float(volumes.sum()) if volumes.sum() else 1.0
     parent = None if parent_daily_counts is None else dense_counts(parent_daily_counts, start, history_end)[1]
-    model = baselines.at_recent_level(baselines.expected_model(dates, volumes, cfg["expected"], parent, n_siblings),
-                                      dates, volumes, cfg["expected"])
+    fitted = baselines.expected_model(dates, volumes, cfg["expected"], parent, n_siblings)
+    model = baselines.at_recent_level(fitted, dates, volumes, cfg["expected"])
     window_dates = [first_day + dt.timedelta(days=i) for i in range(window_days)]
     expected_volume = float(model.predict(window_dates).sum())
     observed_volume = volume({"incidents": observed, "records": max(tally.get("records") or 0, observed)}, cfg)
     correction = baselines.window_correction(cfg["anomaly"]["windows"])
-    s = (max(0.0, float(baselines.surprisal(observed_volume, expected_volume, model.dispersion)) - correction)
+    window_dispersion = float(baselines.window_dispersions(fitted, dates, volumes, (window_days,), cfg["expected"])[0])
+    s = (max(0.0, float(baselines.surprisal(observed_volume, expected_volume, window_dispersion)) - correction)
          if observed_volume >= cfg["anomaly"]["min_observed"] else 0.0)
     village = None
     if cfg.get("villages") and tally.get("villages") and window_days in village_windows(cfg):
@@ -588,10 +589,11 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
     rows = []
     for month in _month_starts(target_start, target_end):
         m_first, m_last = index[max(month, target_start)], index[min(_month_end(month), target_end)]
-        model = baselines.at_recent_level(
-            baselines.expected_model(dates[:m_first], counts[:m_first], cfg["expected"],
-                                     None if parent is None else parent[:m_first], n_siblings, parent_fits),
-            dates[:m_first], counts[:m_first], cfg["expected"])
+        fitted = baselines.expected_model(dates[:m_first], counts[:m_first], cfg["expected"],
+                                          None if parent is None else parent[:m_first], n_siblings, parent_fits)
+        model = baselines.at_recent_level(fitted, dates[:m_first], counts[:m_first], cfg["expected"])
+        window_dispersion = baselines.window_dispersions(fitted, dates[:m_first], counts[:m_first], windows,
+                                                         cfg["expected"])
         history_volume = float(counts[:m_first].sum())
         per_volume = float(incidents[:m_first].sum()) / history_volume if history_volume else 1.0
         # Windows ending early in the month reach back into history; the month's model predicts
@@ -599,8 +601,8 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
         lo = max(0, m_first - max(windows) + 1)
         mu = np.full(len(dates), np.nan)
         mu[lo:m_last + 1] = model.predict(dates[lo:m_last + 1])
-        s_part, w_part = baselines.window_surprisal(counts[lo:m_last + 1], mu[lo:m_last + 1], model.dispersion,
-                                                    windows, min_observed)
+        s_part, w_part = baselines.window_surprisal(counts[lo:m_last + 1], mu[lo:m_last + 1],
+                                                    window_dispersion[:, None], windows, min_observed)
         history_first = max(0, m_first - cfg["expected"]["max_history_days"])
         # a village's burst scores the township's day when it is more surprising than the township's count
         scan = None if villages is None else villages.scan(counts, slice(history_first, m_first),

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 
 import schemas
 from jobs import cli
+from jobs.commands import evaluate_detection
 from models import detection_eval as de
 from models import risk_score
 
@@ -167,6 +168,8 @@ def test_evaluate_detection_command_with_true_domains(tmp_path, capsys):
     table = (out / "true-domains" / "evaluation.md").read_text(encoding="utf-8")
     yellow = risk_score.config()["levels"]["yellow"]
     assert f"| RiskWatch (operating point) | {yellow:g} | 1/1 |" in table
+    # the table prints each false-alarm rate as the JSON holds it
+    assert f"| {rw['false_alarms_per_series_year']:.3f} |" in table.split("RiskWatch (operating point)")[1].split("\n")[0]
     assert (out / "true-domains" / "curve.svg").read_text(encoding="utf-8").startswith("<svg")
     assert "written:" in capsys.readouterr().out
 
@@ -174,3 +177,23 @@ def test_evaluate_detection_command_with_true_domains(tmp_path, capsys):
 def test_evaluate_detection_needs_the_truth(tmp_path, capsys):
     assert cli.main(["evaluate-detection", "--truth", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "truth/records.csv not found" in capsys.readouterr().err
+
+
+
+def test_the_table_prints_the_false_alarm_rate_the_evaluation_computed():
+    """57 false-alarm runs over 120 series-years are 0.475 per series-year, stored with three decimals;
+    printed with two, the float 0.475 came out as "0.47"."""
+    found = de.EpisodeResult(episode("A", "T1", "labor_wage", 10, 20), True, 2, day(12))
+    rw = de.Evaluation([found], 57, 120.0).summary()
+    assert rw["false_alarms_per_series_year"] == 0.475
+    rw.update(threshold=48.0)
+    result = {"period": {"start": "2025-03-01", "end": "2026-02-28"}, "townships": 12, "domains": 10,
+              "series": 120, "episodes_in_period": 1, "margin_days": 3, "methods": {"RiskWatch": rw},
+              "same_false_alarm_rate": {"RiskWatch": rw}, "at_one_false_alarm_per_series_year": {"RiskWatch": None},
+              "riskwatch_by_shape": {},
+              "linking": {"records_per_incident": 1.2, "true_records_per_incident": 1.0,
+                          **{k: {"records": 0, "precision": 0.0, "recall": 0.0, "f1": 0.0}
+                             for k in ("all_scored_records", "episode_records", "background_records")}}}
+    table = evaluate_detection.markdown_table(result, "true-domains")
+    assert "| RiskWatch (operating point) | 48 | 1/1 | 100% | 2 | 0.475 |" in table
+    assert table.count("| 0.475 |") == 2 and "0.47 |" not in table

@@ -11,6 +11,12 @@ from models import baselines, risk_score
 CFG = risk_score.config()
 OFF = copy.deepcopy(CFG)
 del OFF["expected"]["recent_level"]
+# the regression's counts as fitted, and the recent level alone: a window's own dispersion
+# (``expected.window_dispersion``) takes some of a new level's long-window alarms too
+REGRESSION_ONLY = copy.deepcopy(OFF)
+del REGRESSION_ONLY["expected"]["window_dispersion"]
+LEVEL_ONLY = copy.deepcopy(CFG)
+del LEVEL_ONLY["expected"]["window_dispersion"]
 D0 = dt.date(2025, 1, 1)
 TOWN = "330100001000"
 
@@ -66,13 +72,14 @@ def alarm_days(rows, cfg):
 
 def test_a_new_level_raises_no_alarm_for_weeks_while_an_episode_on_top_of_it_does():
     episode = {dt.date(2025, 7, 15): 15, dt.date(2025, 7, 16): 15}
-    with_rule, without = [], []
+    with_rule, level_only, without = [], [], []
     for seed in range(6):
         with_rule += alarm_days(july_rows(first_year_tallies(seed), CFG), CFG)
-        without += alarm_days(july_rows(first_year_tallies(seed), OFF), OFF)
+        level_only += alarm_days(july_rows(first_year_tallies(seed), LEVEL_ONLY), LEVEL_ONLY)
+        without += alarm_days(july_rows(first_year_tallies(seed), REGRESSION_ONLY), REGRESSION_ONLY)
         assert 15 in alarm_days(july_rows(first_year_tallies(seed, episode), CFG), CFG)
     assert len(without) >= 15
-    assert len(with_rule) <= 2
+    assert len(level_only) <= 2 and len(with_rule) <= 2
 
 
 def test_the_stream_expects_what_the_batch_expects():

@@ -339,7 +339,9 @@ def test_the_month_before_the_spring_festival_is_expected_from_last_years():
         return 4.0 * (0.4 if -1 <= offset <= 6 else 1.8 if -30 <= offset <= -2 else 1.0)
 
     cfg = risk_score.config()
-    plain = {**cfg, "expected": {k: v for k, v in cfg["expected"].items() if k != "festival"}}
+    # the regression without festival terms; a window's own dispersion (``window_dispersion``) is left out
+    # too, since last year's festival month, unexpected, widens the long windows' tails for this one
+    plain = {**cfg, "expected": {k: v for k, v in cfg["expected"].items() if k not in ("festival", "window_dispersion")}}
     start, end = dt.date(2026, 1, 1), dt.date(2026, 2, 28)
     for seed in range(3):
         rng = np.random.default_rng(seed)

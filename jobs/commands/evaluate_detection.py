@@ -163,6 +163,12 @@ def _fmt_delay(value) -> str:
     return "–" if value is None else f"{value:g}"
 
 
+def _fmt_rate(value) -> str:
+    """A false-alarm rate as the evaluation computed it (``summary`` keeps three decimals): two decimals
+    would print the stored 0.475 as "0.47", below the 0.475 the JSON and the curve hold."""
+    return f"{value:.3f}"
+
+
 def markdown_table(result: dict, mode: str) -> str:
     """The evaluation as a Markdown table (operating points, equal false-alarm comparison, linking)."""
     lines = [f"Detection, {mode}: {result['period']['start']} – {result['period']['end']}, "
@@ -173,7 +179,7 @@ def markdown_table(result: dict, mode: str) -> str:
     for name, m in result["methods"].items():
         lines.append(f"| {name} (operating point) | {m['threshold']:g} | {m['detected']}/{m['episodes']} | "
                      f"{m['sensitivity']:.0%} | {_fmt_delay(m['median_delay_days'])} | "
-                     f"{m['false_alarms_per_series_year']:.2f} |")
+                     f"{_fmt_rate(m['false_alarms_per_series_year'])} |")
     for label, key in (("same false-alarm rate as RiskWatch", "same_false_alarm_rate"),
                        ("≤ 1 false alarm / series-year", "at_one_false_alarm_per_series_year")):
         for name, r in result[key].items():
@@ -182,7 +188,7 @@ def markdown_table(result: dict, mode: str) -> str:
                 continue
             lines.append(f"| {name} ({label}) | {r['threshold']:g} | {r['detected']}/{r['episodes']} | "
                          f"{r['sensitivity']:.0%} | {_fmt_delay(r['median_delay_days'])} | "
-                         f"{r['false_alarms_per_series_year']:.2f} |")
+                         f"{_fmt_rate(r['false_alarms_per_series_year'])} |")
     lines += ["", "| RiskWatch by episode shape | detected | median delay (days) |", "| --- | --- | --- |"]
     for shape, r in result["riskwatch_by_shape"].items():
         lines.append(f"| {shape} | {r['detected']}/{r['episodes']} | {_fmt_delay(r['median_delay_days'])} |")
