@@ -6,20 +6,26 @@ import hashlib
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from models.topics import RECORD_COLUMNS, shift_month
 from pipelines import warehouse
 from pipelines.alert_sinks import AlertStore
 from pipelines.gazetteer import read_gazetteer_rows
-from pipelines.month_checks import ChecksProcess, check_month, worth_a_process
+from pipelines.month_checks import ChecksProcess, check_month
 from pipelines.month_events import MonthEvents
 from pipelines.month_topics import TopicsProcess, topics_of_month
 from pipelines.normalise import TZ
+from pipelines.second_process import a_core_to_spare
+from pipelines.sinks import events_dir
 from quality.scorecard import describe
 from reports.render import write_report
 from reports.summary import domain_trend
 
 TREND_MONTHS = 12
+# a month smaller than this is reported in one process: a second interpreter's start-up (~3-4 s of
+# imports) costs more than such a month's checks or topics
+SECOND_PROCESS_ROWS = 20_000
 
 
 def quality_summary(findings: list[dict], township_names: dict) -> list[dict]:
@@ -62,10 +68,21 @@ def daily_warnings(scores: pd.DataFrame) -> list[dict]:
     return warnings
 
 
+def stored_rows(out: str, month: str) -> int:
+    """The month's stored Event rows, from the Parquet footers."""
+    folder = Path(events_dir(out)) / f"month={month}"
+    return sum(pq.ParquetFile(path).metadata.num_rows for path in folder.glob("*.parquet"))
+
+
+def worth_second_processes(out: str, month: str) -> bool:
+    """A large month on a machine with a core to spare (outputs are the same either way)."""
+    return stored_rows(out, month) >= SECOND_PROCESS_ROWS and a_core_to_spare()
+
+
 class MonthReport:
     """One month's report step (the checks, the topics, the report), begun as soon as the month's
     Events are written, before its scores are: with ``processes`` (by default when the month is large
-    and a core is idle, ``month_checks.worth_a_process``) the checks and the topics start in second
+    and a core is idle, ``worth_second_processes``) the checks and the topics start in second
     processes at once, the topics reading the month's texts while this process scores the month.
     ``write()`` once the scores are written builds ``<out>/reports/<month>/`` and returns the report's
     paths and a run summary (with the quality findings marked critical by the policy). Each month's
@@ -74,7 +91,7 @@ class MonthReport:
     def __init__(self, out: str, month: str, gazetteer: str, processes: bool | None = None):
         self._out, self._month, self._gazetteer = out, month, gazetteer
         self._trend_months = [shift_month(month, -k) for k in range(TREND_MONTHS - 1, -1, -1)]
-        self.processes = worth_a_process(out, month) if processes is None else processes
+        self.processes = worth_second_processes(out, month) if processes is None else processes
         self._checks = ChecksProcess(out, month, gazetteer, self._trend_months) if self.processes else None
         self._topics = TopicsProcess(out, month, gazetteer) if self.processes else None
 

@@ -17,12 +17,44 @@ import pickle
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 _PROJECT = Path(__file__).resolve().parent.parent
+# a second process costs several CPU-seconds more in all (its imports, its reads): it pays only on a
+# core that nothing else uses, so it needs this much of one idle besides the core of this process
+IDLE_CORE_SHARE = 0.5
+
+
+def _cpu_times() -> tuple[int, int]:
+    """(idle, total) jiffies of all cores since boot, from /proc/stat."""
+    with open("/proc/stat", encoding="ascii") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    return fields[3] + fields[4], sum(fields[:8])  # idle + iowait; user … steal (guests are in user)
+
+
+def idle_cores(seconds: float = 0.25) -> float:
+    """Cores that ran nothing during a short look (this process sleeps through it, so its own core
+    counts); where /proc/stat is missing, the cores less the 1-minute load average, which lags."""
+    cores = os.cpu_count() or 1
+    try:
+        idle, total = _cpu_times()
+        time.sleep(seconds)
+        idle_after, total_after = _cpu_times()
+    except (OSError, ValueError, IndexError):
+        try:
+            return cores - os.getloadavg()[0] + 1
+        except OSError:
+            return 0.0
+    return cores * (idle_after - idle) / max(1, total_after - total)
+
+
+def a_core_to_spare() -> bool:
+    """Whether a second process would have a core of its own besides this process's."""
+    return len(os.sched_getaffinity(0)) >= 2 and idle_cores() >= 1 + IDLE_CORE_SHARE
 
 
 class SecondProcess:
