@@ -28,14 +28,15 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import yaml
 from scipy import sparse, special
+from scipy.cluster import hierarchy
 from scipy.stats import nbinom
-from sklearn.cluster import DBSCAN, AgglomerativeClustering
+from sklearn.cluster import DBSCAN
 from sklearn.preprocessing import normalize
 
 import schemas
 from models.grievances import GrievanceVocabulary
 from models.text_space import char_tfidf
-from models.word_tags import dictionary_words, word_tags
+from models.word_tags import TextWords
 
 _TZ = ZoneInfo(schemas.TIMEZONE)
 _NOT_NAME = re.compile(r"[^\u3400-\u9fffA-Za-z]")
@@ -351,6 +352,52 @@ def _longest_first(words: Iterable[str], after: Mapping[str, str] | None = None)
     return pattern(trie)
 
 
+_MAX_STRETCHES = 1_000_000  # ~200 bytes each
+
+
+class _NameStarts:
+    """Which texts may hold one of a set of names, for many texts at once: the first three characters
+    of each name (both of a two-character one) hashed into a bit table, and every three (two)
+    neighbouring characters of the texts looked up in it. A text holding a name is always let
+    through; one without is let through only on a hash collision (~1 in 1,500 for 700 names)."""
+
+    _SIZE = 1 << 20
+
+    def __init__(self, names: Iterable[str]):
+        names = list(names)
+        self.everything = any(len(n) < 2 for n in names)  # a one-character name starts anywhere
+        self.tables = {}
+        for n in (2, 3):
+            starts = [name[:n] for name in names if min(len(name), 3) == n]
+            table = np.zeros(self._SIZE, dtype=bool)
+            if starts:
+                codes = np.array([[ord(c) for c in start] for start in starts], dtype=np.int64)
+                table[self._hash(*codes.T)] = True
+            self.tables[n] = table
+
+    @classmethod
+    def _hash(cls, *columns: np.ndarray) -> np.ndarray:
+        key = columns[0]
+        for column in columns[1:]:
+            key = key * 1_000_003 + column  # wraps around alike for the names and the texts
+        return key & (cls._SIZE - 1)
+
+    def may_hold(self, texts: Sequence[str]) -> list[bool]:
+        if self.everything or not texts:
+            return [True] * len(texts)
+        # the texts end to end, each followed by a NUL (and two more at the end: every position has
+        # two after it, an empty last text a position of its own)
+        codes = np.frombuffer("\0".join([*texts, "", "", ""]).encode("utf-32-le", "surrogatepass"),
+                              dtype=np.uint32).astype(np.int64)
+        hit = self.tables[2][self._hash(codes[:-2], codes[1:-1])]
+        hit |= self.tables[3][self._hash(codes[:-2], codes[1:-1], codes[2:])]
+        lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)) + 1
+        starts = np.cumsum(lengths) - lengths
+        # a text's positions and the NUL after it: what runs into a NUL is no name's start but may
+        # share a hash with one (the text is scanned for nothing)
+        return np.logical_or.reduceat(hit, starts).tolist()
+
+
 class SubjectFinder:
     """Finds the compounds, companies, schools, roads and villages a text names."""
 
@@ -372,6 +419,10 @@ class SubjectFinder:
         self.region_re = re.compile("|".join(map(re.escape, terms))) if terms else None
         self.villages = regions.villages
         self.village_re = re.compile(_longest_first(self.villages)) if self.villages else None
+        self._village_starts = _NameStarts(self.villages)
+        # the mention of each stretch before a place suffix met so far (``mentions_of``): one compound
+        # is named in several domains' groups of its township
+        self._stretches: dict[tuple[str, int], Mention | None] = {}
 
     def strip_regions(self, text: str) -> str:
         # township and county names are the topic's region, never its subject
@@ -379,21 +430,26 @@ class SubjectFinder:
 
     def mentions_of(self, texts: Iterable[str]) -> list[list[Mention]]:
         """``mentions`` of each text. A township × domain's texts repeat one another — a text
-        reported twice, a compound named after the same few words — so each distinct text and
-        each distinct stretch before a place suffix is looked at once per call."""
-        seen: dict[str, list[Mention]] = {}
-        stretches: dict[tuple[str, int], Mention | None] = {}
-        found = []
-        for text in texts:
-            mentions = seen.get(text)
-            if mentions is None:
-                mentions = seen[text] = self.mentions(text, stretches)
-            found.append(mentions)
-        return found
+        reported twice, a compound named after the same few words — so each distinct text is
+        looked at once per call, and each distinct stretch before a place suffix once per finder
+        (up to ``_MAX_STRETCHES`` of them)."""
+        texts = list(texts)
+        distinct = list(dict.fromkeys(texts))
+        if len(self._stretches) > _MAX_STRETCHES:  # a worker's finder lives for many months
+            self._stretches.clear()
+        stretches = self._stretches
+        # most texts name no village: those holding no start of one skip the scan
+        # (the ~300-way branch of the village pattern at every character that may start a name)
+        villages = self._village_starts.may_hold(distinct) if self.village_re else [False] * len(distinct)
+        seen = {text: self.mentions(text, stretches, may_name_village)
+                for text, may_name_village in zip(distinct, villages)}
+        return [seen[text] for text in texts]
 
-    def mentions(self, text: str, stretches: dict[tuple[str, int], Mention | None] | None = None) -> list[Mention]:
+    def mentions(self, text: str, stretches: dict[tuple[str, int], Mention | None] | None = None,
+                 may_name_village: bool = True) -> list[Mention]:
         """The places a text names, in order. ``stretches``: the mention (or None) already found
-        for a suffix and the few characters before it (``mentions_of`` shares it between texts)."""
+        for a suffix and the few characters before it (``mentions_of`` shares it between texts);
+        ``may_name_village`` False: the text holds the start of no village's name (``_NameStarts``)."""
         text = self.strip_regions(text)
         found: list[tuple[int, int, Mention]] = []
         for m in self.suffix_re.finditer(text):
@@ -408,7 +464,7 @@ class SubjectFinder:
             if mention:
                 found.append((start, end, mention))
         villages = False
-        if self.village_re:
+        if self.village_re and may_name_village:
             for m in self.village_re.finditer(text):
                 if not any(m.group() in c for _, _, mm in found for c in mm.candidates):
                     found.append((m.start(), m.end(), Mention("village", (m.group(),), (m.group(),))))
@@ -452,22 +508,22 @@ def canonical_subjects(mentions_per_event: Sequence[Sequence[Mention]]) -> list[
     """For each event, its subjects (name, kind). A mention whose text gives no clear start
     ("购买幸福里小区") takes a name that other events delimit and share ("幸福里小区"); a name no
     text delimits ("建筑工程有限公司") is never chosen."""
-    df: Counter = Counter()
-    attested: set[str] = set()
-    for mentions in mentions_per_event:
-        if mentions:  # most texts name no place: skip the updates' overhead
-            df.update({c for m in mentions for c in m.candidates})
-            attested.update(a for m in mentions for a in m.attested)
+    # events naming each candidate, counted in one pass (most texts name no place)
+    df = Counter(c for mentions in mentions_per_event if mentions for c in {c for m in mentions for c in m.candidates})
+    attested = {a for mentions in mentions_per_event for m in mentions for a in m.attested}
     chosen = []
+    picked: dict[int, tuple[str, str]] = {}  # by mention: texts share the mention of a shared stretch
     for mentions in mentions_per_event:
         subjects = []
         for m in mentions:
-            options = [c for c in m.candidates if c in attested]
-            top = max(df[c] for c in options)
-            # the longest name that at least half as many events use: "幸福里小区" over a clipped "福里小区"
-            best = max((c for c in options if 2 * df[c] >= top), key=len)
-            if (best, m.kind) not in subjects:
-                subjects.append((best, m.kind))
+            subject = picked.get(id(m))
+            if subject is None:
+                options = [c for c in m.candidates if c in attested]
+                top = max(df[c] for c in options)
+                # the longest name that at least half as many events use: "幸福里小区" over a clipped "福里小区"
+                subject = picked[id(m)] = (max((c for c in options if 2 * df[c] >= top), key=len), m.kind)
+            if subject not in subjects:
+                subjects.append(subject)
         chosen.append(subjects)
     return chosen
 
@@ -491,7 +547,7 @@ def unify_subjects(subjects: Sequence[Sequence[tuple[str, str]]], texts: Sequenc
     and a text that names the thing without a suffix ("宏达建筑拖欠工资") gets it too. Two places of
     one kind that differ in their suffix ("幸福里华庭", "幸福里公馆") stay two. A name's kind is that of
     its last suffix in ``kind_of`` (suffix → kind), else the kind its mentions gave."""
-    counts = Counter(s for subs in subjects for s in {s for s, _ in subs})
+    counts = Counter(s for subs in subjects if subs for s in {s for s, _ in subs})
     kinds = {s: k for subs in subjects for s, k in subs}
     if kind_of:
         for name in kinds:
@@ -509,11 +565,15 @@ def unify_subjects(subjects: Sequence[Sequence[tuple[str, str]]], texts: Sequenc
     bare = [(h, cores[h]) for h in order if h not in alias and len(cores[h]) >= min_bare_core]
     result = []
     for subs, text in zip(subjects, texts):
-        names = list(dict.fromkeys(alias.get(s, s) for s, _ in subs))
-        if not names:
-            head = next((h for h, core in bare if core in text), None)
-            names = [head] if head else []
-        result.append([(n, kinds[n]) for n in names])
+        if subs:
+            result.append([(n, kinds[n]) for n in dict.fromkeys(alias.get(s, s) for s, _ in subs)])
+            continue
+        head = None  # most texts name nothing: the first bare name they hold, if any
+        for h, core in bare:
+            if core in text:
+                head = h
+                break
+        result.append([(head, kinds[head])] if head else [])
     return result
 
 
@@ -631,19 +691,23 @@ def group_key(record: Mapping) -> tuple[str, str] | None:
     return record["township_code"], record["domain"]
 
 
+_UNKNOWN = object()  # Grievances: a text not looked at yet (its phrase may be None)
+
+
 class Grievances(GrievanceVocabulary):
     """``GrievanceVocabulary`` remembering each text's phrase: the county counts (``domain_counts``)
     and the text's group look up the same events."""
 
     def __init__(self, lexicon: Mapping):
         super().__init__(lexicon)
-        self._known: dict[tuple[str, str], str | None] = {}
+        self._known: dict[str, dict[str, str | None]] = defaultdict(dict)  # domain → text → phrase
 
     def phrase(self, domain: str, text: str) -> str | None:
-        key = (domain, text)
-        if key not in self._known:
-            self._known[key] = super().phrase(domain, text)
-        return self._known[key]
+        known = self._known[domain]
+        found = known.get(text, _UNKNOWN)
+        if found is _UNKNOWN:
+            found = known[text] = GrievanceVocabulary.phrase(self, domain, text)
+        return found
 
 
 def count_key(grievances: GrievanceVocabulary, record: Mapping) -> tuple[str, str, str | None, str] | None:
@@ -658,7 +722,10 @@ def count_key(grievances: GrievanceVocabulary, record: Mapping) -> tuple[str, st
 
 def domain_counts(grievances: GrievanceVocabulary, event_records: Iterable[Mapping]) -> Counter:
     """Events per ``count_key`` over the county."""
-    return Counter(key for key in (count_key(grievances, e) for e in event_records) if key)
+    phrase = grievances.phrase
+    # count_key written out: a call less per event of the month and its history
+    return Counter((e["township_code"], e["domain"], phrase(e["domain"], e["text"]), e["month"])
+                   for e in event_records if e.get("township_code") and e.get("domain") not in (None, "none"))
 
 
 class CountyCounts:
@@ -759,9 +826,9 @@ class TopicBuilder:
                 self.source_names[feed] = schemas.feed_contract(feed).get("name_zh", feed)
             except (OSError, ValueError):
                 self.source_names[feed] = feed
-        self._tokenizer = None
-        self._word_tags: dict[str, str] | None = None
+        self._words: TextWords | None = None
         self._content_words: dict[str, bool] = {}  # tokens repeat across texts: decide each once
+        self._instants = ReportInstants()  # the report times of the events weighed, parsed once
         self._county: CountyCounts | None = None
 
     def _county_counts(self, counts: Mapping | None) -> CountyCounts | None:
@@ -775,25 +842,20 @@ class TopicBuilder:
     # -- text -----------------------------------------------------------------------------------
 
     @property
-    def tokenizer(self):
-        if self._tokenizer is None:
+    def words(self) -> TextWords:
+        """The tokenizer, its dictionary loaded as the texts cut need it, with the lexicon's words."""
+        if self._words is None:
             import jieba
 
             jieba.setLogLevel(logging.WARNING)  # its dictionary-loading chatter is not the job's log
-            tokenizer = jieba.Tokenizer()
-            words = {k for d in self.taxonomy["domains"] for k in d.get("keywords", [])}
-            words |= {t for s in self.signal_spec["signals"] for t in s.get("terms", [])}
-            words |= set(self.grievances.terms())
-            for word in sorted(words):
-                tokenizer.add_word(word, freq=2000, tag="n")
-            self._tokenizer = tokenizer
-        return self._tokenizer
-
-    @property
-    def word_tag_table(self) -> dict[str, str]:
-        if self._word_tags is None:
-            self._word_tags = word_tags(self.tokenizer)
-        return self._word_tags
+            words = TextWords(jieba.Tokenizer())
+            lexicon_words = {k for d in self.taxonomy["domains"] for k in d.get("keywords", [])}
+            lexicon_words |= {t for s in self.signal_spec["signals"] for t in s.get("terms", [])}
+            lexicon_words |= set(self.grievances.terms())
+            for word in sorted(lexicon_words):
+                words.add_word(word, freq=2000, tag="n")
+            self._words = words
+        return self._words
 
     @staticmethod
     def feature_text(text: str) -> str:
@@ -805,7 +867,7 @@ class TopicBuilder:
         for term in sorted(exclude, key=len, reverse=True):
             text = text.replace(term, "|")
         text = self.finder.strip_regions(text)
-        tokens = self.tokenizer.lcut(self.feature_text(text))
+        tokens = self.words.cut(self.feature_text(text))
         ok = [self._is_content(t) for t in tokens]
         terms = [t for t, good in zip(tokens, ok) if good]
         for i in range(len(tokens) - 1):
@@ -925,10 +987,11 @@ class TopicBuilder:
         by_month: dict[str, list] = defaultdict(list)
         for e in past_rest:
             by_month[e["month"]].append(e)
-        window = [rest[j] for j in busiest_events([everything[i] for i in rest], p.burst_days)]
+        window = [rest[j] for j in busiest_events([everything[i] for i in rest], p.burst_days, self._instants)]
         options = [  # the narrower first: it wins ties
             # the busiest days against the busiest days of each previous month
-            (_WAVE_DAYS, window, [m[i] for m in by_month.values() for i in busiest_events(m, p.burst_days)]),
+            (_WAVE_DAYS, window,
+             [m[i] for m in by_month.values() for i in busiest_events(m, p.burst_days, self._instants)]),
             # the month's unexplained events against the previous months' ones
             (_WAVE_MONTH, rest, past_rest),
         ]
@@ -989,12 +1052,12 @@ class TopicBuilder:
             by_month[e["month"]].append(e)
         covered = max(1, len(months))
         mean = sum(len(by_month[m]) for m in months) / covered
-        past_bursts = [busiest_window(list(incident_times(by_month[m]).values()), p.burst_days)[0] for m in months]
+        past_bursts = [self._instants.busiest(by_month[m], p.burst_days)[0] for m in months]
         expected = season * max(mean, p.prior_events)
         feeds_of: dict[str, set] = defaultdict(set)
         for e in cluster:
             feeds_of[e["incident_id"] or e["event_id"]].add(e["source"])
-        burst, start = busiest_window(list(incident_times(cluster).values()), p.burst_days)
+        burst, start = self._instants.busiest(cluster, p.burst_days)
         callers = Counter(e["caller_key"] for e in cluster if e["caller_key"])
         past_signals = sum(1 for m in months for e in by_month[m] if e["signals"]) / covered
         excess = max(0.0, len(cluster) - mean)
@@ -1065,25 +1128,38 @@ class TopicBuilder:
             for i, label in zip(residual, labels):
                 clusters[label].append(i)
             background = [e["text"] for e in events]
+            background_counts: dict[str, int] = {}
             for label, idx in clusters.items():
                 texts = [events[i]["text"] for i in idx if in_month[i]]
-                noun = self.shared_noun(texts, background) if len(texts) >= p.min_subject_events else None
+                noun = (self.shared_noun(texts, background, background_counts=background_counts)
+                        if len(texts) >= p.min_subject_events else None)
                 for i in idx:
                     keys[i] = (None, noun)
         return keys
 
-    def shared_noun(self, texts: Sequence[str], background: Sequence[str], lift: float = 3.0) -> str | None:
+    def shared_noun(self, texts: Sequence[str], background: Sequence[str], lift: float = 3.0,
+                    background_counts: dict[str, int] | None = None) -> str | None:
         """A noun that at least half of the texts use, ``lift`` times as often as the group's texts
-        do, and that says what they are about (not who, when or how it was reported)."""
+        do, and that says what they are about (not who, when or how it was reported).
+        ``background_counts``: the background's texts holding each word, kept between calls with the
+        same background (a group's clusters share their nouns)."""
         counts: Counter = Counter()
+        nouns: dict[str, set[str]] = {}  # a text reported twice is cut once
         for text in texts:
-            counts.update(set(self.content_nouns(text)))
+            found = nouns.get(text)
+            if found is None:
+                found = nouns[text] = set(self.content_nouns(text))
+            counts.update(found)
+        known = {} if background_counts is None else background_counts
         shared = []
         for word, c in counts.items():
             share = c / len(texts)
             if share < 0.5:  # most words: no need to count them over the whole group
                 continue
-            base = sum(1 for t in background if word in t) / max(1, len(background))
+            held = known.get(word)
+            if held is None:
+                held = known[word] = sum(1 for t in background if word in t)
+            base = held / max(1, len(background))
             if share >= lift * base:
                 shared.append(word)
         return max(shared, key=lambda w: (counts[w], len(w), w)) if shared else None
@@ -1091,7 +1167,7 @@ class TopicBuilder:
     def content_nouns(self, text: str) -> list[str]:
         text = self.finder.strip_regions(text)
         # without the HMM: the costly guessing of unknown words is no use, a title takes dictionary nouns
-        return [word for word, tag in dictionary_words(self.tokenizer, self.word_tag_table, self.feature_text(text))
+        return [word for word, tag in self.words.tagged(self.feature_text(text))
                 if tag in _NOUN_TAGS and self._is_content(word)]
 
     def _is_content(self, word: str) -> bool:
@@ -1134,7 +1210,7 @@ class TopicBuilder:
         return normalize(sparse.hstack(blocks).tocsr())
 
     def cluster(self, events: Sequence[Mapping], subjects: Sequence[Sequence[tuple[str, str]]]) -> list[int]:
-        """Cluster labels, deterministic for a given event order."""
+        """Cluster labels, deterministic for a given event order (what they number is arbitrary)."""
         n = len(events)
         if n == 1:
             return [0]
@@ -1143,9 +1219,7 @@ class TopicBuilder:
         if n <= self.params.max_agglomerative:
             distances = np.clip(1.0 - (x @ x.T).toarray(), 0.0, 2.0)
             np.fill_diagonal(distances, 0.0)
-            model = AgglomerativeClustering(n_clusters=None, metric="precomputed", linkage="average",
-                                            distance_threshold=t)
-            return [int(v) for v in model.fit_predict(distances)]
+            return average_linkage(distances, t)
         labels = DBSCAN(eps=t, min_samples=2, metric="cosine").fit_predict(x)
         # DBSCAN's noise points are singletons, numbered after the clusters
         next_label = int(labels.max()) + 1
@@ -1354,6 +1428,25 @@ class TopicBuilder:
         return result
 
 
+def average_linkage(distances: np.ndarray, threshold: float) -> list[int]:
+    """The clusters ``AgglomerativeClustering(n_clusters=None, metric="precomputed", linkage="average",
+    distance_threshold=threshold).fit_predict(distances)`` forms, each labelled by its last merge (or
+    its only event): the tree scikit-learn builds (scipy's average linkage of the distances above the
+    diagonal), less its last merges, as many as reach the threshold (scikit-learn cuts those off one
+    by one, the latest first). Without scikit-learn's checks of the n × n matrix and its tree
+    bookkeeping: a third of the clustering's cost for the few hundred events of a group."""
+    n = len(distances)
+    merges = hierarchy.linkage(distances[np.triu_indices(n, k=1)], method="average")
+    kept = n - 1 - int(np.count_nonzero(merges[:, 2] >= threshold))
+    parent = list(range(n + kept))
+    for node, (a, b) in enumerate(merges[:kept, :2].astype(np.intp).tolist(), start=n):
+        parent[a] = parent[b] = node
+    # a merge's node comes after the nodes it joins: settle the roots from the last node down
+    for node in range(len(parent) - 1, -1, -1):
+        parent[node] = parent[parent[node]]
+    return parent[:n]
+
+
 def _trend(current: int, previous: Sequence[int]) -> str:
     if not previous or not any(previous):
         return "new"
@@ -1403,17 +1496,41 @@ def surprise(count: float, expected: float, overdispersion: float = 0.0) -> floa
     return max(0.0, -float(log_p) / _LN10)
 
 
-def busiest_window(times: Sequence[datetime], days: int) -> tuple[int, datetime | None]:
-    """Most events within ``days`` consecutive days, and when that window starts."""
-    times = sorted(times)
+_UTC_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_WALL_EPOCH = datetime(1970, 1, 1)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _microseconds(times: Sequence[datetime]) -> list[int]:
+    """The times as integer microseconds, in the order and with the differences Python gives the
+    datetimes themselves: since the epoch for aware times; naive ones by their fields alone (a mix
+    of both raises TypeError, as comparing them does). Sorting aware datetimes of distinct tzinfo
+    objects asks both for their UTC offset at every comparison: ~4 µs a time for a month's events."""
+    try:
+        return [(t - _UTC_EPOCH) // _MICROSECOND for t in times]
+    except TypeError:
+        return [(t - _WALL_EPOCH) // _MICROSECOND for t in times]
+
+
+def _densest(instants: Sequence[int], span: int) -> tuple[int, int | None]:
+    """Most of the sorted ``instants`` within less than ``span`` of one another, and the position of
+    the first of them."""
     best, start, j = 0, None, 0
-    span = timedelta(days=days)
-    for i, t in enumerate(times):
-        while t - times[j] >= span:
+    for i, t in enumerate(instants):
+        while t - instants[j] >= span:
             j += 1
         if i - j + 1 > best:
-            best, start = i - j + 1, times[j]
+            best, start = i - j + 1, j
     return best, start
+
+
+def busiest_window(times: Sequence[datetime], days: int) -> tuple[int, datetime | None]:
+    """Most events within ``days`` consecutive days, and when that window starts (the first of the
+    equal times in the given order)."""
+    instants = _microseconds(times)
+    order = sorted(range(len(instants)), key=instants.__getitem__)
+    count, start = _densest([instants[k] for k in order], timedelta(days=days) // _MICROSECOND)
+    return count, (None if start is None else times[order[start]])
 
 
 def incident_times(events: Sequence[Mapping]) -> dict[str, datetime]:
@@ -1430,15 +1547,63 @@ def incident_times(events: Sequence[Mapping]) -> dict[str, datetime]:
     return first
 
 
-def busiest_events(events: Sequence[Mapping], days: int) -> list[int]:
-    """Indices of the events whose incidents were first reported in the busiest ``days`` days."""
-    first = incident_times(events)
-    count, start = busiest_window(list(first.values()), days)
+class ReportInstants(dict):
+    """ISO text of a report time → microseconds since the epoch (None for a time without a UTC
+    offset), parsed once per text: a topic's events are weighed again as part of its group's wave and
+    history, and integers sort and subtract without asking each datetime for its offset."""
+
+    limit = 2_000_000  # a worker's builder lives for many months: start over beyond this many texts
+
+    def __missing__(self, text: str) -> int | None:
+        if len(self) >= self.limit:
+            self.clear()
+        t = datetime.fromisoformat(text)
+        value = self[text] = None if t.utcoffset() is None else (t - _UTC_EPOCH) // _MICROSECOND
+        return value
+
+    def first_reports(self, events: Sequence[Mapping]) -> dict[str, int] | None:
+        """``incident_times`` in microseconds since the epoch; None when a time has no UTC offset."""
+        first: dict[str, int] = {}
+        for e in events:
+            if e["reported_at"]:
+                t = self[e["reported_at"]]
+                if t is None:
+                    return None
+                incident = e["incident_id"] or e["event_id"]
+                known = first.get(incident)
+                if known is None or t < known:
+                    first[incident] = t
+        return first
+
+    def busiest(self, events: Sequence[Mapping], days: int) -> tuple[int, datetime | None]:
+        """``busiest_window`` of the events' ``incident_times`` (the start as the same instant in UTC)."""
+        first = self.first_reports(events)
+        if first is None:
+            return busiest_window(list(incident_times(events).values()), days)
+        instants = sorted(first.values())
+        count, start = _densest(instants, timedelta(days=days) // _MICROSECOND)
+        return count, (None if start is None else _UTC_EPOCH + timedelta(microseconds=instants[start]))
+
+
+def busiest_events(events: Sequence[Mapping], days: int, instants: ReportInstants | None = None) -> list[int]:
+    """Indices of the events whose incidents were first reported in the busiest ``days`` days
+    (``instants``: the builder's parsed report times)."""
+    first = None if instants is None else instants.first_reports(events)
+    if first is None:
+        times = incident_times(events)
+        count, start = busiest_window(list(times.values()), days)
+        begin = start.timestamp() if count else 0.0
+        stamps = {k: t.timestamp() for k, t in times.items()}
+    else:
+        ordered = sorted(first.values())
+        count, start = _densest(ordered, timedelta(days=days) // _MICROSECOND)
+        # what datetime.timestamp() gives an aware time: its microseconds since the epoch / 10**6
+        begin = ordered[start] / 10**6 if count else 0.0
+        stamps = {k: t / 10**6 for k, t in first.items()}
     if not count:
         return []
-    begin = start.timestamp()
     end = begin + days * 86400.0
-    inside = {k for k, t in first.items() if begin <= t.timestamp() < end}
+    inside = {k for k, t in stamps.items() if begin <= t < end}
     return [i for i, e in enumerate(events) if (e["incident_id"] or e["event_id"]) in inside]
 
 
@@ -1693,8 +1858,8 @@ def build_topics(events: Any, scores: Any, history: Any = None, previous_topics:
         for topic in listed:
             builder.present(topic, background)
     hits: Counter = Counter()
-    previous_groups = previous_by_group(previous)
-    for e in month_events:
-        hits.update(previous_topic_hits(e, previous_groups.get(group_key(e), ())))
+    for key, listed in previous_by_group(previous).items():  # the groups last month's topics are in
+        for e in by_key.get(key, ()):
+            hits.update(previous_topic_hits(e, listed))
     return finalise(month, topics, previous, hits, builder.params)
 

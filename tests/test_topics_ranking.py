@@ -114,6 +114,65 @@ def test_busiest_window_counts_the_most_events_within_the_days(hours, days):
         assert sum(1 for u in times if first <= u < first + dt.timedelta(days=days)) == count
 
 
+def _sorted_window(times, days):
+    """busiest_window as datetimes sorted and subtracted directly (the reference for its integers)."""
+    times = sorted(times)
+    best, start, j = 0, None, 0
+    for i, t in enumerate(times):
+        while t - times[j] >= dt.timedelta(days=days):
+            j += 1
+        if i - j + 1 > best:
+            best, start = i - j + 1, times[j]
+    return best, start
+
+
+_OFFSETS = [dt.timezone(dt.timedelta(hours=8)), dt.timezone.utc, dt.timezone(dt.timedelta(hours=-5, minutes=-30)), TZ]
+_moments = st.tuples(st.integers(min_value=0, max_value=20 * 86400), st.sampled_from([0, 0, 1, 999_999]),
+                     st.integers(min_value=0, max_value=len(_OFFSETS) - 1))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_moments, max_size=30), st.sampled_from([1, 3, 2.5]), st.booleans())
+def test_busiest_window_in_integers_is_the_datetimes_own(moments, days, naive):
+    # times of several offsets (and equal instants told in two offsets), or naive ones
+    base = dt.datetime(2025, 10, 1)
+    times = [base + dt.timedelta(seconds=s, microseconds=us) if naive else
+             (base + dt.timedelta(seconds=s, microseconds=us)).replace(tzinfo=_OFFSETS[o]) for s, us, o in moments]
+    count, start = model.busiest_window(times, days)
+    assert (count, start) == _sorted_window(times, days)
+    assert start is None or any(start is t for t in times)  # one of the given times, not a copy
+
+
+def test_busiest_window_refuses_naive_and_aware_times_together():
+    with pytest.raises(TypeError):
+        model.busiest_window([dt.datetime(2025, 10, 1), dt.datetime(2025, 10, 2, tzinfo=TZ)], 3)
+
+
+def _timed_events(moments, offsets, incidents):
+    events = []
+    for k, ((s, _, o), incident) in enumerate(zip(moments, incidents)):
+        at = (dt.datetime(2025, 10, 1, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=s)).astimezone(offsets[o % len(offsets)])
+        events.append({"event_id": f"e{k}", "incident_id": incident, "reported_at": at.isoformat(timespec="seconds")})
+    return events
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_moments, max_size=30), st.lists(st.sampled_from([None, "", "i1", "i2", "i3"]), min_size=30),
+       st.sampled_from([1, 3]))
+def test_parsed_report_times_give_the_same_windows_and_events(moments, incidents, days):
+    events = _timed_events(moments, _OFFSETS[:3], incidents)
+    instants = model.ReportInstants()
+    count, start = instants.busiest(events, days)
+    expected = model.busiest_window(list(model.incident_times(events).values()), days)
+    assert count == expected[0] and start == expected[1]  # the same instant (told in UTC)
+    assert start is None or start.astimezone(TZ) == expected[1].astimezone(TZ)
+    assert model.busiest_events(events, days, instants) == model.busiest_events(events, days)
+    # times without an offset are weighed as datetimes
+    naive = [{**e, "reported_at": e["reported_at"][:19]} for e in events]
+    assert instants.busiest(naive, days) == model.busiest_window(list(model.incident_times(naive).values()), days)
+    assert model.busiest_events(naive, days, instants) == model.busiest_events(naive, days)
+
+
 @pytest.mark.parametrize("count, expected, at_least", [(14, 1.0, 8), (3, 0.5, 1.5), (36, 30.0, 0.0)])
 def test_surprise_grows_with_the_count_against_its_expectation(count, expected, at_least):
     value = model.surprise(count, expected, 0.3)

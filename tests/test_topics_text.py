@@ -12,7 +12,7 @@ from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 
 from models import topics as model
 from models.text_space import char_ngram_counts, char_tfidf
-from models.word_tags import dictionary_words
+from models.word_tags import TextWords
 from tests.topic_fixtures import GAZETTEER, history_events, month_events
 
 FIXTURE_TEXTS = [e["text"] for e in month_events() + history_events()]
@@ -85,38 +85,70 @@ def builder():
 
 
 @pytest.fixture(scope="module")
-def tagger(builder):
-    # the builder reads its table before jieba's tagger takes the added words' tags over
-    builder.word_tag_table
+def full_tokenizer(builder):
+    """jieba's tokenizer with its whole dictionary and the builder's added words."""
+    import jieba
+
+    tokenizer = jieba.Tokenizer()
+    for word in builder.words._added:
+        tokenizer.add_word(word, freq=2000, tag="n")
+    return tokenizer
+
+
+@pytest.fixture(scope="module")
+def tagger(full_tokenizer):
     import jieba.posseg
 
-    return jieba.posseg.POSTokenizer(builder.tokenizer)
+    return jieba.posseg.POSTokenizer(full_tokenizer)
 
 
 def _tagger_nouns(tagger, text):
     return [(w.word, w.flag) for w in tagger.lcut(text, HMM=False) if w.flag in model._NOUN_TAGS]
 
 
+def _our_nouns(builder, text):
+    return [(w, t) for w, t in builder.words.tagged(text) if t in model._NOUN_TAGS]
+
+
+def test_the_dictionary_loads_as_the_texts_need_it(full_tokenizer):
+    words = TextWords(type(full_tokenizer)())
+    words.add_word("逾期交房", freq=2000, tag="n")
+    plain = type(full_tokenizer)()
+    plain.add_word("逾期交房", freq=2000, tag="n")
+    assert set(words.tokenizer.FREQ) == {"逾", "逾期", "逾期交", "逾期交房"}  # the added word and its prefixes
+    words.cut("逾期交房")
+    # the dictionary words of these characters came in, the added word kept its frequency and tag
+    assert words.tokenizer.FREQ["逾期"] == plain.FREQ["逾期"] > 0
+    assert words.tokenizer.FREQ["逾期交房"] == 2000 and words.tags["逾期交房"] == "n"
+    assert "小区" not in words.tokenizer.FREQ
+    assert words.tokenizer.total == plain.total
+    # the words of these characters, each prefix of them; prefixes of other words only in jieba's
+    # (a missing prefix reads as jieba's 0)
+    assert {w: f for w, f in plain.FREQ.items() if f and set(w) <= set("逾期交房")} == {
+        w: f for w, f in words.tokenizer.FREQ.items() if f}
+    assert all(plain.FREQ[w] == f for w, f in words.tokenizer.FREQ.items())
+
+
 def test_word_tags_are_the_taggers_table_with_the_added_words(builder, tagger):
     tagger.lcut("逾期交房")  # the tagger merges the words added to the tokenizer on its first cut
-    assert builder.word_tag_table == tagger.word_tag_tab
-    assert builder.word_tag_table["逾期交房"] == "n"  # a grievance term added as a noun
+    for text in FIXTURE_TEXTS:
+        builder.words.cut(text)
+    assert builder.words.tags and all(tagger.word_tag_tab[w] == t for w, t in builder.words.tags.items())
+    assert builder.words.tags["逾期交房"] == "n"  # a grievance term added as a noun
 
 
-def test_nouns_equal_the_taggers_on_the_fixture_texts(builder, tagger):
+def test_nouns_and_cuts_equal_jiebas_on_the_fixture_texts(builder, tagger, full_tokenizer):
     for text in FIXTURE_TEXTS:
         for form in (text, builder.feature_text(text)):
-            ours = [(w, t) for w, t in dictionary_words(builder.tokenizer, builder.word_tag_table, form)
-                    if t in model._NOUN_TAGS]
-            assert ours == _tagger_nouns(tagger, form), form
+            assert _our_nouns(builder, form) == _tagger_nouns(tagger, form), form
+            assert builder.words.cut(form) == full_tokenizer.lcut(form), form
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet=_ALPHABET, max_size=40))
-def test_nouns_equal_the_taggers_on_any_text(builder, tagger, text):
-    ours = [(w, t) for w, t in dictionary_words(builder.tokenizer, builder.word_tag_table, text)
-            if t in model._NOUN_TAGS]
-    assert ours == _tagger_nouns(tagger, text)
+def test_nouns_and_cuts_equal_jiebas_on_any_text(builder, tagger, full_tokenizer, text):
+    assert _our_nouns(builder, text) == _tagger_nouns(tagger, text)
+    assert builder.words.cut(text) == full_tokenizer.lcut(text)
 
 
 def test_a_batch_of_texts_gets_each_texts_own_mentions(builder):
@@ -124,3 +156,50 @@ def test_a_batch_of_texts_gets_each_texts_own_mentions(builder):
     batch = builder.finder.mentions_of(docs)
     assert batch == [builder.finder.mentions(t) for t in docs]
     assert sum(1 for m in batch if m) >= len(FIXTURE_TEXTS)  # the fixture names places
+
+
+def _partition(labels):
+    groups = {}
+    for i, label in enumerate(labels):
+        groups.setdefault(label, []).append(i)
+    return sorted(groups.values())
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(min_value=2, max_value=40), st.integers(min_value=0, max_value=2**32 - 1),
+       st.sampled_from([0.05, 0.3, 0.8]), st.booleans())
+def test_average_linkage_forms_the_clusters_of_scikit_learn(n, seed, threshold, coarse):
+    from sklearn.cluster import AgglomerativeClustering
+
+    rng = np.random.default_rng(seed)
+    points = rng.random((n, 4))
+    if coarse:  # equal distances: ties in the merge order
+        points = np.round(points, 1) + 0.01
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    distances = np.clip(1.0 - points @ points.T, 0.0, 2.0)
+    np.fill_diagonal(distances, 0.0)
+    theirs = AgglomerativeClustering(n_clusters=None, metric="precomputed", linkage="average",
+                                     distance_threshold=threshold).fit_predict(distances)
+    assert _partition(model.average_linkage(distances, threshold)) == _partition(theirs)
+
+
+_NAME_CHARS = "城关幸福里小区宏达村新王家庄河口"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(alphabet=_NAME_CHARS, min_size=2, max_size=5), min_size=1, max_size=6),
+       st.lists(st.text(alphabet=_NAME_CHARS + "，。ab😀\0", max_size=25), max_size=8))
+def test_name_starts_let_through_every_text_that_holds_a_name(names, docs):
+    starts = model._NameStarts(names)
+    docs = docs + [d + names[0] for d in docs[:2]]
+    may = starts.may_hold(docs)
+    assert len(may) == len(docs)
+    for doc, flag in zip(docs, may):
+        if any(name in doc for name in names):
+            assert flag, (doc, names)
+
+
+def test_name_starts_pass_over_texts_without_a_name():
+    starts = model._NameStarts(["幸福村", "河口"])
+    assert starts.may_hold(["去幸福村的路上", "", "河口", "幸福里小区", "口河"]) == [True, False, True, False, False]
+    assert model._NameStarts(["村"]).may_hold(["任何文字", ""]) == [True, True]  # a one-character name
