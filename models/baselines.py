@@ -234,12 +234,14 @@ def _shared_design(dates: tuple, origin: dt.date, day_of_week: bool, harmonics: 
 
 
 def _solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``np.linalg.solve(a, b)`` for a float matrix and vector: the LAPACK call it makes, without its
-    per-call argument handling (more than the solve itself on an IRLS step's small system). A
-    singular system (NaNs, with numpy's "invalid value" warning) goes through ``np.linalg.solve``
-    again, to raise as it does."""
+    """``np.linalg.solve(a, b)`` for float matrices and vectors (one, or stacked: ``(S, p, p)`` and ``(S, p)``):
+    the LAPACK call it makes, without its per-call argument handling (more than the solve itself on an
+    IRLS step's small system). A singular system (NaNs, with numpy's "invalid value" warning) goes through
+    ``np.linalg.solve`` again, to raise as it does."""
     x = _umath_linalg.solve1(a, b, signature="dd->d")
-    return x if np.isfinite(x).all() else np.linalg.solve(a, b)
+    if np.isfinite(x).all():
+        return x
+    return np.linalg.solve(a, b) if b.ndim == 1 else np.linalg.solve(a, b[..., None])[..., 0]
 
 
 def _poisson_irls(X: np.ndarray, y: np.ndarray, w: np.ndarray, iterations: int = 30,
@@ -247,14 +249,11 @@ def _poisson_irls(X: np.ndarray, y: np.ndarray, w: np.ndarray, iterations: int =
     """Penalised Poisson regression by iteratively reweighted least squares. ``start``: the β of a fit
     on nearly the same problem (other weights, or a term fewer): it starts near the solution and
     reaches the same fixed point in fewer steps (equal to ~1e-14, not bit for bit). Not for a β far from
-    the solution: from a far too high level the log link comes down about one unit per step."""
+    the solution: from a far too high level the log link comes down about one unit per step.
+    ``_poisson_irls_stacked`` fits many series at once, each to this β bit for bit; this one is for a
+    series fitted alone (the stream's windows, evaluation), where stacking would only add calls."""
     p = X.shape[1]
-    # A light ridge keeps all-zero day-of-week cells (a feed that never reports on Sundays) finite;
-    # ``penalty`` adds a heavier one where a term must earn its effect (the festival periods).
-    ridge = 1e-3 * np.eye(p)
-    ridge[0, 0] = 0.0
-    if penalty is not None:
-        ridge += np.diag(penalty)
+    ridge = _ridge(p, penalty)
     if start is None:
         mu = np.full_like(y, max(y.mean(), 0.1))
         eta = np.log(mu)
@@ -265,17 +264,75 @@ def _poisson_irls(X: np.ndarray, y: np.ndarray, w: np.ndarray, iterations: int =
         mu = np.exp(eta)
     for _ in range(iterations):
         z = eta + (y - mu) / mu
-        wm = w * mu
-        xtw = X.T * wm
+        xtw = X.T * (w * mu)
         new_beta = _solve(xtw @ X + ridge, xtw @ z)
         # np.clip and np.max as the bare ufuncs: their wrappers cost more than these small arrays
         eta = np.maximum(np.minimum(X @ new_beta, 30.0), -30.0)
         mu = np.exp(eta)
         if np.abs(new_beta - beta).max() < 1e-7:
-            beta = new_beta
-            break
+            return new_beta
         beta = new_beta
     return beta
+
+
+def _ridge(p: int, penalty: np.ndarray | None) -> np.ndarray:
+    # A light ridge keeps all-zero day-of-week cells (a feed that never reports on Sundays) finite;
+    # ``penalty`` adds a heavier one where a term must earn its effect (the festival periods).
+    ridge = 1e-3 * np.eye(p)
+    ridge[0, 0] = 0.0
+    if penalty is not None:
+        ridge += np.diag(penalty)
+    return ridge
+
+
+def _weighted_transpose(X: np.ndarray, wm: np.ndarray) -> np.ndarray:
+    """``X.T * wm`` for each row of ``wm``, laid out as that product is for one series (column-major), so
+    that products with it make the same BLAS calls as for one series; einsum's product is the same
+    multiplication, faster than broadcasting's with its inner loops over the few terms."""
+    return np.einsum("np,sn->snp", X, wm).transpose(0, 2, 1)
+
+
+def _poisson_irls_stacked(X: np.ndarray, Y: np.ndarray, W: np.ndarray, starts: list, iterations: int = 30,
+                          penalty: np.ndarray | None = None) -> list[np.ndarray]:
+    """``_poisson_irls`` of each row of ``Y`` with its row of weights ``W`` and its start (None: cold), all
+    on the design ``X``, in lockstep: one numpy call per step for all of them instead of one per series
+    (the per-call cost is about as large as a series' arithmetic). Each series' arithmetic is the single fit's,
+    matrix by matrix (the stacked products and solves call BLAS and LAPACK once per matrix with the same
+    layout), so each β is bit for bit the one ``_poisson_irls`` gives it alone; a series stops at its own
+    convergence, as alone."""
+    p = X.shape[1]
+    ridge = _ridge(p, penalty)
+    beta, eta, mu = np.zeros((len(Y), p)), np.empty(Y.shape), np.empty(Y.shape)
+    for k, start in enumerate(starts):
+        if start is None:
+            mu[k] = max(Y[k].mean(), 0.1)
+            eta[k] = np.log(mu[k])
+        else:
+            beta[k] = start
+            eta[k] = np.maximum(np.minimum(X @ beta[k], 30.0), -30.0)
+            mu[k] = np.exp(eta[k])
+    done = [None] * len(Y)
+    active = np.arange(len(Y))
+    for _ in range(iterations):
+        z = eta + (Y - mu) / mu
+        wm = W * mu
+        xtw = _weighted_transpose(X, wm)
+        new_beta = _solve(xtw @ X + ridge, (xtw @ z[:, :, None])[:, :, 0])
+        # np.clip and np.max as the bare ufuncs: their wrappers cost more than these small arrays
+        eta = np.maximum(np.minimum((X @ new_beta[:, :, None])[:, :, 0], 30.0), -30.0)
+        mu = np.exp(eta)
+        converged = np.abs(new_beta - beta).max(axis=1) < 1e-7
+        beta = new_beta
+        if converged.any():
+            for k in np.flatnonzero(converged):
+                done[active[k]] = beta[k]
+            going = ~converged
+            active, beta, eta, mu, Y, W = active[going], beta[going], eta[going], mu[going], Y[going], W[going]
+            if not len(active):
+                break
+    for k, index in enumerate(active):
+        done[index] = beta[k]
+    return done
 
 
 def anscombe_residuals(y, mu, phi: float) -> np.ndarray:
@@ -291,7 +348,107 @@ def _dispersion(y, mu, w, n_params: int) -> float:
 
 def fit_expected(dates, counts, config: dict | None = None) -> ExpectedModel:
     """Fit an expected-count model on a dense daily history (consecutive dates, oldest first)."""
+    fit, answer = _fit_steps(dates, counts, config or expected_config()), None
+    while True:
+        try:
+            answer = fit.send(answer).answer()
+        except StopIteration as finished:
+            return finished.value
+
+
+def _design_key(X: np.ndarray):
+    """A kept design (read-only, ``_shared_design``) by identity; one without its weak terms is a new array
+    each time, by content."""
+    return id(X) if not X.flags.writeable else (X.shape, X.tobytes())
+
+
+@dataclasses.dataclass(frozen=True)
+class _Irls:
+    """One IRLS problem of a fit (``_poisson_irls``' arguments), solved together with the other fits'
+    problems on the same design and penalty."""
+
+    X: np.ndarray
+    y: np.ndarray
+    w: np.ndarray
+    penalty: np.ndarray
+    start: np.ndarray | None = None
+
+    def group(self) -> tuple:
+        return _Irls, _design_key(self.X), self.penalty.tobytes()
+
+    def answer(self) -> np.ndarray:
+        return _poisson_irls(self.X, self.y, self.w, penalty=self.penalty, start=self.start)
+
+    @staticmethod
+    def answers(problems: list["_Irls"]) -> list[np.ndarray]:
+        first = problems[0]
+        return _poisson_irls_stacked(first.X, np.stack([q.y for q in problems]), np.stack([q.w for q in problems]),
+                                     [q.start for q in problems], penalty=first.penalty)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Covariance:
+    """The pseudo-inverse of a fit's penalised information matrix ``X.T·diag(wm)·X + diag(penalty)`` (its
+    Wald tests), made together with the other fits' on the same design and penalty: stacked products and
+    pseudo-inverses are each matrix's own, bit for bit (see ``_poisson_irls_stacked``)."""
+
+    X: np.ndarray
+    wm: np.ndarray
+    penalty: np.ndarray
+
+    def group(self) -> tuple:
+        return _Covariance, _design_key(self.X), self.penalty.tobytes()
+
+    def answer(self) -> np.ndarray:
+        return np.linalg.pinv((self.X.T * self.wm) @ self.X + np.diag(self.penalty))
+
+    @staticmethod
+    def answers(problems: list["_Covariance"]) -> list[np.ndarray]:
+        first = problems[0]
+        xtw = _weighted_transpose(first.X, np.stack([q.wm for q in problems]))
+        return list(np.linalg.pinv(xtw @ first.X + np.diag(first.penalty)))
+
+
+_STACKED = 256  # series per stacked solve: ~9 MB per (series, days, terms) array on a year of history
+
+
+def fit_expected_many(histories, config: dict | None = None) -> list[ExpectedModel]:
+    """``fit_expected`` of each (dates, counts) in ``histories``, each model bit for bit the one it gives
+    alone. The fits run in lockstep (``_fit_steps``): their problems of a round that share a design are
+    solved together (``_poisson_irls_stacked``, ``_Covariance``): one series at a time, each of a fit's ~15
+    IRLS steps on 365 × 12 arrays costs about as much in numpy's per-call work as in arithmetic."""
     cfg = config or expected_config()
+    fits = [_fit_steps(dates, counts, cfg) for dates, counts in histories]
+    models, asked = [None] * len(fits), {}
+    for k, fit in enumerate(fits):
+        _advance(fit, k, None, models, asked)
+    while asked:
+        groups: dict[tuple, list[int]] = {}
+        for k, problem in asked.items():
+            groups.setdefault(problem.group(), []).append(k)
+        asking, asked = asked, {}
+        for members in groups.values():
+            # in slices, so that the stacked arrays stay small whatever the number of series
+            for chunk in (members[i:i + _STACKED] for i in range(0, len(members), _STACKED)):
+                answers = ([asking[chunk[0]].answer()] if len(chunk) == 1 else
+                           asking[chunk[0]].answers([asking[k] for k in chunk]))
+                for k, answer in zip(chunk, answers):
+                    _advance(fits[k], k, answer, models, asked)
+    return models
+
+
+def _advance(fit, k: int, answer, models: list, asked: dict) -> None:
+    """Run fit ``k`` (``_fit_steps``) to its next problem (``_Irls`` or ``_Covariance``, into ``asked``) or to
+    its model."""
+    try:
+        asked[k] = fit.send(answer)
+    except StopIteration as finished:
+        models[k] = finished.value
+
+
+def _fit_steps(dates, counts, cfg: dict):
+    """``fit_expected`` as a generator: it yields each IRLS problem (``_Irls``) and its Wald tests'
+    covariance (``_Covariance``), is sent their answers, and returns the model."""
     dates = list(dates)
     y = np.asarray(counts, dtype=float)
     if len(dates) != len(y):
@@ -324,7 +481,7 @@ def fit_expected(dates, counts, config: dict | None = None) -> ExpectedModel:
     if periods:
         penalty[-len(periods):] = float(festival.get("prior_incidents", 0.0))
     w = np.ones(n)
-    beta = _poisson_irls(X, y, w, penalty=penalty)
+    beta = yield _Irls(X, y, w, penalty)
     mu = np.exp(np.clip(X @ beta, -30, 30))
     phi = _dispersion(y, mu, w, X.shape[1])
     # Farrington's re-weighting (Noufaily et al. 2013): days far above the fit (past outbreaks)
@@ -338,21 +495,21 @@ def fit_expected(dates, counts, config: dict | None = None) -> ExpectedModel:
         if np.array_equal(reweighted, w):
             break  # the same weights refit the same model (a tenth of the fits: no day far above it)
         w = reweighted
-        beta = _poisson_irls(X, y, w, penalty=penalty, start=beta)
+        beta = yield _Irls(X, y, w, penalty, start=beta)
         mu = np.exp(np.clip(X @ beta, -30, 30))
         phi = _dispersion(y, mu, w, X.shape[1])
     # Keep the trend and each festival period only where the data support it (Wald z ≥ 2 from the
     # weighted fit): a term fitted on noise shifts the level it shares days with (the season).
     optional = ([1] if trend else []) + list(range(X.shape[1] - len(periods), X.shape[1]))
     if optional:
-        cov = np.linalg.pinv((X.T * (w * mu)) @ X + np.diag(penalty)) * phi
+        cov = (yield _Covariance(X, w * mu, penalty)) * phi
         weak = [j for j in optional if abs(beta[j]) < 2.0 * np.sqrt(max(cov[j, j], 1e-12))]
         if weak:
             trend = trend and 1 not in weak
             first_festival = X.shape[1] - len(periods)
             periods = tuple(p for k, p in enumerate(periods) if first_festival + k not in weak)
             X, penalty = np.delete(X, weak, axis=1), np.delete(penalty, weak)
-            beta = _poisson_irls(X, y, w, penalty=penalty)
+            beta = yield _Irls(X, y, w, penalty)
             mu = np.exp(np.clip(X @ beta, -30, 30))
             phi = _dispersion(y, mu, w, X.shape[1])
     recent = slice(max(0, n - 56), n)
@@ -401,12 +558,36 @@ def expected_model(dates, counts, config: dict | None = None, parent_counts=None
     """
     cfg = config or expected_config()
     y = np.asarray(counts, dtype=float)
+    fitted, pooled = _fitted_counts(y, cfg, parent_counts)
+    if pooled:
+        horizon = slice(max(0, len(y) - cfg["max_history_days"]), len(y))
+        share = pooled_share(y[horizon].sum(), fitted[horizon].sum(), n_siblings, cfg["pooling_pseudo_events"])
+        return _memo_fit(dates, fitted, cfg, parent_fits).scaled(share)
+    return _memo_fit(dates, y, cfg, parent_fits)
+
+
+def _fitted_counts(y: np.ndarray, cfg: dict, parent_counts) -> tuple[np.ndarray, bool]:
+    """The counts ``expected_model`` fits for the series ``y``, and whether they are its parent's (a
+    sparse series pools) rather than its own."""
     horizon = slice(max(0, len(y) - cfg["max_history_days"]), len(y))
     if parent_counts is not None and y[horizon].sum() < cfg["sparse_history_events"]:
-        parent = np.asarray(parent_counts, dtype=float)
-        share = pooled_share(y[horizon].sum(), parent[horizon].sum(), n_siblings, cfg["pooling_pseudo_events"])
-        return _memo_fit(dates, parent, cfg, parent_fits).scaled(share)
-    return _memo_fit(dates, y, cfg, parent_fits)
+        return np.asarray(parent_counts, dtype=float), True
+    return y, False
+
+
+def fit_ahead(dates, series, config: dict, parent_fits: dict) -> None:
+    """Put into the memo ``parent_fits`` the fits ``expected_model`` will need for each (counts,
+    parent counts or None) of ``series`` on ``dates``, fitted together (``fit_expected_many``)."""
+    if not dates:
+        return
+    needed = {}
+    for counts, parent_counts in series:
+        fitted = _fitted_counts(np.asarray(counts, dtype=float), config, parent_counts)[0]
+        key = _memo_key(dates, fitted)
+        if key not in parent_fits:
+            needed.setdefault(key, fitted)
+    for key, model in zip(needed, fit_expected_many([(dates, y) for y in needed.values()], config)):
+        parent_fits[key] = model
 
 
 def at_recent_level(model: ExpectedModel, dates, counts, config: dict) -> ExpectedModel:
@@ -482,11 +663,15 @@ def _memo_fit(dates, counts: np.ndarray, cfg: dict, fits: dict | None) -> Expect
     dates = list(dates)
     if fits is None or not dates:
         return fit_expected(dates, counts, cfg)
-    key = (dates[0], dates[-1], counts.tobytes())
+    key = _memo_key(dates, counts)
     model = fits.get(key)
     if model is None:
         model = fits[key] = fit_expected(dates, counts, cfg)
     return model
+
+
+def _memo_key(dates: list, counts: np.ndarray) -> tuple:
+    return dates[0], dates[-1], counts.tobytes()
 
 
 # --------------------------------------------------------------------------------------------

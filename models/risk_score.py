@@ -557,9 +557,7 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
     counts = np.array(day_volumes, dtype=float)
     incidents, records = np.array(day_incidents, dtype=float), np.array(day_records, dtype=float)
     index = {d: i for i, d in enumerate(dates)}
-    parent = parent_daily_counts
-    if isinstance(parent, Mapping):
-        parent = dense_counts(parent, history_start, target_end)[1]
+    parent = _parent_counts(parent_daily_counts, history_start, target_end)
     villages = VillageSeries(tallies, cfg, village_names) if village_code is None and cfg.get("villages") else None
     feed_totals: dict = {}
     for d, t in daily.items():
@@ -659,6 +657,36 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
                    gap_days, False, cfg, usual_counts(history, observed))
         rows.append(_row("month", month, observed, expected_volume * per_volume, a, base))
     return rows
+
+
+def _parent_counts(parent_daily_counts, history_start: dt.date, target_end: dt.date) -> np.ndarray | None:
+    """``score_series``' ``parent_daily_counts`` as volumes on history_start..target_end."""
+    if isinstance(parent_daily_counts, Mapping):
+        return dense_counts(parent_daily_counts, history_start, target_end)[1]
+    return parent_daily_counts
+
+
+def fit_ahead(series: Iterable[tuple[Mapping, Any]], *, target_start: dt.date, target_end: dt.date,
+              history_start: dt.date, cfg: Mapping, parent_fits: dict) -> None:
+    """Fit together (``baselines.fit_ahead``), into the memo ``parent_fits``, the expected models that
+    ``score_series`` will need for each (``daily``, ``parent_daily_counts``) of ``series`` (its arguments
+    of those names) with the same period, ``cfg`` and memo: scored one by one, the series find them there.
+    ``daily`` may also be the series' volumes on history_start..target_end (``dense_counts``), where at hand."""
+    n = max((target_end - history_start).days + 1, 0)
+    dates = list(_date_range(history_start, n))
+    weight = report_weight(cfg)
+    histories = []
+    for daily, parent in series:
+        counts = daily
+        if isinstance(daily, Mapping):
+            counts = np.zeros(n)
+            for i, t in _positions(daily, history_start, n):
+                counts[i] = volume(t, weight=weight)
+        histories.append((counts, _parent_counts(parent, history_start, target_end)))
+    for month in _month_starts(target_start, target_end):
+        m_first = (max(month, target_start) - history_start).days
+        baselines.fit_ahead(dates[:m_first], [(counts[:m_first], None if parent is None else parent[:m_first])
+                                              for counts, parent in histories], cfg["expected"], parent_fits)
 
 
 def _day_subject(tallies: list, i: int, history: Mapping[str, int], history_end: int, history_days: int,

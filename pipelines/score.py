@@ -290,15 +290,45 @@ class _ScoreDomain(beam.DoFn):
         # a stored tally's callers are parsed only where a repeat caller's lookback reads them
         by_township, parents = _by_township((self._stored.rows(batch, domain, callers_on_read=True)
                                              for batch in joined["series"]), risk_score.report_weight(self._cfg))
-        # sparse townships pool from their county, sparse villages from their township: one fit each
+        townships = sorted(by_township.items(), key=lambda kv: (kv[0][0] or "", kv[0][1]))
+        # the villages' parent series, laid out once per township for all of them
+        township_counts = {key: self._volumes(by_village.get(None, {})) for key, by_village in townships}
+        # sparse townships pool from their county, sparse villages from their township: one fit each,
+        # all fitted together before the series are scored one by one
         parent_fits = {}
-        for (county, township), by_village in sorted(by_township.items(), key=lambda kv: (kv[0][0] or "", kv[0][1])):
-            rows = self._score_township(county, township, domain, by_village, parents, gaps, parent_fits)
+        risk_score.fit_ahead(self._fitted_series(townships, parents, township_counts), cfg=self._cfg,
+                             parent_fits=parent_fits, **self._period)
+        for (county, township), by_village in townships:
+            rows = self._score_township(county, township, domain, by_village, parents, gaps, parent_fits,
+                                        township_counts[(county, township)])
             self._rows.inc(len(rows))
             yield from rows
 
-    def _score_township(self, county, township, domain, by_village, parents, gaps, parent_fits) -> list[dict]:
-        township_daily = by_village.pop(None, {})
+    def _volumes(self, daily: dict):
+        """A series' daily volumes on the history and period (``risk_score.dense_counts``)."""
+        weight = risk_score.report_weight(self._cfg)
+        volumes = {d: risk_score.volume(t, weight=weight) for d, t in daily.items()}
+        return risk_score.dense_counts(volumes, self._period["history_start"], self._period["target_end"])[1]
+
+    def _scored_villages(self, by_village: dict):
+        """(village, daily) of the villages scored: those with incidents in the period."""
+        start, end = self._period["target_start"], self._period["target_end"]
+        for village, daily in sorted((v, d) for v, d in by_village.items() if v is not None):
+            if any(start <= d <= end and t["incidents"] for d, t in daily.items()):
+                yield village, daily
+
+    def _fitted_series(self, townships, parents, township_counts):
+        """(daily, parent daily counts) of every series ``_score_township`` scores, in ``score_series``' terms."""
+        for (county, township), by_village in townships:
+            yield township_counts[(county, township)], parents.get(county, {"daily": {}})["daily"]
+            if self._villages:
+                for _, daily in self._scored_villages(by_village):
+                    yield daily, township_counts[(county, township)]
+
+    def _score_township(self, county, township, domain, by_village, parents, gaps, parent_fits,
+                        township_counts) -> list[dict]:
+        n_villages = max(len(by_village) - (None in by_village), 1)
+        township_daily = by_village.get(None, {})
         parent = parents.get(county, {"daily": {}, "children": 1})
         rows = risk_score.score_series(township_daily, township_code=township, village_code=None, domain=domain,
                                        gaps=gaps, parent_daily_counts=parent["daily"], n_siblings=parent["children"],
@@ -306,17 +336,10 @@ class _ScoreDomain(beam.DoFn):
                                        parent_fits=parent_fits, **self._period)
         if not self._villages:
             return rows
-        weight = risk_score.report_weight(self._cfg)
-        start, end = self._period["target_start"], self._period["target_end"]
-        volumes = {d: risk_score.volume(t, weight=weight) for d, t in township_daily.items()}
-        # the villages' parent series, laid out once for all of them
-        township_counts = risk_score.dense_counts(volumes, self._period["history_start"], end)[1]
-        for village, daily in sorted(by_village.items()):
-            if not any(start <= d <= end and t["incidents"] for d, t in daily.items()):
-                continue  # a village is scored where it has incidents in the period
+        for village, daily in self._scored_villages(by_village):
             rows += risk_score.score_series(daily, township_code=township, village_code=village, domain=domain,
                                             gaps=gaps, parent_daily_counts=township_counts,
-                                            n_siblings=max(len(by_village), 1), day_rows="observed",
+                                            n_siblings=n_villages, day_rows="observed",
                                             cfg=self._cfg, parent_fits=parent_fits, **self._period)
         return rows
 

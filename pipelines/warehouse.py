@@ -307,15 +307,32 @@ class StoredTally(typing.NamedTuple):
 
 class _CallersOnRead(dict):
     """A stored series tally whose callers are parsed when first read: a scored month reads them only on
-    the days a repeat caller's lookback reaches, a few weeks of its year of history."""
+    the days a repeat caller's lookback reaches, a few weeks of its year of history. ``_callers``: (texts,
+    row), the callers' text being ``texts[row]`` (``_MonthCallers``: the month's column, decoded when first asked)."""
 
     __slots__ = ("_callers",)
 
     def __missing__(self, key):
         if key != _CALLERS:
             raise KeyError(key)
-        value = self[_CALLERS] = _TALLY_JSON.raw_decode(self._callers)[0]
+        texts, row = self._callers
+        value = self[_CALLERS] = _TALLY_JSON.raw_decode(texts[row])[0]
         return value
+
+
+class _MonthCallers:
+    """A stored month's ``callers`` column, decoded from the file's bytes (kept as read with the rest of
+    the month: the same version of the file) when a tally's callers are first read: the months a scored
+    month's lookback does not reach (most of its history) never decode theirs, the larger half of the file."""
+
+    def __init__(self, data: bytes):
+        self._data, self._texts = data, None
+
+    def __getitem__(self, row: int) -> str:
+        if self._texts is None:
+            self._texts = pq.read_table(pa.BufferReader(self._data), columns=[_CALLERS]).column(_CALLERS).to_pylist()
+            self._data = None
+        return self._texts[row]
 
 
 def tally_value(tally: dict | StoredTally, callers_on_read: bool = False) -> dict:
@@ -328,16 +345,17 @@ def tally_value(tally: dict | StoredTally, callers_on_read: bool = False) -> dic
     if isinstance(tally, dict):
         return tally
     value = _TALLY_JSON.raw_decode(tally.text)[0]
-    return value if tally.callers is None else _with_callers(value, tally.callers, callers_on_read)
+    return value if tally.callers is None else _with_callers(value, (tally.callers,), 0, callers_on_read)
 
 
-def _with_callers(value: dict, callers: str, on_read: bool) -> dict:
-    """A stored tally's parsed ``tally`` text with its ``callers`` text: parsed now, or when first read."""
+def _with_callers(value: dict, texts, row: int, on_read: bool) -> dict:
+    """A stored tally's parsed ``tally`` text with its ``callers`` text ``texts[row]``: parsed now, or when
+    first read."""
     if not on_read:
-        value[_CALLERS] = _TALLY_JSON.raw_decode(callers)[0]
+        value[_CALLERS] = _TALLY_JSON.raw_decode(texts[row])[0]
         return value
     value = _CallersOnRead(value)
-    value._callers = callers
+    value._callers = (texts, row)
     return value
 
 
@@ -485,7 +503,9 @@ class SeriesReader:
     after the other); a domain's rows become Python values only when that domain is read."""
 
     def __init__(self):
-        self._months: dict[tuple, pa.Table | None] = {}  # None: the month has no series tallies
+        # per stored month: its table without callers and its callers column (None: stored in the tally
+        # texts, the previous layout); None: the month has no series tallies
+        self._months: dict[tuple, tuple[pa.Table, _MonthCallers | None] | None] = {}
 
     def rows(self, batch, domain: str, callers_on_read: bool = False):
         """``callers_on_read``: as for ``tally_value``."""
@@ -494,23 +514,39 @@ class SeriesReader:
                     for (county, township, village), date, tally in batch)
         key = (batch.out, batch.month)
         if key not in self._months:
-            path = tally_path(batch.out, batch.month, SERIES_TALLIES)
-            self._months[key] = _read_parquet(path) if FileSystems.exists(path) else None
-        table = self._months[key]
-        if table is None:
+            self._months[key] = _month_without_callers(tally_path(batch.out, batch.month, SERIES_TALLIES))
+        if self._months[key] is None:
             return iter(())
-        table = table.filter(pc.equal(table.column("domain"), domain))
-        texts = table.column("tally").to_pylist()
-        # one parse for the domain's month: the decoder's key memo then holds across its tallies
-        values = json.loads("[" + ",".join(texts) + "]")
-        if _CALLERS in table.column_names:
-            values = [_with_callers(value, text, callers_on_read)
-                      for value, text in zip(values, table.column(_CALLERS).to_pylist())]
+        table, callers = self._months[key]
+        chosen = pc.equal(table.column("domain"), domain)
+        table = table.filter(chosen)
+        # one parse for the domain's month: the decoder's key memo then holds across its tallies; the texts
+        # joined in Arrow, not made Python strings one by one
+        texts = table.column("tally").combine_chunks()
+        joined = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(texts)], pa.int32()), texts), ",")
+        values = json.loads("[" + joined[0].as_py() + "]")
+        if callers is not None:
+            # each tally's row in the month's file, where its callers' text is
+            rows = np.flatnonzero(chosen.to_numpy(zero_copy_only=False)).tolist()
+            values = [_with_callers(value, callers, row, callers_on_read) for value, row in zip(values, rows)]
         return zip(*(table.column(name).to_pylist() for name in ("county_code", "township_code", "village_code",
                                                                  "date")), values)
 
     def clear(self) -> None:
         self._months.clear()
+
+
+def _month_without_callers(path: str) -> tuple[pa.Table, _MonthCallers | None] | None:
+    """A stored month's series tallies without their ``callers`` column, which is read only when a tally's
+    callers are (``_MonthCallers``); None without the file."""
+    if not FileSystems.exists(path):
+        return None
+    with FileSystems.open(path) as f:
+        data = f.read()
+    names = pq.read_schema(pa.BufferReader(data)).names
+    if _CALLERS not in names:
+        return pq.read_table(pa.BufferReader(data)), None  # the previous layout: the texts hold the callers
+    return pq.read_table(pa.BufferReader(data), columns=[n for n in names if n != _CALLERS]), _MonthCallers(data)
 
 
 def _month_tables(root: str, months: list[str], schema: pa.Schema, columns: list[str] | None = None) -> pa.Table:

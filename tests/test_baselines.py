@@ -325,6 +325,12 @@ def test_solve_is_numpys_solve_and_raises_as_it_does_on_a_singular_system():
         assert np.array_equal(baselines._solve(a, b), np.linalg.solve(a, b))
     with pytest.warns(RuntimeWarning), pytest.raises(np.linalg.LinAlgError):
         baselines._solve(np.zeros((3, 3)), np.ones(3))
+    # stacked systems: each one's solution, and a singular one among them raises as alone
+    a, b = rng.random((4, 12, 12)) + 12 * np.eye(12), rng.random((4, 12))
+    assert all(np.array_equal(x, np.linalg.solve(a[k], b[k])) for k, x in enumerate(baselines._solve(a, b)))
+    a[2] = 0.0
+    with pytest.warns(RuntimeWarning), pytest.raises(np.linalg.LinAlgError):
+        baselines._solve(a, b)
 
 
 def test_rolling_sums_are_each_windows_rolling_sum_for_a_series_or_one_per_row():
@@ -428,3 +434,70 @@ def test_subregion_surprisal_scores_sparse_villages_as_every_village_day_scored(
                     if value > best[0]:
                         best = (value, win, k)
             assert sj == pytest.approx(best[0], rel=1e-12, abs=1e-12) and (wj, rj) == best[1:], j
+
+
+def _histories(rng):
+    """Year-long histories of every kind a county month fits: busy with a past outbreak (reweighted,
+    weak trend dropped), weekly, sparse, a short one, an empty one, and two identical."""
+    weekly = np.tile([8.0, 8, 8, 8, 8, 2, 2], 53)[:365]
+    busy = rng.poisson(5.0, 365).astype(float)
+    busy[100:106] += 30
+    sparse = np.zeros(365)
+    sparse[rng.choice(365, 40, replace=False)] = 1.0
+    return [(days(365), busy), (days(365), rng.poisson(weekly).astype(float)), (days(365), sparse),
+            (days(365), rng.poisson(0.3, 365) * 1.5), (days(40), rng.poisson(3.0, 40).astype(float)),
+            (days(365), np.zeros(365)), (days(365), busy.copy()),
+            (days(400, dt.date(2023, 9, 1)), rng.poisson(np.tile([9.0, 9, 9, 9, 9, 3, 3], 58)[:400]).astype(float))]
+
+
+@pytest.mark.parametrize("stacked", [256, 3])
+def test_fits_made_together_are_each_the_fit_made_alone_bit_for_bit(stacked, monkeypatch):
+    """``fit_expected_many`` solves the fits' IRLS steps and Wald tests stacked (``stacked`` series at a
+    time): each model is still the one ``fit_expected`` gives alone, every β and dispersion equal to the
+    last bit (rows must not move)."""
+    monkeypatch.setattr(baselines, "_STACKED", stacked)
+    histories = _histories(np.random.default_rng(21))
+    festival = baselines.expected_config()
+    for cfg in (festival, {k: v for k, v in festival.items() if k != "festival"}):
+        together = baselines.fit_expected_many(histories, cfg)
+        alone = [baselines.fit_expected(d, y, cfg) for d, y in histories]
+        assert [repr(m) for m in together] == [repr(m) for m in alone]
+        assert together[0].beta is not None and together[5].beta is None
+        assert together[0] == together[6]
+        assert any(m.festival_periods for m in together) == (cfg is festival)
+
+
+def test_stacked_irls_is_each_series_irls_alone_from_its_own_start_bit_for_bit():
+    rng = np.random.default_rng(4)
+    dates = days(365)
+    X = baselines._design(dates, dates[-1], True, 1, True)
+    Y = rng.poisson(rng.uniform(0.05, 12.0, (7, 1)), (7, 365)).astype(float)
+    Y[6] = 0.0
+    W = rng.uniform(0.3, 1.0, (7, 365))
+    penalty = np.zeros(X.shape[1])
+    penalty[-2:] = 5.0
+    first = baselines._poisson_irls(X, Y[0], np.ones(365), penalty=penalty)
+    starts = [None, first, None, first, None, None, None]
+    stacked = baselines._poisson_irls_stacked(X, Y, W, starts, penalty=penalty)
+    alone = [baselines._poisson_irls(X, Y[k], W[k], penalty=penalty, start=starts[k]) for k in range(7)]
+    assert all(np.array_equal(a, b) for a, b in zip(stacked, alone))
+    assert not np.array_equal(alone[0], alone[2])
+
+
+def test_fitting_ahead_fills_the_memo_with_the_fits_expected_model_makes():
+    """``fit_ahead`` puts the own or pooled fit of each series in the memo: ``expected_model`` then fits
+    nothing more, and gives what it gives without the memo."""
+    rng = np.random.default_rng(9)
+    dates = days(365)
+    parent = rng.poisson(6.0, 365).astype(float)
+    sparse = np.zeros(365)
+    sparse[[20, 80, 300]] = 1.0
+    busy = rng.poisson(2.0, 365).astype(float)
+    series = [(sparse, parent), (busy, parent), (parent, None), (sparse * 2, parent)]
+    fits = {}
+    baselines.fit_ahead(dates, series, baselines.expected_config(), fits)
+    assert len(fits) == 2  # the parent (for itself and its sparse children) and the busy series
+    made = len(fits)
+    models = [baselines.expected_model(dates, y, parent_counts=p, n_siblings=2, parent_fits=fits) for y, p in series]
+    assert len(fits) == made
+    assert models == [baselines.expected_model(dates, y, parent_counts=p, n_siblings=2) for y, p in series]

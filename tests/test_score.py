@@ -493,6 +493,39 @@ def test_villages_pooling_from_their_township_score_alike_with_one_shared_fit():
     assert all(rows[-1]["period"] == "month" for rows in shared)
 
 
+def test_series_fitted_ahead_together_score_as_each_fitted_alone(monkeypatch):
+    """The scorer fits a domain's series together before scoring them (``fit_ahead``): a township (months
+    of its own, two target months) and villages pooling from it, or busy enough for their own fit. Scored
+    after, no series fits again, and every row is the row it gets without the memo."""
+    rng = np.random.default_rng(12)
+    dates = all_days(HISTORY_START, TARGET_END)
+    township = daily_series(rng, dates, 4.0)
+    villages = [{d: t for d, t in township.items() if rng.random() < share} for share in (0.04, 0.5)]
+    args = dict(target_start=dt.date(2025, 3, 1), target_end=TARGET_END, history_start=HISTORY_START,
+                township_code=TOWN, domain="public_order", cfg=risk_score.config())
+    parent = {d: 3.0 * (1 + d.day % 3) for d in dates}
+    weight = risk_score.report_weight()
+    township_counts = risk_score.dense_counts({d: risk_score.volume(t, weight=weight) for d, t in township.items()},
+                                              HISTORY_START, TARGET_END)[1]
+    fits = {}
+    risk_score.fit_ahead([(township, parent)] + [(v, township_counts) for v in villages],
+                         parent_fits=fits, **{k: v for k, v in args.items() if k not in ("township_code", "domain")})
+    assert len(fits) == 2 * 2  # per target month: the township (also for the sparse village) and the busy village
+    def no_more_fits(*_):
+        raise AssertionError("fitted again")
+    monkeypatch.setattr(risk_score.baselines, "fit_expected", no_more_fits)
+    ahead = [risk_score.score_series(township, village_code=None, parent_daily_counts=parent, parent_fits=fits, **args)]
+    ahead += [risk_score.score_series(v, village_code=f"{TOWN[:9]}00{k}", parent_daily_counts=township_counts,
+                                      n_siblings=2, day_rows="observed", parent_fits=fits, **args)
+              for k, v in enumerate(villages)]
+    monkeypatch.undo()
+    alone = [risk_score.score_series(township, village_code=None, parent_daily_counts=parent, **args)]
+    alone += [risk_score.score_series(v, village_code=f"{TOWN[:9]}00{k}", parent_daily_counts=township_counts,
+                                      n_siblings=2, day_rows="observed", **args) for k, v in enumerate(villages)]
+    assert ahead == alone
+    assert sum(row["period"] == "month" for rows in ahead for row in rows) == 6
+
+
 def test_a_window_reaching_into_last_month_is_compared_with_the_days_before_it():
     """A compound never named before is named on a month's last two days and its first. The batch's row
     for the first day and the stream's 3-day window both compare those mentions with the days before the

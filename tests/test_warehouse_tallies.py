@@ -102,3 +102,39 @@ def test_a_month_stored_in_the_previous_layout_reads_as_counted_and_is_split_whe
     assert "callers" in pq.read_schema(tally_path(str(tmp_path), "2025-03", SERIES_TALLIES)).names
     kept = [element for element in SERIES if element[0][1] < "2025-03-10"]
     assert _series_read(tmp_path) == sorted(kept + later, key=repr)
+
+
+def test_the_scorer_reads_a_domains_tallies_in_their_stored_order(tmp_path):
+    """A domain's rows come in the order stored (the scorer's rows follow it), with the domains interleaved
+    in the file, and again from the month kept after its first read."""
+    interleaved = SERIES + [((("341523", "341523001000", "341523001002", "labor_wage"), day), _tally(1))
+                            for day in ("2025-03-09", "2025-03-01")]
+    interleaved += [((("341523", "341523002000", "341523002001", "civil_dispute"), "2025-03-11"), _tally(2))]
+    _store(tmp_path, interleaved, FEEDS)
+    stored = pq.read_table(tally_path(str(tmp_path), "2025-03", SERIES_TALLIES))
+    assert len(set(stored.column("domain").to_pylist()[:4])) == 2  # interleaved in the file
+    reader = SeriesReader()
+    for _ in range(2):  # the month is read once and kept
+        for domain in ("labor_wage", "civil_dispute", "campus_safety"):
+            rows = [row[:4] for row in reader.rows(StoredSeries(str(tmp_path), "2025-03"), domain)]
+            in_file = [tuple(r[k] for k in ("county_code", "township_code", "village_code", "date"))
+                       for r in stored.to_pylist() if r["domain"] == domain]
+            assert rows == in_file and len(rows) == {"labor_wage": 3, "civil_dispute": 4, "campus_safety": 0}[domain]
+
+
+def test_a_months_callers_column_is_read_only_when_a_tallys_callers_are(tmp_path, monkeypatch):
+    """The scorer reads callers only on the days a repeat caller's lookback reaches: a month none of whose
+    tallies' callers are read never reads its ``callers`` column (most of the file)."""
+    from pipelines import warehouse
+    _store(tmp_path, SERIES, FEEDS)
+    columns_read = []
+    read = warehouse.pq.read_table
+    monkeypatch.setattr(warehouse.pq, "read_table", lambda source, columns=None: (
+        columns_read.append(columns) if columns == ["callers"] else None) or read(source, columns=columns))
+    reader = SeriesReader()
+    rows = [list(reader.rows(StoredSeries(str(tmp_path), "2025-03"), domain, callers_on_read=True))
+            for domain in ("civil_dispute", "labor_wage")]
+    assert [row[4]["records"] for row in rows[1]] == [3] and columns_read == []
+    assert rows[1][0][4]["callers"] == {"ab" * 32: 3} and columns_read == [["callers"]]
+    assert sorted(repr(row[4]["callers"]) for row in rows[0]) == sorted(map(repr, [{CALLER: 2}, {CALLER: 2}, {}]))
+    assert columns_read == [["callers"]]  # one read of the column for the month
