@@ -273,10 +273,9 @@ def build_pipeline(pipeline: beam.Pipeline, *, ingest: IngestFeeds, out: str, ma
         events = ingested["events"] | "Link" >> LinkIncidentsInParts()
         tallies = events | "Tallies" >> DailyTallies()
         rewrite, tally_months = None, None
-    stored = tallies | "StoreTallies" >> warehouse.StoreTallies(out, [], rewrite=tally_months)
     written = [
         events | "WriteEvents" >> sinks.WriteEvents(out, "batch", months=rewrite),
-        stored["written"],
+        tallies | "StoreTallies" >> warehouse.StoreTallies(out, rewrite=tally_months),
         ingested["quarantine"] | "WriteQuarantine" >> sinks.WriteQuarantine(out, digest),
     ]
     # Last, and fed by every sink: some runners compute only the last transform's branch.

@@ -368,46 +368,31 @@ def domain_item(element) -> tuple:
 
 # What a month's group holds besides its tallies: the first day this run counts again (None: all of
 # it; no mark: the month keeps its stored tallies) and whether the month is scored.
-_SINCE, _SCORED = "since", "scored"
+_SINCE = "since"
 
 
 class _StoreTallyMonth(beam.DoFn):
-    """(month, [(kind, value)]) → the month's tallies written (main output: (path, rows)) and, for a
-    scored month, what the scorer reads of it: (domain, ``StoredSeries``) for every domain of the
-    taxonomy (``SERIES_TALLIES``) and its feed-day counts (``FEED_DAYS``).
+    """(month, [(kind, value)]) → the month's tallies written: (path, rows).
 
     ``marked``: only months with a ``_SINCE`` mark are written, this run's tallies from that day on
-    and the stored ones before it, and a scored month the run does not write is read as stored (an
-    incremental run); otherwise every month with a tally is written whole and scored as counted."""
+    and the stored ones before it (an incremental run); otherwise every month with a tally is written
+    whole."""
 
-    def __init__(self, out: str, domains: list[str], marked: bool):
+    def __init__(self, out: str, marked: bool):
         super().__init__()
-        self._out, self._domains, self._marked = out, domains, marked
+        self._out, self._marked = out, marked
 
     def process(self, keyed):
         month, items = keyed
         fresh = {SERIES_TALLIES: [], FEED_DAYS: []}
-        since, scored = [], False
+        since = []
         for kind, value in items:
             if kind == _SINCE:
                 since.append(value)
-            elif kind == _SCORED:
-                scored = True
             else:
                 fresh[kind].append(value)
-        rewritten = bool(since) or (not self._marked and any(fresh.values()))
-        if rewritten:
-            tables = self._picked(month, since[0] if since else None, fresh)
-            yield from self._write(month, tables)
-        # A whole run scores only the months it counted; an incremental run also those it keeps.
-        if scored and (rewritten or self._marked):
-            feed_days = (tables[FEED_DAYS] if rewritten else
-                         [element for _, element in read_month_tallies(self._out, month, tables=(FEED_DAYS,))])
-            for element in feed_days:
-                yield beam.pvalue.TaggedOutput(FEED_DAYS, element)
-            # The scorer reads the month as written: its tallies never cross a shuffle.
-            for domain in self._domains:
-                yield beam.pvalue.TaggedOutput(SERIES_TALLIES, (domain, StoredSeries(self._out, month)))
+        if since or (not self._marked and any(fresh.values())):
+            yield from self._write(month, self._picked(month, since[0] if since else None, fresh))
 
     def _picked(self, month: str, first: str | None, fresh: dict) -> dict:
         tables = {SERIES_TALLIES: [], FEED_DAYS: []}
@@ -438,51 +423,59 @@ class _StoreTallyMonth(beam.DoFn):
 class StoreTallies(beam.PTransform):
     """``{"series": DailyCounts, "feed_days": FeedDayCounts}`` →
     ``<out>/warehouse/tallies/month=YYYY-MM/{series,feed_days}.parquet``, each month replaced whole
-    (the month of a tally is its date's), and what ``pipelines.score.ScoreTallies`` reads of
-    ``scored_months``. One shuffle by month: picked, written and handed to the scorer in one step.
+    (the month of a tally is its date's), in one shuffle by month; returns the (path, rows) written.
+    The scores are made from the months as stored (``ReadScoredTallies``).
 
     ``rewrite`` (a PCollection of (month, first day counted again or None: all)): only those months
     are written, and written even when they have nothing left; the others keep their stored tallies.
-    Without it every month that has a tally is written whole and the scored months are this run's.
-
-    Returns ``{"written": (path, rows), "series": (domain, StoredSeries), "feed_days": counts}``.
+    Without it every month that has a tally is written whole.
     """
 
-    def __init__(self, out: str, scored_months: list[str], rewrite: beam.PCollection | None = None):
+    def __init__(self, out: str, rewrite: beam.PCollection | None = None):
         super().__init__()
-        self._out, self._scored, self._rewrite = out, list(scored_months), rewrite
+        self._out, self._rewrite = out, rewrite
 
     def expand(self, tallies):
         keyed = [tallies[table] | f"{label}ByMonth" >> beam.Map(lambda kv, table=table: (tally_date(table, kv)[:7], (table, kv)))
                  for table, label in ((SERIES_TALLIES, "Series"), (FEED_DAYS, "FeedDays"))]
         if self._rewrite is not None:
             keyed.append(self._rewrite | "MarkSince" >> beam.MapTuple(lambda month, first: (month, (_SINCE, first))))
-        if self._scored:
-            keyed.append(tallies[SERIES_TALLIES].pipeline | "ScoredMonths" >> beam.Create(self._scored)
-                         | "MarkScored" >> beam.Map(lambda month: (month, (_SCORED, None))))
-        fn = _StoreTallyMonth(self._out, domain_codes(include_none=False), marked=self._rewrite is not None)
         return (
             keyed
             | "Together" >> beam.Flatten()
             | "GroupByMonth" >> beam.GroupByKey()
-            | "Store" >> ParDoWithOutputs(fn, SERIES_TALLIES, FEED_DAYS, main="written")
+            | "Store" >> beam.ParDo(_StoreTallyMonth(self._out, marked=self._rewrite is not None))
         )
 
 
+class _ScoredMonth(beam.DoFn):
+    """A month → its stored feed-day counts (main output) and (domain, ``StoredSeries``) for every
+    domain of the taxonomy (``SERIES_TALLIES``): the scorer reads the month as stored, so its series
+    tallies never cross a shuffle."""
+
+    def __init__(self, out: str, domains: list[str]):
+        super().__init__()
+        self._out, self._domains = out, domains
+
+    def process(self, month: str):
+        for _, element in read_month_tallies(self._out, month, tables=(FEED_DAYS,)):
+            yield element
+        for domain in self._domains:
+            yield beam.pvalue.TaggedOutput(SERIES_TALLIES, (domain, StoredSeries(self._out, month)))
+
+
 class ReadScoredTallies(beam.PTransform):
-    """Months (``YYYY-MM``) → what ``pipelines.score.ScoreTallies`` reads of them as stored, as
-    ``StoreTallies`` hands over its scored months: ``{"series": (domain, StoredSeries), "feed_days":
-    counts}``. For scoring in a pipeline of its own, after the one that wrote the tallies."""
+    """Months (``YYYY-MM``) → what ``pipelines.score.ScoreTallies`` reads of them as stored:
+    ``{"series": (domain, StoredSeries), "feed_days": counts}``. A month without tallies reads as
+    empty."""
 
     def __init__(self, out: str):
         super().__init__()
         self._out = out
 
     def expand(self, months):
-        fn = _StoreTallyMonth(self._out, domain_codes(include_none=False), marked=True)
-        return (months
-                | "MarkScored" >> beam.Map(lambda month: (month, [(_SCORED, None)]))
-                | "Read" >> ParDoWithOutputs(fn, SERIES_TALLIES, FEED_DAYS, main="written"))
+        return months | "Read" >> ParDoWithOutputs(_ScoredMonth(self._out, domain_codes(include_none=False)),
+                                                   SERIES_TALLIES, main=FEED_DAYS)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,10 +8,12 @@ from pathlib import Path
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
+from apache_beam.testing.util import assert_that, equal_to
 
+import schemas
 from pipelines.options import beam_options
-from pipelines.warehouse import (FEED_DAYS, SERIES_TALLIES, SeriesReader, StoredSeries, StoreTallies,
-                                 read_month_tallies, tally_path)
+from pipelines.warehouse import (FEED_DAYS, SERIES_TALLIES, ReadScoredTallies, SeriesReader, StoredSeries,
+                                 StoreTallies, read_month_tallies, tally_path)
 from pipelines.score import incident_tally
 
 CALLER = "9f" * 32  # a hashed caller key
@@ -36,7 +38,7 @@ def _store(out: Path, series, feed_days, rewrite=None) -> None:
     with beam.Pipeline(options=beam_options(["--direct_num_workers=1"])) as p:
         tallies = {SERIES_TALLIES: p | "S" >> beam.Create(series), FEED_DAYS: p | "F" >> beam.Create(feed_days)}
         marks = None if rewrite is None else p | "Rewrite" >> beam.Create(rewrite)
-        _ = tallies | StoreTallies(str(out), ["2025-03"], marks)
+        _ = tallies | StoreTallies(str(out), marks)
 
 
 def _series_read(out: Path) -> list:
@@ -138,3 +140,13 @@ def test_a_months_callers_column_is_read_only_when_a_tallys_callers_are(tmp_path
     assert rows[1][0][4]["callers"] == {"ab" * 32: 3} and columns_read == [["callers"]]
     assert sorted(repr(row[4]["callers"]) for row in rows[0]) == sorted(map(repr, [{CALLER: 2}, {CALLER: 2}, {}]))
     assert columns_read == [["callers"]]  # one read of the column for the month
+
+
+def test_the_scorer_is_handed_each_stored_month_and_its_feed_days(tmp_path):
+    _store(tmp_path, SERIES, FEEDS)
+    domains = schemas.domain_codes(include_none=False)
+    with beam.Pipeline(options=beam_options([])) as p:
+        read = p | beam.Create(["2025-03", "2025-04"]) | ReadScoredTallies(str(tmp_path))
+        assert_that(read[FEED_DAYS], equal_to(FEEDS), label="FeedDays")  # April has no tallies: nothing
+        assert_that(read[SERIES_TALLIES], equal_to([(d, StoredSeries(str(tmp_path), m)) for d in domains
+                                                    for m in ("2025-03", "2025-04")]), label="Series")
