@@ -70,6 +70,10 @@ log = logging.getLogger(__name__)
 HISTORY_MONTHS = 12
 
 
+# stored months of history before the scored ones for the topics to start in a second process
+TOPICS_PROCESS_HISTORY = 6
+
+
 class BatchJobError(RuntimeError):
     """The job cannot do its work; the message says why and what to do."""
 
@@ -112,6 +116,11 @@ class MonthRange:
     @property
     def history_start(self) -> dt.date:
         return dt.date.fromisoformat(f"{shift_month(self.first, -HISTORY_MONTHS)}-01")
+
+    @property
+    def history_months(self) -> list[str]:
+        """The months before ``first`` its series are scored against."""
+        return [shift_month(self.first, -k) for k in range(HISTORY_MONTHS, 0, -1)]
 
 
 # How an incremental run reads the months around a touched month c (one its records fall in).
@@ -434,10 +443,15 @@ def run_batch(inbox: str, gazetteer: str, out: str, key: bytes, months: MonthRan
     begun: dict[str, MonthReport] = {}
 
     def begin_reports():
-        # second processes for one month at most: they pay only on a core nothing else uses
+        # Second processes for one month at most: they pay only on a core nothing else uses. The
+        # topics' is hidden behind the scoring of the months' history; with little history stored the
+        # scoring is short, and a second interpreter's start-up costs more than it hides.
+        stored = sum(FileSystems.exists(warehouse.tally_path(out, m, warehouse.SERIES_TALLIES))
+                     for m in months.history_months)
         for month in months.months:
             taken = any(report.processes for report in begun.values())
-            begun[month] = MonthReport(out, month, gazetteer, processes=False if taken else None)
+            begun[month] = MonthReport(out, month, gazetteer, processes=False if taken else None,
+                                       topics_process=stored >= TOPICS_PROCESS_HISTORY)
 
     started = time.monotonic()
     try:

@@ -82,18 +82,20 @@ def worth_second_processes(out: str, month: str) -> bool:
 class MonthReport:
     """One month's report step (the checks, the topics, the report), begun as soon as the month's
     Events are written, before its scores are: with ``processes`` (by default when the month is large
-    and a core is idle, ``worth_second_processes``) the checks and the topics start in second
-    processes at once, the topics reading the month's texts while this process scores the month.
+    and a core is idle, ``worth_second_processes``) the checks start in a second process at once, and
+    with ``topics_process`` the topics too, reading the month's texts while this process scores the
+    month (else this process builds them once the scores are written, while the checks run).
     ``write()`` once the scores are written builds ``<out>/reports/<month>/`` and returns the report's
     paths and a run summary (with the quality findings marked critical by the policy). Each month's
     Events are read once per process (``MonthEvents``). Outputs are the same either way."""
 
-    def __init__(self, out: str, month: str, gazetteer: str, processes: bool | None = None):
+    def __init__(self, out: str, month: str, gazetteer: str, processes: bool | None = None,
+                 topics_process: bool = True):
         self._out, self._month, self._gazetteer = out, month, gazetteer
         self._trend_months = [shift_month(month, -k) for k in range(TREND_MONTHS - 1, -1, -1)]
         self.processes = worth_second_processes(out, month) if processes is None else processes
         self._checks = ChecksProcess(out, month, gazetteer, self._trend_months) if self.processes else None
-        self._topics = TopicsProcess(out, month, gazetteer) if self.processes else None
+        self._topics = TopicsProcess(out, month, gazetteer) if self.processes and topics_process else None
 
     def write(self) -> tuple[dict[str, Path], dict]:
         out, month, gazetteer = self._out, self._month, self._gazetteer
@@ -105,10 +107,10 @@ class MonthReport:
             if self._topics:
                 self._topics.scores_written()
                 topics = self._topics.result(store)
-                checks = self._checks.result(store)
             else:
-                checks = check_month(out, month, gazetteer, self._trend_months, store)
                 topics = topics_of_month(out, month, gazetteer, monthly, store)
+            checks = self._checks.result(store) if self._checks else check_month(
+                out, month, gazetteer, self._trend_months, store)
         finally:
             self.close()
         gazetteer_rows = read_gazetteer_rows(gazetteer)
@@ -126,7 +128,7 @@ class MonthReport:
         paths.update({f"quality_{k}": Path(v) for k, v in quality_paths.items()})
         return paths, {
             "events": len(events), "topics": len(topics.topics), "closed_topics": len(topics.closed),
-            "quality_seconds": round(quality.seconds, 2), "second_processes": self.processes,
+            "quality_seconds": round(quality.seconds, 2), "second_processes": [name for name, child in (("checks", self._checks), ("topics", self._topics)) if child],
             "quality_findings": len(quality.findings),
             "quality_critical": [describe(f, names) for f in quality.critical],
         }

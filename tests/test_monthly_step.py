@@ -20,7 +20,7 @@ from pipelines import warehouse
 from pipelines.month_checks import ChecksProcess, check_month
 from pipelines.month_events import MonthEvents
 from pipelines.month_topics import TopicsProcess, month_scores, topics_of_month
-from pipelines.monthly import report_month
+from pipelines.monthly import MonthReport, report_month
 from pipelines.options import beam_options
 from pipelines.sinks import events_dir
 from reports.summary import domain_trend
@@ -154,8 +154,14 @@ def test_checks_in_a_second_process_give_what_one_process_gives(topic_warehouse,
     one = _report(topic_warehouse, tmp_path / "one", processes=False)
     two = _report(topic_warehouse, tmp_path / "two", processes=True)
     assert one == two
+    # the checks alone in a second process, the topics here (a month with little history to score)
+    shutil.copytree(topic_warehouse, tmp_path / "checks")
+    report = MonthReport(str(tmp_path / "checks"), MONTH, str(GAZETTEER), processes=True, topics_process=False)
+    assert report.write()[1]["second_processes"] == ["checks"]
+    assert json.loads((tmp_path / "checks" / "reports" / MONTH / "topics.json").read_text(encoding="utf-8"))[
+        "topics"] == one[0]["topics"]
     # a month this small is checked in one process whatever the machine
-    assert report_month(str(tmp_path / "one"), MONTH, str(GAZETTEER))[1]["second_processes"] is False
+    assert report_month(str(tmp_path / "one"), MONTH, str(GAZETTEER))[1]["second_processes"] == []
     topics, findings, summary, _ = two
     assert summary["topics"] == len(topics["topics"]) > 0
     assert summary["quality_findings"] == len(findings["findings"]) > 0  # the fixtures leave fields empty
