@@ -180,13 +180,19 @@ def test_a_check_that_fails_in_the_second_process_fails_as_in_one(topic_warehous
     assert errors[0] == errors[1] and "severities must be one of" in errors[0]
 
 
-@pytest.mark.parametrize("python", ["dies", "missing"])
-def test_a_second_process_that_dies_or_never_starts_leaves_the_checks_to_this_one(topic_warehouse, tmp_path,
-                                                                                    python):
+def _interpreter(tmp_path: Path, python: str) -> Path:
+    """A Python that dies at once ("dies") or is not there ("missing")."""
     interpreter = tmp_path / "python"
     if python == "dies":
         interpreter.write_text("#!/bin/sh\nkill -9 $$\n", encoding="utf-8")
         interpreter.chmod(interpreter.stat().st_mode | stat.S_IEXEC)
+    return interpreter
+
+
+@pytest.mark.parametrize("python", ["dies", "missing"])
+def test_a_second_process_that_dies_or_never_starts_leaves_the_checks_to_this_one(topic_warehouse, tmp_path,
+                                                                                    python):
+    interpreter = _interpreter(tmp_path, python)
     out = tmp_path / "w"
     shutil.copytree(topic_warehouse, out)
     trend = [model.shift_month(MONTH, -k) for k in range(3, -1, -1)]
@@ -221,10 +227,7 @@ def test_the_topics_process_reads_the_scores_once_told_they_are_written(topic_wa
 
 @pytest.mark.parametrize("python", ["dies", "missing"])
 def test_a_topics_process_that_dies_or_never_starts_leaves_the_topics_to_this_one(topic_warehouse, tmp_path, python):
-    interpreter = tmp_path / "python"
-    if python == "dies":
-        interpreter.write_text("#!/bin/sh\nkill -9 $$\n", encoding="utf-8")
-        interpreter.chmod(interpreter.stat().st_mode | stat.S_IEXEC)
+    interpreter = _interpreter(tmp_path, python)
     out = tmp_path / "w"
     shutil.copytree(topic_warehouse, out)
     _write_scores(out, fixture_scores())
