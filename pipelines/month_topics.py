@@ -26,10 +26,14 @@ TOPIC_HISTORY_MONTHS = 3
 SCORES_WRITTEN = "scores written"
 
 
-def month_scores(out: str, month: str) -> pd.DataFrame:
-    """The month's score rows of period ``month`` (the topics, report and workbook read no others)."""
-    scores = warehouse.read_scores(out, [month])
+def month_rows(scores: pd.DataFrame) -> pd.DataFrame:
+    """The score rows of period ``month`` (the topics, report and workbook read no others)."""
     return scores[scores["period"] == "month"] if "period" in scores.columns else scores
+
+
+def month_scores(out: str, month: str) -> pd.DataFrame:
+    """The month's score rows of period ``month``."""
+    return month_rows(warehouse.read_scores(out, [month]))
 
 
 def topics_of_month(out: str, month: str, gazetteer: str, scores, store: MonthEvents | None = None) -> TopicList:

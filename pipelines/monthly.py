@@ -14,7 +14,7 @@ from pipelines.alert_sinks import AlertStore
 from pipelines.gazetteer import read_gazetteer_rows
 from pipelines.month_checks import ChecksProcess, check_month
 from pipelines.month_events import MonthEvents
-from pipelines.month_topics import TopicsProcess, topics_of_month
+from pipelines.month_topics import TopicsProcess, month_rows, topics_of_month
 from pipelines.normalise import TZ
 from pipelines.second_process import a_core_to_spare
 from pipelines.sinks import events_dir
@@ -101,9 +101,8 @@ class MonthReport:
         out, month, gazetteer = self._out, self._month, self._gazetteer
         try:
             store = MonthEvents(out)
-            scores = warehouse.read_scores(out, [month])
-            # the topics, report and workbook read the month's rows only, the warnings the day rows
-            monthly = scores[scores["period"] == "month"] if "period" in scores.columns else scores
+            scores = warehouse.read_scores(out, [month])  # the warnings read the day rows
+            monthly = month_rows(scores)
             if self._topics:
                 self._topics.scores_written()
                 topics = self._topics.result(store)
@@ -128,7 +127,8 @@ class MonthReport:
         paths.update({f"quality_{k}": Path(v) for k, v in quality_paths.items()})
         return paths, {
             "events": len(events), "topics": len(topics.topics), "closed_topics": len(topics.closed),
-            "quality_seconds": round(quality.seconds, 2), "second_processes": [name for name, child in (("checks", self._checks), ("topics", self._topics)) if child],
+            "quality_seconds": round(quality.seconds, 2),
+            "second_processes": [name for name, child in (("checks", self._checks), ("topics", self._topics)) if child],
             "quality_findings": len(quality.findings),
             "quality_critical": [describe(f, names) for f in quality.critical],
         }
