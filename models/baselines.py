@@ -341,6 +341,13 @@ def anscombe_residuals(y, mu, phi: float) -> np.ndarray:
     return 1.5 * (np.cbrt(y) ** 2 - np.cbrt(mu) ** 2) / (np.sqrt(phi) * mu ** (1.0 / 6.0))
 
 
+def outbreak_weights(y, mu, phi: float, cut: float) -> np.ndarray:
+    """Farrington's weights (Noufaily et al. 2013): residual⁻² for counts far above ``mu`` (Anscombe
+    residual above ``cut``: past outbreaks), 1 for the others."""
+    resid = anscombe_residuals(y, mu, phi)
+    return np.where(resid > cut, 1.0 / np.maximum(resid, cut) ** 2, 1.0)
+
+
 def _dispersion(y, mu, w, n_params: int) -> float:
     dof = max(float(np.sum(w > 0)) - n_params, 1.0)
     return max(1.0, float(np.sum(w * (y - mu) ** 2 / np.maximum(mu, 1e-9)) / dof))
@@ -489,8 +496,7 @@ def _fit_steps(dates, counts, cfg: dict):
     # by the very outbreak it should discount.
     cut = float(cfg["outbreak_residual"])
     for _ in range(2):
-        resid = anscombe_residuals(y, mu, phi)
-        reweighted = np.where(resid > cut, 1.0 / np.maximum(resid, cut) ** 2, 1.0)
+        reweighted = outbreak_weights(y, mu, phi, cut)
         reweighted *= n / reweighted.sum()
         if np.array_equal(reweighted, w):
             break  # the same weights refit the same model (a tenth of the fits: no day far above it)
@@ -610,8 +616,7 @@ def at_recent_level(model: ExpectedModel, dates, counts, config: dict) -> Expect
     y = np.asarray(counts, dtype=float)[recent]
     mu = model.predict(list(dates)[recent])
     cut = float(config["outbreak_residual"])
-    resid = anscombe_residuals(y, mu, model.dispersion)
-    w = np.where(resid > cut, 1.0 / np.maximum(resid, cut) ** 2, 1.0)
+    w = outbreak_weights(y, mu, model.dispersion, cut)
     prior = float(rule["prior_events"])
     ratio = (float(np.sum(w * y)) + prior) / (float(np.sum(w * mu)) + prior)
     return model.scaled(ratio) if ratio > 1.0 else model
@@ -650,8 +655,7 @@ def window_dispersions(model: ExpectedModel, dates, counts, windows, config: dic
         prior = prior_days / w
         phi_w = phi
         for _ in range(2):
-            resid = anscombe_residuals(sums, means, phi_w)
-            weight = np.where(resid > cut, 1.0 / np.maximum(resid, cut) ** 2, 1.0)
+            weight = outbreak_weights(sums, means, phi_w, cut)
             pearson = float(np.sum(weight * (sums - means) ** 2 / means))
             phi_w = max(phi, (pearson + prior * phi) / (float(weight.sum()) + prior))
         out[j] = phi_w

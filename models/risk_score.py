@@ -672,16 +672,13 @@ def fit_ahead(series: Iterable[tuple[Mapping, Any]], *, target_start: dt.date, t
     ``score_series`` will need for each (``daily``, ``parent_daily_counts``) of ``series`` (its arguments
     of those names) with the same period, ``cfg`` and memo: scored one by one, the series find them there.
     ``daily`` may also be the series' volumes on history_start..target_end (``dense_counts``), where at hand."""
-    n = max((target_end - history_start).days + 1, 0)
-    dates = list(_date_range(history_start, n))
+    dates = dense_counts({}, history_start, target_end)[0]
     weight = report_weight(cfg)
     histories = []
     for daily, parent in series:
         counts = daily
         if isinstance(daily, Mapping):
-            counts = np.zeros(n)
-            for i, t in _positions(daily, history_start, n):
-                counts[i] = volume(t, weight=weight)
+            counts = dense_counts({d: volume(t, weight=weight) for d, t in daily.items()}, history_start, target_end)[1]
         histories.append((counts, _parent_counts(parent, history_start, target_end)))
     for month in _month_starts(target_start, target_end):
         m_first = (max(month, target_start) - history_start).days

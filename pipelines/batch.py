@@ -376,8 +376,7 @@ def run_batch_pipeline(inbox: str, gazetteer: str, out: str, key: bytes, months:
         pipeline = beam.Pipeline(options=beam_options(beam_args))
         build_pipeline(pipeline, ingest=ingest, out=out, manifest_path=path, manifest_header=header)
         run_to_completion(pipeline)
-        with FileSystems.open(path) as f:
-            manifest = json.loads(f.read().decode("utf-8"))
+        manifest = sinks.read_manifest(path)
         broken = unbalanced_files(manifest)
         if broken:
             raise AccountingError("rows do not add up in: " + "; ".join(e["file"] for e in broken) + f" (manifest {path})")
@@ -393,8 +392,7 @@ def run_batch_pipeline(inbox: str, gazetteer: str, out: str, key: bytes, months:
     pipeline = beam.Pipeline(options=beam_options(beam_args))
     build_scoring_pipeline(pipeline, out=out, months=months, village_names=ingest.region_names, manifest_path=path)
     run_to_completion(pipeline)
-    with FileSystems.open(path) as f:
-        manifest = json.loads(f.read().decode("utf-8"))
+    manifest = sinks.read_manifest(path)
     totals = manifest["totals"]
     progress(f"接入完成：读取 {totals['rows_read']} 行，入库 {totals['accepted']}，"
              f"覆盖 {totals['superseded']}，隔离 {totals['quarantined']}（{time.monotonic() - started:.1f} 秒）")

@@ -7,12 +7,10 @@ rows_read = accepted + superseded + quarantined.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from dataclasses import dataclass
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 
 from pipelines import sinks
 from pipelines.classify import ClassifyChunks
@@ -264,8 +262,7 @@ def run_ingest(inbox: str, gazetteer_path: str, out: str, hmac_key: bytes,
     ]
     _ = ingested["accounting"] | "WriteManifest" >> sinks.WriteManifest(path, header, written, out)
     run_to_completion(pipeline)
-    with FileSystems.open(path) as f:
-        manifest = json.loads(f.read().decode("utf-8"))
+    manifest = sinks.read_manifest(path)
     broken = unbalanced_files(manifest)
     if broken:
         names = "; ".join(

@@ -12,6 +12,7 @@ from pipelines.month_events import MonthEvents
 from pipelines.second_process import SecondProcess, write_result
 from quality.report import QualityReport
 
+
 @dataclass
 class MonthChecks:
     quality: QualityReport

@@ -60,13 +60,11 @@ class TopicsProcess:
     def scores_written(self) -> None:
         self._process.tell(SCORES_WRITTEN)
 
-    def result(self, store: MonthEvents | None = None) -> TopicList:
-        """The second process's topics; if it failed, the topics of this process."""
+    def result(self, scores: pd.DataFrame, store: MonthEvents | None = None) -> TopicList:
+        """The second process's topics; if it failed, the topics of this process from ``scores``
+        (``month_rows``')."""
         topics = self._process.result()
-        if topics is not None:
-            return topics
-        out, month, gazetteer = self._args
-        return topics_of_month(out, month, gazetteer, month_scores(out, month), store)
+        return topics if topics is not None else topics_of_month(*self._args, scores, store)
 
     def close(self) -> None:
         self._process.close()

@@ -93,9 +93,14 @@ class MonthReport:
                  topics_process: bool = True):
         self._out, self._month, self._gazetteer = out, month, gazetteer
         self._trend_months = [shift_month(month, -k) for k in range(TREND_MONTHS - 1, -1, -1)]
-        self.processes = worth_second_processes(out, month) if processes is None else processes
-        self._checks = ChecksProcess(out, month, gazetteer, self._trend_months) if self.processes else None
-        self._topics = TopicsProcess(out, month, gazetteer) if self.processes and topics_process else None
+        processes = worth_second_processes(out, month) if processes is None else processes
+        self._checks = ChecksProcess(out, month, gazetteer, self._trend_months) if processes else None
+        self._topics = TopicsProcess(out, month, gazetteer) if processes and topics_process else None
+
+    @property
+    def processes(self) -> bool:
+        """Whether its checks (and maybe topics) run in second processes."""
+        return self._checks is not None
 
     def write(self) -> tuple[dict[str, Path], dict]:
         out, month, gazetteer = self._out, self._month, self._gazetteer
@@ -105,7 +110,7 @@ class MonthReport:
             monthly = month_rows(scores)
             if self._topics:
                 self._topics.scores_written()
-                topics = self._topics.result(store)
+                topics = self._topics.result(monthly, store)
             else:
                 topics = topics_of_month(out, month, gazetteer, monthly, store)
             checks = self._checks.result(store) if self._checks else check_month(

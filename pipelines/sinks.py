@@ -183,8 +183,7 @@ class _AddWrittenToManifest(beam.DoFn):
 
     def process(self, keyed):
         _, written = keyed
-        with FileSystems.open(self._path) as f:
-            manifest = json.loads(f.read().decode("utf-8"))
+        manifest = read_manifest(self._path)
         entries = manifest.get("written", []) + [_written_entry(value, self._out) for value in written]
         manifest["written"] = sorted(entries, key=lambda w: w["path"])
         write_atomically(self._path, to_json(manifest, indent=2, sort_keys=False).encode("utf-8"))
@@ -207,6 +206,12 @@ class AddToManifest(beam.PTransform):
             | "GroupAll" >> beam.GroupByKey()
             | "AddToJson" >> beam.ParDo(_AddWrittenToManifest(self._path, self._out))
         )
+
+
+def read_manifest(path: str) -> dict:
+    """A run manifest (``WriteManifest``'s) as written."""
+    with FileSystems.open(path) as f:
+        return json.loads(f.read().decode("utf-8"))
 
 
 def manifest_totals(files: list[dict]) -> dict:

@@ -367,7 +367,7 @@ def domain_item(element) -> tuple:
 
 
 # What a month's group holds besides its tallies: the first day this run counts again (None: all of
-# it; no mark: the month keeps its stored tallies) and whether the month is scored.
+# it; no mark: the month keeps its stored tallies).
 _SINCE = "since"
 
 

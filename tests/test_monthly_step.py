@@ -218,7 +218,7 @@ def test_the_topics_process_reads_the_scores_once_told_they_are_written(topic_wa
     child = TopicsProcess(str(out), MONTH, str(GAZETTEER))  # starts reading the texts before any score exists
     _write_scores(out, fixture_scores())
     child.scores_written()
-    topics = child.result()
+    topics = child.result(month_scores(str(out), MONTH))
     alone = topics_of_month(str(out), MONTH, str(GAZETTEER), month_scores(str(out), MONTH))
     assert topics == alone
     # the scores reached the topics: the orange group's topics carry its level and reasons
@@ -233,7 +233,7 @@ def test_a_topics_process_that_dies_or_never_starts_leaves_the_topics_to_this_on
     _write_scores(out, fixture_scores())
     child = TopicsProcess(str(out), MONTH, str(GAZETTEER), python=str(interpreter))
     child.scores_written()
-    topics = child.result()
+    topics = child.result(month_scores(str(out), MONTH))
     assert topics == topics_of_month(str(out), MONTH, str(GAZETTEER), month_scores(str(out), MONTH))
     assert topics.topics
 
@@ -243,5 +243,5 @@ def test_a_topics_process_never_told_of_the_scores_stops_and_the_topics_are_buil
     shutil.copytree(topic_warehouse, out)
     _write_scores(out, fixture_scores())
     # the job failed before its scores: the child hears nothing, exits, and its caller builds the topics itself
-    topics = TopicsProcess(str(out), MONTH, str(GAZETTEER)).result()
+    topics = TopicsProcess(str(out), MONTH, str(GAZETTEER)).result(month_scores(str(out), MONTH))
     assert topics == topics_of_month(str(out), MONTH, str(GAZETTEER), month_scores(str(out), MONTH))
