@@ -32,7 +32,9 @@ Every sink yields what it wrote into the manifest step, the one terminal transfo
 computes only the last transform's branch; see docs/notes/performance.md, "Rules for portable
 transforms"). The scores come from the tallies as stored, so they take a pipeline of their own: the
 month's report step (``pipelines.monthly.MonthReport``) begins between the two, its topics reading
-the month's Events in a second process while this one scores, when a core is idle. The month as a
+the month's Events in a second process while this one scores, when a core is idle. For a large
+month those second processes start with the first pipeline, importing and setting up on the core it
+leaves idle, and wait for its Events. The month as a
 whole (topics, report) is read back from the warehouse, so every step after the pipelines sees
 exactly what was written.
 """
@@ -319,11 +321,13 @@ def run_batch_pipeline(inbox: str, gazetteer: str, out: str, key: bytes, months:
                        beam_args: list[str] | None = None, ingest_time: dt.datetime | None = None,
                        model_dir: str | None = None, progress: Progress = log.info,
                        incremental: bool = True, part_bytes: int = DEFAULT_PART_MB * 2**20,
+                       before_reading: Callable[[list], object] | None = None,
                        before_scoring: Callable[[], object] | None = None) -> tuple[str, dict]:
     """The Beam part of the batch job (inbox → warehouse, quarantine, manifest, then the scores) on
     the runner that ``beam_args`` name; returns the manifest's path and content. Raises
-    BatchJobError or AccountingError when it cannot do its work. ``before_scoring`` is called once
-    the Events are written and before the months are scored.
+    BatchJobError or AccountingError when it cannot do its work. ``before_reading`` is called with
+    the inbox files the run reads, before it reads them; ``before_scoring`` once the Events are
+    written and before the months are scored.
 
     With ``incremental`` and a matching ledger (``pipelines.ledger``), only inbox files not yet in
     the warehouse are read; the warehouse's Events stand in for the others, and only the months
@@ -364,6 +368,8 @@ def run_batch_pipeline(inbox: str, gazetteer: str, out: str, key: bytes, months:
                     "scored as ordinary days; add the dates under expected.festival.dates",
                     ", ".join(map(str, missing)))
     progress(f"读取与处理 {len(to_read)} 个文件（共 {len(files)} 个；接入、校验、分类、关联、评分）…")
+    if before_reading:
+        before_reading(to_read)
     ledger = dict(known.files) if new_files is not None else {}
     read, written = [], []
     for number, part in enumerate(parts, 1):
@@ -436,27 +442,41 @@ def run_batch(inbox: str, gazetteer: str, out: str, key: bytes, months: MonthRan
               part_bytes: int = DEFAULT_PART_MB * 2**20) -> BatchResult:
     """Run the whole chain for ``months``; raise BatchJobError or AccountingError when it cannot.
     ``incremental=False`` re-reads the whole inbox; ``part_bytes``: see ``run_batch_pipeline``."""
-    from pipelines.monthly import MonthReport  # the report stack is only needed after the Events are written
+    from pipelines.monthly import MonthReport, large_month_ahead
 
     begun: dict[str, MonthReport] = {}
 
-    def begin_reports():
-        # Second processes for one month at most: they pay only on a core nothing else uses. The
-        # topics' is hidden behind the scoring of the months' history; with little history stored the
-        # scoring is short, and a second interpreter's start-up costs more than it hides.
+    def topics_process() -> bool:
+        # The topics' second process is hidden behind the scoring of the months' history; with little
+        # history stored the scoring is short, and a second interpreter costs more than it hides.
         stored = sum(FileSystems.exists(warehouse.tally_path(out, m, warehouse.SERIES_TALLIES))
                      for m in months.history_months)
+        return stored >= TOPICS_PROCESS_HISTORY
+
+    def begin_early(files: list) -> None:
+        # The monthly run of a large month: its report step's second processes import and set up on
+        # the core the first pipeline leaves idle.
+        month = months.first
+        if len(months.months) == 1 and large_month_ahead(out, month, sum(f.size for f in files)):
+            begun[month] = MonthReport(out, month, gazetteer, topics_process=topics_process(), events_written=False)
+
+    def begin_reports():
+        # Second processes for one month at most: they pay only on a core nothing else uses.
+        with_history = topics_process()
         for month in months.months:
+            if month in begun:
+                begun[month].events_written()
+                continue
             taken = any(report.processes for report in begun.values())
             begun[month] = MonthReport(out, month, gazetteer, processes=False if taken else None,
-                                       topics_process=stored >= TOPICS_PROCESS_HISTORY)
+                                       topics_process=with_history)
 
     started = time.monotonic()
     try:
         path, manifest = run_batch_pipeline(inbox, gazetteer, out, key, months, beam_args=beam_args,
                                             ingest_time=ingest_time, model_dir=model_dir, progress=progress,
                                             incremental=incremental, part_bytes=part_bytes,
-                                            before_scoring=begin_reports)
+                                            before_reading=begin_early, before_scoring=begin_reports)
         pipeline_seconds = time.monotonic() - started
         reports, stages = {}, []
         for month in months.months:

@@ -5,11 +5,12 @@ second process (``pipelines.second_process``) while this one builds the topics o
 """
 from __future__ import annotations
 
+import importlib
 import sys
 from dataclasses import dataclass, replace
 
 from pipelines.month_events import MonthEvents
-from pipelines.second_process import SecondProcess, write_result
+from pipelines.second_process import EVENTS_WRITTEN, SecondProcess, wait_to_hear, write_result
 from quality.report import QualityReport
 
 
@@ -32,12 +33,20 @@ def check_month(out: str, month: str, gazetteer: str, trend_months: list[str],
 
 
 class ChecksProcess:
-    """``check_month`` in a second interpreter, started at once; ``result()`` waits for it."""
+    """``check_month`` in a second interpreter, started at once; it reads the Events once they are
+    written (at once unless ``events_written=False``: then after ``events_written()``); ``result()``
+    waits for it."""
 
-    def __init__(self, out: str, month: str, gazetteer: str, trend_months: list[str], python: str = sys.executable):
+    def __init__(self, out: str, month: str, gazetteer: str, trend_months: list[str], python: str = sys.executable,
+                 events_written: bool = True):
         self._args = (out, month, gazetteer, list(trend_months))
         self._process = SecondProcess("pipelines.month_checks", [out, month, gazetteer, *trend_months],
                                       "the month's checks", python)
+        if events_written:
+            self.events_written()
+
+    def events_written(self) -> None:
+        self._process.tell(EVENTS_WRITTEN)
 
     def result(self, store: MonthEvents | None = None) -> MonthChecks:
         """The second process's checks; if it failed, the checks of this process."""
@@ -58,6 +67,8 @@ def main(argv: list[str]) -> int:
     from pipelines.runners import fewer_collections  # as the batch job runs the step
 
     result, out, month, gazetteer, *trend_months = argv
+    importlib.import_module("pipelines.quality")  # great-expectations loads while the Events are written
+    wait_to_hear(EVENTS_WRITTEN)
     with fewer_collections():
         checks = check_month(out, month, gazetteer, trend_months)
     # the report reads the findings and the time; the batches' tables were written with them

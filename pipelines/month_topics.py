@@ -2,9 +2,9 @@
 
 The topics need the month's scores only after they have read the month's texts, which is most of
 their work; the batch job scores the month after writing its Events (``pipelines.batch``). So on a
-machine with a second core the topics start in a second process (``pipelines.second_process``) as
-soon as the Events are written, read the texts while this process scores, and read the scores when
-told they are written (``TopicsProcess.scores_written``).
+machine with a second core the topics start in a second process (``pipelines.second_process``),
+read the texts once told the Events are written (``TopicsProcess.events_written``) while this process
+scores, and read the scores when told they are written (``TopicsProcess.scores_written``).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from models.topics import RECORD_COLUMNS, TopicList, build_topics, shift_month
 from pipelines import warehouse
 from pipelines.gazetteer import read_gazetteer_rows
 from pipelines.month_events import MonthEvents
-from pipelines.second_process import SecondProcess, write_result
+from pipelines.second_process import EVENTS_WRITTEN, SecondProcess, wait_to_hear, write_result
 from reports.topics_json import read_topics_json
 
 TOPIC_HISTORY_MONTHS = 3
@@ -49,13 +49,19 @@ def topics_of_month(out: str, month: str, gazetteer: str, scores, store: MonthEv
 
 
 class TopicsProcess:
-    """``topics_of_month`` in a second interpreter, started at once; it reads the scores after
-    ``scores_written``; ``result()`` waits for it."""
+    """``topics_of_month`` in a second interpreter, started at once; it reads the Events once they are
+    written (at once unless ``events_written=False``: then after ``events_written()``) and the scores
+    after ``scores_written``; ``result()`` waits for it."""
 
-    def __init__(self, out: str, month: str, gazetteer: str, python: str = sys.executable):
+    def __init__(self, out: str, month: str, gazetteer: str, python: str = sys.executable,
+                 events_written: bool = True):
         self._args = (out, month, gazetteer)
-        self._process = SecondProcess("pipelines.month_topics", [out, month, gazetteer], "the month's topics", python,
-                                      talk=True)
+        self._process = SecondProcess("pipelines.month_topics", [out, month, gazetteer], "the month's topics", python)
+        if events_written:
+            self.events_written()
+
+    def events_written(self) -> None:
+        self._process.tell(EVENTS_WRITTEN)
 
     def scores_written(self) -> None:
         self._process.tell(SCORES_WRITTEN)
@@ -76,10 +82,10 @@ def main(argv: list[str]) -> int:
     result, out, month, gazetteer = argv
 
     def scores() -> pd.DataFrame:
-        if sys.stdin.readline().strip() != SCORES_WRITTEN:
-            raise SystemExit("the month's scores were never written")  # the job stopped first
+        wait_to_hear(SCORES_WRITTEN)
         return month_scores(out, month)
 
+    wait_to_hear(EVENTS_WRITTEN)
     with fewer_collections():
         topics = topics_of_month(out, month, gazetteer, scores)
     write_result(result, topics)

@@ -26,6 +26,8 @@ TREND_MONTHS = 12
 # a month smaller than this is reported in one process: a second interpreter's start-up (~3-4 s of
 # imports) costs more than such a month's checks or topics
 SECOND_PROCESS_ROWS = 20_000
+# the simulated county month's files: 17.2 MB for 85,842 rows (XLSX, GBK CSV, JSON lines)
+FEED_BYTES_PER_ROW = 200
 
 
 def quality_summary(findings: list[dict], township_names: dict) -> list[dict]:
@@ -74,28 +76,61 @@ def stored_rows(out: str, month: str) -> int:
     return sum(pq.ParquetFile(path).metadata.num_rows for path in folder.glob("*.parquet"))
 
 
+def large_month_ahead(out: str, month: str, feed_bytes: int) -> bool:
+    """Whether the month may prove large enough for second processes once ``feed_bytes`` more of
+    feed files are read (``worth_second_processes`` decides once they are)."""
+    return stored_rows(out, month) + feed_bytes / FEED_BYTES_PER_ROW >= SECOND_PROCESS_ROWS
+
+
 def worth_second_processes(out: str, month: str) -> bool:
     """A large month on a machine with a core to spare (outputs are the same either way)."""
     return stored_rows(out, month) >= SECOND_PROCESS_ROWS and a_core_to_spare()
 
 
 class MonthReport:
-    """One month's report step (the checks, the topics, the report), begun as soon as the month's
-    Events are written, before its scores are: with ``processes`` (by default when the month is large
-    and a core is idle, ``worth_second_processes``) the checks start in a second process at once, and
-    with ``topics_process`` the topics too, reading the month's texts while this process scores the
-    month (else this process builds them once the scores are written, while the checks run).
-    ``write()`` once the scores are written builds ``<out>/reports/<month>/`` and returns the report's
-    paths and a run summary (with the quality findings marked critical by the policy). Each month's
-    Events are read once per process (``MonthEvents``). Outputs are the same either way."""
+    """One month's report step (the checks, the topics, the report), begun before its scores are
+    written: with ``processes`` (by default when the month is large and a core is idle,
+    ``worth_second_processes``) the checks run in a second process, and with ``topics_process`` the
+    topics too, reading the month's texts while this process scores the month (else this process
+    builds them once the scores are written, while the checks run). ``write()`` once the scores are
+    written builds ``<out>/reports/<month>/`` and returns the report's paths and a run summary (with
+    the quality findings marked critical by the policy). Each month's Events are read once per
+    process (``MonthEvents``). Outputs are the same either way.
+
+    Begun before the month's Events are written (``events_written=False``), the second processes
+    start at once unless ``processes`` is False, and import and set up while the Events are written;
+    ``events_written()`` then keeps them if the month proves worth them, or stops them."""
 
     def __init__(self, out: str, month: str, gazetteer: str, processes: bool | None = None,
-                 topics_process: bool = True):
+                 topics_process: bool = True, events_written: bool = True):
         self._out, self._month, self._gazetteer = out, month, gazetteer
         self._trend_months = [shift_month(month, -k) for k in range(TREND_MONTHS - 1, -1, -1)]
-        processes = worth_second_processes(out, month) if processes is None else processes
-        self._checks = ChecksProcess(out, month, gazetteer, self._trend_months) if processes else None
-        self._topics = TopicsProcess(out, month, gazetteer) if processes and topics_process else None
+        self._wanted, self._topics_process = processes, topics_process
+        self._checks: ChecksProcess | None = None
+        self._topics: TopicsProcess | None = None
+        if events_written:
+            self.events_written()
+        elif processes or (processes is None and a_core_to_spare()):
+            self._start(told=False)
+
+    def _start(self, told: bool) -> None:
+        self._checks = ChecksProcess(self._out, self._month, self._gazetteer, self._trend_months, events_written=told)
+        if self._topics_process:
+            self._topics = TopicsProcess(self._out, self._month, self._gazetteer, events_written=told)
+
+    def events_written(self) -> None:
+        """The month's Events are in the warehouse: the second processes, if the month is worth them,
+        start reading them."""
+        wanted = worth_second_processes(self._out, self._month) if self._wanted is None else self._wanted
+        if not wanted:
+            self.close()
+            self._checks = self._topics = None
+        elif self._checks is None:
+            self._start(told=True)
+        else:
+            for child in (self._checks, self._topics):
+                if child:
+                    child.events_written()
 
     @property
     def processes(self) -> bool:

@@ -8,6 +8,10 @@ again). The module reads the warehouse itself and hands back its result pickled 
 ``RESULT``. Whoever starts one keeps a way to do the same work in this process: should the second
 process fail in any way, the work runs again here, so an error surfaces exactly as it does
 without it.
+
+A second process may start before what it reads is written (the batch job starts them with its
+first pipeline, so their imports and set-up take the idle core then): it waits to hear
+``EVENTS_WRITTEN`` on its standard input (``wait_to_hear``) before it reads the warehouse.
 """
 from __future__ import annotations
 
@@ -24,6 +28,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 _PROJECT = Path(__file__).resolve().parent.parent
+# what a second process waits to hear before it reads the month's Events
+EVENTS_WRITTEN = "events written"
 # a second process costs several CPU-seconds more in all (its imports, its reads): it pays only on a
 # core that nothing else uses, so it needs this much of one idle besides the core of this process
 IDLE_CORE_SHARE = 0.5
@@ -58,10 +64,10 @@ def a_core_to_spare() -> bool:
 
 
 class SecondProcess:
-    """``python -P -m module RESULT *args`` started at once; ``result()`` waits for its value.
-    ``talk``: its standard input is a pipe this process writes lines to (``tell``)."""
+    """``python -P -m module RESULT *args`` started at once; ``result()`` waits for its value. Its
+    standard input is a pipe this process writes lines to (``tell``)."""
 
-    def __init__(self, module: str, args: list[str], what: str, python: str = sys.executable, talk: bool = False):
+    def __init__(self, module: str, args: list[str], what: str, python: str = sys.executable):
         self._what = what
         self._folder = tempfile.TemporaryDirectory(prefix="riskwatch-")
         self._result = Path(self._folder.name) / "result.pickle"
@@ -71,7 +77,7 @@ class SecondProcess:
         try:
             self._process: subprocess.Popen | None = subprocess.Popen(
                 [python, "-P", "-m", module, str(self._result), *args], env=env,
-                stdin=subprocess.PIPE if talk else subprocess.DEVNULL)
+                stdin=subprocess.PIPE)
         except OSError as e:
             log.warning("no second process for %s (%s): doing it in this one", what, e)
             self._process = None
@@ -111,6 +117,13 @@ class SecondProcess:
             self._process.kill()
             self._process.wait()
         self._folder.cleanup()
+
+
+def wait_to_hear(line: str) -> None:
+    """In a second process: wait until the caller writes ``line``. Anything else, or the pipe closed
+    unheard, means the caller stopped first or does the work itself: exit."""
+    if sys.stdin.readline().strip() != line:
+        raise SystemExit(f"never told: {line}")
 
 
 def write_result(path: str, value: Any) -> None:

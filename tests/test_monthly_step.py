@@ -167,6 +167,26 @@ def test_checks_in_a_second_process_give_what_one_process_gives(topic_warehouse,
     assert summary["quality_findings"] == len(findings["findings"]) > 0  # the fixtures leave fields empty
 
 
+def test_second_processes_begun_before_the_events_are_written_read_them_once_told(topic_warehouse, tmp_path):
+    one = _report(topic_warehouse, tmp_path / "one", processes=False)
+    early = tmp_path / "early"
+    early.mkdir()
+    # begun on an empty output folder: the children import and wait, reading nothing yet
+    report = MonthReport(str(early), MONTH, str(GAZETTEER), processes=True, events_written=False)
+    shutil.copytree(topic_warehouse, early, dirs_exist_ok=True)
+    report.events_written()
+    _, summary = report.write()
+    assert summary["second_processes"] == ["checks", "topics"]
+    assert json.loads((early / "reports" / MONTH / "topics.json").read_text(encoding="utf-8"))["topics"] == one[0]["topics"]
+    assert json.loads((early / "quality" / MONTH / "findings.json").read_text(encoding="utf-8"))["findings"] == one[1][
+        "findings"]
+    # a month that proves too small for them stops them and is reported in this process
+    shutil.copytree(topic_warehouse, tmp_path / "small")
+    small = MonthReport(str(tmp_path / "small"), MONTH, str(GAZETTEER), processes=None, events_written=False)
+    small.events_written()
+    assert small.write()[1]["second_processes"] == []
+
+
 def test_a_check_that_fails_in_the_second_process_fails_as_in_one(topic_warehouse, tmp_path, monkeypatch):
     policy = tmp_path / "policy.yaml"
     policy.write_text("severity: {required_field: fatal}\n", encoding="utf-8")
