@@ -62,7 +62,7 @@ from pipelines.ledger import Ledger, file_sha256, read_ledger, run_fingerprint, 
 from pipelines.link import KEEP_INCIDENT, LinkIncidentsInParts, link_config, month_frequencies
 from pipelines.normalise import TZ
 from pipelines.options import beam_options
-from pipelines.packed_events import apply_each
+from pipelines.packed_events import apply_each, is_event_table
 from pipelines.read import discover, inbox_digest
 from pipelines.runners import run_to_completion
 from pipelines.score import DailyTallies, ScoreTallies
@@ -264,6 +264,13 @@ class MergeWithWarehouse(beam.PTransform):
                 "tally_months": windows | "TallyMonths" >> beam.FlatMap(_rewritten_tallies, span)}
 
 
+def _relinked(linked) -> bool:
+    """Whether a linked Event, or a group's Events as a table (``packed_events.is_event_table``), was
+    relinked, not only there to link the next month's first hours (``KEEP_INCIDENT``)."""
+    marks = dict(linked[0]) if is_event_table(linked) else linked
+    return not marks.get(KEEP_INCIDENT)
+
+
 def build_pipeline(pipeline: beam.Pipeline, *, ingest: IngestFeeds, out: str, manifest_path: str,
                    manifest_header: dict) -> None:
     """Inbox → warehouse (events, tallies), quarantine, manifest. ``ingest`` classifies
@@ -276,12 +283,12 @@ def build_pipeline(pipeline: beam.Pipeline, *, ingest: IngestFeeds, out: str, ma
     if ingested["replaced"] is not None:
         merged = ingested | "MergeWithWarehouse" >> MergeWithWarehouse(out)
         # Linked Events stay in parts up to the writers' and counters' shuffles (packed_events.apply_each).
-        relinked = merged["events"] | "Link" >> LinkIncidentsInParts(frequencies=merged["frequencies"])
-        events = tuple(apply_each(relinked, "Relinked", lambda: beam.Filter(lambda e: not e.get(KEEP_INCIDENT))))
+        relinked = merged["events"] | "Link" >> LinkIncidentsInParts(frequencies=merged["frequencies"], grouped=True)
+        events = tuple(apply_each(relinked, "Relinked", lambda: beam.Filter(_relinked)))
         tallies = (*relinked, merged["head"]) | "Tallies" >> DailyTallies()
         rewrite, tally_months = merged["rewrite"], merged["tally_months"]
     else:
-        events = ingested["events"] | "Link" >> LinkIncidentsInParts()
+        events = ingested["events"] | "Link" >> LinkIncidentsInParts(grouped=True)
         tallies = events | "Tallies" >> DailyTallies()
         rewrite, tally_months = None, None
     written = [

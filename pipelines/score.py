@@ -28,7 +28,7 @@ import schemas
 from models import gaps as gaps_model
 from models import risk_score
 from models.subjects import SubjectNamer
-from pipelines.packed_events import apply_each, flatten
+from pipelines.packed_events import EventTables, apply_each, flatten, is_event_table
 from pipelines.warehouse import FEED_DAYS, SERIES_TALLIES, SeriesReader, domain_item
 
 _TZ = zoneinfo.ZoneInfo(schemas.TIMEZONE)
@@ -127,9 +127,16 @@ def incident_tally(contributions: list) -> dict:
             "subjects": dict.fromkeys(sorted(subjects), 1), "villages": places}
 
 
+# What _IncidentRecords reads of an Event (IncidentCombineFn.contribution, series_keys).
+_RECORD_FIELDS = ["event_id", "incident_id", "reported_at", "county_code", "township_code", "village_code", "domain",
+                  "source", "signals", "people_involved", "status", "satisfaction", "caller_key", "text"]
+
+
 class _IncidentRecords(beam.DoFn):
     """Event → (shard of its township, (its series, incident, its ``IncidentCombineFn.contribution``)),
-    with the subjects its text names (``models.subjects``)."""
+    with the subjects its text names (``models.subjects``). A group's Events as a table
+    (``packed_events.is_event_table``) → (shard, [those records]): they cross to their shard as one
+    element (a township-month's all go to one)."""
 
     def __init__(self, shards: int):
         self._shards = shards
@@ -138,19 +145,32 @@ class _IncidentRecords(beam.DoFn):
     def setup(self):
         self._namer = SubjectNamer()
         self._combine = IncidentCombineFn(_many_people_threshold())
+        self._tables = EventTables()
 
-    def process(self, event):
-        if not event.get("domain") or event["domain"] == "none":
+    def process(self, element):
+        if not is_event_table(element):
+            # Epoch milliseconds: a datetime would be pickled element by element in the shuffle.
+            keyed = self._record(element, int(element["reported_at"].timestamp() * 1000))
+            if keyed is not None:
+                yield keyed
             return
+        by_shard = defaultdict(list)
+        for event in self._tables.records(element[1], _RECORD_FIELDS):
+            keyed = self._record(event, event["reported_at"])
+            if keyed is not None:
+                by_shard[keyed[0]].append(keyed[1])
+        yield from by_shard.items()
+
+    def _record(self, event: dict, reported_ms: int) -> tuple | None:
+        if not event.get("domain") or event["domain"] == "none":
+            return None
         if not event.get("township_code"):
             self._skipped.inc()
-            return
+            return None
         incident = event.get("incident_id") or event["event_id"]
-        # Epoch milliseconds: a datetime would be pickled element by element in the shuffle.
-        record = self._combine.contribution(event, int(event["reported_at"].timestamp() * 1000),
-                                            self._namer.names(event.get("text")))
+        record = self._combine.contribution(event, reported_ms, self._namer.names(event.get("text")))
         shard = zlib.crc32(event["township_code"].encode("utf-8")) % self._shards
-        yield shard, (tuple(series_keys(event)), incident, record)
+        return shard, (tuple(series_keys(event)), incident, record)
 
 
 class _ShardTallies(beam.DoFn):
@@ -162,15 +182,17 @@ class _ShardTallies(beam.DoFn):
     """
 
     def process(self, keyed):
-        _, records = keyed
+        _, values = keyed
         incidents = {}  # (series, incident) → its records' contributions
-        for keys, incident, record in records:
-            for key in keys:
-                contributions = incidents.get((key, incident))
-                if contributions is None:
-                    incidents[(key, incident)] = [record]
-                else:
-                    contributions.append(record)
+        for value in values:
+            # a record, or a group's records as a list (_IncidentRecords)
+            for keys, incident, record in value if type(value) is list else (value,):
+                for key in keys:
+                    contributions = incidents.get((key, incident))
+                    if contributions is None:
+                        incidents[(key, incident)] = [record]
+                    else:
+                        contributions.append(record)
         by_day, dates = defaultdict(list), {}  # dates: epoch ms → ISO date, shared by an incident's series
         for (key, _), contributions in incidents.items():
             first = min(c[0] for c in contributions)
@@ -209,12 +231,30 @@ def feed_day_key(event: dict) -> tuple:
     return event["source"], event.get("township_code"), local_date(event["reported_at"]).isoformat()
 
 
+class _FeedDays(beam.DoFn):
+    """An Event → (``feed_day_key``, 1); a group's Events as a table (``packed_events.is_event_table``)
+    → (key, its records) per key."""
+
+    def setup(self):
+        self._tables = EventTables()
+
+    def process(self, element):
+        if not is_event_table(element):
+            yield feed_day_key(element), 1
+            return
+        counts = Counter()
+        for event in self._tables.records(element[1], ["source", "township_code", "reported_at"]):
+            date = local_date(dt.datetime.fromtimestamp(event["reported_at"] / 1000, _TZ)).isoformat()
+            counts[(event["source"], event["township_code"], date)] += 1
+        yield from counts.items()
+
+
 class FeedDayCounts(beam.PTransform):
-    """All Events (including domain ``none``; one PCollection or several) → ((feed, township_code,
-    ISO date), records)."""
+    """All Events (including domain ``none``; one PCollection or several; an element may be a group's
+    Events as a table, ``packed_events.is_event_table``) → ((feed, township_code, ISO date), records)."""
 
     def expand(self, events):
-        keyed = apply_each(events, "FeedTownshipDay", lambda: beam.Map(lambda e: (feed_day_key(e), 1)))
+        keyed = apply_each(events, "FeedTownshipDay", lambda: beam.ParDo(_FeedDays()))
         return flatten(keyed, "AllFeedDays") | "CountRecords" >> beam.CombinePerKey(sum)
 
 

@@ -8,16 +8,16 @@ import datetime as dt
 import io
 import json
 import zlib
+from collections import defaultdict
 
 import apache_beam as beam
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.normalise import TZ
-from pipelines.packed_events import apply_each, flatten
-from pipelines.validate import EventPacker
-from schemas import event_arrow_schema
+from pipelines.packed_events import EventTables, apply_each, flatten, is_event_table
 
 
 def events_dir(out: str) -> str:
@@ -51,11 +51,47 @@ def to_json(value, **kwargs) -> str:
 
 
 def month_of(event: dict) -> str:
-    reported = event["reported_at"]
+    return month_of_time(event["reported_at"])
+
+
+def month_of_time(reported: dt.datetime) -> str:
+    """The county month (``YYYY-MM``, local time) of a timestamp."""
     if reported.tzinfo is not TZ:
         reported = reported.astimezone(TZ)
     # Called for every Event at several steps: formatting the fields is 3x faster than strftime.
     return f"{reported.year:04d}-{reported.month:02d}"
+
+
+class _KeyByMonthShard(beam.DoFn):
+    """An Event, or a group's (annotations, table) of Events → ((month, shard), ("row", packed Event) or
+    ("table", its rows of that month and shard))."""
+
+    def __init__(self, shards: int):
+        super().__init__()
+        self._shards = shards
+
+    def setup(self):
+        self._tables = EventTables()
+
+    def _shard(self, event_id: str) -> int:
+        return zlib.crc32(event_id.encode()) % self._shards
+
+    def process(self, element):
+        if not is_event_table(element):
+            yield (month_of(element), self._shard(element["event_id"])), ("row", self._tables.packer.pack(element))
+            return
+        data = element[1]
+        table = self._tables.from_bytes(data)
+        times = pc.min_max(table.column("reported_at")).as_py()
+        first, last = month_of_time(times["min"]), month_of_time(times["max"])
+        if first == last and self._shards == 1:  # a township-month's group: its rows are one file's
+            yield (first, 0), ("table", data)
+            return
+        rows = defaultdict(list)
+        for i, (t, event_id) in enumerate(zip(table.column("reported_at").to_pylist(), table.column("event_id").to_pylist())):
+            rows[(month_of_time(t), self._shard(event_id))].append(i)
+        for key, indices in rows.items():
+            yield key, ("table", self._tables.to_bytes(table.take(indices)))
 
 
 class _WriteEventPartition(beam.DoFn):
@@ -64,32 +100,33 @@ class _WriteEventPartition(beam.DoFn):
         self._out, self._digest, self._only_marked = out, run_digest, only_marked
 
     def setup(self):
-        self._schema = event_arrow_schema()
+        self._tables = EventTables()
 
     def process(self, keyed):
         (month, shard), tagged = keyed
-        rows, marked = [], False
-        for kind, packed in tagged:
+        rows, tables, marked = [], [], False
+        for kind, value in tagged:
             if kind == "row":
-                rows.append(packed)
+                rows.append(value)
+            elif kind == "table":
+                tables.append(self._tables.from_bytes(value))
             else:
                 marked = True
-        if self._only_marked and not (marked and rows):
+        if self._only_marked and not (marked and (rows or tables)):
             return
-        by_id = self._schema.get_field_index("event_id")
-        rows.sort(key=lambda r: r[by_id])  # a deterministic row order
-        columns = list(zip(*rows)) if rows else [[] for _ in self._schema]
-        table = pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(columns, self._schema)], schema=self._schema)
+        # a deterministic row order: by event_id (byte order of UTF-8 is the code points' order)
+        table = pa.concat_tables([self._tables.table(rows), *tables]).sort_by("event_id").combine_chunks()
         buffer = io.BytesIO()
         pq.write_table(table, buffer, compression="zstd")
         path = FileSystems.join(events_dir(self._out), f"month={month}", f"events-{self._digest}-{shard:03d}.parquet")
         write_atomically(path, buffer.getvalue())
-        beam.metrics.Metrics.counter("ingest", "events_written").inc(len(rows))
-        yield path, len(rows)
+        beam.metrics.Metrics.counter("ingest", "events_written").inc(table.num_rows)
+        yield path, table.num_rows
 
 
 class WriteEvents(beam.PTransform):
-    """Events (one PCollection or several, ``packed_events.apply_each``) →
+    """Events (one PCollection or several, ``packed_events.apply_each``; an element may be a group's
+    Events as an Arrow table, ``is_event_table``) →
     ``<out>/warehouse/events/month=YYYY-MM/events-<inputs digest>-<shard>.parquet``.
 
     One file per month and shard, rows sorted by event_id, so the bytes depend only on the input.
@@ -104,9 +141,8 @@ class WriteEvents(beam.PTransform):
         self._months = months
 
     def expand(self, events):
-        shards, packer = self._shards, EventPacker()
-        keyed = apply_each(events, "KeyByMonth", lambda: beam.Map(
-            lambda e: ((month_of(e), zlib.crc32(e["event_id"].encode()) % shards), ("row", packer.pack(e)))))
+        shards = self._shards
+        keyed = apply_each(events, "KeyByMonth", lambda: beam.ParDo(_KeyByMonthShard(shards)))
         if self._months is not None:
             keyed.append(self._months | "MarkMonths" >> beam.FlatMap(
                 lambda month: [((month, shard), ("write", None)) for shard in range(shards)]))
