@@ -11,7 +11,8 @@ code is timed apart from the rest of the pipeline.
 
 ``WAREHOUSE``: a ``riskwatch batch --out`` folder holding the month and its history's tallies (in either
 layout, ``pipelines.warehouse``: months written before callers had their own column parse them all).
-``--compare``: the same rows, score and expected to 1e-9 relative.
+``--compare``: the same rows, score and expected to 1e-9 relative; with ``--exact``, every field of every row
+bit for bit (floats by ``repr``).
 """
 from __future__ import annotations
 
@@ -71,13 +72,18 @@ def _same_row(x: dict, y: dict) -> bool:
     return all(abs(x[k] - y[k]) <= _RELATIVE * max(abs(x[k]), abs(y[k])) for k in _CLOSE_FIELDS if k in x)
 
 
-def differences(a: dict[str, list], b: dict[str, list]) -> list[str]:
+def _identical_row(x: dict, y: dict) -> bool:
+    return repr(x) == repr(y)
+
+
+def differences(a: dict[str, list], b: dict[str, list], exact: bool = False) -> list[str]:
+    same = _identical_row if exact else _same_row
     problems = []
     for domain in sorted(set(a) | set(b)):
         ra, rb = a.get(domain, []), b.get(domain, [])
         if len(ra) != len(rb):
             problems.append(f"{domain}: {len(ra)} vs {len(rb)} rows")
-        problems += [f"{domain} row {i}: {x} != {y}" for i, (x, y) in enumerate(zip(ra, rb)) if not _same_row(x, y)][:5]
+        problems += [f"{domain} row {i}: {x} != {y}" for i, (x, y) in enumerate(zip(ra, rb)) if not same(x, y)][:5]
     return problems
 
 
@@ -88,11 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--history-months", type=int, default=12)
     parser.add_argument("--save", help="pickle the score rows here (for --compare)")
     parser.add_argument("--compare", nargs=2, metavar=("ROWS_A", "ROWS_B"))
+    parser.add_argument("--exact", action="store_true", help="with --compare: every field bit for bit")
     args = parser.parse_args(argv)
     if args.compare:
         a, b = (pickle.loads(Path(p).read_bytes()) for p in args.compare)
-        problems = differences(a, b)
-        print("\n".join(problems) if problems else f"same rows ({sum(map(len, a.values()))})")
+        problems = differences(a, b, args.exact)
+        same = "identical rows" if args.exact else "same rows"
+        print("\n".join(problems) if problems else f"{same} ({sum(map(len, a.values()))})")
         return 1 if problems else 0
     if not (args.out and args.month):
         parser.error("--out and --month (or --compare)")

@@ -686,10 +686,13 @@ def upper_tail(observed, expected, dispersion) -> np.ndarray:
     """P(X ≥ observed) for X with the given mean and variance dispersion·mean."""
     x = np.asarray(observed, dtype=float)
     mu = np.maximum(np.asarray(expected, dtype=float), 1e-12)
-    shape = np.broadcast_shapes(x.shape, mu.shape)
-    p = np.empty(shape)
-    x, mu = np.broadcast_to(x, shape), np.broadcast_to(mu, shape)
-    phi = np.broadcast_to(np.asarray(dispersion, dtype=float), shape)
+    phi = np.asarray(dispersion, dtype=float)
+    # broadcast only where the shapes differ: most calls (a series' windows, its month) pass alike shapes,
+    # and broadcasting them cost more than their tails
+    if not x.shape == mu.shape == phi.shape:
+        shape = np.broadcast_shapes(x.shape, mu.shape)
+        x, mu, phi = np.broadcast_to(x, shape), np.broadcast_to(mu, shape), np.broadcast_to(phi, shape)
+    p = np.empty(x.shape)
     # P(X ≥ x) = P(X > k), k = ⌊x − 1⌋ (a weighted volume 2.5 is "3 or more"). The distributions'
     # own tails (``_sf``, what ``sf`` calls after its argument checks, which cost more per call than
     # the tail): the regularised beta function differs from scipy's negative binomial by up to 3e-10.
@@ -731,8 +734,9 @@ def rolling_sums(x, windows) -> list[np.ndarray]:
     series per row."""
     x = np.asarray(x, dtype=float)
     c = np.concatenate([np.zeros(x.shape[:-1] + (1,)), np.cumsum(x, axis=-1)], axis=-1)
-    idx = np.arange(1, c.shape[-1])
-    return [c[..., idx] - c[..., np.maximum(idx - w, 0)] for w in windows]
+    # day i's sum is c[i + 1] - c[max(i + 1 - w, 0)]: the first w days less c[0], the others a shifted slice
+    return [np.concatenate([c[..., 1:w + 1] - c[..., :1], c[..., w + 1:] - c[..., 1:max(c.shape[-1] - w, 1)]], axis=-1)
+            for w in windows]
 
 
 def window_correction(windows) -> float:
@@ -755,19 +759,16 @@ def window_surprisal(counts, expected, dispersion, windows=(1, 3, 7, 14), min_ob
     observed = np.stack(rolling_sums(x, windows))
     # tails only where the window counts: most windows of a sparse series hold too few events
     counted = observed >= min_observed
-    tails = np.zeros(observed.shape)
+    corrected = np.zeros(observed.shape)
     if counted.any():
         phi = np.broadcast_to(np.asarray(dispersion, dtype=float), observed.shape)
-        tails[counted] = surprisal(observed[counted], np.stack(rolling_sums(mu, windows))[counted], phi[counted])
-    best = np.zeros(len(x))
-    best_w = np.full(len(x), windows[0])
-    correction = window_correction(windows)
-    for w, obs, s in zip(windows, observed, tails):
-        s = np.where(obs >= min_observed, s - correction, 0.0)
-        better = s > best
-        best = np.where(better, s, best)
-        best_w = np.where(better, w, best_w)
-    return np.maximum(best, 0.0), best_w
+        corrected[counted] = (surprisal(observed[counted], np.stack(rolling_sums(mu, windows))[counted], phi[counted])
+                              - window_correction(windows))
+    # the first window with the day's highest positive surprisal (NaN and below 0 count as 0), else the first
+    corrected[~(corrected > 0.0)] = 0.0
+    first_best = corrected.argmax(axis=0)
+    best = corrected[first_best, np.arange(len(x))]
+    return best, np.where(best > 0.0, np.asarray(windows)[first_best], windows[0])
 
 
 def subregion_surprisal(counts, shares, shapes, expected, dispersion, windows, known, min_observed: float = 0,

@@ -22,6 +22,7 @@ import bisect
 import dataclasses
 import datetime as dt
 import functools
+import math
 from collections import Counter, defaultdict
 from typing import Any, Iterable, Mapping
 
@@ -118,7 +119,10 @@ def knows_villages(tally: Mapping) -> bool:
     return "villages" in tally or not tally["incidents"]
 
 
-def repeat_callers(period_tally: Mapping, lookback_tally: Mapping, min_records: int = 2) -> int:
+REPEAT_MIN_RECORDS = 2  # a caller repeats with this many records over lookback + period
+
+
+def repeat_callers(period_tally: Mapping, lookback_tally: Mapping, min_records: int = REPEAT_MIN_RECORDS) -> int:
     """Callers of the period who called at least ``min_records`` times over lookback + period."""
     return sum(1 for key, n in period_tally["callers"].items()
                if n + lookback_tally["callers"].get(key, 0) >= min_records)
@@ -156,6 +160,8 @@ def base_score(surprisal_value: float, cfg: Mapping | None = None) -> float:
     """The score curve at ``surprisal_value``, linear between its points (``np.interp``)."""
     xp, fp = _score_curve(tuple(map(tuple, (cfg or config())["anomaly"]["surprisal_to_score"])))
     x = float(surprisal_value)
+    if x == xp[0] < xp[1]:
+        return fp[0]  # the curve's start (every unsurprising day): what np.interp gives there
     if not xp[0] < x < xp[-1]:
         return float(np.interp(x, xp, fp))  # at or past the ends (or NaN)
     # inside the curve: np.interp's own arithmetic, without its conversions to arrays (most of its cost)
@@ -211,7 +217,7 @@ def _excess(n: float, usual: Mapping | None, key: str, margin_sd: float = 0.0) -
     """How far ``n`` lies above the usual count and its chance variation (``margin_sd`` Poisson
     standard deviations): in a busy series a few more gatherings than usual are noise."""
     mean = (usual or {}).get(key, 0.0)
-    return max(0.0, n - mean - margin_sd * float(np.sqrt(mean)))
+    return max(0.0, n - mean - margin_sd * math.sqrt(mean))  # correctly rounded, as np.sqrt
 
 
 def _contributions(tally: Mapping, n_repeat_callers: int, cfg: Mapping,
@@ -527,7 +533,8 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
                  history_start: dt.date, township_code: str, village_code: str | None, domain: str,
                  gaps: Iterable[Gap] = (), parent_daily_counts: Mapping[dt.date, float] | np.ndarray | None = None,
                  n_siblings: int = 1, day_rows: str = "all", cfg: Mapping | None = None,
-                 village_names: Mapping[str, str] | None = None, parent_fits: dict | None = None) -> list[dict]:
+                 village_names: Mapping[str, str] | None = None, parent_fits: dict | None = None,
+                 month_models: dict | None = None) -> list[dict]:
     """Day and month score rows of one series for the target period (whole months expected).
 
     ``daily``: date → tally over history_start..target_end. The expected counts for each month
@@ -537,7 +544,7 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
     ``observed`` (days with incidents only, for village series) or ``none``. ``village_names``:
     as for ``score_window``. ``parent_fits``: a memo shared by series scored with the same ``cfg``
     (``baselines.expected_model``): a parent is fitted once, for its own series (scored first) and
-    for its sparse children.
+    for its sparse children. ``month_models``: a memo shared likewise (``_month_model``).
     """
     cfg = cfg or config()
     windows = tuple(cfg["anomaly"]["windows"])
@@ -555,8 +562,11 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
         tallies[i], day_volumes[i] = t, volume(t, weight=weight)
         day_incidents[i], day_records[i] = t["incidents"], t["records"]
     counts = np.array(day_volumes, dtype=float)
-    incidents, records = np.array(day_incidents, dtype=float), np.array(day_records, dtype=float)
-    index = {d: i for i, d in enumerate(dates)}
+    incidents = np.array(day_incidents, dtype=float)
+
+    def index(d: dt.date) -> int:
+        return (d - history_start).days  # the day's position in ``dates``
+
     parent = _parent_counts(parent_daily_counts, history_start, target_end)
     villages = VillageSeries(tallies, cfg, village_names) if village_code is None and cfg.get("villages") else None
     feed_totals: dict = {}
@@ -574,24 +584,27 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
     # Each caller's days from the first a window's lookback can reach: the lookback only tells who
     # called before, so a window needs its own callers' earlier records, not a merged tally.
     caller_days = defaultdict(list)
-    for i in range(max(0, index[target_start] - max(max(windows), village_reach(cfg)) - lookback_days), len(dates)):
+    for i in range(max(0, index(target_start) - max(max(windows), village_reach(cfg)) - lookback_days), len(dates)):
         for key, n in tallies[i]["callers"].items():
             caller_days[key].append((i, n))
 
-    def span(first: int, last: int) -> tuple[dict, int]:
-        period = merge_tallies(tallies[first:last + 1], places=False)
+    def span(first: int, last: int) -> tuple[Mapping, int]:
+        told = [t for t in tallies[first:last + 1] if t["records"] or t["incidents"]]
+        # one day with reports (a village's day, mostly): its tally is the sum, as merge_tallies gives it
+        period = told[0] if len(told) == 1 else merge_tallies(told, places=False)
         lo = max(0, first - lookback_days)
-        before = {key: sum(n for day, n in caller_days[key] if lo <= day < first) for key in period["callers"]}
+        # only callers short of a repeat within the period and heard on another day need their earlier records
+        before = {key: sum(n for day, n in caller_days[key] if lo <= day < first)
+                  for key, n in period["callers"].items() if n < REPEAT_MIN_RECORDS and len(caller_days[key]) > 1}
         return period, repeat_callers(period, {"callers": before})
 
     rows = []
     for month in _month_starts(target_start, target_end):
-        m_first, m_last = index[max(month, target_start)], index[min(_month_end(month), target_end)]
+        m_first, m_last = index(max(month, target_start)), index(min(_month_end(month), target_end))
         fitted = baselines.expected_model(dates[:m_first], counts[:m_first], cfg["expected"],
                                           None if parent is None else parent[:m_first], n_siblings, parent_fits)
-        model = baselines.at_recent_level(fitted, dates[:m_first], counts[:m_first], cfg["expected"])
-        window_dispersion = baselines.window_dispersions(fitted, dates[:m_first], counts[:m_first], windows,
-                                                         cfg["expected"])
+        model, window_dispersion = _month_model(fitted, dates[:m_first], counts[:m_first], windows, cfg["expected"],
+                                                month_models)
         history_volume = float(counts[:m_first].sum())
         per_volume = float(incidents[:m_first].sum()) / history_volume if history_volume else 1.0
         # Windows ending early in the month reach back into history; the month's model predicts
@@ -624,8 +637,9 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
                 first = max(0, i - w + 1)
                 tally, n_repeat = span(first, i)
                 expected = float(mu[first:i + 1].sum())
-                observed = int(incidents[first:i + 1].sum())
-                reason = window_volume_reason(observed, expected * per_volume, w, int(records[first:i + 1].sum()))
+                # whole counts: summed as Python ints, exactly what the float arrays' sums give
+                observed = int(sum(day_incidents[first:i + 1]))
+                reason = window_volume_reason(observed, expected * per_volume, w, int(sum(day_records[first:i + 1])))
                 gap_days = gaps_for(gaps, township_code, feeds, dates[first:i + 1])
                 usual = usual_counts(history_before(history, tallies[first:m_first]), observed)
                 village = None if village_index < 0 else villages.evidence(
@@ -649,7 +663,7 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
         expected_volume = float(mu[m_first:m_last + 1].sum())
         s = (float(baselines.surprisal(observed_volume, expected_volume, model.dispersion))
              if observed_volume >= min_observed else 0.0)
-        previous = [int(incidents[index[p]:index[_month_end(p)] + 1].sum()) for p in _previous_months(month, 3)
+        previous = [int(incidents[index(p):index(_month_end(p)) + 1].sum()) for p in _previous_months(month, 3)
                     if p >= history_start]
         tally, n_repeat = span(m_first, m_last)
         gap_days = gaps_for(gaps, township_code, feeds, dates[m_first:m_last + 1])
@@ -657,6 +671,26 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
                    gap_days, False, cfg, usual_counts(history, observed))
         rows.append(_row("month", month, observed, expected_volume * per_volume, a, base))
     return rows
+
+
+def _month_model(fitted: baselines.ExpectedModel, dates: list, counts: np.ndarray, windows: tuple, cfg: Mapping,
+                 memo: dict | None) -> tuple[baselines.ExpectedModel, np.ndarray]:
+    """A month's model at the series' recent level (``baselines.at_recent_level``) and its windows'
+    dispersions (``baselines.window_dispersions``), both from ``fitted`` and the history ``counts`` on
+    ``dates``. ``memo``: shared by series scored with the same ``cfg`` and period, keyed by the fit and
+    the history: the sparse villages of a township with the same history (in a first month, none) pool
+    the same fit, and get the same model and dispersions."""
+    key = None
+    if memo is not None:
+        key = (fitted, dates[0] if dates else None, counts.tobytes(), windows)
+        known = memo.get(key)
+        if known is not None:
+            return known
+    out = (baselines.at_recent_level(fitted, dates, counts, cfg),
+           baselines.window_dispersions(fitted, dates, counts, windows, cfg))
+    if key is not None:
+        memo[key] = out
+    return out
 
 
 def _parent_counts(parent_daily_counts, history_start: dt.date, target_end: dt.date) -> np.ndarray | None:

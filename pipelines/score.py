@@ -335,11 +335,12 @@ class _ScoreDomain(beam.DoFn):
         township_counts = {key: self._volumes(by_village.get(None, {})) for key, by_village in townships}
         # sparse townships pool from their county, sparse villages from their township: one fit each,
         # all fitted together before the series are scored one by one
-        parent_fits = {}
+        parent_fits, month_models = {}, {}
         risk_score.fit_ahead(self._fitted_series(townships, parents, township_counts), cfg=self._cfg,
                              parent_fits=parent_fits, **self._period)
         for (county, township), by_village in townships:
-            rows = self._score_township(county, township, domain, by_village, parents, gaps, parent_fits,
+            rows = self._score_township(county, township, domain, by_village, parents, gaps,
+                                        dict(parent_fits=parent_fits, month_models=month_models),
                                         township_counts[(county, township)])
             self._rows.inc(len(rows))
             yield from rows
@@ -365,7 +366,7 @@ class _ScoreDomain(beam.DoFn):
                 for _, daily in self._scored_villages(by_village):
                     yield daily, township_counts[(county, township)]
 
-    def _score_township(self, county, township, domain, by_village, parents, gaps, parent_fits,
+    def _score_township(self, county, township, domain, by_village, parents, gaps, memos,
                         township_counts) -> list[dict]:
         n_villages = max(len(by_village) - (None in by_village), 1)
         township_daily = by_village.get(None, {})
@@ -373,14 +374,14 @@ class _ScoreDomain(beam.DoFn):
         rows = risk_score.score_series(township_daily, township_code=township, village_code=None, domain=domain,
                                        gaps=gaps, parent_daily_counts=parent["daily"], n_siblings=parent["children"],
                                        day_rows="all", cfg=self._cfg, village_names=self._village_names,
-                                       parent_fits=parent_fits, **self._period)
+                                       **memos, **self._period)
         if not self._villages:
             return rows
         for village, daily in self._scored_villages(by_village):
             rows += risk_score.score_series(daily, township_code=township, village_code=village, domain=domain,
                                             gaps=gaps, parent_daily_counts=township_counts,
                                             n_siblings=n_villages, day_rows="observed",
-                                            cfg=self._cfg, parent_fits=parent_fits, **self._period)
+                                            cfg=self._cfg, **memos, **self._period)
         return rows
 
 

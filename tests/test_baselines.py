@@ -501,3 +501,31 @@ def test_fitting_ahead_fills_the_memo_with_the_fits_expected_model_makes():
     models = [baselines.expected_model(dates, y, parent_counts=p, n_siblings=2, parent_fits=fits) for y, p in series]
     assert len(fits) == made
     assert models == [baselines.expected_model(dates, y, parent_counts=p, n_siblings=2) for y, p in series]
+
+
+def _indexed_rolling_sums(x, windows):
+    """``rolling_sums`` as written before it took slices: each day's running total less the one ``w`` days before."""
+    x = np.asarray(x, dtype=float)
+    c = np.concatenate([np.zeros(x.shape[:-1] + (1,)), np.cumsum(x, axis=-1)], axis=-1)
+    idx = np.arange(1, c.shape[-1])
+    return [c[..., idx] - c[..., np.maximum(idx - w, 0)] for w in windows]
+
+
+@pytest.mark.parametrize("shape", [(0,), (1,), (6,), (14,), (15,), (400,), (3, 44), (2, 0), (4, 1)])
+def test_rolling_sums_are_the_running_totals_differences_bit_for_bit(shape):
+    x = np.random.default_rng(len(shape) * 100 + shape[-1]).gamma(0.5, 1.3, shape)
+    windows = (1, 2, 3, 7, 14, 30)
+    for got, want in zip(baselines.rolling_sums(x, windows), _indexed_rolling_sums(x, windows)):
+        assert got.shape == want.shape and got.tobytes() == want.tobytes()
+
+
+def test_upper_tail_of_alike_shapes_equals_the_broadcast_one():
+    """Arguments of one shape skip broadcasting; the tails are those the broadcasting path gives, bit for bit."""
+    rng = np.random.default_rng(4)
+    x, mu = rng.poisson(2.0, 50) * 1.25, rng.uniform(0.1, 4.0, 50)
+    phi = rng.choice([1.0, 1.000001, 1.5, 3.0], 50)
+    alike = baselines.upper_tail(x, mu, phi)
+    assert all(np.array_equal(alike, row) for row in baselines.upper_tail(np.stack([x, x]), np.stack([mu, mu]), phi))
+    assert np.array_equal(baselines.upper_tail(x, np.full(50, 1.5), np.full(50, 2.0)), baselines.upper_tail(x, 1.5, 2.0))
+    one = baselines.upper_tail(x[3], mu[3], phi[3])
+    assert one.shape == () and baselines.upper_tail(np.full(2, x[3]), mu[3], phi[3]).tolist() == [float(one)] * 2

@@ -613,3 +613,71 @@ def test_daily_counts_shards_sum_incidents_as_the_combine_fn_does(tmp_path):
     assert counted == expected
     assert any(t["incidents"] > 1 for t in expected.values()) and any(t["records"] > 1 for t in expected.values())
     assert any("many_people" in t["signals"] for t in expected.values())
+
+
+def _repeat_callers_as_merged(tallies: list, first: int, last: int, lookback_days: int) -> int:
+    """Repeat callers of days first..last, every caller's records over the lookback and the period summed."""
+    period, before = Counter(), Counter()
+    for t in tallies[first:last + 1]:
+        period.update(t["callers"])
+    for t in tallies[max(0, first - lookback_days):first]:
+        before.update(t["callers"])
+    return sum(1 for key, n in period.items() if n + before[key] >= 2)
+
+
+def test_repeat_callers_of_a_day_and_a_month_count_the_lookback_and_the_period():
+    """Callers twice on one day, once on a day and again within or beyond the lookback, once only: each
+    day row (over the window its volume reason names) and the month row name the repeat callers that
+    summing every caller's records over lookback + period gives."""
+    cfg = risk_score.config()
+    lookback = cfg["contributions"]["repeat_callers"]["within_days"]
+    dates = all_days(HISTORY_START, TARGET_END)
+    calls = {TARGET + dt.timedelta(days=2): {"a": 2, "b": 1, "c": 1, "d": 1},
+             TARGET + dt.timedelta(days=3): {"d": 1, "e": 1},
+             TARGET - dt.timedelta(days=5): {"b": 1},
+             TARGET + dt.timedelta(days=2) - dt.timedelta(days=lookback + 3): {"c": 1},
+             TARGET + dt.timedelta(days=20): {"e": 1, "f": 1}}
+    daily = {d: {**risk_score.empty_tally(), "incidents": sum(c.values()), "records": sum(c.values()),
+                 "feeds": {"hotline_12345": sum(c.values())}, "callers": c} for d, c in calls.items()}
+    rows = risk_score.score_series(daily, target_start=TARGET, target_end=TARGET_END, history_start=HISTORY_START,
+                                   township_code=TOWN, village_code=None, domain="labor_wage", day_rows="all", cfg=cfg)
+    tallies = [daily.get(d, risk_score.empty_tally()) for d in dates]
+
+    def named(row):
+        found = [r for r in row["reasons"] if r.endswith("名来电人重复来电")]
+        return int(found[0][:-len("名来电人重复来电")]) if found else 0
+
+    windows = Counter()
+    for row in rows:
+        first = last = dates.index(row["period_start"])
+        if row["period"] == "month":
+            last = dates.index(TARGET_END)
+        elif not row["reasons"][0].startswith("当日"):
+            first = last - int(row["reasons"][0][1:row["reasons"][0].index("日")]) + 1
+        windows[last - first + 1] += 1
+        assert named(row) == _repeat_callers_as_merged(tallies, first, last, lookback)
+    assert windows[1] and len(windows) > 2  # one-day windows, longer ones and the month
+    assert named(rows[-1]) == 4  # a, b, d, e
+
+
+def test_villages_without_history_share_their_month_model_and_score_as_alone():
+    """Sparse villages heard of first in the target month pool the same fit of their township with the same
+    (empty) history: with a shared ``month_models`` memo they get one month model (the recent level and the
+    windows' dispersions), and their rows are those each gets alone; a village with history gets its own."""
+    rng = np.random.default_rng(9)
+    dates = all_days(HISTORY_START, TARGET_END)
+    township = {d: float(n) for d, n in zip(dates, rng.poisson(4.0, len(dates)))}
+    villages = []
+    for k in range(3):
+        days = [TARGET + dt.timedelta(days=int(i)) for i in rng.choice(30, 4 + k, replace=False)]
+        villages.append({d: {**risk_score.empty_tally(), "incidents": 1 + k, "records": 2 + k, "feeds": {"grid": 1 + k}}
+                         for d in days})
+    villages.append({**villages[0], HISTORY_START + dt.timedelta(days=40): villages[0][min(villages[0])]})
+    args = dict(target_start=TARGET, target_end=TARGET_END, history_start=HISTORY_START, township_code=TOWN,
+                domain="public_order", parent_daily_counts=township, n_siblings=4, day_rows="observed")
+    fits, month_models = {}, {}
+    shared = [risk_score.score_series(v, village_code=f"{TOWN[:9]}00{k}", parent_fits=fits, month_models=month_models,
+                                      **args) for k, v in enumerate(villages)]
+    alone = [risk_score.score_series(v, village_code=f"{TOWN[:9]}00{k}", **args) for k, v in enumerate(villages)]
+    assert shared == alone
+    assert len(month_models) == 2
