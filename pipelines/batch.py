@@ -59,7 +59,7 @@ from pipelines.backfill import DEFAULT_PART_MB, named_month, plan_parts
 from pipelines.gazetteer import UNRESOLVED
 from pipelines.ingest import AccountingError, IngestFeeds, default_ingest_time, unbalanced_files
 from pipelines.ledger import Ledger, file_sha256, read_ledger, run_fingerprint, write_ledger
-from pipelines.link import KEEP_INCIDENT, LinkIncidentsInParts, link_config, month_frequencies
+from pipelines.link import KEEP_INCIDENT, LinkIncidentsInParts, link_config, table_frequencies
 from pipelines.normalise import TZ
 from pipelines.options import beam_options
 from pipelines.packed_events import apply_each, is_event_table
@@ -211,7 +211,7 @@ class _MonthFrequencies(beam.DoFn):
         # A month that keeps its links has no record this run replaces (that record's months would
         # be touched), so its stored records are the month.
         table = warehouse.read_stored_columns(self._out, month, ["township_code", "domain", "text", "reported_at"])
-        yield from month_frequencies(table.to_pylist(), self._cfg).items()
+        yield from table_frequencies(table, self._cfg).items()
 
 
 class MergeWithWarehouse(beam.PTransform):
@@ -225,8 +225,10 @@ class MergeWithWarehouse(beam.PTransform):
     versions): whole for the months to relink, the last or first hours of their neighbours.
 
     Returns ``{"events": to link, as three PCollections (the new versions, the relinked months'
-    stored records, and those of months that keep their links, marked ``KEEP_INCIDENT``),
-    "frequencies": the idf statistics of those months for ``LinkIncidents``, "head": stored Events
+    stored records, and those of months that keep their links, marked ``KEEP_INCIDENT``), "groups":
+    the stored records of both kinds that need linking, keyed for ``LinkIncidentsInParts(groups=…)``
+    (so "events" holds only the stored records linking leaves alone), "frequencies": the idf
+    statistics of the months that keep their links for ``LinkIncidents``, "head": stored Events
     of the first hours after the relinked months (tallies only), "rewrite": the months to rewrite,
     "tally_months": (month, first day its tallies change or None: all)}``. The untouched warehouse
     is never shuffled, so the run's cost follows the new data, not the warehouse.
@@ -248,19 +250,22 @@ class MergeWithWarehouse(beam.PTransform):
             | "Windows" >> beam.FlatMap(_read_windows, span)
         )
         drop = replaced | "DropReplaced" >> beam.Map(lambda e: (sinks.month_of(e), e["event_id"]))
-        around = {"reach": windows, "drop": drop} | "ReadAround" >> warehouse.ReadStoredMonths(self._out)
+        # The stored Events that need linking reach their link groups in tables, one element per
+        # township-month, not one by one; those of a month that keeps its links are marked.
+        around = {"reach": windows, "drop": drop} | "ReadAround" >> warehouse.ReadStoredMonths(
+            self._out, linked={RELINK: (), TAIL: ((KEEP_INCIDENT, True),)})
 
         def read_as(role):
             return around | f"{role.title()}Read" >> beam.Filter(lambda kv: kv[0] == role) | f"{role.title()}Event" >> beam.Values()
 
-        tail = read_as(TAIL) | "KeepLinks" >> beam.Map(lambda e: {**e, KEEP_INCIDENT: True})
         frequencies = (windows
                        | "TailMonths" >> beam.FlatMap(lambda kv: [kv[0]] if kv[1][0] == TAIL else [])
                        | "MonthFrequencies" >> beam.ParDo(_MonthFrequencies(self._out)))
         rewrite = windows | "RelinkedMonths" >> beam.FlatMap(lambda kv: [kv[0]] if kv[1][0] == RELINK else [])
         # Not flattened: LinkIncidents keys each in its own stage (packed_events.apply_each).
-        events = (won, read_as(RELINK), tail)
-        return {"events": events, "frequencies": frequencies, "head": read_as(HEAD), "rewrite": rewrite,
+        events = (won, read_as(RELINK), read_as(TAIL))
+        return {"events": events, "groups": read_as(warehouse.LINKED), "frequencies": frequencies,
+                "head": read_as(HEAD), "rewrite": rewrite,
                 "tally_months": windows | "TallyMonths" >> beam.FlatMap(_rewritten_tallies, span)}
 
 
@@ -283,7 +288,8 @@ def build_pipeline(pipeline: beam.Pipeline, *, ingest: IngestFeeds, out: str, ma
     if ingested["replaced"] is not None:
         merged = ingested | "MergeWithWarehouse" >> MergeWithWarehouse(out)
         # Linked Events stay in parts up to the writers' and counters' shuffles (packed_events.apply_each).
-        relinked = merged["events"] | "Link" >> LinkIncidentsInParts(frequencies=merged["frequencies"], grouped=True)
+        relinked = merged["events"] | "Link" >> LinkIncidentsInParts(frequencies=merged["frequencies"],
+                                                                     groups=merged["groups"], grouped=True)
         events = tuple(apply_each(relinked, "Relinked", lambda: beam.Filter(_relinked)))
         tallies = (*relinked, merged["head"]) | "Tallies" >> DailyTallies()
         rewrite, tally_months = merged["rewrite"], merged["tally_months"]

@@ -37,11 +37,13 @@ from typing import Iterable, Mapping
 
 import apache_beam as beam
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from scipy import sparse
 
 import schemas
 from pipelines.runners import ParDoWithOutputs
-from pipelines.packed_events import EventTables, FlattenEvents, PackedEvent, apply_each, flatten
+from pipelines.packed_events import EventTables, FlattenEvents, PackedEvent, PackedRows, apply_each, flatten
 
 # Masking upstream leaves tokens like [手机号], [身份证号], [姓名], 【地址】; they say nothing about
 # the happening and are shared by unrelated records.
@@ -51,6 +53,9 @@ _SKIP = "none"
 # Set on a record that keeps its stored incident_id through LinkIncidents (see LinkIncidents).
 KEEP_INCIDENT = "_keep_incident"
 _FREQUENCIES = "frequencies"
+# Roles of a link group's values: one packed Event, or many as one table (KeyRowsByTownshipMonth).
+_HOME, _GUEST = "home", "guest"
+_ROWS = {"home_rows": _HOME, "guest_rows": _GUEST}
 
 
 def link_config() -> dict:
@@ -181,11 +186,26 @@ def group_key(event: Mapping) -> tuple[str, str]:
 def month_frequencies(events: Iterable[Mapping], cfg: Mapping | None = None) -> dict[tuple, tuple[int, dict]]:
     """(township, month) → (records, n-gram → records holding it) of its linkable records: the idf
     ``link_group`` needs to link part of a month exactly as with the whole month present."""
-    cfg = cfg or link_config()
     texts = defaultdict(list)
     for e in events:
         if needs_link(e):
             texts[group_key(e)].append(e.get("text"))
+    return _frequencies(texts, cfg or link_config())
+
+
+def table_frequencies(table: pa.Table, cfg: Mapping | None = None) -> dict[tuple, tuple[int, dict]]:
+    """``month_frequencies`` of a table of Events (the warehouse's columns; ``township_code``,
+    ``domain``, ``text`` and ``reported_at`` suffice), read column by column: no Event is made."""
+    table = table.filter(linkable_rows(table))
+    townships, months, _ = _group_columns(table)
+    texts = defaultdict(list)
+    for key, text in zip(zip(townships.to_pylist(), months.to_pylist()), table.column("text").to_pylist()):
+        texts[key].append(text)
+    return _frequencies({(township, _month_text(month)): group for (township, month), group in texts.items()},
+                        cfg or link_config())
+
+
+def _frequencies(texts: Mapping[tuple, list], cfg: Mapping) -> dict[tuple, tuple[int, dict]]:
     boilerplate, frequencies = _boilerplate(cfg), {}
     for key, group in texts.items():
         grams = Ngrams(group, cfg["ngram"], boilerplate)
@@ -387,14 +407,57 @@ class _KeyByTownshipMonth(beam.DoFn):
         t = event["reported_at"]
         township, month = group_key(event)
         value = self._packed.pack(event)
-        yield (township, month), ("home", value)
+        yield (township, month), (_HOME, value)
         if _in_first_hours(t, self._span):
-            yield (township, _previous_month_key(t)), ("guest", value)
+            yield (township, _previous_month_key(t)), (_GUEST, value)
 
 
 def _in_first_hours(t: dt.datetime, span: dt.timedelta) -> bool:
     # Past day span.days + 1 a record is more than the span into its month: no datetime arithmetic.
     return t.day <= span.days + 1 and t - t.replace(day=1, hour=0, minute=0, second=0, microsecond=0) <= span
+
+
+def linkable_rows(table: pa.Table) -> pa.ChunkedArray:
+    """Per row of a table of Events: whether it needs linking (``needs_link``)."""
+    domain = table.column("domain")
+    return pc.fill_null(pc.and_(pc.not_equal(domain, ""), pc.not_equal(domain, _SKIP)), False)
+
+
+def _group_columns(table: pa.Table) -> tuple[pa.ChunkedArray, pa.ChunkedArray, pa.ChunkedArray]:
+    """Per row of a table of Events: its group's township and month (``group_key``; the month as
+    year * 100 + month, ``_month_text``) and how far into the month it was reported (as
+    ``_in_first_hours`` measures it)."""
+    # The wall clock in the Events' zone, as their datetimes' fields read.
+    local = pc.local_timestamp(table.column("reported_at")).cast(pa.timestamp("ms"))
+    month_start = pc.floor_temporal(local, unit="month")
+    # Numbers, not pc.strftime: formatting every row took 100 times longer.
+    months = pc.add(pc.multiply(pc.year(month_start), 100), pc.month(month_start))
+    return pc.fill_null(table.column("township_code"), ""), months, pc.subtract(local, month_start)
+
+
+def _month_text(month: int) -> str:
+    return f"{month // 100:04d}-{month % 100:02d}"
+
+
+class KeyRowsByTownshipMonth:
+    """A table of Events that need linking (the warehouse's layout) → what ``_KeyByTownshipMonth``
+    gives for them, one element per township-month and role: ((township, month), (role, rows
+    packed with ``PackedRows``, each row taking ``annotations``)). Stored Events reach their link
+    group a few thousand at a time instead of crossing one by one."""
+
+    def __init__(self, span_hours: float):
+        self._span = pa.scalar(dt.timedelta(hours=span_hours), pa.duration("ms"))
+
+    def keyed(self, table: pa.Table, annotations: tuple = ()):
+        townships, months, into_month = _group_columns(table)
+        first_hours = pc.less_equal(into_month, self._span)
+        for township, month in sorted(set(zip(townships.to_pylist(), months.to_pylist()))):
+            here = pc.and_(pc.equal(townships, township), pc.equal(months, month))
+            yield (township, _month_text(month)), ("home_rows", PackedRows.pack(table.filter(here), annotations))
+            guests = table.filter(pc.and_(here, first_hours))
+            if guests.num_rows:
+                previous = _previous_month_key(dt.date(month // 100, month % 100, 1))
+                yield (township, previous), ("guest_rows", PackedRows.pack(guests, annotations))
 
 
 class _LinkGroup(beam.DoFn):
@@ -418,15 +481,19 @@ class _LinkGroup(beam.DoFn):
     def setup(self):
         self._packed = PackedEvent()
         self._tables = EventTables()
+        self._rows = PackedRows()
 
     def process(self, element):
         _, tagged = element
         home, guests, frequencies = [], [], None
+        members = {_HOME: home, _GUEST: guests}
         for role, value in tagged:
             if role == _FREQUENCIES:
                 frequencies = value
+            elif role in _ROWS:
+                members[_ROWS[role]].extend(self._rows.unpack(value))
             else:
-                (home if role == "home" else guests).append(self._packed.unpack(value))
+                members[role].append(self._packed.unpack(value))
         keep = {e["event_id"]: e["incident_id"] for e in home if e.get(KEEP_INCIDENT)}
         incident_of = link_group(home, self._cfg, guests=guests, keep=keep, frequencies=frequencies)
         home_ids = {e["event_id"] for e in home}
@@ -489,10 +556,11 @@ class LinkIncidentsInParts(beam.PTransform):
     Event; the records must be whole Events. The others hold Events."""
 
     def __init__(self, config: Mapping | None = None, frequencies: beam.PCollection | None = None,
-                 grouped: bool = False):
+                 groups: beam.PCollection | None = None, grouped: bool = False):
         super().__init__()
         self._cfg = dict(config or link_config())
         self._frequencies = frequencies
+        self._groups = groups
         self._grouped = grouped
 
     def expand(self, events):
@@ -503,6 +571,8 @@ class LinkIncidentsInParts(beam.PTransform):
         keyed = apply_each(events, "KeyByTownshipMonth", lambda: beam.ParDo(_KeyByTownshipMonth(self._cfg["max_span_hours"])))
         if self._frequencies is not None:
             keyed.append(self._frequencies | "TagFrequencies" >> beam.MapTuple(lambda key, f: (key, (_FREQUENCIES, f))))
+        if self._groups is not None:
+            keyed.append(self._groups)
         linked = (
             flatten(keyed, "WithFrequencies")
             | "GroupByTownshipMonth" >> beam.GroupByKey()
@@ -534,7 +604,9 @@ class LinkIncidents(LinkIncidentsInParts):
     A record marked ``KEEP_INCIDENT`` keeps its ``incident_id`` (its month is not relinked; it is
     there to decide which of its month's incidents take the next month's first hours).
     ``frequencies``: ((township, month), (records, n-gram → records holding it)) for months
-    present only in part (``month_frequencies`` of the whole month).
+    present only in part (``month_frequencies`` of the whole month). ``groups``: more Events to
+    link, already keyed in tables (``KeyRowsByTownshipMonth``, e.g. read back by
+    ``warehouse.ReadStoredMonths(linked=…)``); linked, they come out as Events like the others.
     """
 
     def expand(self, events):

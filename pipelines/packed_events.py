@@ -13,9 +13,11 @@ Fewer crossings are better still: a transform that starts with element-wise step
 shuffle can take several PCollections of Events (``apply_each``) and flatten only after those
 steps, so each Event crosses once, at the shuffle, instead of also at a Flatten in front of it.
 
-Fewest of all: Events that travel together as one element. Linking holds a township-month's
-Events together; the batch job's writers and counters take them from there as one Arrow table
-(``EventTables``, as the bytes of an Arrow IPC stream; ``is_event_table``).
+Fewest of all: Events that travel together as one element, an Arrow table as the bytes of an
+Arrow IPC stream (``EventTables``). Events read back from the warehouse reach linking as the table
+they were read as, per township-month (``PackedRows``); linking holds a township-month's Events
+together, and the batch job's writers and counters take them from there as one table
+(``is_event_table``).
 """
 from __future__ import annotations
 
@@ -53,6 +55,41 @@ class PackedEvent:
         event = self._packer.unpack(packed)
         event.update(others)
         return event
+
+
+def table_events(table: pa.Table, schema: pa.Schema, packer: EventPacker):
+    """A table of Events in the warehouse's layout (``schema``: ``event_arrow_schema``) → its
+    Events, exactly as the pipeline carries them."""
+    table = table.cast(schema)
+    # Timestamps as epoch milliseconds: the packed form EventPacker turns back into datetimes.
+    columns = [c.cast(pa.int64()).to_pylist() if pa.types.is_timestamp(c.type) else c.to_pylist()
+               for c in table.columns]
+    for values in zip(*columns):
+        yield packer.unpack(values)
+
+
+class PackedRows:
+    """(table of Events in the warehouse's layout, annotations: (key, value) pairs every one of them
+    takes) ⇄ one element (Arrow IPC stream bytes, annotations) → the Event dicts.
+
+    Beam encodes bytes as they are: a few thousand stored Events cross a shuffle as one element
+    instead of each being dispatched, encoded, buffered and decoded on its own."""
+
+    def __init__(self):
+        self._schema = event_arrow_schema()
+        self._packer = EventPacker()
+
+    @staticmethod
+    def pack(table: pa.Table, annotations: tuple = ()) -> tuple[bytes, tuple]:
+        return EventTables.to_bytes(table), tuple(annotations)
+
+    def unpack(self, value: tuple[bytes, tuple]) -> list[dict]:
+        data, annotations = value
+        events = list(table_events(EventTables.from_bytes(data), self._schema, self._packer))
+        if annotations:
+            for event in events:
+                event.update(annotations)
+        return events
 
 
 class _Pack(beam.DoFn):

@@ -24,6 +24,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
+from pipelines.link import KeyRowsByTownshipMonth, link_config, linkable_rows
+from pipelines.packed_events import table_events
 from pipelines.runners import ParDoWithOutputs
 from pipelines.sinks import events_dir, write_atomically
 from pipelines.validate import EventPacker
@@ -89,16 +91,6 @@ def _read_parquet(path: str, columns: list[str] | None = None) -> pa.Table:
         return pq.read_table(pa.BufferReader(f.read()), columns=columns)
 
 
-def _events_of(table: pa.Table, schema: pa.Schema, packer: EventPacker):
-    """A warehouse events table → its Events, exactly as the pipeline carries them."""
-    table = table.cast(schema)
-    # Timestamps as epoch milliseconds: the packed form EventPacker turns back into datetimes.
-    columns = [c.cast(pa.int64()).to_pylist() if pa.types.is_timestamp(c.type) else c.to_pylist()
-               for c in table.columns]
-    for values in zip(*columns):
-        yield packer.unpack(values)
-
-
 class _ReadEventFile(beam.DoFn):
     """A warehouse events Parquet file → its Events, one row group at a time."""
 
@@ -110,7 +102,7 @@ class _ReadEventFile(beam.DoFn):
         with FileSystems.open(path) as f:
             parquet = pq.ParquetFile(pa.BufferReader(f.read()))
         for group in range(parquet.num_row_groups):
-            yield from _events_of(parquet.read_row_group(group), self._schema, self._packer)
+            yield from table_events(parquet.read_row_group(group), self._schema, self._packer)
 
 
 class ReadEvents(beam.PTransform):
@@ -149,7 +141,7 @@ class _LookupStoredVersions(_StoredEventReader):
         for path in batch_event_files(self._out):
             found = pc.is_in(_read_parquet(path, ["event_id"]).column("event_id"), value_set=wanted)
             if pc.any(found).as_py():
-                yield from _events_of(_read_parquet(path).filter(found), self._schema, self._packer)
+                yield from table_events(_read_parquet(path).filter(found), self._schema, self._packer)
 
 
 class LookupStoredVersions(beam.PTransform):
@@ -169,10 +161,24 @@ class LookupStoredVersions(beam.PTransform):
         )
 
 
+# ReadStoredMonths' tag of the link groups it reads (``linked``).
+LINKED = "linked"
+
+
 class _ReadStoredMonth(_StoredEventReader):
     """(month, {"reach": [(tag, since, until)], "drop": [event_id]}) → (tag, Event) for the month's
     stored Events reported within each window (epoch milliseconds, both ends included; None: open)
-    but the dropped ones (records that have a newer version in this run)."""
+    but the dropped ones (records that have a newer version in this run). Of a window whose tag is
+    in ``linked``, the Events that need linking come as ``(LINKED, link group element)``
+    (``link.KeyRowsByTownshipMonth``), the others as Events; both take the tag's annotations."""
+
+    def __init__(self, out: str, linked: typing.Mapping[str, tuple]):
+        super().__init__(out)
+        self._linked = dict(linked)
+
+    def setup(self):
+        super().setup()
+        self._keyed = KeyRowsByTownshipMonth(link_config()["max_span_hours"])
 
     def process(self, keyed):
         month, joined = keyed
@@ -189,21 +195,35 @@ class _ReadStoredMonth(_StoredEventReader):
                 bounds = [pc.greater_equal(millis, since)] if since is not None else []
                 bounds += [pc.less_equal(millis, until)] if until is not None else []
                 inside = table.filter(functools.reduce(pc.and_, bounds)) if bounds else table
-                for event in _events_of(inside, self._schema, self._packer):
+                annotations = self._linked.get(tag, ())
+                if tag in self._linked:
+                    linkable = linkable_rows(inside)
+                    for group in self._keyed.keyed(inside.filter(linkable), annotations):
+                        yield LINKED, group
+                    inside = inside.filter(pc.invert(linkable))
+                for event in table_events(inside, self._schema, self._packer):
+                    event.update(annotations)
                     yield tag, event
 
 
 class ReadStoredMonths(beam.PTransform):
     """``{"reach": (month, (tag, since, until)), "drop": (month, event_id)}`` → (tag, Event) of
     those months' stored Events reported within the windows (epoch ms, ends included, None: open;
-    windows of one month must not overlap). The tag says what the caller reads them for."""
+    windows of one month must not overlap). The tag says what the caller reads them for.
 
-    def __init__(self, out: str):
+    ``linked``: tag → annotations ((key, value) pairs) for the windows whose Events are to be
+    linked: those that need linking come keyed for ``link.LinkIncidentsInParts(groups=…)``, one
+    element per township-month and role, tagged ``LINKED``; every Event of the window takes the
+    annotations."""
+
+    def __init__(self, out: str, linked: typing.Mapping[str, tuple] | None = None):
         super().__init__()
         self._out = out
+        self._linked = dict(linked or {})
 
     def expand(self, pcolls):
-        return pcolls | "ByMonth" >> beam.CoGroupByKey() | "Read" >> beam.ParDo(_ReadStoredMonth(self._out))
+        return (pcolls | "ByMonth" >> beam.CoGroupByKey()
+                | "Read" >> beam.ParDo(_ReadStoredMonth(self._out, self._linked)))
 
 
 def read_stored_columns(out: str, month: str, columns: list[str]) -> pa.Table:

@@ -8,12 +8,15 @@ import zoneinfo
 from pathlib import Path
 
 import apache_beam as beam
+import pyarrow as pa
 from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import schemas
 from pipelines import link
 from pipelines.options import beam_options
+from pipelines.packed_events import PackedEvent, PackedRows
 
 TZ = zoneinfo.ZoneInfo("Asia/Shanghai")
 T0 = dt.datetime(2025, 3, 31, 22, 0, tzinfo=TZ)
@@ -263,3 +266,71 @@ def test_a_month_that_keeps_its_links_takes_the_next_months_first_hours_as_when_
                   | beam.FlatMapTuple(lambda i, got: [(i, got["part"] == got["whole"])] if got["part"] else []))
         expected = [e["event_id"] for e in march if e["reported_at"] >= cut] + [e["event_id"] for e in april]
         assert_that(joined, equal_to([(i, True) for i in expected]))
+
+
+def _whole(e: dict) -> dict:
+    """A test record as a whole Event (every field of the warehouse's layout)."""
+    required = {"source_id": e["event_id"], "ingested_at": T0, "batch_id": "b"}
+    return {f["name"]: e.get(f["name"], required.get(f["name"])) for f in schemas.event_fields()}
+
+
+# Records around March's end, on the county clock: April's first hours (hours 2–12 after T0) also
+# go to March's groups, as guests; a township-less record, one of domain none, and a UTC evening
+# that is already April 1st in the county.
+AROUND_MONTH_END = [_whole(e) for e in FIGHT + OTHER + [
+    event(7, "hotline_12345", 1, "咨询幸福里小区门口打架的处理结果", domain="none"),
+    event(8, "grid", 2.5, "幸福里小区门口有人打架", township=None),
+    {**event(10, "hotline_12345", 0, "幸福里小区门口打架又来了"),
+     "reported_at": dt.datetime(2025, 3, 31, 16, 30, tzinfo=dt.timezone.utc).astimezone(TZ)},
+]]
+
+
+def test_stored_rows_are_keyed_as_each_of_their_events_would_be():
+    span = link.link_config()["max_span_hours"]
+    keyer = link._KeyByTownshipMonth(span)
+    keyer.setup()
+    packed = PackedEvent()
+    one_by_one = sorted((key, role, packed.unpack(value)["event_id"])
+                        for e in AROUND_MONTH_END for key, (role, value) in keyer.process(e))
+    table = pa.Table.from_pylist(AROUND_MONTH_END, schema=schemas.event_arrow_schema())
+    rows, in_tables = PackedRows(), []
+    for key, (role, value) in link.KeyRowsByTownshipMonth(span).keyed(table.filter(link.linkable_rows(table)),
+                                                                      (("mark", 1),)):
+        events = rows.unpack(value)
+        assert all(e["mark"] == 1 for e in events)
+        in_tables += [(key, role.replace("_rows", ""), e["event_id"]) for e in events]
+    assert sorted(in_tables) == one_by_one
+    assert ("330100001000", "2025-04") in {key for key, _, _ in one_by_one}
+    assert (("", "2025-03"), "guest", "grid:8") in one_by_one
+
+
+def test_events_linked_from_tables_end_as_when_linked_one_by_one():
+    """What the batch job's monthly run does with the stored months: their Events that need linking
+    reach the link groups as tables (``groups``), the others as Events."""
+    table = pa.Table.from_pylist(AROUND_MONTH_END, schema=schemas.event_arrow_schema())
+    linkable = link.linkable_rows(table)
+    groups = list(link.KeyRowsByTownshipMonth(link.link_config()["max_span_hours"]).keyed(table.filter(linkable)))
+    others = [e for e, needs in zip(AROUND_MONTH_END, linkable.to_pylist()) if not needs]
+    assert [e["event_id"] for e in others] == ["hotline_12345:7"]
+    with beam.Pipeline(options=beam_options([])) as p:
+        each = p | "All" >> beam.Create(AROUND_MONTH_END) | "LinkEach" >> link.LinkIncidents()
+        tables = (p | "Others" >> beam.Create(others)
+                  | "LinkTables" >> link.LinkIncidents(groups=p | "Groups" >> beam.Create(groups)))
+        joined = ({"each": each | "E" >> beam.Map(lambda e: (e["event_id"], sorted(e.items(), key=str))),
+                   "tables": tables | "T" >> beam.Map(lambda e: (e["event_id"], sorted(e.items(), key=str)))}
+                  | beam.CoGroupByKey()
+                  | beam.MapTuple(lambda i, got: (i, len(got["tables"]) == 1 and got["tables"] == got["each"])))
+        assert_that(joined, equal_to([(e["event_id"], True) for e in AROUND_MONTH_END]), label="Same")
+        incidents = tables | "Incidents" >> beam.Map(lambda e: (e["event_id"], e["incident_id"]))
+        # April's first-hours calls joined March 31st's fight (as guests of March's group).
+        assert_that(incidents | beam.Filter(lambda kv: kv[0] in ("grid:3", "hotline_12345:2")),
+                    equal_to([("grid:3", "police_110:1"), ("hotline_12345:2", "police_110:1")]), label="AcrossMonthEnd")
+
+
+def test_a_months_frequencies_read_from_its_columns_are_those_of_its_events():
+    march, april = _month_with_a_common_building()
+    events = [_whole(e) for e in march + april] + AROUND_MONTH_END
+    table = pa.Table.from_pylist(events, schema=schemas.event_arrow_schema())
+    columns = table.select(["township_code", "domain", "text", "reported_at"])
+    assert link.table_frequencies(columns) == link.month_frequencies(events)
+    assert ("", "2025-04") in link.table_frequencies(columns)

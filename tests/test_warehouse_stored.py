@@ -1,0 +1,72 @@
+"""The incremental run reads stored months back (warehouse.ReadStoredMonths): within the windows
+asked for, without the replaced records, and the Events to link keyed into link groups' tables
+exactly as each of them would be keyed on its own."""
+import datetime as dt
+from pathlib import Path
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.testing.util import assert_that, equal_to
+
+import schemas
+from pipelines import link, warehouse
+from pipelines.options import beam_options
+from pipelines.packed_events import PackedEvent, PackedRows
+from pipelines.sinks import events_dir, month_of
+from tests.test_link import AROUND_MONTH_END, TZ
+
+SINCE = dt.datetime(2025, 4, 1, 5, tzinfo=TZ)
+DROPPED = "police_110:4"
+
+
+def _store(out: Path, events: list[dict]) -> None:
+    for month in {month_of(e) for e in events}:
+        path = Path(events_dir(str(out))) / f"month={month}" / "events-batch-000.parquet"
+        path.parent.mkdir(parents=True)
+        rows = [e for e in events if month_of(e) == month]
+        pq.write_table(pa.Table.from_pylist(rows, schema=schemas.event_arrow_schema()), path)
+
+
+def _read(element):
+    """(tag, Event) or (LINKED, link group element) → (tag, key, role, event_id, marked)."""
+    tag, value = element
+    if tag != warehouse.LINKED:
+        return [(tag, None, None, value["event_id"], value.get(link.KEEP_INCIDENT))]
+    key, (role, rows) = value
+    return [(tag, key, role, e["event_id"], e.get(link.KEEP_INCIDENT)) for e in PackedRows().unpack(rows)]
+
+
+def test_stored_months_come_back_in_their_windows_with_the_events_to_link_in_tables(tmp_path):
+    _store(tmp_path, AROUND_MONTH_END)
+    march = [e for e in AROUND_MONTH_END if month_of(e) == "2025-03" and e["event_id"] != DROPPED]
+    april = [{**e, link.KEEP_INCIDENT: True} for e in AROUND_MONTH_END
+             if month_of(e) == "2025-04" and e["reported_at"] >= SINCE]
+    keyer, packed = link._KeyByTownshipMonth(link.link_config()["max_span_hours"]), PackedEvent()
+    keyer.setup()
+    expected = []
+    for tag, events in (("relink", march), ("tail", april)):
+        for e in events:
+            keyed = [(warehouse.LINKED, key, f"{role}_rows", e["event_id"], packed.unpack(value).get(link.KEEP_INCIDENT))
+                     for key, (role, value) in keyer.process(e)]
+            expected += keyed or [(tag, None, None, e["event_id"], e.get(link.KEEP_INCIDENT))]
+    assert {row[0] for row in expected} == {warehouse.LINKED, "relink"}
+    assert any(row[2] == "guest_rows" and row[4] for row in expected)
+
+    since = int(SINCE.timestamp() * 1000)
+    with beam.Pipeline(options=beam_options([])) as p:
+        reach = p | "Reach" >> beam.Create([("2025-03", ("relink", None, None)), ("2025-04", ("tail", since, None))])
+        drop = p | "Drop" >> beam.Create([("2025-03", DROPPED)])
+        read = ({"reach": reach, "drop": drop}
+                | warehouse.ReadStoredMonths(str(tmp_path), linked={"relink": (), "tail": ((link.KEEP_INCIDENT, True),)}))
+        assert_that(read | beam.FlatMap(_read), equal_to(expected))
+
+
+def test_without_linked_tags_every_stored_event_comes_back_as_an_event(tmp_path):
+    _store(tmp_path, AROUND_MONTH_END)
+    with beam.Pipeline(options=beam_options([])) as p:
+        reach = p | "Reach" >> beam.Create([("2025-03", ("head", None, None))])
+        drop = p | "Drop" >> beam.Create([("2025-04", DROPPED)])
+        read = {"reach": reach, "drop": drop} | warehouse.ReadStoredMonths(str(tmp_path))
+        assert_that(read | beam.MapTuple(lambda tag, e: (tag, sorted(e.items()))),
+                    equal_to([("head", sorted(e.items())) for e in AROUND_MONTH_END if month_of(e) == "2025-03"]))
