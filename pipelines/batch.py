@@ -470,15 +470,16 @@ def run_batch(inbox: str, gazetteer: str, out: str, key: bytes, months: MonthRan
         # The monthly run of a large month: its report step's second processes import and set up on
         # the core the first pipeline leaves idle.
         month = months.first
+        # The topics' one too: whether the history is stored is known only once this run wrote it.
         if len(months.months) == 1 and large_month_ahead(out, month, sum(f.size for f in files)):
-            begun[month] = MonthReport(out, month, gazetteer, topics_process=topics_process(), events_written=False)
+            begun[month] = MonthReport(out, month, gazetteer, events_written=False)
 
     def begin_reports():
         # Second processes for one month at most: they pay only on a core nothing else uses.
         with_history = topics_process()
         for month in months.months:
             if month in begun:
-                begun[month].events_written()
+                begun[month].events_written(topics_process=with_history)
                 continue
             taken = any(report.processes for report in begun.values())
             begun[month] = MonthReport(out, month, gazetteer, processes=False if taken else None,
