@@ -224,14 +224,14 @@ class MergeWithWarehouse(beam.PTransform):
     months are read back as ``MONTH_ROLES`` says (``ReadStoredMonths``, without the replaced
     versions): whole for the months to relink, the last or first hours of their neighbours.
 
-    Returns ``{"events": to link, as three PCollections (the new versions, the relinked months'
-    stored records, and those of months that keep their links, marked ``KEEP_INCIDENT``), "groups":
-    the stored records of both kinds that need linking, keyed for ``LinkIncidentsInParts(groups=…)``
-    (so "events" holds only the stored records linking leaves alone), "frequencies": the idf
-    statistics of the months that keep their links for ``LinkIncidents``, "head": stored Events
-    of the first hours after the relinked months (tallies only), "rewrite": the months to rewrite,
-    "tally_months": (month, first day its tallies change or None: all)}``. The untouched warehouse
-    is never shuffled, so the run's cost follows the new data, not the warehouse.
+    Returns ``{"events": the new versions, to link, "groups": the stored records that need linking
+    of the relinked months and of those that keep their links (marked ``KEEP_INCIDENT``), keyed for
+    ``LinkIncidentsInParts(groups=…)``, "stored": the stored records of both kinds that need no
+    linking, as linking leaves them, as tables (``packed_events.is_event_table``), "frequencies": the
+    idf statistics of the months that keep their links for ``LinkIncidents``, "head": stored Events
+    of the first hours after the relinked months as tables (tallies only), "rewrite": the months to
+    rewrite, "tally_months": (month, first day its tallies change or None: all)}``. The untouched
+    warehouse is never shuffled, so the run's cost follows the new data, not the warehouse.
     """
 
     def __init__(self, out: str):
@@ -250,8 +250,9 @@ class MergeWithWarehouse(beam.PTransform):
             | "Windows" >> beam.FlatMap(_read_windows, span)
         )
         drop = replaced | "DropReplaced" >> beam.Map(lambda e: (sinks.month_of(e), e["event_id"]))
-        # The stored Events that need linking reach their link groups in tables, one element per
-        # township-month, not one by one; those of a month that keeps its links are marked.
+        # Stored Events come in tables, not one by one: those that need linking reach their link
+        # groups one element per township-month, the others (each its own incident) the writers and
+        # counters one element per month file; those of a month that keeps its links are marked.
         around = {"reach": windows, "drop": drop} | "ReadAround" >> warehouse.ReadStoredMonths(
             self._out, linked={RELINK: (), TAIL: ((KEEP_INCIDENT, True),)})
 
@@ -262,9 +263,9 @@ class MergeWithWarehouse(beam.PTransform):
                        | "TailMonths" >> beam.FlatMap(lambda kv: [kv[0]] if kv[1][0] == TAIL else [])
                        | "MonthFrequencies" >> beam.ParDo(_MonthFrequencies(self._out)))
         rewrite = windows | "RelinkedMonths" >> beam.FlatMap(lambda kv: [kv[0]] if kv[1][0] == RELINK else [])
-        # Not flattened: LinkIncidents keys each in its own stage (packed_events.apply_each).
-        events = (won, read_as(RELINK), read_as(TAIL))
-        return {"events": events, "groups": read_as(warehouse.LINKED), "frequencies": frequencies,
+        stored = (around | "StoredRead" >> beam.Filter(lambda kv: kv[0] in (RELINK, TAIL))
+                  | "StoredTable" >> beam.Values())
+        return {"events": won, "groups": read_as(warehouse.LINKED), "stored": stored, "frequencies": frequencies,
                 "head": read_as(HEAD), "rewrite": rewrite,
                 "tally_months": windows | "TallyMonths" >> beam.FlatMap(_rewritten_tallies, span)}
 
@@ -290,8 +291,9 @@ def build_pipeline(pipeline: beam.Pipeline, *, ingest: IngestFeeds, out: str, ma
         # Linked Events stay in parts up to the writers' and counters' shuffles (packed_events.apply_each).
         relinked = merged["events"] | "Link" >> LinkIncidentsInParts(frequencies=merged["frequencies"],
                                                                      groups=merged["groups"], grouped=True)
-        events = tuple(apply_each(relinked, "Relinked", lambda: beam.Filter(_relinked)))
-        tallies = (*relinked, merged["head"]) | "Tallies" >> DailyTallies()
+        linked = (*relinked, merged["stored"])
+        events = tuple(apply_each(linked, "Relinked", lambda: beam.Filter(_relinked)))
+        tallies = (*linked, merged["head"]) | "Tallies" >> DailyTallies()
         rewrite, tally_months = merged["rewrite"], merged["tally_months"]
     else:
         events = ingested["events"] | "Link" >> LinkIncidentsInParts(grouped=True)

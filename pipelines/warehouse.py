@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.link import KeyRowsByTownshipMonth, link_config, linkable_rows
-from pipelines.packed_events import table_events
+from pipelines.packed_events import EventTables, table_events
 from pipelines.runners import ParDoWithOutputs
 from pipelines.sinks import events_dir, write_atomically
 from pipelines.validate import EventPacker
@@ -166,11 +166,13 @@ LINKED = "linked"
 
 
 class _ReadStoredMonth(_StoredEventReader):
-    """(month, {"reach": [(tag, since, until)], "drop": [event_id]}) → (tag, Event) for the month's
-    stored Events reported within each window (epoch milliseconds, both ends included; None: open)
-    but the dropped ones (records that have a newer version in this run). Of a window whose tag is
-    in ``linked``, the Events that need linking come as ``(LINKED, link group element)``
-    (``link.KeyRowsByTownshipMonth``), the others as Events; both take the tag's annotations."""
+    """(month, {"reach": [(tag, since, until)], "drop": [event_id]}) → (tag, Events as a table) for
+    the month's stored Events reported within each window (epoch milliseconds, both ends included;
+    None: open) but the dropped ones (records that have a newer version in this run), one table per
+    window and stored file: (annotations, Arrow IPC bytes), ``packed_events.is_event_table``. Of a
+    window whose tag is in ``linked``, the Events that need linking come as ``(LINKED, link group
+    element)`` (``link.KeyRowsByTownshipMonth``), the others linked already (each its own incident);
+    both take the tag's annotations."""
 
     def __init__(self, out: str, linked: typing.Mapping[str, tuple]):
         super().__init__(out)
@@ -200,21 +202,30 @@ class _ReadStoredMonth(_StoredEventReader):
                     linkable = linkable_rows(inside)
                     for group in self._keyed.keyed(inside.filter(linkable), annotations):
                         yield LINKED, group
-                    inside = inside.filter(pc.invert(linkable))
-                for event in table_events(inside, self._schema, self._packer):
-                    event.update(annotations)
-                    yield tag, event
+                    inside = _own_incidents(inside.filter(pc.invert(linkable)))
+                if inside.num_rows:
+                    yield tag, (annotations, EventTables.to_bytes(inside))
+
+
+def _own_incidents(table: pa.Table) -> pa.Table:
+    """Events that need no linking, as linking leaves them (``link.LinkIncidentsInParts``: each its
+    own incident), so they go to the writers and counters without crossing it one by one."""
+    index = table.schema.get_field_index("incident_id")
+    return table.set_column(index, table.schema.field(index), table.column("event_id"))
 
 
 class ReadStoredMonths(beam.PTransform):
-    """``{"reach": (month, (tag, since, until)), "drop": (month, event_id)}`` → (tag, Event) of
-    those months' stored Events reported within the windows (epoch ms, ends included, None: open;
-    windows of one month must not overlap). The tag says what the caller reads them for.
+    """``{"reach": (month, (tag, since, until)), "drop": (month, event_id)}`` → (tag, Events as a
+    table: (annotations, Arrow IPC bytes), ``packed_events.is_event_table``) of those months' stored
+    Events reported within the windows (epoch ms, ends included, None: open; windows of one month
+    must not overlap), one element per window and stored file, not one per Event. The tag says what
+    the caller reads them for.
 
     ``linked``: tag → annotations ((key, value) pairs) for the windows whose Events are to be
     linked: those that need linking come keyed for ``link.LinkIncidentsInParts(groups=…)``, one
-    element per township-month and role, tagged ``LINKED``; every Event of the window takes the
-    annotations."""
+    element per township-month and role, tagged ``LINKED``; the others come linked (each its own
+    incident, as ``LinkIncidentsInParts`` would leave them), tagged as their window; every Event of
+    the window takes the annotations."""
 
     def __init__(self, out: str, linked: typing.Mapping[str, tuple] | None = None):
         super().__init__()
