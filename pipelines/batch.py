@@ -59,10 +59,10 @@ from pipelines.backfill import DEFAULT_PART_MB, named_month, plan_parts
 from pipelines.gazetteer import UNRESOLVED
 from pipelines.ingest import AccountingError, IngestFeeds, default_ingest_time, unbalanced_files
 from pipelines.ledger import Ledger, file_sha256, read_ledger, run_fingerprint, write_ledger
-from pipelines.link import KEEP_INCIDENT, LinkIncidentsInParts, link_config, table_frequencies
+from pipelines.link import KEEP_INCIDENT, LinkIncidentsInParts, link_config, table_frequencies, table_months
 from pipelines.normalise import TZ
 from pipelines.options import beam_options
-from pipelines.packed_events import apply_each, is_event_table
+from pipelines.packed_events import EventTables, apply_each, is_event_table
 from pipelines.read import discover, inbox_digest
 from pipelines.runners import run_to_completion
 from pipelines.score import DailyTallies, ScoreTallies
@@ -216,8 +216,8 @@ class _MonthFrequencies(beam.DoFn):
 
 class MergeWithWarehouse(beam.PTransform):
     """An incremental run's ingest (new files only, superseded together with the warehouse's
-    stored versions of their records: ``IngestFeeds(stored_versions=LookupStoredVersions)``) + the
-    warehouse → the Events to relink.
+    stored versions of their records: ``IngestFeeds(stored_versions=LookupStoredVersions)``; its
+    Events as tables, ``tables=True``) + the warehouse → the Events to relink.
 
     The months the new winning versions and the stored versions they replace fall in are
     *touched* (a resent copy that loses to its stored version touches nothing); around each, the
@@ -242,7 +242,8 @@ class MergeWithWarehouse(beam.PTransform):
         span = dt.timedelta(hours=link_config()["max_span_hours"])
         won, replaced = ingested["events"], ingested["replaced"]
         windows = (
-            (won | "FreshMonth" >> beam.Map(sinks.month_of), replaced | "ReplacedMonth" >> beam.Map(sinks.month_of))
+            (won | "FreshMonth" >> beam.FlatMap(lambda element: table_months(EventTables.from_bytes(element[1]))),
+             replaced | "ReplacedMonth" >> beam.Map(sinks.month_of))
             | "TouchedMonths" >> beam.Flatten()
             | "DistinctTouched" >> beam.Distinct()
             | "Roles" >> beam.FlatMap(lambda month: [(shift_month(month, step), role) for step, role in MONTH_ROLES])
@@ -279,8 +280,9 @@ def _relinked(linked) -> bool:
 
 def build_pipeline(pipeline: beam.Pipeline, *, ingest: IngestFeeds, out: str, manifest_path: str,
                    manifest_header: dict) -> None:
-    """Inbox → warehouse (events, tallies), quarantine, manifest. ``ingest`` classifies
-    (``IngestFeeds(classify=True)``); the warehouse's Events keep their domains. An ``ingest`` with
+    """Inbox → warehouse (events, tallies), quarantine, manifest. ``ingest`` classifies and gives its
+    Events as tables (``IngestFeeds(classify=True, tables=True)``: they reach linking, and those it
+    leaves alone the writers and counters, as tables); the warehouse's Events keep their domains. An ``ingest`` with
     the warehouse's stored versions (``stored_versions``) reads only the new files and the
     warehouse stands in for the others (``MergeWithWarehouse``). The scores follow in a pipeline of
     their own (``build_scoring_pipeline``)."""
@@ -393,7 +395,7 @@ def run_batch_pipeline(inbox: str, gazetteer: str, out: str, key: bytes, months:
         # A run over new files, or a later part, meets the warehouse's versions of its records.
         stored = warehouse.LookupStoredVersions(out) if new_files is not None or number > 1 else None
         ingest = IngestFeeds(inbox, gazetteer, key, ingest_time, part, order_files=files,
-                             classify=True, model_dir=model_dir, stored_versions=stored)
+                             classify=True, model_dir=model_dir, stored_versions=stored, tables=True)
         pipeline = beam.Pipeline(options=beam_options(beam_args))
         build_pipeline(pipeline, ingest=ingest, out=out, manifest_path=path, manifest_header=header)
         run_to_completion(pipeline)

@@ -11,13 +11,15 @@ import logging
 from dataclasses import dataclass
 
 import apache_beam as beam
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines import sinks
 from pipelines.classify import ClassifyChunks
 from pipelines.gazetteer import UNRESOLVED, read_gazetteer_rows, region_names
 from pipelines.normalise import TZ, parse_time
 from pipelines.options import beam_options
-from pipelines.packed_events import apply_each, flatten
+from pipelines.packed_events import EventTables, apply_each, flatten
 from pipelines.read import FILES_TAG, FeedFile, ReadFeeds, discover, inbox_digest
 from pipelines.runners import ParDoWithOutputs, run_to_completion
 from pipelines.validate import QUARANTINE_TAG, EventPacker, ValidateRows, event_shard, version_rank
@@ -52,15 +54,21 @@ def parse_ingest_time(text: str) -> dt.datetime:
 
 class PickLatestVersion(beam.DoFn):
     """(shard, lists of packed Events) → the latest version of each record; the others on
-    ``superseded`` (counted, not kept)."""
+    ``superseded`` (counted, not kept).
 
-    def __init__(self, file_order: dict[str, tuple]):
+    ``tables``: the shard's latest versions leave as one table of Events (``((), Arrow IPC bytes)``,
+    ``packed_events.EventTables``), made from their packed tuples: a shard holds every version of
+    its records, so its winners are final there."""
+
+    def __init__(self, file_order: dict[str, tuple], tables: bool = False):
         super().__init__()
         self._file_order = file_order
+        self._tables = tables
 
     def setup(self):
         self._packer = EventPacker()
         self._id = self._packer.names.index("event_id")
+        self._events = EventTables()
 
     def process(self, keyed):
         _, chunks = keyed
@@ -69,14 +77,23 @@ class PickLatestVersion(beam.DoFn):
             for packed in chunk:
                 versions.setdefault(packed[self._id], []).append(packed)
         unpack = self._packer.unpack
+        latest = []  # tables: the winners, packed
         for packed in versions.values():
             if len(packed) == 1:
-                yield unpack(packed[0])
+                if self._tables:
+                    latest.append(packed[0])
+                else:
+                    yield unpack(packed[0])
                 continue
-            ranked = sorted((unpack(p) for p in packed), key=lambda e: version_rank(e, self._file_order))
-            for older in ranked[:-1]:
+            ranked = sorted(((unpack(p), p) for p in packed), key=lambda pair: version_rank(pair[0], self._file_order))
+            for older, _ in ranked[:-1]:
                 yield beam.pvalue.TaggedOutput(SUPERSEDED_TAG, older)
-            yield ranked[-1]
+            if self._tables:
+                latest.append(ranked[-1][1])
+            else:
+                yield ranked[-1][0]
+        if latest:
+            yield (), self._events.to_bytes(self._events.table(latest))
 
 
 def _packed_by_shard(events: list[dict], packer: EventPacker, shards: int):
@@ -92,13 +109,15 @@ class SupersedeChunks(beam.PTransform):
 
     Versions meet by a hash shard of their event_id, not by the id itself, and cross the shuffle as
     lists of packed tuples: one shuffled element per shard and chunk instead of one pickled dict
-    of datetimes per Event.
+    of datetimes per Event. ``tables``: ``events`` holds one table of Events per shard
+    (``PickLatestVersion``); ``superseded`` holds Events either way.
     """
 
-    def __init__(self, file_order: dict[str, tuple], shards: int = SUPERSEDE_SHARDS):
+    def __init__(self, file_order: dict[str, tuple], shards: int = SUPERSEDE_SHARDS, tables: bool = False):
         super().__init__()
         self._file_order = file_order
         self._shards = shards
+        self._tables = tables
 
     def expand(self, chunks):
         packer, shards = EventPacker(), self._shards
@@ -106,8 +125,21 @@ class SupersedeChunks(beam.PTransform):
         return (
             flatten(packed, "AllShards")
             | "GroupVersions" >> beam.GroupByKey()
-            | "PickLatest" >> ParDoWithOutputs(PickLatestVersion(self._file_order), SUPERSEDED_TAG, main="events")
+            | "PickLatest" >> ParDoWithOutputs(PickLatestVersion(self._file_order, self._tables), SUPERSEDED_TAG,
+                                               main="events")
         )
+
+
+def _rows_of_files(element, files: frozenset):
+    """A table of Events (``packed_events.is_event_table``) → [the table of its rows read from
+    ``files``], or [] when there are none."""
+    annotations, data = element
+    table = EventTables.from_bytes(data)
+    read = pc.is_in(table.column("feed_file"), value_set=pa.array(sorted(files), pa.string()))
+    if pc.all(read).as_py():
+        return [element]
+    kept = table.filter(read)
+    return [(annotations, EventTables.to_bytes(kept))] if kept.num_rows else []
 
 
 def _valid_by_file(events: list[dict]):
@@ -181,6 +213,9 @@ class IngestFeeds(beam.PTransform):
     ``order_files`` (default ``files``) rank versions of one record by file (``file_order``).
     ``classify``: Events leave classified (``ClassifyChunks`` on the validated chunks, before the
     supersede shuffle; ``model_dir`` None = the bundled model), which saves the batch job a shuffle.
+    ``tables``: ``events`` holds the Events as tables, one per supersede shard (``packed_events.
+    is_event_table``; the batch job's: its linking, writers and counters take them whole); the
+    other outputs hold Events either way.
 
     ``stored_versions``: a transform from the rows' event_ids to versions of those records kept
     elsewhere (``pipelines.warehouse.LookupStoredVersions``: an incremental run's warehouse). They
@@ -192,9 +227,10 @@ class IngestFeeds(beam.PTransform):
     def __init__(self, inbox: str, gazetteer_path: str, hmac_key: bytes, ingest_time: dt.datetime,
                  files: list[FeedFile] | None = None, order_files: list[FeedFile] | None = None,
                  classify: bool = False, model_dir: str | None = None,
-                 stored_versions: beam.PTransform | None = None):
+                 stored_versions: beam.PTransform | None = None, tables: bool = False):
         super().__init__()
         self._classify, self._model_dir = classify, model_dir
+        self._tables = tables
         self._stored_versions = stored_versions
         self.files = discover(inbox) if files is None else files
         self.ingest_time = ingest_time.astimezone(TZ)
@@ -215,11 +251,13 @@ class IngestFeeds(beam.PTransform):
             stored = (valid | "EventIds" >> beam.FlatMap(lambda chunk: [e["event_id"] for e in chunk])
                       | "StoredVersions" >> self._stored_versions)
             versions.append(stored | "StoredAsChunks" >> beam.Map(lambda e: [e]))
-        latest = tuple(versions) | "Supersede" >> SupersedeChunks(file_order(self._order_files))
+        latest = tuple(versions) | "Supersede" >> SupersedeChunks(file_order(self._order_files), tables=self._tables)
         events, superseded, replaced = latest.events, latest[SUPERSEDED_TAG], None
         if self._stored_versions is not None:
             read_files = frozenset(f.relpath for f in self.files)
-            events = events | "ReadWon" >> beam.Filter(lambda e: e["feed_file"] in read_files)
+            won = (beam.FlatMap(_rows_of_files, read_files) if self._tables
+                   else beam.Filter(lambda e: e["feed_file"] in read_files))
+            events = events | "ReadWon" >> won
             superseded = latest[SUPERSEDED_TAG] | "ReadSuperseded" >> beam.Filter(lambda e: e["feed_file"] in read_files)
             replaced = latest[SUPERSEDED_TAG] | "StoredReplaced" >> beam.Filter(lambda e: e["feed_file"] not in read_files)
         accounting = {

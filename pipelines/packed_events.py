@@ -14,12 +14,16 @@ shuffle can take several PCollections of Events (``apply_each``) and flatten onl
 steps, so each Event crosses once, at the shuffle, instead of also at a Flatten in front of it.
 
 Fewest of all: Events that travel together as one element, an Arrow table as the bytes of an
-Arrow IPC stream (``EventTables``). Events read back from the warehouse reach linking as the table
-they were read as, per township-month (``PackedRows``); linking holds a township-month's Events
-together, and the batch job's writers and counters take them from there as one table
-(``is_event_table``).
+Arrow IPC stream (``EventTables``). The batch job's new Events leave the supersede step as one table
+per shard (``pipelines.ingest.IngestFeeds(tables=True)``), and Events read back from the warehouse
+as the table they were read as; both reach linking per township-month (``PackedRows``); linking
+holds a township-month's Events together, and the batch job's writers and counters take them from
+there, and the Events linking leaves alone, as tables (``is_event_table``).
 """
 from __future__ import annotations
+
+from collections import defaultdict
+from typing import Iterable
 
 import apache_beam as beam
 import pyarrow as pa
@@ -84,11 +88,22 @@ class PackedRows:
         return EventTables.to_bytes(table), tuple(annotations)
 
     def unpack(self, value: tuple[bytes, tuple]) -> list[dict]:
-        data, annotations = value
-        events = list(table_events(EventTables.from_bytes(data), self._schema, self._packer))
-        if annotations:
-            for event in events:
-                event.update(annotations)
+        return self.unpack_all([value])
+
+    def unpack_all(self, values: Iterable[tuple[bytes, tuple]]) -> list[dict]:
+        """Several elements → their Events. The tables of one set of annotations are made Events
+        together: reading a column out costs about as much for a few rows as for thousands, and a
+        link group gets its new Events in dozens of small tables (one per supersede shard)."""
+        tables = defaultdict(list)
+        for data, marks in values:
+            tables[tuple(marks)].append(EventTables.from_bytes(data))
+        events = []
+        for marks, parts in tables.items():
+            made = list(table_events(pa.concat_tables(parts), self._schema, self._packer))
+            if marks:
+                for event in made:
+                    event.update(marks)
+            events += made
         return events
 
 
@@ -130,8 +145,9 @@ def flatten(parts: list, label: str):
 
 
 def is_event_table(element) -> bool:
-    """Whether an element of linked Events is a group's (annotations, table bytes)
-    (``pipelines.link.LinkIncidentsInParts(grouped=True)``, ``EventTables``), not one Event (a dict)."""
+    """Whether an element of Events is many as (annotations, table bytes) (``EventTables``: a supersede
+    shard's, ``pipelines.ingest.IngestFeeds(tables=True)``, or a link group's,
+    ``pipelines.link.LinkIncidentsInParts(grouped=True)``), not one Event (a dict)."""
     return type(element) is tuple
 
 
