@@ -295,11 +295,11 @@ def build_pipeline(pipeline: beam.Pipeline, *, ingest: IngestFeeds, out: str, ma
                                                                      groups=merged["groups"], grouped=True)
         linked = (*relinked, merged["stored"])
         events = tuple(apply_each(linked, "Relinked", lambda: beam.Filter(_relinked)))
-        tallies = (*linked, merged["head"]) | "Tallies" >> DailyTallies()
+        tallies = (*linked, merged["head"]) | "Tallies" >> DailyTallies(by_month=True)
         rewrite, tally_months = merged["rewrite"], merged["tally_months"]
     else:
         events = ingested["events"] | "Link" >> LinkIncidentsInParts(grouped=True)
-        tallies = events | "Tallies" >> DailyTallies()
+        tallies = events | "Tallies" >> DailyTallies(by_month=True)
         rewrite, tally_months = None, None
     written = [
         events | "WriteEvents" >> sinks.WriteEvents(out, "batch", months=rewrite),

@@ -29,7 +29,7 @@ from models import gaps as gaps_model
 from models import risk_score
 from models.subjects import SubjectNamer
 from pipelines.packed_events import EventTables, apply_each, flatten, is_event_table
-from pipelines.warehouse import FEED_DAYS, SERIES_TALLIES, SeriesReader, domain_item
+from pipelines.warehouse import FEED_DAYS, SERIES_ROWS, SERIES_TALLIES, SeriesReader, domain_item, series_row
 
 _TZ = zoneinfo.ZoneInfo(schemas.TIMEZONE)
 _HOTLINE = "hotline_12345"
@@ -174,14 +174,33 @@ class _IncidentRecords(beam.DoFn):
 
 
 class _ShardTallies(beam.DoFn):
-    """(shard, records) → ((series, ISO date), tally) summed over the shard's incidents.
+    """(shard, records) → ((series, ISO date), tally) summed over the shard's incidents; ``by_month``:
+    → (month, [the month's tallies as stored rows, ``warehouse.series_row``]) per month of the shard.
 
     Every record of a series is in its township's shard, so incidents are summarised and summed
     per series × day here in plain Python (``IncidentCombineFn``'s steps), not through combines per
     key, which cost Beam's per-key overhead per record and per partial tally.
     """
 
+    def __init__(self, by_month: bool = False):
+        super().__init__()
+        self._by_month = by_month
+
     def process(self, keyed):
+        tallies = self._tallies(keyed)
+        if not self._by_month:
+            yield from tallies
+            return
+        # The rows cross to the store as a few lists: a tally as nested dicts costs 8-20 µs to decode at the
+        # store's shuffle, plus Beam's steps per element; a row of texts ~1 µs. The texts are made here
+        # rather than in the store, even for days an incremental run keeps as stored (tail months).
+        months = defaultdict(list)
+        for (series, date), tally in tallies:
+            months[date[:7]].append(series_row(series, date, tally))
+        yield from months.items()
+
+    @staticmethod
+    def _tallies(keyed):
         _, values = keyed
         incidents = {}  # (series, incident) → its records' contributions
         for value in values:
@@ -207,22 +226,23 @@ class _ShardTallies(beam.DoFn):
 
 class DailyCounts(beam.PTransform):
     """Linked Events (one PCollection or several) → (((county, township, village|None, domain), ISO
-    date), tally).
+    date), tally); ``by_month``: → (month, [tallies as the warehouse stores them,
+    ``warehouse.series_row``]), a few elements per month (one per shard), for ``warehouse.StoreTallies``.
 
     Records are grouped by a hash shard of their township, summarised per incident and series and
     summed per series × day within the shard.
     """
 
-    def __init__(self, shards: int = DAILY_COUNT_SHARDS):
+    def __init__(self, shards: int = DAILY_COUNT_SHARDS, by_month: bool = False):
         super().__init__()
-        self._shards = shards
+        self._shards, self._by_month = shards, by_month
 
     def expand(self, events):
         records = apply_each(events, "RecordsByIncident", lambda: beam.ParDo(_IncidentRecords(self._shards)))
         return (
             flatten(records, "AllRecords")
             | "GroupIncidentShards" >> beam.GroupByKey()
-            | "ShardTallies" >> beam.ParDo(_ShardTallies())
+            | "ShardTallies" >> beam.ParDo(_ShardTallies(self._by_month))
         )
 
 
@@ -254,8 +274,12 @@ class FeedDayCounts(beam.PTransform):
     Events as a table, ``packed_events.is_event_table``) → ((feed, township_code, ISO date), records)."""
 
     def expand(self, events):
-        keyed = apply_each(events, "FeedTownshipDay", lambda: beam.ParDo(_FeedDays()))
-        return flatten(keyed, "AllFeedDays") | "CountRecords" >> beam.CombinePerKey(sum)
+        parts = apply_each(events, "FeedTownshipDay", lambda: beam.ParDo(_FeedDays()))
+        if len(parts) > 1:
+            # each part's counts summed in its own stage first (a lifted combine), so the Events that come one
+            # by one (those linking leaves alone) do not cross to the sum as an element each
+            parts = [part | f"PartCounts{i}" >> beam.CombinePerKey(sum) for i, part in enumerate(parts)]
+        return flatten(parts, "AllFeedDays") | "CountRecords" >> beam.CombinePerKey(sum)
 
 
 class FindGaps(beam.PTransform):
@@ -427,10 +451,17 @@ class ScoreSeries(beam.PTransform):
 
 class DailyTallies(beam.PTransform):
     """Linked Events (one PCollection or several) → ``{SERIES_TALLIES: DailyCounts' tallies, FEED_DAYS:
-    FeedDayCounts' counts}``: what scoring reads, and what the batch job keeps per month in the warehouse."""
+    FeedDayCounts' counts}``: what scoring reads, and what the batch job keeps per month in the warehouse.
+    ``by_month``: ``{SERIES_ROWS: DailyCounts(by_month=True)'s rows, FEED_DAYS: …}``, for
+    ``warehouse.StoreTallies`` only."""
+
+    def __init__(self, by_month: bool = False):
+        super().__init__()
+        self._by_month = by_month
 
     def expand(self, events):
-        return {SERIES_TALLIES: events | "DailyCounts" >> DailyCounts(),
+        return {SERIES_ROWS if self._by_month else SERIES_TALLIES:
+                events | "DailyCounts" >> DailyCounts(by_month=self._by_month),
                 FEED_DAYS: events | "FeedDays" >> FeedDayCounts()}
 
 

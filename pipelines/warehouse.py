@@ -251,6 +251,9 @@ def read_stored_columns(out: str, month: str, columns: list[str]) -> pa.Table:
 # --------------------------------------------------------------------------------------------
 
 SERIES_TALLIES, FEED_DAYS = "series", "feed_days"
+# What ``StoreTallies`` also takes in place of ``SERIES_TALLIES``: (month, [``series_row``]), a few lists
+# per month (``pipelines.score.DailyTallies(by_month=True)``).
+SERIES_ROWS = "series_rows"
 # A series tally is stored as JSON in two columns: ``tally`` without its callers and ``callers``, the
 # one field only the last weeks before a scored month are read for (a repeat caller's lookback) and
 # most of the text (hashed caller keys). Files written before the split have no ``callers`` column:
@@ -285,12 +288,15 @@ def _tally_texts(tally: dict | StoredTally) -> tuple[str, str]:
             json.dumps(callers, sort_keys=True, ensure_ascii=False))
 
 
-def _tally_rows(table: str, elements) -> list[tuple]:
-    if table == SERIES_TALLIES:
-        rows = [(*series, date, *_tally_texts(tally)) for (series, date), tally in elements]
-    else:
-        rows = [(*key, n) for key, n in elements]
-    return sorted(rows, key=lambda r: tuple("" if v is None else str(v) for v in r))
+def series_row(series: tuple, date: str, tally: dict | StoredTally) -> tuple:
+    """A series tally → its row as stored (the columns of ``_TALLY_SCHEMAS[SERIES_TALLIES]``)."""
+    return (*series, date, *_tally_texts(tally))
+
+
+def _tally_row(table: str, element) -> tuple:
+    """A tally element (``SERIES_TALLIES``' or ``FEED_DAYS``') → its row as stored."""
+    key, value = element
+    return series_row(*key, value) if table == SERIES_TALLIES else (*key, value)
 
 
 def _stored_rows(out: str, month: str, table: str):
@@ -403,7 +409,7 @@ _SINCE = "since"
 
 
 class _StoreTallyMonth(beam.DoFn):
-    """(month, [(kind, value)]) → the month's tallies written: (path, rows).
+    """(month, [(table, [rows as stored]) or (_SINCE, first day)]) → the month's tallies written: (path, rows).
 
     ``marked``: only months with a ``_SINCE`` mark are written, this run's tallies from that day on
     and the stored ones before it (an incremental run); otherwise every month with a tally is written
@@ -415,13 +421,13 @@ class _StoreTallyMonth(beam.DoFn):
 
     def process(self, keyed):
         month, items = keyed
-        fresh = {SERIES_TALLIES: [], FEED_DAYS: []}
+        fresh = {SERIES_TALLIES: [], FEED_DAYS: []}  # rows as stored
         since = []
         for kind, value in items:
             if kind == _SINCE:
                 since.append(value)
             else:
-                fresh[kind].append(value)
+                fresh[kind] += value
         if since or (not self._marked and any(fresh.values())):
             yield from self._write(month, self._picked(month, since[0] if since else None, fresh))
 
@@ -431,16 +437,17 @@ class _StoreTallyMonth(beam.DoFn):
             # Kept tallies stay as stored: written back as they are.
             for table, element in read_month_tallies(self._out, month, parse=False):
                 if tally_date(table, element) < first:
-                    tables[table].append(element)
-        for table, elements in fresh.items():
-            tables[table] += [e for e in elements if first is None or tally_date(table, e) >= first]
+                    tables[table].append(_tally_row(table, element))
+        for table, rows in fresh.items():
+            date = _TALLY_SCHEMAS[table].get_field_index("date")
+            tables[table] += [r for r in rows if first is None or r[date] >= first]
         return tables
 
     def _write(self, month: str, tables: dict):
         if not any(tables.values()) and not FileSystems.exists(tally_path(self._out, month, SERIES_TALLIES)):
             return  # nothing then, nothing now: no empty files for months without events
-        for table, elements in tables.items():
-            rows = _tally_rows(table, elements)
+        for table, rows in tables.items():
+            rows.sort(key=lambda r: tuple("" if v is None else str(v) for v in r))
             schema = _TALLY_SCHEMAS[table]
             arrow = pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(zip(*rows), schema)]
                                          if rows else [pa.array([], type=f.type) for f in schema], schema=schema)
@@ -452,7 +459,8 @@ class _StoreTallyMonth(beam.DoFn):
 
 
 class StoreTallies(beam.PTransform):
-    """``{"series": DailyCounts, "feed_days": FeedDayCounts}`` →
+    """``{"series": DailyCounts, "feed_days": FeedDayCounts}`` (or ``"series_rows"``:
+    ``DailyCounts(by_month=True)``'s rows in place of ``"series"``) →
     ``<out>/warehouse/tallies/month=YYYY-MM/{series,feed_days}.parquet``, each month replaced whole
     (the month of a tally is its date's), in one shuffle by month; returns the (path, rows) written.
     The scores are made from the months as stored (``ReadScoredTallies``).
@@ -467,8 +475,13 @@ class StoreTallies(beam.PTransform):
         self._out, self._rewrite = out, rewrite
 
     def expand(self, tallies):
-        keyed = [tallies[table] | f"{label}ByMonth" >> beam.Map(lambda kv, table=table: (tally_date(table, kv)[:7], (table, kv)))
-                 for table, label in ((SERIES_TALLIES, "Series"), (FEED_DAYS, "FeedDays"))]
+        # every element reaches its month's group as a list of rows as stored
+        keyed = [tallies[table] | f"{label}ByMonth" >> beam.Map(
+                     lambda kv, table=table: (tally_date(table, kv)[:7], (table, [_tally_row(table, kv)])))
+                 for table, label in ((SERIES_TALLIES, "Series"), (FEED_DAYS, "FeedDays")) if table in tallies]
+        if SERIES_ROWS in tallies:
+            keyed.append(tallies[SERIES_ROWS] | "SeriesRowsByMonth" >> beam.MapTuple(
+                lambda month, rows: (month, (SERIES_TALLIES, rows))))
         if self._rewrite is not None:
             keyed.append(self._rewrite | "MarkSince" >> beam.MapTuple(lambda month, first: (month, (_SINCE, first))))
         return (

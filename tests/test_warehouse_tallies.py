@@ -2,7 +2,10 @@
 counted, from this layout and from the one before it (callers inside the tally's JSON)."""
 from __future__ import annotations
 
+import datetime as dt
 import json
+import pickle
+from collections import Counter
 from pathlib import Path
 
 import apache_beam as beam
@@ -12,9 +15,12 @@ from apache_beam.testing.util import assert_that, equal_to
 
 import schemas
 from pipelines.options import beam_options
+from pipelines.packed_events import EventTables
+from pipelines.normalise import TZ
 from pipelines.warehouse import (FEED_DAYS, SERIES_TALLIES, ReadScoredTallies, SeriesReader, StoredSeries,
-                                 StoreTallies, read_month_tallies, tally_path)
+                                 StoreTallies, read_month_tallies, series_row, tally_path)
 from pipelines.score import incident_tally
+from tests.test_linked_groups import whole_event
 
 CALLER = "9f" * 32  # a hashed caller key
 
@@ -150,3 +156,78 @@ def test_the_scorer_is_handed_each_stored_month_and_its_feed_days(tmp_path):
         assert_that(read[FEED_DAYS], equal_to(FEEDS), label="FeedDays")  # April has no tallies: nothing
         assert_that(read[SERIES_TALLIES], equal_to([(d, StoredSeries(str(tmp_path), m)) for d in domains
                                                     for m in ("2025-03", "2025-04")]), label="Series")
+
+
+def _month_end_events() -> list[dict]:
+    """Events of two townships around the end of March (``tests.test_linked_groups``), a fight's three
+    records one incident, and several incidents of one series on a day (their tallies summed)."""
+    from pipelines import link
+    from tests.test_linked_groups import month_end_events
+    events = [{k: v for k, v in e.items() if k != link.KEEP_INCIDENT} for e in month_end_events()]
+    return [e | {"incident_id": "fight" if e["event_id"].split(":")[1] in "123" else e["event_id"]} for e in events]
+
+
+def _in_parts(events: list[dict]) -> list[list]:
+    """Events as the batch job's counters take them: several PCollections, one holding a group's table."""
+    tables, third = EventTables(), len(events) // 3
+    table = ((), tables.to_bytes(tables.table([tables.packer.pack(e) for e in events[third:-third]])))
+    return [events[:third], [table], events[-third:]]
+
+
+def _count_and_store(out: Path, parts: list[list], by_month: bool, rewrite=None) -> None:
+    from pipelines import score
+    with beam.Pipeline(options=beam_options([])) as p:
+        created = tuple(p | f"Part{i}" >> beam.Create(part) for i, part in enumerate(parts))
+        counted = (created if len(created) > 1 else created[0]) | score.DailyTallies(by_month=by_month)
+        marks = None if rewrite is None else p | "Rewrite" >> beam.Create(rewrite)
+        _ = counted | StoreTallies(str(out), marks)
+
+
+def _stored_files(out: Path) -> dict:
+    root = out / "warehouse" / "tallies"
+    return {str(path.relative_to(root)): path.read_bytes() for path in sorted(root.rglob("*.parquet"))}
+
+
+def test_tallies_counted_by_month_are_stored_as_those_counted_one_by_one(tmp_path):
+    """``DailyTallies(by_month=True)`` hands the store a month's tallies as a few lists of stored rows, from
+    Events in several parts (feed days summed per part first): the files are byte for byte those of the
+    tallies counted one by one from one PCollection, in a first run (every month whole) and in an
+    incremental one (April counted again from the 2nd, its 1st kept as stored)."""
+    events = _month_end_events()
+    later = events + [whole_event(40, "police_110", 30, "幸福里小区门口又有人打架", village_code="330100001001")]
+    april = [e for e in later if e["reported_at"] >= dt.datetime(2025, 4, 1, 0, tzinfo=TZ)]
+    files = {}
+    for by_month in (False, True):
+        out = tmp_path / f"by_month={by_month}"
+        _count_and_store(out, _in_parts(events) if by_month else [events], by_month)
+        first = _stored_files(out)
+        _count_and_store(out, _in_parts(april) if by_month else [april], by_month,
+                         rewrite=[("2025-04", "2025-04-02")])
+        files[by_month] = (first, _stored_files(out))
+    assert files[True] == files[False]
+    first, second = files[True]
+    assert sorted(first) == [f"month=2025-0{m}/{t}.parquet" for m in (3, 4) for t in (FEED_DAYS, SERIES_TALLIES)]
+    assert first["month=2025-03/series.parquet"] == second["month=2025-03/series.parquet"]
+    assert first["month=2025-04/series.parquet"] != second["month=2025-04/series.parquet"]
+    dates = Counter(pq.read_table(pa.BufferReader(second["month=2025-04/series.parquet"])).column("date").to_pylist())
+    assert dates["2025-04-01"] and dates["2025-04-02"]  # kept and counted again
+
+
+def test_daily_counts_by_month_are_the_tallies_as_stored_rows_in_a_list_per_shard_and_month(tmp_path):
+    from pipelines import score
+    events = _month_end_events()
+    with beam.Pipeline(options=beam_options([])) as p:
+        created = p | beam.Create(events)
+        counted = {"elements": created | "OneByOne" >> score.DailyCounts(shards=2),
+                   "lists": created | "ByMonth" >> score.DailyCounts(shards=2, by_month=True)}
+        _ = ([pcoll | f"List{name}" >> beam.combiners.ToList() | f"Name{name}" >> beam.Map(lambda v, n=name: (n, v))
+              for name, pcoll in counted.items()]
+             | beam.Flatten() | "All" >> beam.combiners.ToList()
+             | beam.Map(lambda named: (tmp_path / "counted.pickle").write_bytes(pickle.dumps(dict(named)))))
+    counted = pickle.loads((tmp_path / "counted.pickle").read_bytes())
+    lists, elements = counted["lists"], counted["elements"]
+    assert {month for month, _ in lists} == {"2025-03", "2025-04"} and len(lists) <= 4  # two shards
+    assert all(row[4][:7] == month for month, rows in lists for row in rows)
+    assert sorted((row for _, rows in lists for row in rows), key=repr) == sorted(
+        (series_row(*key, tally) for key, tally in elements), key=repr)
+    assert len(elements) > len({(key[0][1], key[1]) for key, _ in elements})  # villages' series too
