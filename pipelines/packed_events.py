@@ -181,9 +181,11 @@ class EventTables:
     def from_bytes(data: bytes) -> pa.Table:
         return pa.ipc.open_stream(data).read_all()
 
-    def records(self, data: bytes, names: list[str]) -> list[dict]:
-        """Per row of a table's bytes: {name: value} of ``names``, timestamps as epoch milliseconds (as packed)."""
-        table, columns = self.from_bytes(data), []
+    def records(self, data: bytes | pa.Table, names: list[str]) -> list[dict]:
+        """Per row of a table (or its bytes): {name: value} of ``names``, timestamps as epoch milliseconds
+        (as packed)."""
+        table = self.from_bytes(data) if isinstance(data, bytes) else data
+        columns = []
         for name in names:
             column = table.column(name)
             if pa.types.is_timestamp(column.type):

@@ -28,6 +28,7 @@ import schemas
 from models import gaps as gaps_model
 from models import risk_score
 from models.subjects import SubjectNamer
+from pipelines.link import linkable_rows
 from pipelines.packed_events import EventTables, apply_each, flatten, is_event_table
 from pipelines.warehouse import FEED_DAYS, SERIES_ROWS, SERIES_TALLIES, SeriesReader, domain_item, series_row
 
@@ -155,7 +156,9 @@ class _IncidentRecords(beam.DoFn):
                 yield keyed
             return
         by_shard = defaultdict(list)
-        for event in self._tables.records(element[1], _RECORD_FIELDS):
+        table = EventTables.from_bytes(element[1])
+        # Records of no domain count nowhere: a table of the Events linking leaves alone holds nothing else.
+        for event in self._tables.records(table.filter(linkable_rows(table)), _RECORD_FIELDS):
             keyed = self._record(event, event["reported_at"])
             if keyed is not None:
                 by_shard[keyed[0]].append(keyed[1])
