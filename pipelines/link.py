@@ -557,6 +557,12 @@ class _LinkGroup(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(self.CLAIMS, (e["event_id"], incident))
 
 
+def own_incidents(table: pa.Table) -> pa.Table:
+    """A table of Events that need no linking, as linking leaves them: each its own incident."""
+    index = table.schema.get_field_index("incident_id")
+    return table.set_column(index, table.schema.field(index), table.column("event_id"))
+
+
 def _own_incident(element) -> list:
     """An Event linking leaves alone (not ``needs_link``) → [it, its own incident]; one that needs
     linking → []. A table of Events (``packed_events.is_event_table``) → a table per county month of
@@ -565,9 +571,7 @@ def _own_incident(element) -> list:
         return [] if needs_link(element) else [{**element, "incident_id": element["event_id"]}]
     annotations, data = element
     table = EventTables.from_bytes(data)
-    alone = table.filter(pc.invert(linkable_rows(table)))
-    incident = alone.schema.get_field_index("incident_id")
-    alone = alone.set_column(incident, alone.schema.field(incident), alone.column("event_id"))
+    alone = own_incidents(table.filter(pc.invert(linkable_rows(table))))
     # Per month, as the link groups' tables are: the events writer takes a one-month table whole,
     # and splits any other row by row.
     months = _group_columns(alone)[1]

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.link import KeyRowsByTownshipMonth, link_config, linkable_rows
+from pipelines.link import KeyRowsByTownshipMonth, link_config, linkable_rows, own_incidents
 from pipelines.packed_events import EventTables, table_events
 from pipelines.runners import ParDoWithOutputs
 from pipelines.sinks import events_dir, write_atomically
@@ -202,16 +202,10 @@ class _ReadStoredMonth(_StoredEventReader):
                     linkable = linkable_rows(inside)
                     for group in self._keyed.keyed(inside.filter(linkable), annotations):
                         yield LINKED, group
-                    inside = _own_incidents(inside.filter(pc.invert(linkable)))
+                    # As linking leaves them: they go to the writers and counters without crossing it.
+                    inside = own_incidents(inside.filter(pc.invert(linkable)))
                 if inside.num_rows:
                     yield tag, (annotations, EventTables.to_bytes(inside))
-
-
-def _own_incidents(table: pa.Table) -> pa.Table:
-    """Events that need no linking, as linking leaves them (``link.LinkIncidentsInParts``: each its
-    own incident), so they go to the writers and counters without crossing it one by one."""
-    index = table.schema.get_field_index("incident_id")
-    return table.set_column(index, table.schema.field(index), table.column("event_id"))
 
 
 class ReadStoredMonths(beam.PTransform):

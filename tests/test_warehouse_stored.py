@@ -45,6 +45,16 @@ def _read(element):
     return [(tag, key, role, e["event_id"], e.get(link.KEEP_INCIDENT)) for e in PackedRows().unpack(rows)]
 
 
+def _read_march_relinked_april_tail(p, tmp_path):
+    """``ReadStoredMonths`` as an incremental run reads a relinked March (without ``DROPPED``) and the
+    hours of April from ``SINCE`` (a month that keeps its links, marked ``KEEP_INCIDENT``)."""
+    since = int(SINCE.timestamp() * 1000)
+    reach = p | "Reach" >> beam.Create([("2025-03", ("relink", None, None)), ("2025-04", ("tail", since, None))])
+    drop = p | "Drop" >> beam.Create([("2025-03", DROPPED)])
+    return ({"reach": reach, "drop": drop}
+            | warehouse.ReadStoredMonths(str(tmp_path), linked={"relink": (), "tail": ((link.KEEP_INCIDENT, True),)}))
+
+
 def test_stored_months_come_back_in_their_windows_with_the_events_to_link_in_tables(tmp_path):
     _store(tmp_path, AROUND_MONTH_END)
     march = [e for e in AROUND_MONTH_END if month_of(e) == "2025-03" and e["event_id"] != DROPPED]
@@ -61,12 +71,8 @@ def test_stored_months_come_back_in_their_windows_with_the_events_to_link_in_tab
     assert {row[0] for row in expected} == {warehouse.LINKED, "relink"}
     assert any(row[2] == "guest_rows" and row[4] for row in expected)
 
-    since = int(SINCE.timestamp() * 1000)
     with beam.Pipeline(options=beam_options([])) as p:
-        reach = p | "Reach" >> beam.Create([("2025-03", ("relink", None, None)), ("2025-04", ("tail", since, None))])
-        drop = p | "Drop" >> beam.Create([("2025-03", DROPPED)])
-        read = ({"reach": reach, "drop": drop}
-                | warehouse.ReadStoredMonths(str(tmp_path), linked={"relink": (), "tail": ((link.KEEP_INCIDENT, True),)}))
+        read = _read_march_relinked_april_tail(p, tmp_path)
         assert_that(read | beam.FlatMap(_read), equal_to(expected))
         # The Events that need no linking come as linking leaves them: each its own incident.
         incidents = (read | beam.Filter(lambda kv: kv[0] != warehouse.LINKED)
@@ -91,12 +97,8 @@ def test_the_stored_events_that_need_no_linking_are_written_only_for_the_months_
     april_none = {**AROUND_MONTH_END[-3], "event_id": "hotline_12345:70", "reported_at": SINCE + dt.timedelta(hours=1)}
     assert april_none["domain"] == "none"
     _store(tmp_path, [*AROUND_MONTH_END, april_none])
-    since = int(SINCE.timestamp() * 1000)
     with beam.Pipeline(options=beam_options([])) as p:
-        reach = p | "Reach" >> beam.Create([("2025-03", ("relink", None, None)), ("2025-04", ("tail", since, None))])
-        drop = p | "Drop" >> beam.Create([("2025-03", DROPPED)])
-        read = ({"reach": reach, "drop": drop}
-                | warehouse.ReadStoredMonths(str(tmp_path), linked={"relink": (), "tail": ((link.KEEP_INCIDENT, True),)}))
+        read = _read_march_relinked_april_tail(p, tmp_path)
         stored = read | beam.Filter(lambda kv: kv[0] != warehouse.LINKED) | beam.Values()
         assert_that(stored | "All" >> beam.FlatMap(lambda table: [e["event_id"] for e in _events(table)]),
                     equal_to(["hotline_12345:7", "hotline_12345:70"]), label="Read")
