@@ -217,9 +217,9 @@ class IngestFeeds(beam.PTransform):
     is_event_table``; the batch job's: its linking, writers and counters take them whole); the
     other outputs hold Events either way.
 
-    ``stored_versions``: a transform from the rows' event_ids to versions of those records kept
-    elsewhere (``pipelines.warehouse.LookupStoredVersions``: an incremental run's warehouse). They
-    meet the rows' versions in the same supersede shuffle. A stored version that wins stays where it
+    ``stored_versions``: a transform from lists of the rows' event_ids (a chunk's) to lists of
+    versions of those records kept elsewhere (``pipelines.warehouse.LookupStoredVersions``: an
+    incremental run's warehouse). They meet the rows' versions in the same supersede shuffle. A stored version that wins stays where it
     is (not in ``events``); one that loses is returned on ``replaced``; rows that lose to a stored
     version are accounted as superseded, as to a newer row.
     """
@@ -248,9 +248,8 @@ class IngestFeeds(beam.PTransform):
             valid = valid | "Classify" >> ClassifyChunks(self._model_dir)
         versions = [valid]
         if self._stored_versions is not None:
-            stored = (valid | "EventIds" >> beam.FlatMap(lambda chunk: [e["event_id"] for e in chunk])
-                      | "StoredVersions" >> self._stored_versions)
-            versions.append(stored | "StoredAsChunks" >> beam.Map(lambda e: [e]))
+            versions.append(valid | "EventIds" >> beam.Map(lambda chunk: [e["event_id"] for e in chunk])
+                            | "StoredVersions" >> self._stored_versions)
         latest = tuple(versions) | "Supersede" >> SupersedeChunks(file_order(self._order_files), tables=self._tables)
         events, superseded, replaced = latest.events, latest[SUPERSEDED_TAG], None
         if self._stored_versions is not None:

@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import functools
 import io
+import itertools
 import json
 import typing
 from pathlib import Path
@@ -129,24 +130,25 @@ class _StoredEventReader(beam.DoFn):
 
 
 class _LookupStoredVersions(_StoredEventReader):
-    """(_, event_ids) → the stored Events with those ids, from every batch partition.
+    """(_, lists of event_ids) → per batch partition holding some, [the stored Events with those ids].
 
     Only the event_id column is read to find them (a status update may concern a record of any
     month); a partition's other columns are read only when it holds one of the ids.
     """
 
     def process(self, keyed):
-        _, ids = keyed
-        wanted = pa.array(sorted(set(ids)), pa.string())
+        _, lists = keyed
+        wanted = pa.array(sorted(set(itertools.chain.from_iterable(lists))), pa.string())
         for path in batch_event_files(self._out):
             found = pc.is_in(_read_parquet(path, ["event_id"]).column("event_id"), value_set=wanted)
             if pc.any(found).as_py():
-                yield from table_events(_read_parquet(path).filter(found), self._schema, self._packer)
+                yield list(table_events(_read_parquet(path).filter(found), self._schema, self._packer))
 
 
 class LookupStoredVersions(beam.PTransform):
-    """event_ids → the warehouse's stored versions of those records (an enrichment join on
-    event_id through pyarrow: the stored events themselves are not shuffled)."""
+    """Lists of event_ids (a chunk's) → lists of the warehouse's stored versions of those records,
+    one per partition holding some (an enrichment join on event_id through pyarrow: the stored events
+    themselves are not shuffled, and the ids cross to the lookup a chunk at a time)."""
 
     def __init__(self, out: str):
         super().__init__()
@@ -155,7 +157,7 @@ class LookupStoredVersions(beam.PTransform):
     def expand(self, event_ids):
         return (
             event_ids
-            | "OneKey" >> beam.Map(lambda event_id: (None, event_id))
+            | "OneKey" >> beam.Map(lambda ids: (None, ids))
             | "AllIds" >> beam.GroupByKey()
             | "Lookup" >> beam.ParDo(_LookupStoredVersions(self._out))
         )

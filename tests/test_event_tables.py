@@ -45,7 +45,8 @@ def _stored(event_id: str, status: str | None, closed_at: dt.datetime | None) ->
 
 
 class _StoredVersions(beam.PTransform):
-    """event_ids → the stored versions among ``versions`` (as ``warehouse.LookupStoredVersions`` finds them)."""
+    """Lists of event_ids → a list of the stored versions among ``versions`` (as
+    ``warehouse.LookupStoredVersions`` finds them)."""
 
     def __init__(self, versions: list[dict]):
         super().__init__()
@@ -53,7 +54,8 @@ class _StoredVersions(beam.PTransform):
 
     def expand(self, event_ids):
         versions = self._versions
-        return event_ids | beam.Distinct() | beam.FlatMap(lambda i: [versions[i]] if i in versions else [])
+        return (event_ids | beam.FlatMap(lambda ids: ids) | beam.Distinct()
+                | beam.FlatMap(lambda i: [[versions[i]]] if i in versions else []))
 
 
 def test_a_shards_latest_versions_leave_as_one_table_with_the_same_events_and_accounting(
