@@ -23,6 +23,8 @@ import zoneinfo
 from collections import Counter, defaultdict
 
 import apache_beam as beam
+import pyarrow as pa
+import pyarrow.compute as pc
 
 import schemas
 from models import gaps as gaps_model
@@ -254,22 +256,19 @@ def feed_day_key(event: dict) -> tuple:
     return event["source"], event.get("township_code"), local_date(event["reported_at"]).isoformat()
 
 
-class _FeedDays(beam.DoFn):
-    """An Event → (``feed_day_key``, 1); a group's Events as a table (``packed_events.is_event_table``)
-    → (key, its records) per key."""
-
-    def setup(self):
-        self._tables = EventTables()
-
-    def process(self, element):
-        if not is_event_table(element):
-            yield feed_day_key(element), 1
-            return
-        counts = Counter()
-        for event in self._tables.records(element[1], ["source", "township_code", "reported_at"]):
-            date = local_date(dt.datetime.fromtimestamp(event["reported_at"] / 1000, _TZ)).isoformat()
-            counts[(event["source"], event["township_code"], date)] += 1
-        yield from counts.items()
+def _feed_days(element) -> list[tuple]:
+    """An Event → [(``feed_day_key``, 1)]; a group's Events as a table (``packed_events.is_event_table``)
+    → [(key, its records)] per key, counted in Arrow."""
+    if not is_event_table(element):
+        return [(feed_day_key(element), 1)]
+    table = EventTables.from_bytes(element[1])
+    # local_date's day: the wall clock in the county's zone
+    reported = table.column("reported_at").cast(pa.timestamp("ms", tz=schemas.TIMEZONE))
+    days = pa.table({"source": table.column("source"), "township_code": table.column("township_code"),
+                     "date": pc.local_timestamp(reported).cast(pa.date32())})
+    counts = days.group_by(["source", "township_code", "date"]).aggregate([([], "count_all")])
+    return [((source, township, date.isoformat()), n) for source, township, date, n in zip(
+        *(counts.column(name).to_pylist() for name in ("source", "township_code", "date", "count_all")))]
 
 
 class FeedDayCounts(beam.PTransform):
@@ -277,7 +276,7 @@ class FeedDayCounts(beam.PTransform):
     Events as a table, ``packed_events.is_event_table``) → ((feed, township_code, ISO date), records)."""
 
     def expand(self, events):
-        parts = apply_each(events, "FeedTownshipDay", lambda: beam.ParDo(_FeedDays()))
+        parts = apply_each(events, "FeedTownshipDay", lambda: beam.FlatMap(_feed_days))
         if len(parts) > 1:
             # each part's counts summed in its own stage first (a lifted combine), so the Events that come one
             # by one (those linking leaves alone) do not cross to the sum as an element each
