@@ -23,7 +23,7 @@ import dataclasses
 import datetime as dt
 import functools
 import math
-from collections import Counter, defaultdict
+from collections import Counter
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -517,6 +517,14 @@ class VillageSeries:
                                expected_volume * per_volume, window_days, self.names.get(code))
 
 
+def first_caller_day(target_start: dt.date, cfg: Mapping) -> dt.date:
+    """The first day whose callers ``score_series`` reads for a target period from ``target_start``: the
+    repeat callers' lookback before the longest window (a township's or its villages') ending in the period."""
+    windows = cfg["anomaly"]["windows"]
+    lookback_days = cfg["contributions"]["repeat_callers"]["within_days"]
+    return target_start - dt.timedelta(days=max(max(windows), village_reach(cfg)) + lookback_days)
+
+
 def _month_starts(start: dt.date, end: dt.date) -> list[dt.date]:
     months, d = [], start.replace(day=1)
     while d <= end:
@@ -582,11 +590,17 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
     feed_set = set(feeds)
     gaps = [g for g in gaps if g.feed in feed_set and g.township_code in (township_code, None)]
     # Each caller's days from the first a window's lookback can reach: the lookback only tells who
-    # called before, so a window needs its own callers' earlier records, not a merged tally.
-    caller_days = defaultdict(list)
-    for i in range(max(0, index(target_start) - max(max(windows), village_reach(cfg)) - lookback_days), len(dates)):
+    # called before, so a window needs its own callers' earlier records, not a merged tally. Only callers
+    # heard on two days or more have earlier records to add (most are heard once: no list for them).
+    first_heard, caller_days = {}, {}
+    for i in range(max(0, index(first_caller_day(target_start, cfg))), len(dates)):
         for key, n in tallies[i]["callers"].items():
-            caller_days[key].append((i, n))
+            if key in caller_days:
+                caller_days[key].append((i, n))
+            elif key in first_heard:
+                caller_days[key] = [first_heard[key], (i, n)]
+            else:
+                first_heard[key] = (i, n)
 
     def span(first: int, last: int) -> tuple[Mapping, int]:
         told = [t for t in tallies[first:last + 1] if t["records"] or t["incidents"]]
@@ -595,7 +609,7 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
         lo = max(0, first - lookback_days)
         # only callers short of a repeat within the period and heard on another day need their earlier records
         before = {key: sum(n for day, n in caller_days[key] if lo <= day < first)
-                  for key, n in period["callers"].items() if n < REPEAT_MIN_RECORDS and len(caller_days[key]) > 1}
+                  for key, n in period["callers"].items() if n < REPEAT_MIN_RECORDS and key in caller_days}
         return period, repeat_callers(period, {"callers": before})
 
     rows = []

@@ -353,8 +353,11 @@ class _ScoreDomain(beam.DoFn):
     def process(self, element):
         domain, joined = element
         gaps = next(iter(joined.get("gaps", ())), None) or []
-        # a stored tally's callers are parsed only where a repeat caller's lookback reads them
-        by_township, parents = _by_township((self._stored.rows(batch, domain, callers_on_read=True)
+        # a stored tally's callers are parsed only where a repeat caller's lookback reads them, and kept only
+        # for the months it reaches
+        callers_from = risk_score.first_caller_day(self._period["target_start"], self._cfg).isoformat()
+        by_township, parents = _by_township((self._stored.rows(batch, domain, callers_on_read=True,
+                                                               callers_from=callers_from)
                                              for batch in joined["series"]), risk_score.report_weight(self._cfg))
         townships = sorted(by_township.items(), key=lambda kv: (kv[0][0] or "", kv[0][1]))
         # the villages' parent series, laid out once per township for all of them

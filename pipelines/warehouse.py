@@ -383,10 +383,9 @@ def tally_value(tally: dict | StoredTally, callers_on_read: bool = False) -> dic
 
 def _with_callers(value: dict, texts, row: int, on_read: bool) -> dict:
     """A stored tally's parsed ``tally`` text with its ``callers`` text ``texts[row]``: parsed now, or when
-    first read."""
+    first read. ``value`` is not changed (``SeriesReader`` hands one parse to every tally of that text)."""
     if not on_read:
-        value[_CALLERS] = _TALLY_JSON.raw_decode(texts[row])[0]
-        return value
+        return {**value, _CALLERS: _TALLY_JSON.raw_decode(texts[row])[0]}
     value = _CallersOnRead(value)
     value._callers = (texts, row)
     return value
@@ -533,15 +532,23 @@ class SeriesReader:
     """Batches of series items (``domain_item``'s, as ``pipelines.score.ScoreSeries`` takes them) or
     ``StoredSeries`` → one domain's tallies as rows (county, township, village, ISO date, tally dict).
     A stored month's table is read once and kept until ``clear`` (the scorer takes the domains one
-    after the other); a domain's rows become Python values only when that domain is read."""
+    after the other); a domain's rows become Python values only when that domain is read.
+
+    Stored tallies are read-only: equal texts of the domain last read (over all its months) are parsed
+    once and give one dict (or copies of it carrying each tally's callers). Half of a county year's
+    ~430,000 texts repeat one seen before in their domain (a village's quiet days: one incident, one feed),
+    and the parse was most of the reading."""
 
     def __init__(self):
         # per stored month: its table without callers and its callers column (None: stored in the tally
         # texts, the previous layout); None: the month has no series tallies
         self._months: dict[tuple, tuple[pa.Table, _MonthCallers | None] | None] = {}
+        self._parsed_domain, self._parsed = None, {}  # tally text → its dict, for the domain last read
 
-    def rows(self, batch, domain: str, callers_on_read: bool = False):
-        """``callers_on_read``: as for ``tally_value``."""
+    def rows(self, batch, domain: str, callers_on_read: bool = False, callers_from: str | None = None):
+        """``callers_on_read``: as for ``tally_value``. ``callers_from`` (ISO date): the tallies of a stored
+        month wholly before it come without their ``callers`` (none read: the scorer's lookback does not
+        reach them, ``risk_score.first_caller_day``), so they need no dict of their own."""
         if not isinstance(batch, StoredSeries):
             return ((county, township, village, date, tally_value(tally, callers_on_read))
                     for (county, township, village), date, tally in batch)
@@ -553,20 +560,31 @@ class SeriesReader:
         table, callers = self._months[key]
         chosen = pc.equal(table.column("domain"), domain)
         table = table.filter(chosen)
-        # one parse for the domain's month: the decoder's key memo then holds across its tallies; the texts
-        # joined in Arrow, not made Python strings one by one
-        texts = table.column("tally").combine_chunks()
-        joined = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(texts)], pa.int32()), texts), ",")
-        values = json.loads("[" + joined[0].as_py() + "]")
-        if callers is not None:
+        values = self._parse(table.column("tally"), domain)
+        if callers is not None and not (callers_from and batch.month < callers_from[:7]):
             # each tally's row in the month's file, where its callers' text is
             rows = np.flatnonzero(chosen.to_numpy(zero_copy_only=False)).tolist()
             values = [_with_callers(value, callers, row, callers_on_read) for value, row in zip(values, rows)]
         return zip(*(table.column(name).to_pylist() for name in ("county_code", "township_code", "village_code",
                                                                  "date")), values)
 
+    def _parse(self, texts: pa.ChunkedArray, domain: str) -> list[dict]:
+        """A domain's tally texts → their dicts, texts parsed before for the domain not parsed again."""
+        if domain != self._parsed_domain:
+            self._parsed_domain, self._parsed = domain, {}
+        parsed = self._parsed
+        encoded = texts.combine_chunks().dictionary_encode()
+        distinct = encoded.dictionary.to_pylist()
+        new = [text for text in distinct if text not in parsed]
+        if new:
+            # one parse of all new texts: the decoder's key memo then holds across them
+            parsed.update(zip(new, json.loads("[" + ",".join(new) + "]")))
+        values = [parsed[text] for text in distinct]
+        return [values[i] for i in encoded.indices.to_numpy(zero_copy_only=False).tolist()]
+
     def clear(self) -> None:
         self._months.clear()
+        self._parsed_domain, self._parsed = None, {}
 
 
 def _month_without_callers(path: str) -> tuple[pa.Table, _MonthCallers | None] | None:

@@ -9,17 +9,20 @@ from collections import Counter
 from pathlib import Path
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 import schemas
+from models import risk_score
 from pipelines.options import beam_options
 from pipelines.packed_events import EventTables
 from pipelines.normalise import TZ
 from pipelines.warehouse import (FEED_DAYS, SERIES_TALLIES, ReadScoredTallies, SeriesReader, StoredSeries,
-                                 StoreTallies, read_month_tallies, series_row, tally_path)
-from pipelines.score import incident_tally
+                                 StoreTallies, domain_item, read_month_tallies, series_row, tally_path)
+from pipelines.score import _ScoreDomain, incident_tally
 from tests.test_linked_groups import whole_event
 
 CALLER = "9f" * 32  # a hashed caller key
@@ -231,3 +234,96 @@ def test_daily_counts_by_month_are_the_tallies_as_stored_rows_in_a_list_per_shar
     assert sorted((row for _, rows in lists for row in rows), key=repr) == sorted(
         (series_row(*key, tally) for key, tally in elements), key=repr)
     assert len(elements) > len({(key[0][1], key[1]) for key, _ in elements})  # villages' series too
+
+
+def test_equal_texts_are_parsed_once_per_domain_and_keep_their_own_callers(tmp_path, monkeypatch):
+    """Tallies of a domain with equal texts (in one month or in two) share one parse; each keeps its own
+    callers, read on first read or at once, and the shared parse is not changed by either."""
+    from pipelines import warehouse
+    quiet = [((("341523", "341523001000", "341523001001", "civil_dispute"), f"{month}-{day:02d}"), _tally(1, caller))
+             for month in ("2025-03", "2025-04") for day, caller in ((3, "aa" * 32), (4, "bb" * 32), (5, None))]
+    _store(tmp_path, quiet, FEEDS)
+    texts = set(pq.read_table(tally_path(str(tmp_path), "2025-04", SERIES_TALLIES)).column("tally").to_pylist())
+    assert len(texts) == 1
+    parsed = []
+    loads = warehouse.json.loads
+    monkeypatch.setattr(warehouse.json, "loads", lambda text: parsed.append(text) or loads(text))
+    reader = SeriesReader()
+    for on_read in (True, False):
+        rows = [row for month in ("2025-03", "2025-04")
+                for row in reader.rows(StoredSeries(str(tmp_path), month), "civil_dispute", callers_on_read=on_read)]
+        assert [row[4]["callers"] for row in rows] == [tally["callers"] for _, tally in quiet]
+        assert [(*row[:4], dict(row[4])) for row in rows] == [(*series[:3], date, tally) for (series, date), tally in quiet]
+        assert len({id(row[4]["signals"]) for row in rows}) == 1  # one parse, shared
+        reader.clear()
+    assert len(parsed) == 2  # once per reading of the domain, both months
+
+
+def test_months_before_callers_from_are_read_without_their_callers(tmp_path):
+    """The scorer's lookback reaches back from ``callers_from``: a month wholly before it is read without
+    callers (its tallies one dict per text); the month ``callers_from`` falls in keeps them. A month in the
+    previous layout has its callers in its text, and keeps them."""
+    early = [((("341523", "341523001000", None, "civil_dispute"), "2025-02-27"), _tally(2))]
+    _store(tmp_path, SERIES + early, FEEDS)
+    reader = SeriesReader()
+    (*_, february), = reader.rows(StoredSeries(str(tmp_path), "2025-02"), "civil_dispute", callers_on_read=True,
+                                  callers_from="2025-03-20")
+    assert dict(february) == {k: v for k, v in early[0][1].items() if k != "callers"}
+    with pytest.raises(KeyError):
+        february["callers"]  # noqa: B018 (none read)
+    march = list(reader.rows(StoredSeries(str(tmp_path), "2025-03"), "civil_dispute", callers_on_read=True,
+                             callers_from="2025-03-20"))
+    assert sorted(repr(row[4]["callers"]) for row in march) == sorted(map(repr, [{CALLER: 2}, {CALLER: 2}, {}]))
+    previous = tmp_path / "previous"
+    _write_previous_layout(previous)
+    rows = list(SeriesReader().rows(StoredSeries(str(previous), "2025-03"), "labor_wage", callers_from="2025-05-01"))
+    assert [row[4]["callers"] for row in rows] == [{"ab" * 32: 3}]
+
+
+def _year_of_tallies(rng) -> list:
+    """Two townships (one with villages) of one domain over Jan-Apr 2025: incidents with subjects and callers
+    that call again, some within a repeat caller's lookback of April and some long before it."""
+    items = []
+    day = dt.date(2025, 1, 1)
+    while day <= dt.date(2025, 4, 30):
+        for township, villages in (("341523001000", ("341523001001", "341523001002")), ("341523002000", ())):
+            for village in (None, *villages):
+                n = int(rng.poisson(0.8 if village else 1.5))
+                if not n:
+                    continue
+                parts = [incident_tally([(0, ("hotline_12345", "grid")[k % 2], ("gathering",) if k == 3 else (),
+                                          (("锦绣花园小区", "宏达公司")[k % 2],) if rng.random() < 0.5 else (),
+                                          (village or villages[0]) if villages else None,
+                                          f"{int(rng.integers(6)):02x}" * 32 if k % 2 == 0 else None, 1)]
+                                        * int(rng.integers(1, 3))) for k in range(n)]
+                tally = parts[0] if n == 1 else risk_score.merge_tallies(parts)
+                items.append(((("341523", township, village, "labor_wage"), day.isoformat()), tally))
+        day += dt.timedelta(days=1)
+    return items
+
+
+def test_stored_months_score_as_the_tallies_counted_in_both_layouts(tmp_path):
+    """The scorer reading stored months (texts parsed once per domain, callers only where its lookback
+    reaches) gives the rows it gives from the tallies as counted, in this layout and the one before it."""
+    items = _year_of_tallies(np.random.default_rng(3))
+    _store(tmp_path / "now", items, [])
+    previous = tmp_path / "previous"
+    for month in ("2025-01", "2025-02", "2025-03", "2025-04"):
+        rows = [(*series, date, json.dumps(tally, sort_keys=True, ensure_ascii=False))
+                for (series, date), tally in items if date.startswith(month)]
+        path = Path(tally_path(str(previous), month, SERIES_TALLIES))
+        path.parent.mkdir(parents=True)
+        pq.write_table(pa.Table.from_arrays([pa.array(c, pa.string()) for c in zip(*rows)], names=[
+            "county_code", "township_code", "village_code", "domain", "date", "tally"]), path)
+    months = ("2025-01", "2025-02", "2025-03", "2025-04")
+
+    def scored(batches):
+        scorer = _ScoreDomain(dt.date(2025, 4, 1), dt.date(2025, 4, 30), dt.date(2025, 1, 1))
+        scorer.setup()
+        return list(scorer.process(("labor_wage", {"series": batches, "gaps": [[]]})))
+
+    counted = scored([[domain_item(item)[1] for item in items if item[0][1].startswith(m)] for m in months])
+    assert any(r["period"] == "day" and r["village_code"] for r in counted)
+    assert any(any(reason.endswith("名来电人重复来电") for reason in r["reasons"]) for r in counted)
+    for root in (tmp_path / "now", previous):
+        assert scored([StoredSeries(str(root), m) for m in months]) == counted
