@@ -184,6 +184,14 @@ class FittedFeatures:
     stacked as ``ColumnTransformer`` stacks them) and the same calibrated classifier turns it into
     probabilities: equal floats, tested against ``Pipeline.predict_proba``. The normalised texts
     can be passed in, so a caller that needs them too (the signals) normalises once.
+
+    The calibrated classifier's own ``predict_proba`` checks its input again and stacks the one-hot
+    block onto the n-gram block (~0.9 ms of ~2.5 ms for a chunk of 200 events). When it holds one
+    linear model with temperature scaling (what ``build_pipeline`` fits), the scores are made here
+    as its ``decision_function`` makes them, in the same order of additions: the n-gram block's
+    sparse product, then the row's one source column (a one-hot value of 1.0, so its product is
+    the weight itself), then the intercepts; its temperature calibrator turns them into
+    probabilities, clipped above 1 as ``_CalibratedClassifier.predict_proba`` clips them.
     """
 
     def __init__(self, pipeline: Pipeline):
@@ -204,18 +212,45 @@ class FittedFeatures:
         self.source_column = {key: i for i, key in enumerate(encoder.categories_[0].tolist())}
         self.dtype = encoder.dtype
         self.classifier = pipeline.steps[-1][1]
+        self.linear = self._linear_parts(self.classifier, len(self.ngrams.vocabulary_), self.n_sources)
+
+    @staticmethod
+    def _linear_parts(classifier, n_ngrams: int, n_sources: int) -> tuple | None:
+        """(n-gram weights, source weights, intercepts, calibrator) of a calibrated classifier that is
+        one multi-class linear model with temperature scaling; None for any other."""
+        calibrated = getattr(classifier, "calibrated_classifiers_", None)
+        if not isinstance(classifier, CalibratedClassifierCV) or calibrated is None or len(calibrated) != 1:
+            return None
+        # read defensively: another scikit-learn may lay its fitted calibrators out otherwise (then the general path)
+        model, calibrators = getattr(calibrated[0], "estimator", None), getattr(calibrated[0], "calibrators", ())
+        coef = getattr(model, "coef_", None)
+        if (getattr(calibrated[0], "method", None) != "temperature" or len(calibrators) != 1
+                or not isinstance(model, LinearSVC)
+                or len(classifier.classes_) < 3 or coef is None
+                or coef.shape != (len(classifier.classes_), n_ngrams + n_sources)):
+            return None
+        weights = np.ascontiguousarray(coef.T)
+        return weights[:n_ngrams], weights[n_ngrams:], model.intercept_, calibrators[0]
 
     def proba(self, normalised: list[str], source_keys: list[str]) -> np.ndarray:
         """``pipeline.predict_proba(frame)`` from ``normalise_texts`` of the frame's texts (one batch)
         and ``source_key`` of its rows."""
+        ngrams = self.ngrams.transform_normalised(normalised)
         columns = [self.source_column.get(key, -1) for key in source_keys]
         known = [i for i, column in enumerate(columns) if column >= 0]
+        if self.linear is not None:
+            ngram_weights, source_weights, intercepts, calibrator = self.linear
+            scores = ngrams @ ngram_weights
+            scores[known] += source_weights[[columns[i] for i in known]]
+            scores += intercepts
+            proba = calibrator.predict(scores)
+            proba[(1.0 < proba) & (proba <= 1.0 + 1e-5)] = 1.0
+            return proba
         sources = sp.csr_matrix(
             (np.ones(len(known), dtype=self.dtype), np.array([columns[i] for i in known], dtype=np.int32),
              np.searchsorted(np.array(known, dtype=np.int64), np.arange(len(columns) + 1))),
             shape=(len(columns), self.n_sources))
-        matrix = sp.hstack([self.ngrams.transform_normalised(normalised), sources]).tocsr()
-        return self.classifier.predict_proba(matrix)
+        return self.classifier.predict_proba(sp.hstack([ngrams, sources]).tocsr())
 
 
 @dataclass

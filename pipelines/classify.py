@@ -13,6 +13,7 @@ need the text and the feed again; the DoFn does the same in one step, with nothi
 """
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import apache_beam as beam
@@ -77,10 +78,10 @@ class _Classify(beam.DoFn):
         self.batches = Metrics.distribution(NAMESPACE, "batch_size")
         self.loaded = bool(loads)  # counted with the first batch: metrics set in setup() are not reported
 
-    def _count(self, name: str):
+    def _count(self, name: str, n: int):
         if name not in self.counters:
             self.counters[name] = Metrics.counter(NAMESPACE, name)
-        self.counters[name].inc()
+        self.counters[name].inc(n)
 
     def classified(self, events: list[dict]):
         if self.loaded:
@@ -89,10 +90,12 @@ class _Classify(beam.DoFn):
         for start in range(0, len(events), self.max_batch_size):
             batch = events[start:start + self.max_batch_size]
             self.batches.update(len(batch))
-            for event in annotate(self.model.classifier, self.model.lexicon, batch):
-                self._count(f"domain_{event['domain']}")
-                self._count(f"by_{event['domain_by']}")
-                yield event
+            annotated = annotate(self.model.classifier, self.model.lexicon, batch)
+            # counted per batch: two counter increments per Event were ~5 % of classifying it
+            for (domain, by), n in Counter((e["domain"], e["domain_by"]) for e in annotated).items():
+                self._count(f"domain_{domain}", n)
+                self._count(f"by_{by}", n)
+            yield from annotated
 
 
 class _ClassifyShard(_Classify):

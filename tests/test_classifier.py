@@ -257,6 +257,19 @@ def test_fitted_features_give_the_pipelines_probabilities(shipped, records):
     assert shipped.predict_records(as_records) == shipped.predict_frame(frame)
 
 
+def test_the_linear_model_is_applied_as_the_calibrated_classifier_applies_it(shipped):
+    # the shipped model takes the direct path; without it (any other classifier) the same floats
+    frame = pd.concat([PROBES, pd.DataFrame([{"text": "", "source": "other", "source_category": None}])],
+                      ignore_index=True).reindex(columns=dc.COLUMNS)
+    texts, keys = normalise_texts(frame["text"]), source_key(frame)[:, 0].tolist()
+    assert shipped.features.linear is not None
+    direct = shipped.features.proba(texts, keys)
+    general = dc.FittedFeatures(shipped.pipeline)
+    general.linear = None
+    assert np.array_equal(direct, general.proba(texts, keys))
+    assert np.array_equal(direct, shipped.pipeline.predict_proba(frame))
+
+
 def test_an_artifact_of_another_shape_is_refused(small_model):
     other = Pipeline([("classifier", small_model.pipeline.steps[-1][1])])
     with pytest.raises(dc.ArtifactMismatch, match="riskwatch train"):
