@@ -131,7 +131,6 @@ _WIDTH_TABLE = {
 _WIDTH_TABLE[0x3000] = 0x20  # ideographic space
 for _invisible in (0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF, 0x00AD):
     _WIDTH_TABLE[_invisible] = None
-_WHITESPACE_RE = re.compile(r"\s+")
 # Most text has nothing to translate; a C-level search is cheaper than translating every string.
 _NEEDS_WIDTH_RE = re.compile("[" + "".join(re.escape(chr(c)) for c in _WIDTH_TABLE) + "]")
 # Short values (categories, township names, units) repeat endlessly; long texts rarely do.
@@ -146,11 +145,14 @@ def half_width(text: str) -> str:
 
 def clean_text(text: str) -> str:
     """Half-width, control characters removed, whitespace collapsed, trimmed."""
-    if _NEEDS_WIDTH_RE.search(text):
+    # every character half_width changes is non-ASCII
+    if not text.isascii() and _NEEDS_WIDTH_RE.search(text):
         text = half_width(text)
     if not text.isprintable():
         text = "".join(c if c.isprintable() or c.isspace() else " " for c in text)
-    return _WHITESPACE_RE.sub(" ", text).strip()
+    # str.split() splits at runs of what ``\s`` matches (both are str.isspace) and drops them at
+    # the ends: ``re.sub(r"\s+", " ", text).strip()`` without the regex engine
+    return " ".join(text.split())
 
 
 class TextNormaliser:
@@ -177,16 +179,21 @@ class TextNormaliser:
         return self._convert(text)
 
     def many(self, texts: list[str]) -> list[str]:
-        """``[self(text) for text in texts]``, the long non-ASCII texts converted as one string:
-        OpenCC's per-call overhead exceeds the conversion of a work order's text. A NUL joins
-        them: no dictionary entry holds it and NFC never composes across it, and no cleaned text
-        contains it (``clean_text`` turns control characters into spaces)."""
+        """``[self(text) for text in texts]``, the non-ASCII texts not in the cache converted as one
+        string: OpenCC's per-call overhead exceeds the conversion of a work order's text, let alone
+        an address's. A NUL joins them: no dictionary entry holds it and NFC never composes across
+        it, and no cleaned text contains it (``clean_text`` turns control characters into spaces)."""
         out = list(texts)
+        cache = self._cache
         batch: list[int] = []
+        missed: list[int] = []  # short texts to remember once converted
         for i, text in enumerate(texts):
             if len(text) <= _CACHE_MAX_LENGTH:
-                out[i] = self(text)
-                continue
+                cached = cache.get(text)
+                if cached is not None:
+                    out[i] = cached
+                    continue
+                missed.append(i)
             text = out[i] = clean_text(text)
             if not text.isascii():
                 batch.append(i)
@@ -194,6 +201,10 @@ class TextNormaliser:
             joined = unicodedata.normalize("NFC", self._t2s.convert("\x00".join(out[i] for i in batch)))
             for i, text in zip(batch, joined.split("\x00")):
                 out[i] = text
+        for i in missed:
+            if len(cache) >= _CACHE_MAX_ENTRIES:
+                cache.clear()
+            cache[texts[i]] = out[i]
         return out
 
     def _convert(self, text: str) -> str:

@@ -182,6 +182,8 @@ class RecordValidator:
         self.event_names = [f["name"] for f in event_fields()]
         self._plans: dict[tuple, list[_FieldPlan]] = {}
         self._copies = self._event_copies()
+        self._template = dict.fromkeys(self.event_names)
+        self._template.update(source=feed, ingested_at=ingest_time)
         self._region_fields = [
             (f["name"], f["name"].endswith("code")) for f in self.fields if f["type"] == "region"
         ]
@@ -192,7 +194,10 @@ class RecordValidator:
         }
 
     def _plan(self, header: list[str]) -> list[_FieldPlan]:
-        """Per contract field: its column in this header, its parser and a cache of parsed values."""
+        """Per contract field: its column in this header, its parser and a cache of parsed values.
+
+        A field the Event drops (``pii: drop``, e.g. the caller's name) that is optional text has
+        no plan: no value of it can be a problem and none is kept, so its column is not parsed."""
         key = tuple(header)
         plan = self._plans.get(key)
         if plan is None:
@@ -201,6 +206,7 @@ class RecordValidator:
                 _FieldPlan(field["name"], mapping.get(field["name"]),
                            self._parser(field, mapping.get(field["name"]) or self.headers.labels[field["name"]]))
                 for field in self.fields
+                if not (field.get("pii") == "drop" and not field.get("required") and field["type"] in ("string", "text"))
             ]
         return plan
 
@@ -395,8 +401,6 @@ class RecordValidator:
                            zip(*region_names) if region_names else no_cells, texts))
         columns.update(
             event_id=[f"{self.feed}:{source_id}" for source_id in parsed["source_id"]],
-            source=itertools.repeat(self.feed),
-            ingested_at=itertools.repeat(self.ingest_time),
             batch_id=[row["batch_id"] for row in rows],
             feed_file=[row["file"] for row in rows],
             feed_line=[row["line"] for row in rows],
@@ -407,10 +411,12 @@ class RecordValidator:
             region_resolved_by=[region.by for region in regions],
             signals=[[] for _ in rows],
         )
-        # filled field by field: cheaper than a dict from a zip per Event; keys in event_names order
-        events = [dict.fromkeys(self.event_names) for _ in rows]
+        # Copies of one Event holding what every row shares, then filled field by field (cheaper
+        # than a dict from a zip per Event); keys in event_names order. A column of no values
+        # (a field this feed lacks or leaves empty) keeps the copies' None.
+        events = [self._template.copy() for _ in rows]
         for name, column in columns.items():
-            if column is not None:
+            if column is not None and column.count(None) != len(column):
                 for event, value in zip(events, column):
                     event[name] = value
         return events

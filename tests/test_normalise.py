@@ -1,4 +1,5 @@
 import datetime as dt
+import re
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -94,6 +95,16 @@ def test_clean_text_is_trimmed_collapsed_and_idempotent(text):
     assert "  " not in cleaned
     assert not any(0xFF10 <= ord(c) <= 0xFF19 or 0xFF21 <= ord(c) <= 0xFF3A or 0xFF41 <= ord(c) <= 0xFF5A for c in cleaned)
     assert clean_text(cleaned) == cleaned
+
+
+_WHITESPACE_RUN = re.compile(r"\s+")
+
+
+@given(st.text(alphabet=st.sampled_from(" \t\n\r\x0b\x0c\x1c\x1f\x85\xa0\u1680\u2000\u2028\u3000\u200bab街"), max_size=30))
+def test_clean_text_collapses_whitespace_as_the_pattern_would(text):
+    # clean_text splits instead of substituting ``\s+``: both mean str.isspace, at the ends too
+    folded = "".join(c if c.isprintable() or c.isspace() else " " for c in half_width(text))
+    assert clean_text(text) == _WHITESPACE_RUN.sub(" ", folded).strip()
 
 
 @pytest.fixture(scope="module")
