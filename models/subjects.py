@@ -33,10 +33,20 @@ class SubjectNamer:
         self._finder = SubjectFinder(lexicon or load_lexicon(), regions or RegionNames([]))
 
     def names(self, text: str | None) -> tuple[str, ...]:
-        if not text:
-            return ()
+        return self.names_of([text])[0]
+
+    def names_of(self, texts: list[str | None]) -> list[tuple[str, ...]]:
+        """``names`` of each text: each distinct text looked at once, and each stretch before a place suffix
+        once per namer (``SubjectFinder.mentions_of``)."""
+        return [self._named(mentions) for mentions in self._finder.mentions_of(t or "" for t in texts)]
+
+    @staticmethod
+    def _named(mentions) -> tuple[str, ...]:
         # the name the text itself delimits: a per-incident count needs no group to disambiguate
-        found = list(dict.fromkeys(m.attested[0] for m in self._finder.mentions(text) if m.attested))
+        found = [m.attested[0] for m in mentions if m.attested]
+        if len(found) < 2:  # most texts name one place or none
+            return tuple(found)
+        found = list(dict.fromkeys(found))
         # "说宏达…有限公司" beside "宏达…有限公司" in one text: the words before it are no part of the name
         return tuple(n for n in found if not any(o != n and n.endswith(o) for o in found))
 

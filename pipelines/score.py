@@ -1,9 +1,9 @@
 """Beam transforms from linked Events to score rows (docs/architecture.md, "Score row").
 
 - ``DailyCounts``: Events → ((series, date), tally): incidents (not records) per township ×
-  domain and village × domain × day, with signal tallies. Records meet in shards by incident and
-  are summed per incident, then per series × day inside the shard; only the shards' partial
-  tallies are combined.
+  domain and village × domain × day, with signal tallies. Records meet in shards by township (a
+  table of them per group of Events) and are summed per incident, then per series × day inside the
+  shard, per column.
 - ``FeedGaps``: Events (all, including domain ``none``) → the data gaps of the target period
   (``models.gaps``), as one list.
 - ``ScoreSeries``: ((series, date), tally) over history + target → day and month score rows for
@@ -23,6 +23,7 @@ import zoneinfo
 from collections import Counter, defaultdict
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -33,9 +34,11 @@ from models.subjects import SubjectNamer
 from pipelines.link import linkable_rows
 from pipelines.packed_events import EventTables, apply_each, flatten, is_event_table
 from pipelines.warehouse import FEED_DAYS, SERIES_ROWS, SERIES_TALLIES, SeriesReader, domain_item, series_row
+from schemas import event_arrow_schema
 
 _TZ = zoneinfo.ZoneInfo(schemas.TIMEZONE)
 _HOTLINE = "hotline_12345"
+_EPOCH = dt.date(1970, 1, 1)
 # Records are summarised in this many groups, by a hash of their township: every series is a
 # township's or one of its villages', so a group's tallies are whole and need no combining across
 # groups; enough groups to spread townships over workers.
@@ -65,8 +68,8 @@ class IncidentCombineFn(beam.CombineFn):
     """The records of one incident in one series → one incident summary.
 
     The accumulator is the list of its records' ``contribution`` tuples: an incident has few
-    records, and the batch's shards (``_ShardTallies``) build these lists per incident and series
-    from contributions made once per record, with no dict or set per incident until its tally.
+    records. The stream counts with it; the batch's shards (``_ShardTallies``) give the same tallies
+    summed per series × day from columns (``series_day_tallies``).
     """
 
     def __init__(self, many_people_at_least: int | None):
@@ -130,16 +133,22 @@ def incident_tally(contributions: list) -> dict:
             "subjects": dict.fromkeys(sorted(subjects), 1), "villages": places}
 
 
-# What _IncidentRecords reads of an Event (IncidentCombineFn.contribution, series_keys).
+# What _IncidentRecords keeps of an Event (IncidentCombineFn.contribution, series_keys), with the subjects its
+# text names in place of the text; reported_at as epoch milliseconds.
 _RECORD_FIELDS = ["event_id", "incident_id", "reported_at", "county_code", "township_code", "village_code", "domain",
-                  "source", "signals", "people_involved", "status", "satisfaction", "caller_key", "text"]
+                  "source", "signals", "people_involved", "status", "satisfaction", "caller_key", "subjects"]
+
+
+def _record_schema() -> pa.Schema:
+    events = event_arrow_schema()
+    types = {"reported_at": pa.int64(), "subjects": pa.list_(pa.string())}
+    return pa.schema([pa.field(name, types.get(name) or events.field(name).type) for name in _RECORD_FIELDS])
 
 
 class _IncidentRecords(beam.DoFn):
-    """Event → (shard of its township, (its series, incident, its ``IncidentCombineFn.contribution``)),
-    with the subjects its text names (``models.subjects``). A group's Events as a table
-    (``packed_events.is_event_table``) → (shard, [those records]): they cross to their shard as one
-    element (a township-month's all go to one)."""
+    """Event → (shard of its township, its record: ``_RECORD_FIELDS``' values). A group's Events as a table
+    (``packed_events.is_event_table``) → (shard, its records as a table of ``_RECORD_FIELDS``, IPC bytes) per
+    shard of its townships (a township-month's all go to one): they cross to their shard as one element."""
 
     def __init__(self, shards: int):
         self._shards = shards
@@ -147,52 +156,209 @@ class _IncidentRecords(beam.DoFn):
 
     def setup(self):
         self._namer = SubjectNamer()
-        self._combine = IncidentCombineFn(_many_people_threshold())
-        self._tables = EventTables()
+        self._schema = _record_schema()
+
+    def _shard(self, township: str) -> int:
+        return zlib.crc32(township.encode("utf-8")) % self._shards
 
     def process(self, element):
         if not is_event_table(element):
-            # Epoch milliseconds: a datetime would be pickled element by element in the shuffle.
-            keyed = self._record(element, int(element["reported_at"].timestamp() * 1000))
-            if keyed is not None:
-                yield keyed
+            yield from self._record(element)
             return
-        by_shard = defaultdict(list)
         table = EventTables.from_bytes(element[1])
         # Records of no domain count nowhere: a table of the Events linking leaves alone holds nothing else.
-        for event in self._tables.records(table.filter(linkable_rows(table)), _RECORD_FIELDS):
-            keyed = self._record(event, event["reported_at"])
-            if keyed is not None:
-                by_shard[keyed[0]].append(keyed[1])
-        yield from by_shard.items()
+        table = table.filter(linkable_rows(table))
+        towns = table.column("township_code")
+        placed = pc.fill_null(pc.not_equal(towns, ""), False)
+        skipped = table.num_rows - pc.sum(placed).as_py() if table.num_rows else 0
+        if skipped:
+            self._skipped.inc(skipped)
+            table = table.filter(placed)
+        if not table.num_rows:
+            return
+        subjects = pa.array(self._namer.names_of(table.column("text").to_pylist()), self._schema.field("subjects").type)
+        records = pa.table([subjects if name == "subjects" else table.column(name).cast(self._schema.field(name).type)
+                            for name in _RECORD_FIELDS], schema=self._schema)
+        towns = pc.dictionary_encode(records.column("township_code").combine_chunks())
+        shard_of = [self._shard(t) for t in towns.dictionary.to_pylist()]
+        if len(set(shard_of)) == 1:  # a link group's table: one township
+            yield shard_of[0], EventTables.to_bytes(records)
+            return
+        shards = np.array(shard_of)[towns.indices.to_numpy()]
+        for shard in sorted(set(shard_of)):
+            yield shard, EventTables.to_bytes(records.filter(pa.array(shards == shard)))
 
-    def _record(self, event: dict, reported_ms: int) -> tuple | None:
+    def _record(self, event: dict):
         if not event.get("domain") or event["domain"] == "none":
-            return None
+            return
         if not event.get("township_code"):
             self._skipped.inc()
-            return None
-        incident = event.get("incident_id") or event["event_id"]
-        record = self._combine.contribution(event, reported_ms, self._namer.names(event.get("text")))
-        shard = zlib.crc32(event["township_code"].encode("utf-8")) % self._shards
-        return shard, (tuple(series_keys(event)), incident, record)
+            return
+        # Epoch milliseconds: a datetime would be pickled element by element in the shuffle.
+        fields = {"reported_at": int(event["reported_at"].timestamp() * 1000),
+                  "subjects": self._namer.names(event.get("text"))}
+        yield self._shard(event["township_code"]), tuple(
+            fields[name] if name in fields else event.get(name) for name in _RECORD_FIELDS)
+
+
+def _codes(values: pa.Array, nulls: bool = False) -> tuple[np.ndarray, list]:
+    """A column → (a code per row, the distinct values sorted: a code is its value's index there). A null is
+    coded -1, or (``nulls``) as a value of its own."""
+    encoded = pc.dictionary_encode(values, null_encoding="encode" if nulls else "mask")
+    order = pc.sort_indices(encoded.dictionary).to_numpy()
+    rank = np.empty(len(order) + 1, np.int64)
+    rank[order], rank[-1] = np.arange(len(order)), -1
+    return rank[encoded.indices.fill_null(-1).to_numpy()], encoded.dictionary.take(order).to_pylist()
+
+
+def _firsts(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Integer keys → (a code per key, numbered in key order; the index of each code's first key)."""
+    _, first, code = np.unique(keys, return_index=True, return_inverse=True)
+    return code, first
+
+
+def _counted(tallies: list, field: str, keys: np.ndarray, codes: np.ndarray, n_codes: int, values: list):
+    """Per (tally, code) pair: how often it occurs, set in ``tallies[k][field][values[code]]``; each tally's
+    names in sorted order, as the tally is stored (JSON with sorted keys) and read back."""
+    if not len(keys):
+        return
+    pairs, counts = np.unique(keys * n_codes + codes, return_counts=True)
+    for k, code, n in zip((pairs // n_codes).tolist(), (pairs % n_codes).tolist(), counts.tolist()):
+        tallies[k][field][values[code]] = n
+
+
+def series_day_tallies(records: pa.Table, many_people_at_least: int | None):
+    """Records (a table of ``_RECORD_FIELDS``, each of a domain and a township) → ((series, ISO date), tally)
+    per series × day: the ``merge_tallies`` sum of the ``IncidentCombineFn`` tallies of the incidents whose
+    first record in the series is of that day. Computed per column: each record is counted once in each
+    of its series (``series_keys``), its incident's items (feeds, signals, subjects) once per incident."""
+    n = records.num_rows
+    if not n:
+        return
+    column = {name: records.column(name).combine_chunks() for name in _RECORD_FIELDS}
+
+    def given(values):  # a text that is neither null nor empty (what `if value` tells of an Event's field)
+        return pc.fill_null(pc.not_equal(values, ""), False)
+
+    incident, incidents = _codes(pc.if_else(given(column["incident_id"]), column["incident_id"], column["event_id"]))
+    county, counties = _codes(column["county_code"], nulls=True)
+    town, towns = _codes(column["township_code"])
+    domain, domains = _codes(column["domain"])
+    villages_column = column["village_code"]
+    village, villages = _codes(pc.if_else(given(villages_column), villages_column, pa.scalar(None, pa.string())))
+    # Each record counts in its township's series and, with a village, in that village's: "entries", the
+    # records of the first kind then those of the second; entry_of[row]: a record's village entry or -1.
+    town_series, town_first = _firsts((county * len(towns) + town) * len(domains) + domain)
+    in_village = np.flatnonzero(village >= 0)
+    village_series, village_first = _firsts(town_series[in_village] * len(villages) + village[in_village])
+    n_town = len(town_first)
+    row = np.concatenate([np.arange(n), in_village])
+    series = np.concatenate([town_series, n_town + village_series])
+    entry_of = np.full(n, -1)
+    entry_of[in_village] = n + np.arange(len(in_village))
+    series_names = [(counties[county[r]], towns[town[r]], None, domains[domain[r]]) for r in town_first.tolist()]
+    series_names += [(counties[county[r]], towns[town[r]], villages[village[r]], domains[domain[r]])
+                     for r in in_village[village_first].tolist()]
+
+    # an incident in a series ("group") counts on the local day of its first record there
+    group, group_first = _firsts(series * len(incidents) + incident[row])
+    reported = column["reported_at"].to_numpy()
+    first = np.full(len(group_first), np.iinfo(np.int64).max)
+    np.minimum.at(first, group, reported[row])
+    local = pc.local_timestamp(pa.array(first, pa.timestamp("ms", tz=schemas.TIMEZONE))).cast(pa.int64())
+    day = local.to_numpy() // 86_400_000
+    group_series = series[group_first]
+    tally_of, tally_first = _firsts(group_series * (day.max() - day.min() + 1) + day - day.min())
+    entry_tally = tally_of[group]
+    n_tallies = len(tally_first)
+
+    feed, feeds = _codes(column["source"])
+    hotline = pc.fill_null(pc.equal(column["source"], _HOTLINE), False).to_numpy(zero_copy_only=False)
+    # still open / sent back, or closed to the caller's dissatisfaction
+    bad = hotline & (pc.fill_null(pc.not_equal(column["status"], "closed"), True).to_numpy(zero_copy_only=False)
+                     | pc.fill_null(pc.equal(column["satisfaction"], "dissatisfied"), False).to_numpy(zero_copy_only=False))
+    feed_pairs = np.unique(group * len(feeds) + feed[row])
+    feed_group = feed_pairs // len(feeds)
+    n_feeds = np.bincount(feed_group, minlength=len(group_first))
+    counts = [np.bincount(tally_of, minlength=n_tallies), np.bincount(entry_tally, minlength=n_tallies),
+              np.bincount(tally_of[n_feeds == 2], minlength=n_tallies),
+              np.bincount(tally_of[n_feeds >= 3], minlength=n_tallies),
+              np.bincount(entry_tally[hotline[row]], minlength=n_tallies),
+              np.bincount(entry_tally[bad[row]], minlength=n_tallies)]
+    tallies = [{"incidents": i, "records": r, "signals": {}, "feeds": {}, "feeds_2": f2, "feeds_3": f3, "callers": {},
+                "hotline": h, "hotline_bad": b, "subjects": {}, "villages": {}}
+               for i, r, f2, f3, h, b in zip(*(c.tolist() for c in counts))]
+    _counted(tallies, "feeds", tally_of[feed_group], feed_pairs % len(feeds), len(feeds), feeds)
+
+    def in_groups(item_rows: np.ndarray, item_codes: np.ndarray, n_codes: int) -> tuple[np.ndarray, np.ndarray]:
+        """Items of records (rows, codes) → the tally of each distinct (group, item), for each of its groups."""
+        entries = entry_of[item_rows]
+        also = entries >= 0
+        pairs = np.unique(np.concatenate([group[item_rows], group[entries[also]]]) * n_codes
+                          + np.concatenate([item_codes, item_codes[also]]))
+        return tally_of[pairs // n_codes], pairs % n_codes
+
+    signals = column["signals"]
+    signal_names, signal_rows = [pc.list_flatten(signals)], [pc.list_parent_indices(signals).to_numpy()]
+    if many_people_at_least is not None:
+        people = pc.fill_null(column["people_involved"], 0)
+        many = np.flatnonzero(pc.greater_equal(people, many_people_at_least).to_numpy(zero_copy_only=False))
+        signal_names.append(pa.array(["many_people"] * len(many), pa.string()))
+        signal_rows.append(many)
+    for field, names, item_rows in (("signals", pa.concat_arrays(signal_names), np.concatenate(signal_rows)),
+                                    ("subjects", pc.list_flatten(column["subjects"]),
+                                     pc.list_parent_indices(column["subjects"]).to_numpy())):
+        codes, values = _codes(names)
+        if values:
+            _counted(tallies, field, *in_groups(item_rows, codes, len(values)), len(values), values)
+
+    callers_column = column["caller_key"]
+    caller, callers = _codes(pc.if_else(given(callers_column), callers_column, pa.scalar(None, pa.string())))
+    called = caller[row] >= 0
+    _counted(tallies, "callers", entry_tally[called], caller[row][called], len(callers), callers)
+
+    # per village: the incidents with records there, and their records there
+    placed = village[row] >= 0
+    if placed.any():
+        n_villages = len(villages)
+        places, records_there = np.unique(group[placed] * n_villages + village[row][placed], return_counts=True)
+        per_tally, at = np.unique(tally_of[places // n_villages] * n_villages + places % n_villages,
+                                  return_inverse=True)
+        in_place = np.bincount(at, minlength=len(per_tally)).tolist()
+        records_in_place = np.bincount(at, weights=records_there, minlength=len(per_tally)).astype(np.int64).tolist()
+        for k, code, i, r in zip((per_tally // n_villages).tolist(), (per_tally % n_villages).tolist(), in_place,
+                                 records_in_place):
+            tallies[k]["villages"][villages[code]] = [i, r]
+
+    dates = {}
+    for k, tally in enumerate(tallies):
+        d = int(day[tally_first[k]])
+        date = dates.get(d)
+        if date is None:
+            date = dates[d] = (_EPOCH + dt.timedelta(days=d)).isoformat()
+        yield (series_names[group_series[tally_first[k]]], date), tally
 
 
 class _ShardTallies(beam.DoFn):
-    """(shard, records) → ((series, ISO date), tally) summed over the shard's incidents; ``by_month``:
-    → (month, [the month's tallies as stored rows, ``warehouse.series_row``]) per month of the shard.
+    """(shard, records: tables of them, ``_IncidentRecords``, or single ones) → ((series, ISO date), tally)
+    summed over the shard's incidents (``series_day_tallies``); ``by_month``: → (month, [the month's
+    tallies as stored rows, ``warehouse.series_row``]) per month of the shard.
 
-    Every record of a series is in its township's shard, so incidents are summarised and summed
-    per series × day here in plain Python (``IncidentCombineFn``'s steps), not through combines per
-    key, which cost Beam's per-key overhead per record and per partial tally.
+    Every record of a series is in its township's shard, so incidents are summarised and summed per
+    series × day here, per column over the shard's records, not through combines per key, which cost
+    Beam's per-key overhead per record and per partial tally.
     """
 
     def __init__(self, by_month: bool = False):
         super().__init__()
         self._by_month = by_month
 
+    def setup(self):
+        self._schema = _record_schema()
+        self._many = _many_people_threshold()
+
     def process(self, keyed):
-        tallies = self._tallies(keyed)
+        tallies = series_day_tallies(self._records(keyed[1]), self._many)
         if not self._by_month:
             yield from tallies
             return
@@ -204,29 +370,16 @@ class _ShardTallies(beam.DoFn):
             months[date[:7]].append(series_row(series, date, tally))
         yield from months.items()
 
-    @staticmethod
-    def _tallies(keyed):
-        _, values = keyed
-        incidents = {}  # (series, incident) → its records' contributions
+    def _records(self, values) -> pa.Table:
+        tables, rows = [], []
         for value in values:
-            # a record, or a group's records as a list (_IncidentRecords)
-            for keys, incident, record in value if type(value) is list else (value,):
-                for key in keys:
-                    contributions = incidents.get((key, incident))
-                    if contributions is None:
-                        incidents[(key, incident)] = [record]
-                    else:
-                        contributions.append(record)
-        by_day, dates = defaultdict(list), {}  # dates: epoch ms → ISO date, shared by an incident's series
-        for (key, _), contributions in incidents.items():
-            first = min(c[0] for c in contributions)
-            date = dates.get(first)
-            if date is None:
-                date = dates[first] = local_date(dt.datetime.fromtimestamp(first / 1000, _TZ)).isoformat()
-            by_day[(key, date)].append(incident_tally(contributions))
-        for key_day, tallies in by_day.items():
-            # most series × days hold one incident: its tally is already the sum
-            yield key_day, tallies[0] if len(tallies) == 1 else risk_score.merge_tallies(tallies)
+            if type(value) is bytes:
+                tables.append(EventTables.from_bytes(value))
+            else:
+                rows.append(value)
+        if rows:
+            tables.append(pa.table([pa.array(c, f.type) for c, f in zip(zip(*rows), self._schema)], schema=self._schema))
+        return pa.concat_tables(tables)
 
 
 class DailyCounts(beam.PTransform):

@@ -9,6 +9,7 @@ import apache_beam as beam
 import numpy as np
 import pytest
 
+import schemas
 from models import gaps, risk_score
 from pipelines import link, score
 from pipelines.options import beam_options
@@ -578,24 +579,37 @@ def incident_summary(records, combine_many_people):
 
 
 def test_daily_counts_shards_sum_incidents_as_the_combine_fn_does(tmp_path):
-    """DailyCounts' shards (one contribution per record, summed per incident and series) give the tallies
+    """DailyCounts' shards (records counted per column, per incident and series) give the tallies
     ``IncidentCombineFn`` gives the stream: incidents spanning midnight, feeds, villages, callers, 12345
-    statuses, many people; its accumulators merged from any split."""
+    statuses, many people; its accumulators merged from any split. The same from Events one by one and from
+    tables of several townships' Events (``packed_events.is_event_table``), with records that count nowhere
+    (no domain, no township) and empty codes beside them."""
     from models.subjects import SubjectNamer
+    from pipelines.packed_events import EventTables
 
     rng = np.random.default_rng(11)
-    texts = ["锦绣花园小区门口十几人讨要工钱", "工地老板欠薪三个月", "宏达建筑城南安置房工地工人聚集"]
+    texts = ["锦绣花园小区门口十几人讨要工钱", "工地老板欠薪三个月", "宏达建筑城南安置房工地工人聚集", ""]
     events = [event(i, str(rng.choice(["hotline_12345", "police_110", "grid"])),
-                    TARGET + dt.timedelta(days=int(rng.integers(3))), int(rng.integers(24)), texts[i % 3],
-                    township=(TOWN, OTHER_TOWN)[i % 5 == 0], village_code=[None, VILLAGE, VILLAGES[0]][i % 3],
+                    TARGET + dt.timedelta(days=int(rng.integers(3))), int(rng.integers(24)), texts[i % 4],
+                    township=(TOWN, OTHER_TOWN)[i % 5 == 0], village_code=[None, VILLAGE, VILLAGES[0], ""][i % 4],
                     incident_id=f"i{i % 23}", signals=list(rng.choice(["gathering", "extreme_act"], int(rng.integers(3)))),
-                    caller_key=[None, "a", "b"][int(rng.integers(3))], status=str(rng.choice(["closed", "returned"])),
-                    satisfaction=str(rng.choice(["satisfied", "dissatisfied"])), people_involved=int(rng.integers(60)))
+                    caller_key=[None, "a", "b", ""][int(rng.integers(4))], status=str(rng.choice(["closed", "returned"])),
+                    satisfaction=str(rng.choice(["satisfied", "dissatisfied", None])),
+                    people_involved=[None, *range(60)][int(rng.integers(61))])
               for i in range(90)]
+    nowhere = [event(90, "grid", TARGET, 9, texts[0], domain="none"), event(91, "grid", TARGET, 9, texts[0], township="")]
+    tables = EventTables()
+    whole = [{f["name"]: None for f in schemas.event_fields()}
+             | e | {"source_id": e["event_id"], "ingested_at": e["reported_at"], "batch_id": "b"} for e in events + nowhere]
+    as_tables = [((), tables.to_bytes(tables.table([tables.packer.pack(e) for e in whole[i::2]]))) for i in (0, 1)]
     with beam.Pipeline(options=beam_options([])) as p:
-        (p | beam.Create(events) | score.DailyCounts(shards=3) | beam.combiners.ToList()
-         | beam.Map(lambda t: (tmp_path / "tallies").write_bytes(pickle.dumps(dict(t)))))
-    counted = pickle.loads((tmp_path / "tallies").read_bytes())
+        counted = [(p | f"Create{name}" >> beam.Create(elements) | f"Count{name}" >> score.DailyCounts(shards=3)
+                    | f"List{name}" >> beam.combiners.ToList())
+                   for name, elements in (("Events", events + nowhere), ("Tables", as_tables))]
+        (counted | beam.Flatten() | "Both" >> beam.combiners.ToList()
+         | beam.Map(lambda both: (tmp_path / "tallies").write_bytes(pickle.dumps([dict(t) for t in both]))))
+    counted, from_tables = pickle.loads((tmp_path / "tallies").read_bytes())
+    assert counted == from_tables
 
     namer, combine = SubjectNamer(), score.IncidentCombineFn(score._many_people_threshold())
     incidents: dict = {}
