@@ -61,7 +61,7 @@ from pipelines.ingest import AccountingError, IngestFeeds, default_ingest_time, 
 from pipelines.ledger import Ledger, file_sha256, read_ledger, run_fingerprint, write_ledger
 from pipelines.link import KEEP_INCIDENT, LinkIncidentsInParts, link_config, table_frequencies, table_months
 from pipelines.normalise import TZ
-from pipelines.options import all_local_cores, beam_options
+from pipelines.options import beam_options
 from pipelines.packed_events import EventTables, apply_each, is_event_table
 from pipelines.read import discover, inbox_digest
 from pipelines.runners import run_to_completion
@@ -339,8 +339,7 @@ def run_batch_pipeline(inbox: str, gazetteer: str, out: str, key: bytes, months:
                        model_dir: str | None = None, progress: Progress = log.info,
                        incremental: bool = True, part_bytes: int = DEFAULT_PART_MB * 2**20,
                        before_reading: Callable[[list], object] | None = None,
-                       before_scoring: Callable[[], object] | None = None,
-                       events_on_all_cores: bool = False) -> tuple[str, dict]:
+                       before_scoring: Callable[[], object] | None = None) -> tuple[str, dict]:
     """The Beam part of the batch job (inbox → warehouse, quarantine, manifest, then the scores) on
     the runner that ``beam_args`` name; returns the manifest's path and content. Raises
     BatchJobError or AccountingError when it cannot do its work. ``before_reading`` is called with
@@ -356,11 +355,6 @@ def run_batch_pipeline(inbox: str, gazetteer: str, out: str, key: bytes, months:
     ledger as if its files were all there was, scores written by the last. A whole-inbox run over a
     warehouse that already holds events (``--full``, a changed model or gazetteer) stays one run:
     its parts would meet the old events as stored versions.
-
-    ``events_on_all_cores``: the Events' pipeline runs on every local core unless ``beam_args`` name a
-    runner or workers (``options.all_local_cores``), when the run reads its files in one part of at
-    most half ``part_bytes`` (a month; not a backfill: a part took a third more memory). The scoring
-    pipeline runs as ``beam_args`` say: the report step's second processes use the other core then.
     """
     if not Path(inbox).is_dir():
         raise BatchJobError(f"inbox {inbox} is not a folder (expected hotline_12345/, police_110/, grid/ inside)")
@@ -393,11 +387,6 @@ def run_batch_pipeline(inbox: str, gazetteer: str, out: str, key: bytes, months:
     progress(f"读取与处理 {len(to_read)} 个文件（共 {len(files)} 个；接入、校验、分类、关联、评分）…")
     if before_reading:
         before_reading(to_read)
-    # Beam's multi-processing runner holds the data twice (the runner and its workers): a 48 MB backfill
-    # part peaked at 4.9 GiB on both cores against 3.6 GiB in one. Up to half a part (a county's month)
-    # both cores pay.
-    spread = events_on_all_cores and len(parts) == 1 and sum(f.size for f in to_read) <= part_bytes // 2
-    events_args = all_local_cores(beam_args) if spread else beam_args
     ledger = dict(known.files) if new_files is not None else {}
     read, written = [], []
     for number, part in enumerate(parts, 1):
@@ -407,7 +396,7 @@ def run_batch_pipeline(inbox: str, gazetteer: str, out: str, key: bytes, months:
         stored = warehouse.LookupStoredVersions(out) if new_files is not None or number > 1 else None
         ingest = IngestFeeds(inbox, gazetteer, key, ingest_time, part, order_files=files,
                              classify=True, model_dir=model_dir, stored_versions=stored, tables=True)
-        pipeline = beam.Pipeline(options=beam_options(events_args))
+        pipeline = beam.Pipeline(options=beam_options(beam_args))
         build_pipeline(pipeline, ingest=ingest, out=out, manifest_path=path, manifest_header=header)
         run_to_completion(pipeline)
         manifest = sinks.read_manifest(path)
@@ -467,10 +456,9 @@ def _replaced_by_later_parts(out: str, files: list[dict]) -> list[dict]:
 def run_batch(inbox: str, gazetteer: str, out: str, key: bytes, months: MonthRange, *,
               beam_args: list[str] | None = None, ingest_time: dt.datetime | None = None,
               model_dir: str | None = None, progress: Progress = log.info, incremental: bool = True,
-              part_bytes: int = DEFAULT_PART_MB * 2**20, events_on_all_cores: bool = False) -> BatchResult:
+              part_bytes: int = DEFAULT_PART_MB * 2**20) -> BatchResult:
     """Run the whole chain for ``months``; raise BatchJobError or AccountingError when it cannot.
-    ``incremental=False`` re-reads the whole inbox; ``part_bytes``, ``events_on_all_cores``: see
-    ``run_batch_pipeline``."""
+    ``incremental=False`` re-reads the whole inbox; ``part_bytes``: see ``run_batch_pipeline``."""
     from pipelines.monthly import MonthReport, large_month_ahead
 
     begun: dict[str, MonthReport] = {}
@@ -506,8 +494,7 @@ def run_batch(inbox: str, gazetteer: str, out: str, key: bytes, months: MonthRan
         path, manifest = run_batch_pipeline(inbox, gazetteer, out, key, months, beam_args=beam_args,
                                             ingest_time=ingest_time, model_dir=model_dir, progress=progress,
                                             incremental=incremental, part_bytes=part_bytes,
-                                            before_reading=begin_early, before_scoring=begin_reports,
-                                            events_on_all_cores=events_on_all_cores)
+                                            before_reading=begin_early, before_scoring=begin_reports)
         pipeline_seconds = time.monotonic() - started
         reports, stages = {}, []
         for month in months.months:

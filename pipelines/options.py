@@ -27,7 +27,7 @@ def beam_options(beam_args: list[str] | None, streaming: bool = False, **overrid
 
 def all_local_cores(beam_args: list[str] | None) -> list[str]:
     """The local runner on every core of the machine (the FnApiRunner in multi-processing mode gives
-    the same outputs as in one process; the batch job's Events pipeline). Runner options the user passes win
+    the same outputs as in one process; the demo's default). Runner options the user passes win
     (e.g. ``--direct_num_workers=1``, or another ``--runner``)."""
     beam_args = list(beam_args or [])
     if any(a.startswith(("--runner", "--direct_num_workers", "--direct_running_mode")) for a in beam_args):

@@ -9,10 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipelines.backfill import named_month, plan_parts
-from pipelines import batch
 from pipelines.batch import MonthRange, run_batch_pipeline
 from pipelines.ledger import read_ledger
-from pipelines.options import beam_options
 from pipelines.read import FeedFile, discover
 from tests.conftest import INGEST_TIME, TEST_KEY
 from tests.test_batch_dask import batch_outputs
@@ -59,7 +57,7 @@ def test_parts_are_whole_months_in_order_with_unnamed_files_last():
     assert plan_parts(files, 85) == [files] and plan_parts(files, 0) == [files]
 
 
-def test_a_backfill_read_in_parts_writes_what_one_run_writes(fixture_inbox, gazetteer_path, tmp_path, monkeypatch):
+def test_a_backfill_read_in_parts_writes_what_one_run_writes(fixture_inbox, gazetteer_path, tmp_path):
     inbox = tmp_path / "inbox"
     shutil.copytree(fixture_inbox, inbox)
     # a second named month: October's Chengguan export again as September's, and a file naming no month
@@ -75,21 +73,14 @@ def test_a_backfill_read_in_parts_writes_what_one_run_writes(fixture_inbox, gaze
     os.utime(later, (newest, newest))
     month = MonthRange("2026-09", "2026-10")
 
-    pipelines = []  # per pipeline run: on every core (Beam's multi-processing runner)?
-    monkeypatch.setattr(batch, "beam_options", lambda args, **kw: pipelines.append(
-        "--direct_running_mode=multi_processing" in (args or [])) or beam_options(args, **kw))
-
     def run(out: Path, part_bytes: int) -> dict:
         _, manifest = run_batch_pipeline(str(inbox), gazetteer_path, str(out), TEST_KEY, month,
-                                         ingest_time=INGEST_TIME, part_bytes=part_bytes, events_on_all_cores=True)
+                                         ingest_time=INGEST_TIME, part_bytes=part_bytes)
         return manifest
 
-    whole = run(tmp_path / "whole", 2**20)
-    # the Events of a run in one part on every core, the scores in one process
-    assert pipelines == [True, False]
+    whole = run(tmp_path / "whole", 0)
     parted = run(tmp_path / "parted", 1)
     assert "parts" not in whole and parted["parts"] == 2  # 2026-09; 2026-10 with the unnamed files
-    assert pipelines[2:] == [False, False, False]  # a backfill's parts each in one process: memory
     expected, got = batch_outputs(tmp_path / "whole", whole), batch_outputs(tmp_path / "parted", parted)
     assert got["events"] == expected["events"] and len(got["events"]) > 0
     assert got["scores"] == expected["scores"] and len(got["scores"]) > 0

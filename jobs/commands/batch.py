@@ -68,8 +68,7 @@ def run(args, beam_args) -> int:
         result = run_batch(args.inbox, args.gazetteer, args.out, key, months, beam_args=beam_args,
                            ingest_time=ingest_time, model_dir=args.model_dir, progress=progress_printer(),
                            incremental=not args.full,
-                           part_bytes=(DEFAULT_PART_MB if args.part_mb is None else args.part_mb) * 2**20,
-                           events_on_all_cores=True)
+                           part_bytes=(DEFAULT_PART_MB if args.part_mb is None else args.part_mb) * 2**20)
     except BatchJobError as exc:
         print(f"riskwatch batch: {exc}", file=sys.stderr)
         return 2
