@@ -1,8 +1,6 @@
 """Pipeline options: RiskWatch's own options and Beam's, with the local runner named explicitly."""
 from __future__ import annotations
 
-import os
-
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines import element_coder
@@ -24,12 +22,3 @@ def beam_options(beam_args: list[str] | None, streaming: bool = False, **overrid
         standard.streaming = True
     return options
 
-
-def all_local_cores(beam_args: list[str] | None) -> list[str]:
-    """The local runner on every core of the machine (the FnApiRunner in multi-processing mode gives
-    the same outputs as in one process; the demo's default). Runner options the user passes win
-    (e.g. ``--direct_num_workers=1``, or another ``--runner``)."""
-    beam_args = list(beam_args or [])
-    if any(a.startswith(("--runner", "--direct_num_workers", "--direct_running_mode")) for a in beam_args):
-        return beam_args
-    return [*beam_args, f"--direct_num_workers={os.cpu_count() or 1}", "--direct_running_mode=multi_processing"]

@@ -50,7 +50,6 @@ def run(args, beam_args) -> int:
     from jobs.commands.ingest import accounting_table
     from models.topics import shift_month
     from pipelines.batch import MonthRange, run_batch
-    from pipelines.options import all_local_cores
     from simulator import simulate
 
     folder = Path(args.out).resolve()
@@ -63,7 +62,7 @@ def run(args, beam_args) -> int:
         f"风险事件 {summary.episodes} 个、数据断供 {summary.outages} 段")
     month = shift_month(args.start, args.months - 1)
     result = run_batch(str(sim / "inbox"), str(sim / "gazetteer.csv"), str(folder / "out"), key,
-                       MonthRange(month, month), beam_args=all_local_cores(beam_args), progress=say)
+                       MonthRange(month, month), beam_args=beam_args, progress=say)
     print()
     print("接入对账（每个文件：读取 = 入库 + 被覆盖 + 隔离）")
     print(accounting_table(result.manifest))
