@@ -49,6 +49,12 @@ def local_date(t: dt.datetime) -> dt.date:
     return t.astimezone(_TZ).date()
 
 
+def local_days(reported_at):
+    """``local_date`` of an Arrow column of timestamps or epoch milliseconds, as ``date32`` (days since the epoch)."""
+    instants = pc.cast(reported_at, pa.timestamp("ms", tz=schemas.TIMEZONE))
+    return pc.local_timestamp(instants).cast(pa.date32())
+
+
 def _many_people_threshold() -> int | None:
     for s in schemas.signals()["signals"]:
         if s["code"] == "many_people":
@@ -265,8 +271,7 @@ def series_day_tallies(records: pa.Table, many_people_at_least: int | None):
     reported = column["reported_at"].to_numpy()
     first = np.full(len(group_first), np.iinfo(np.int64).max)
     np.minimum.at(first, group, reported[row])
-    local = pc.local_timestamp(pa.array(first, pa.timestamp("ms", tz=schemas.TIMEZONE))).cast(pa.int64())
-    day = local.to_numpy() // 86_400_000
+    day = local_days(pa.array(first)).cast(pa.int32()).to_numpy().astype(np.int64)
     group_series = series[group_first]
     tally_of, tally_first = _firsts(group_series * (day.max() - day.min() + 1) + day - day.min())
     entry_tally = tally_of[group]
@@ -415,10 +420,8 @@ def _feed_days(element) -> list[tuple]:
     if not is_event_table(element):
         return [(feed_day_key(element), 1)]
     table = EventTables.from_bytes(element[1])
-    # local_date's day: the wall clock in the county's zone
-    reported = table.column("reported_at").cast(pa.timestamp("ms", tz=schemas.TIMEZONE))
     days = pa.table({"source": table.column("source"), "township_code": table.column("township_code"),
-                     "date": pc.local_timestamp(reported).cast(pa.date32())})
+                     "date": local_days(table.column("reported_at"))})
     counts = days.group_by(["source", "township_code", "date"]).aggregate([([], "count_all")])
     return [((source, township, date.isoformat()), n) for source, township, date, n in zip(
         *(counts.column(name).to_pylist() for name in ("source", "township_code", "date", "count_all")))]
