@@ -172,11 +172,16 @@ class TextNormaliser:
         if len(text) <= _CACHE_MAX_LENGTH:
             cached = self._cache.get(text)
             if cached is None:
-                if len(self._cache) >= _CACHE_MAX_ENTRIES:
-                    self._cache.clear()
-                cached = self._cache[text] = self._convert(text)
+                cached = self._remember(text, self._convert(text))
             return cached
         return self._convert(text)
+
+    def _remember(self, text: str, converted: str) -> str:
+        """Keep a short text's conversion; a full cache starts again (a year's values cannot grow it without end)."""
+        if len(self._cache) >= _CACHE_MAX_ENTRIES:
+            self._cache.clear()
+        self._cache[text] = converted
+        return converted
 
     def many(self, texts: list[str]) -> list[str]:
         """``[self(text) for text in texts]``, the non-ASCII texts not in the cache converted as one
@@ -202,9 +207,7 @@ class TextNormaliser:
             for i, text in zip(batch, joined.split("\x00")):
                 out[i] = text
         for i in missed:
-            if len(cache) >= _CACHE_MAX_ENTRIES:
-                cache.clear()
-            cache[texts[i]] = out[i]
+            self._remember(texts[i], out[i])
         return out
 
     def _convert(self, text: str) -> str:
