@@ -44,11 +44,15 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import re
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Callable
 
 import apache_beam as beam
+import pyarrow as pa
+import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 
 from models import risk_score
@@ -70,6 +74,8 @@ from pipelines.warehouse import month_of_date
 
 log = logging.getLogger(__name__)
 HISTORY_MONTHS = 12
+# the month of a warehouse events file, from its path
+_EVENT_MONTH = re.compile(r"warehouse/events/month=(\d{4}-\d{2})/")
 
 
 # stored months of history before the scored ones for the topics to start in a second process
@@ -307,7 +313,8 @@ def build_pipeline(pipeline: beam.Pipeline, *, ingest: IngestFeeds, out: str, ma
         ingested["quarantine"] | "WriteQuarantine" >> sinks.WriteQuarantine(out, digest),
     ]
     # Last, and fed by every sink: some runners compute only the last transform's branch.
-    _ = ingested["accounting"] | "WriteManifest" >> sinks.WriteManifest(manifest_path, manifest_header, written, out)
+    _ = ingested["accounting"] | "WriteManifest" >> sinks.WriteManifest(manifest_path, manifest_header, written, out,
+                                                                         replaced=ingested["replaced"])
 
 
 def build_scoring_pipeline(pipeline: beam.Pipeline, *, out: str, months: MonthRange, village_names: dict[str, str],
@@ -388,7 +395,7 @@ def run_batch_pipeline(inbox: str, gazetteer: str, out: str, key: bytes, months:
     if before_reading:
         before_reading(to_read)
     ledger = dict(known.files) if new_files is not None else {}
-    read, written = [], []
+    read, written, replaced = [], [], Counter()
     for number, part in enumerate(parts, 1):
         if len(parts) > 1:
             progress(f"第 {number}/{len(parts)} 批：{len(part)} 个文件（{_named_months(part)}）…")
@@ -405,10 +412,12 @@ def run_batch_pipeline(inbox: str, gazetteer: str, out: str, key: bytes, months:
             raise AccountingError("rows do not add up in: " + "; ".join(e["file"] for e in broken) + f" (manifest {path})")
         read += manifest["files"]
         written += manifest.get("written", [])
+        replaced.update(manifest.get(sinks.REPLACED_IN_WAREHOUSE, {}))
+        accounted = _as_held(out, read, written, replaced, path)
         ledger.update({f.relpath: sha256[f.relpath] for f in part})
         write_ledger(out, Ledger(fingerprint, ledger))
     if len(parts) > 1:
-        manifest = _whole_run_manifest(out, manifest, read, written)
+        manifest = _whole_run_manifest(out, manifest, accounted, written, replaced)
         sinks.write_atomically(path, sinks.to_json(manifest, indent=2).encode("utf-8"))
     if before_scoring:
         before_scoring()
@@ -427,30 +436,54 @@ def _named_months(files: list) -> str:
     return f"{named[0]}…{named[-1]}" if len(named) > 1 else (named[0] if named else "文件名未标明月份")
 
 
-def _whole_run_manifest(out: str, last: dict, read: list[dict], written: list[dict]) -> dict:
-    """The parts' manifests as one: every file read, accounted as one run would, and what the run
-    wrote that is still there (a later part rewrites the months it relinks)."""
+def _whole_run_manifest(out: str, last: dict, files: list[dict], written: list[dict], replaced: Counter) -> dict:
+    """The parts' manifests as one: every file read, accounted as one run would (``_as_held``), the
+    stored rows of earlier runs' files replaced, and what the run wrote that is still there (a later
+    part rewrites the months it relinks)."""
     prefix = out.rstrip("/") + "/"
     kept = {w["path"]: w for w in written if FileSystems.exists(prefix + w["path"])}
-    files = _replaced_by_later_parts(out, sorted(read, key=lambda e: e["file"]))
-    return dict(last, files=files, totals=sinks.manifest_totals(files), written=sorted(kept.values(), key=lambda w: w["path"]))
+    read = {e["file"] for e in files}
+    earlier = {file: n for file, n in sorted(replaced.items()) if file not in read}
+    manifest = dict(last, files=sorted(files, key=lambda e: e["file"]), totals=sinks.manifest_totals(files),
+                    written=sorted(kept.values(), key=lambda w: w["path"]))
+    manifest.pop(sinks.REPLACED_IN_WAREHOUSE, None)
+    return dict(manifest, **{sinks.REPLACED_IN_WAREHOUSE: earlier}) if earlier else manifest
 
 
-def _replaced_by_later_parts(out: str, files: list[dict]) -> list[dict]:
-    """A part accounts a row accepted when it stores it; a later part's file may then replace it
-    (a newer version of the record). One run would count that row superseded: what it counts
-    accepted from a file is what the warehouse now holds from it."""
-    held = warehouse.read_stored_columns(out, "*", ["feed_file", "region_resolved_by"]).to_pandas()
-    rows = held["feed_file"].value_counts()
-    unresolved = held.loc[held["region_resolved_by"] == UNRESOLVED, "feed_file"].value_counts()
-    fixed = []
+def _as_held(out: str, files: list[dict], written: list[dict], replaced: Counter, manifest_path: str) -> list[dict]:
+    """The accounting of the files read so far, checked against what the warehouse holds of them.
+
+    A part accounts a row accepted when it stores it; a later part's file may then replace it (a
+    newer version of the record, counted in that part's manifest, ``sinks.REPLACED_IN_WAREHOUSE``).
+    One run would count that row superseded, and so does this. Every other accepted row must still
+    be in the warehouse: one that is neither there nor replaced was lost on the way, and the run
+    stops with AccountingError instead of calling it superseded.
+    """
+    months = sorted({m for w in written for m in _EVENT_MONTH.findall(w["path"])})
+    rows, unresolved = Counter(), Counter()
+    for month in months:
+        held = warehouse.read_stored_columns(out, month, ["feed_file", "region_resolved_by"])
+        rows.update(_rows_per_file(held))
+        unresolved.update(_rows_per_file(held.filter(pc.equal(held.column("region_resolved_by"), UNRESOLVED))))
+    fixed, lost = [], []
     for entry in files:
-        replaced = entry["accepted"] - int(rows.get(entry["file"], 0))
-        if replaced > 0:
-            entry = dict(entry, accepted=entry["accepted"] - replaced, superseded=entry["superseded"] + replaced,
-                         unresolved_regions=int(unresolved.get(entry["file"], 0)))
+        file, later = entry["file"], replaced.get(entry["file"], 0)
+        kept = int(rows.get(file, 0))
+        if kept != entry["accepted"] - later:
+            lost.append(f"{file}: {entry['accepted']} accepted, {later} replaced by later files, {kept} held")
+        elif later:
+            entry = dict(entry, accepted=kept, superseded=entry["superseded"] + later,
+                         unresolved_regions=int(unresolved.get(file, 0)))
         fixed.append(entry)
+    if lost:
+        raise AccountingError("the warehouse does not hold the rows accepted from " + "; ".join(lost)
+                              + f" (manifest {manifest_path}); rebuild it from the inbox with --full")
     return fixed
+
+
+def _rows_per_file(table: pa.Table) -> dict[str, int]:
+    counts = pc.value_counts(table.column("feed_file")).to_pylist()
+    return {c["values"]: c["counts"] for c in counts}
 
 
 def run_batch(inbox: str, gazetteer: str, out: str, key: bytes, months: MonthRange, *,

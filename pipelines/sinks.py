@@ -8,7 +8,7 @@ import datetime as dt
 import io
 import json
 import zlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import apache_beam as beam
 import pyarrow as pa
@@ -18,6 +18,9 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines.normalise import TZ
 from pipelines.packed_events import EventTables, apply_each, flatten, is_event_table
+
+# The manifest's count, per feed file, of stored rows a run replaced with newer versions (WriteManifest).
+REPLACED_IN_WAREHOUSE = "replaced_in_warehouse"
 
 
 def events_dir(out: str) -> str:
@@ -198,16 +201,20 @@ class _WriteManifestFile(beam.DoFn):
 
     def process(self, keyed):
         _, items = keyed
-        files, written = [], []
+        files, written, replaced = [], [], Counter()
         for kind, value in items:
             if kind == "file":
                 files.append(value)
             elif kind == "written":
                 written.append(_written_entry(value, self._out))
+            elif kind == "replaced":
+                replaced[value] += 1
         files.sort(key=lambda e: e["file"])
         manifest = dict(self._header, files=files, totals=manifest_totals(files))
         if written:
             manifest["written"] = sorted(written, key=lambda w: w["path"])
+        if replaced:
+            manifest[REPLACED_IN_WAREHOUSE] = dict(sorted(replaced.items()))
         write_atomically(self._path, to_json(manifest, indent=2, sort_keys=False).encode("utf-8"))
         yield self._path
 
@@ -271,17 +278,25 @@ class WriteManifest(beam.PTransform):
     terminal step, which runners that only compute the last transform's branch (DaskRunner) need
     in order to run the other sinks at all, and the manifest lists the files the run wrote
     (relative to ``out`` when given).
+
+    ``replaced``: the stored Events of earlier files that this run's newer versions replaced in the
+    warehouse, counted per feed file under ``REPLACED_IN_WAREHOUSE`` (those files' manifests
+    counted them accepted; the batch job checks the warehouse against both).
     """
 
-    def __init__(self, path: str, header: dict, written: list | None = None, out: str | None = None):
+    def __init__(self, path: str, header: dict, written: list | None = None, out: str | None = None,
+                 replaced: beam.PCollection | None = None):
         super().__init__()
         self._path, self._header, self._out = path, header, out
         self._written = list(written or [])
+        self._replaced = replaced
 
     def expand(self, entries):
         tagged = [entries | "KeyAll" >> beam.Map(lambda e: (None, ("file", e)))]
         tagged += [pcoll | f"KeyWritten{i}" >> beam.Map(lambda w: (None, ("written", tuple(w))))
                    for i, pcoll in enumerate(self._written)]
+        if self._replaced is not None:
+            tagged.append(self._replaced | "KeyReplaced" >> beam.Map(lambda e: (None, ("replaced", e["feed_file"]))))
         # An anchor guarantees the single group exists, so an empty inbox still gets a manifest.
         anchor = entries.pipeline | "Anchor" >> beam.Create([(None, ("anchor", None))])
         return (

@@ -5,11 +5,18 @@ import os
 import shutil
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from pipelines.backfill import named_month, plan_parts
+from pipelines import batch
 from pipelines.batch import MonthRange, run_batch_pipeline
+from pipelines.ingest import AccountingError
+from pipelines.runners import run_to_completion
 from pipelines.ledger import read_ledger
 from pipelines.read import FeedFile, discover
 from tests.conftest import INGEST_TIME, TEST_KEY
@@ -57,7 +64,12 @@ def test_parts_are_whole_months_in_order_with_unnamed_files_last():
     assert plan_parts(files, 85) == [files] and plan_parts(files, 0) == [files]
 
 
-def test_a_backfill_read_in_parts_writes_what_one_run_writes(fixture_inbox, gazetteer_path, tmp_path):
+SEPTEMBER = "hotline_12345/城关片区工单_2026-09.csv"
+TWO_MONTHS = MonthRange("2026-09", "2026-10")
+
+
+def _two_months(fixture_inbox, tmp_path) -> Path:
+    """The fixture inbox, a file named for September with its records, and a later file closing one of them."""
     inbox = tmp_path / "inbox"
     shutil.copytree(fixture_inbox, inbox)
     # a second named month: October's Chengguan export again as September's, and a file naming no month
@@ -71,10 +83,14 @@ def test_a_backfill_read_in_parts_writes_what_one_run_writes(fixture_inbox, gaze
                                 .replace("办理中,,", "已办结,2026-09-20 10:00:00,满意")]) + "\n", encoding="utf-8")
     newest = max(p.stat().st_mtime for p in inbox.rglob("*") if p.is_file()) + 60
     os.utime(later, (newest, newest))
-    month = MonthRange("2026-09", "2026-10")
+    return inbox
+
+
+def test_a_backfill_read_in_parts_writes_what_one_run_writes(fixture_inbox, gazetteer_path, tmp_path):
+    inbox = _two_months(fixture_inbox, tmp_path)
 
     def run(out: Path, part_bytes: int) -> dict:
-        _, manifest = run_batch_pipeline(str(inbox), gazetteer_path, str(out), TEST_KEY, month,
+        _, manifest = run_batch_pipeline(str(inbox), gazetteer_path, str(out), TEST_KEY, TWO_MONTHS,
                                          ingest_time=INGEST_TIME, part_bytes=part_bytes)
         return manifest
 
@@ -87,8 +103,37 @@ def test_a_backfill_read_in_parts_writes_what_one_run_writes(fixture_inbox, gaze
     assert got["quarantine"] == expected["quarantine"]
     assert got["totals"] == expected["totals"]
     assert got["files"] == expected["files"]
-    replaced = next(f for f in got["files"] if f["file"] == "hotline_12345/城关片区工单_2026-09.csv")
+    replaced = next(f for f in got["files"] if f["file"] == SEPTEMBER)
     assert replaced["superseded"] == 1
     assert read_ledger(str(tmp_path / "parted")).files == read_ledger(str(tmp_path / "whole")).files
     assert len(read_ledger(str(tmp_path / "parted")).files) == len(discover(str(inbox)))
     assert all((tmp_path / "parted" / w["path"]).exists() for w in parted["written"])
+
+
+@pytest.mark.parametrize("part_bytes, damaged_run", [(0, 1), (1, 2)], ids=["one run", "last of two parts"])
+def test_an_accepted_row_missing_from_the_warehouse_stops_the_run(fixture_inbox, gazetteer_path, tmp_path, monkeypatch,
+                                                                   part_bytes, damaged_run):
+    """A row lost between the pipeline and the warehouse is reported, not counted superseded."""
+    inbox, out = _two_months(fixture_inbox, tmp_path), tmp_path / "out"
+    runs = []
+
+    def run_and_lose_a_september_row(pipeline):
+        run_to_completion(pipeline)
+        runs.append(pipeline)
+        if len(runs) == damaged_run:
+            for path in sorted((out / "warehouse" / "events").glob("month=*/events-batch-*.parquet")):
+                table = pq.read_table(path)
+                rows = pc.equal(table.column("feed_file"), SEPTEMBER).to_pylist()
+                if any(rows):
+                    pq.write_table(table.filter(pa.array([i != rows.index(True) for i in range(len(rows))])), path)
+                    return
+
+    monkeypatch.setattr(batch, "run_to_completion", run_and_lose_a_september_row)
+    with pytest.raises(AccountingError) as raised:
+        run_batch_pipeline(str(inbox), gazetteer_path, str(out), TEST_KEY, TWO_MONTHS,
+                           ingest_time=INGEST_TIME, part_bytes=part_bytes)
+    message = str(raised.value)
+    # the record the October file closes is superseded within one run, replaced by the later part when parted
+    accepted, replaced = (3, 0) if part_bytes == 0 else (4, 1)
+    assert f"{SEPTEMBER}: {accepted} accepted, {replaced} replaced by later files, 2 held" in message
+    assert "--full" in message and message.count(" accepted, ") == 1
