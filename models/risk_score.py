@@ -346,6 +346,27 @@ def _positions(daily: Mapping[dt.date, Any], start: dt.date, n: int):
             yield i, value
 
 
+def _told_days(daily: Mapping[dt.date, Any], start: dt.date, n: int) -> list[tuple[int, Any]]:
+    """``_positions`` in day order."""
+    return sorted(_positions(daily, start, n), key=lambda told: told[0])
+
+
+def _volumes(incidents: np.ndarray, records: np.ndarray, weight: float) -> np.ndarray:
+    """``volume`` of each day's incidents and records: its arithmetic over arrays, element by element (the same
+    floats as ``volume`` gives day by day, without a call per day)."""
+    return incidents + weight * (records - incidents)
+
+
+def dense_volumes(daily: Mapping[dt.date, Mapping], start: dt.date, end: dt.date, weight: float) -> np.ndarray:
+    """``dense_counts`` of the tallies' ``volume`` (``weight``: ``report_weight``)."""
+    n = max((end - start).days + 1, 0)
+    incidents, records = np.zeros(n), np.zeros(n)
+    told = list(_positions(daily, start, n))
+    at = [i for i, _ in told]
+    incidents[at], records[at] = [t["incidents"] for _, t in told], [t["records"] for _, t in told]
+    return _volumes(incidents, records, weight)
+
+
 def dense_counts(daily: Mapping[dt.date, float], start: dt.date, end: dt.date) -> tuple[list, np.ndarray]:
     """Dates start..end (inclusive) and the counts on them (0 where absent)."""
     n = max((end - start).days + 1, 0)
@@ -419,16 +440,16 @@ def score_window(observed: int, history_daily_counts: Mapping[dt.date, Mapping |
 
 
 def window_subject(window: Mapping[str, int], window_days: int, history: Mapping[str, int], history_days: int,
-                   dispersion: float, cfg: Mapping, folds: dict[str, str] | None = None
+                   dispersion: float, cfg: Mapping, folds: dict[str, str] | None = None, tails: dict | None = None
                    ) -> subjects_model.SubjectEvidence | None:
     """The strongest subject of a window, corrected for the windows the batch looks through
     (``subjects.windows``), so the stream's window scores as the batch's day where it is the best.
-    ``folds``: as for ``subjects.fold_names``."""
+    ``folds``: as for ``subjects.fold_names``; ``tails``: as for ``subjects.strongest``."""
     rules = cfg.get("subjects")
     if not rules or not window:
         return None
     return subjects_model.strongest(window, window_days, history, history_days, rules, len(rules["windows"]),
-                                    dispersion if rules.get("series_dispersion", True) else 1.0, folds)
+                                    dispersion if rules.get("series_dispersion", True) else 1.0, folds, tails)
 
 
 # --------------------------------------------------------------------------------------------
@@ -562,15 +583,15 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
     # The statistic runs on the volume (incidents + weighted further reports); rows and reasons
     # speak in incidents, with the volume's expected count turned into incidents by the history's ratio.
     dates = list(_date_range(history_start, max((target_end - history_start).days + 1, 0)))
-    weight = report_weight(cfg)
-    # one pass over the days that have a tally (other days are empty)
+    # the days that have a tally, in day order (other days are empty): what the sums over days look at
+    told = _told_days(daily, history_start, len(dates))
+    told_at = [i for i, _ in told]
     tallies = [empty_tally()] * len(dates)
-    day_volumes, day_incidents, day_records = [0.0] * len(dates), [0] * len(dates), [0] * len(dates)
-    for i, t in _positions(daily, history_start, len(dates)):
-        tallies[i], day_volumes[i] = t, volume(t, weight=weight)
-        day_incidents[i], day_records[i] = t["incidents"], t["records"]
-    counts = np.array(day_volumes, dtype=float)
+    day_incidents, day_records = [0] * len(dates), [0] * len(dates)
+    for i, t in told:
+        tallies[i], day_incidents[i], day_records[i] = t, t["incidents"], t["records"]
     incidents = np.array(day_incidents, dtype=float)
+    counts = _volumes(incidents, np.array(day_records, dtype=float), report_weight(cfg))
 
     def index(d: dt.date) -> int:
         return (d - history_start).days  # the day's position in ``dates``
@@ -593,8 +614,8 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
     # called before, so a window needs its own callers' earlier records, not a merged tally. Only callers
     # heard on two days or more have earlier records to add (most are heard once: no list for them).
     first_heard, caller_days = {}, {}
-    for i in range(max(0, index(first_caller_day(target_start, cfg))), len(dates)):
-        for key, n in tallies[i]["callers"].items():
+    for i, t in told[bisect.bisect_left(told_at, index(first_caller_day(target_start, cfg))):]:
+        for key, n in t["callers"].items():
             if key in caller_days:
                 caller_days[key].append((i, n))
             elif key in first_heard:
@@ -612,6 +633,7 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
                   for key, n in period["callers"].items() if n < REPEAT_MIN_RECORDS and key in caller_days}
         return period, repeat_callers(period, {"callers": before})
 
+    tails: dict = {}  # the subjects' tails (``subjects.strongest``), over all days of the series
     rows = []
     for month in _month_starts(target_start, target_end):
         m_first, m_last = index(max(month, target_start)), index(min(_month_end(month), target_end))
@@ -642,8 +664,11 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
         surprisal = np.concatenate([np.zeros(lo), s_part])
         best_w = np.concatenate([np.ones(lo, dtype=int), w_part])
         base = dict(township_code=township_code, village_code=village_code, domain=domain)
-        history = signal_history(tallies[history_first:m_first])
-        subject_history = subjects_model.sum_subjects(tallies[history_first:m_first])
+        # the history's days that have a tally, in order: the sums skip empty days
+        history_told = [t for _, t in told[bisect.bisect_left(told_at, history_first):
+                                           bisect.bisect_left(told_at, m_first)]]
+        history = signal_history(history_told)
+        subject_history = subjects_model.sum_subjects(history_told)
         folds: dict[str, str] = {}
         if day_rows != "none":
             def window_assessment(i: int, w: int, s: float, subject, village_index: int = -1) -> Assessment:
@@ -664,7 +689,7 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
                 if day_rows == "observed" and incidents[i] == 0:
                     continue
                 subject = _day_subject(tallies, i, subject_history, m_first, m_first - history_first,
-                                       model.dispersion, cfg, folds)
+                                       model.dispersion, cfg, folds, tails)
                 a = window_assessment(i, int(best_w[i]), float(surprisal[i]), subject)
                 if area[i] >= 0:
                     # a village's window may be shorter than the township's best: the day keeps the higher score
@@ -726,7 +751,7 @@ def fit_ahead(series: Iterable[tuple[Mapping, Any]], *, target_start: dt.date, t
     for daily, parent in series:
         counts = daily
         if isinstance(daily, Mapping):
-            counts = dense_counts({d: volume(t, weight=weight) for d, t in daily.items()}, history_start, target_end)[1]
+            counts = dense_volumes(daily, history_start, target_end, weight)
         histories.append((counts, _parent_counts(parent, history_start, target_end)))
     for month in _month_starts(target_start, target_end):
         m_first = (max(month, target_start) - history_start).days
@@ -735,14 +760,15 @@ def fit_ahead(series: Iterable[tuple[Mapping, Any]], *, target_start: dt.date, t
 
 
 def _day_subject(tallies: list, i: int, history: Mapping[str, int], history_end: int, history_days: int,
-                 dispersion: float, cfg: Mapping, folds: dict[str, str] | None = None
+                 dispersion: float, cfg: Mapping, folds: dict[str, str] | None = None, tails: dict | None = None
                  ) -> subjects_model.SubjectEvidence | None:
     """The most surprising subject over the windows ending on day ``i`` (``subjects.windows``).
 
     ``history``: subject counts of the ``history_days`` days before ``history_end`` (the month's first day).
     A window reaching back before the month is compared with the days before the window only, as the
     stream's ``score_window`` compares it: the days it shares with the history are taken out of both.
-    ``folds``: names folded onto ``history`` (``subjects.fold_names``), kept over the month's days."""
+    ``folds``: names folded onto ``history`` (``subjects.fold_names``), kept over the month's days; ``tails``: as for
+    ``subjects.strongest``."""
     rules = cfg.get("subjects")
     if not rules or not any(t.get("subjects") for t in tallies[max(0, i - max(rules["windows"]) + 1):i + 1]):
         return None
@@ -764,7 +790,8 @@ def _day_subject(tallies: list, i: int, history: Mapping[str, int], history_end:
             shared = subjects_model.sum_subjects(tallies[first:history_end])
             past = Counter({k: n - shared.get(k, 0) for k, n in history.items() if n > shared.get(k, 0)})
             past_days = history_days - (history_end - first)
-        evidence = window_subject(sums[w], w, past, past_days, dispersion, cfg, folds if past is history else None)
+        evidence = window_subject(sums[w], w, past, past_days, dispersion, cfg, folds if past is history else None,
+                                  tails)
         if evidence is not None and (best is None or evidence.surprisal > best.surprisal):
             best = evidence
     return best

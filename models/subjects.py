@@ -113,13 +113,16 @@ def fold_names(window: Mapping[str, int], history: Mapping[str, int], min_chars:
 
 def strongest(window: Mapping[str, int], window_days: int, history: Mapping[str, int], history_days: int,
               cfg: Mapping, n_windows: int = 1, dispersion: float = 1.0,
-              folds: dict[str, str] | None = None) -> SubjectEvidence | None:
+              folds: dict[str, str] | None = None, tails: dict | None = None) -> SubjectEvidence | None:
     """The most surprising subject of a window, or None when no subject reaches ``min_incidents``.
 
     ``window``: subject → incidents naming it in the window; ``history``: subject → incidents over
     the ``history_days`` before it. The correction covers every subject named in the history or
     the window, and the ``n_windows`` windows a day is looked at through. ``dispersion``: the
-    series' (``baselines.ExpectedModel.dispersion``); ``folds``: as for ``fold_names``.
+    series' (``baselines.ExpectedModel.dispersion``); ``folds``: as for ``fold_names``. ``tails``: a candidate's
+    tail by its arguments, kept by a caller that looks at many windows of one series: consecutive days' windows
+    hold the same counts of the same subjects, and a tail is computed element by element (the same float
+    whichever call computes it).
     """
     if sum(window.values()) < cfg["min_incidents"]:
         return None
@@ -134,11 +137,16 @@ def strongest(window: Mapping[str, int], window_days: int, history: Mapping[str,
     prior_rate = (total / (history_days * len(history))) if history else 1.0 / history_days
     correction = math.log10(max(n_subjects, 1)) + math.log10(max(n_windows, 1))
     known = [history.get(subject, 0) for subject, _ in candidates]
-    # the candidates' tails in one call: a call per candidate cost more than its tail
-    tails = predictive_tails([n for _, n in candidates], window_days, known, history_days, cfg["prior_mentions"],
-                             prior_rate, dispersion)
+    keys = [(n, mentions, window_days, history_days, cfg["prior_mentions"], prior_rate, dispersion)
+            for (_, n), mentions in zip(candidates, known)]
+    memo = {} if tails is None else tails
+    missing = list(dict.fromkeys(key for key in keys if key not in memo))
+    if missing:
+        # the candidates' tails in one call: a call per candidate cost more than its tail
+        memo.update(zip(missing, predictive_tails([key[0] for key in missing], window_days, [key[1] for key in missing],
+                                                  history_days, cfg["prior_mentions"], prior_rate, dispersion).tolist()))
     best = None
-    for (subject, n), mentions, tail in zip(candidates, known, tails.tolist()):
+    for (subject, n), mentions, tail in zip(candidates, known, (memo[key] for key in keys)):
         s = -math.log10(max(tail, 1e-300)) - correction
         if best is None or s > best.surprisal:
             best = SubjectEvidence(subject, n, window_days, mentions, history_days, round(s, 3))

@@ -532,15 +532,15 @@ class _ScoreDomain(beam.DoFn):
 
     def _volumes(self, daily: dict):
         """A series' daily volumes on the history and period (``risk_score.dense_counts``)."""
-        weight = risk_score.report_weight(self._cfg)
-        volumes = {d: risk_score.volume(t, weight=weight) for d, t in daily.items()}
-        return risk_score.dense_counts(volumes, self._period["history_start"], self._period["target_end"])[1]
+        return risk_score.dense_volumes(daily, self._period["history_start"], self._period["target_end"],
+                                        risk_score.report_weight(self._cfg))
 
     def _scored_villages(self, by_village: dict):
         """(village, daily) of the villages scored: those with incidents in the period."""
         start, end = self._period["target_start"], self._period["target_end"]
         for village, daily in sorted((v, d) for v, d in by_village.items() if v is not None):
-            if any(start <= d <= end and t["incidents"] for d, t in daily.items()):
+            # from the last day: the period's days come last (a village scored has one there, mostly)
+            if any(start <= d <= end and t["incidents"] for d, t in reversed(daily.items())):
                 yield village, daily
 
     def _fitted_series(self, townships, parents, township_counts):

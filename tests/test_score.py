@@ -8,6 +8,8 @@ from collections import Counter
 import apache_beam as beam
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import schemas
 from models import gaps, risk_score
@@ -525,6 +527,18 @@ def test_series_fitted_ahead_together_score_as_each_fitted_alone(monkeypatch):
                                       n_siblings=2, day_rows="observed", **args) for k, v in enumerate(villages)]
     assert ahead == alone
     assert sum(row["period"] == "month" for rows in ahead for row in rows) == 6
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(st.integers(-3, 40), st.tuples(st.integers(0, 30), st.integers(0, 40)), max_size=40),
+       st.sampled_from([0.0, 0.25, 0.3, 1 / 3, 0.7]))
+def test_dense_volumes_are_each_days_volume(days, weight):
+    """``dense_volumes`` (the scorer lays out every series' volumes over arrays) gives each day the float
+    ``volume`` gives it, bit for bit, and 0 to the days without a tally or outside the period."""
+    start, end = dt.date(2025, 3, 1), dt.date(2025, 4, 5)
+    daily = {start + dt.timedelta(days=k): {"incidents": n, "records": n + extra} for k, (n, extra) in days.items()}
+    expected = risk_score.dense_counts({d: risk_score.volume(t, weight=weight) for d, t in daily.items()}, start, end)[1]
+    assert risk_score.dense_volumes(daily, start, end, weight).tobytes() == expected.tobytes()
 
 
 def test_a_window_reaching_into_last_month_is_compared_with_the_days_before_it():

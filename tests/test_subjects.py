@@ -135,6 +135,19 @@ def test_tails_of_several_subjects_are_each_ones_tail():
     assert tails[-1] == 1.0
 
 
+def test_tails_kept_over_many_windows_give_the_evidence_found_without():
+    """The scorer keeps the candidates' tails over a series' days (``strongest(tails=…)``): consecutive days' windows
+    hold the same counts of the same subjects. Every window finds the evidence it finds without, and the memo is used."""
+    history = {"锦绣花园小区": 6, "解放路": 30, "宏达机械厂": 1}
+    windows = [({"锦苑小区": 4, "解放路": 1}, 3), ({"锦苑小区": 4, "解放路": 3}, 3), ({"锦苑小区": 4}, 7),
+               ({"锦苑小区": 4, "宏达机械厂": 3}, 3), ({"解放路": 9, "宏达机械厂": 3}, 7), ({"锦苑小区": 3}, 1)]
+    tails = {}
+    kept = [subjects.strongest(w, days, history, 120, RULES, 3, 1.4, tails=tails) for w, days in windows]
+    assert kept == [subjects.strongest(w, days, history, 120, RULES, 3, 1.4) for w, days in windows]
+    assert any(e is not None for e in kept) and len(tails) < sum(n >= RULES["min_incidents"]
+                                                                 for w, _ in windows for n in w.values())
+
+
 def test_names_folded_through_a_kept_memo_fold_as_without():
     history = {"锦绣花园小区": 6, "花园小区": 1, "宏达机械厂": 2}
     windows = [{"购买锦绣花园小区": 2, "花园小区": 1}, {"锦绣花园小区": 1, "说宏达机械厂": 3}, {"购买锦绣花园小区": 4}]
