@@ -26,7 +26,9 @@ Arrow table (``LinkIncidentsInParts(grouped=True)``): its writers and counters t
 whole, so those Events cross no more boundaries one by one; the stream takes them one by one.
 The batch job's Events also arrive as tables (``packed_events.is_event_table``: a supersede shard's
 new Events, a stored township-month's): they are keyed per township-month in Arrow and their
-unlinked rows leave as one table.
+unlinked rows leave as one table. A group whose records all came so is linked from their columns
+(``_link``) and its tables leave with ``incident_id`` set: no Event dict is made but of the records
+of claimable incidents.
 """
 from __future__ import annotations
 
@@ -46,11 +48,23 @@ from scipy import sparse
 
 import schemas
 from pipelines.runners import ParDoWithOutputs
-from pipelines.packed_events import EventTables, FlattenEvents, PackedEvent, PackedRows, apply_each, flatten, is_event_table
+from pipelines.packed_events import (EventTables, FlattenEvents, PackedEvent, PackedRows, apply_each, flatten,
+                                     is_event_table, table_events)
 
 # Masking upstream leaves tokens like [手机号], [身份证号], [姓名], 【地址】; they say nothing about
 # the happening and are shared by unrelated records.
-_MASKED = re.compile(r"[\[【<＜(（][^\]】>＞)）]{1,8}[\]】>＞)）]|\*{2,}")
+_OPENING, _CLOSING = r"\[【<＜(（", r"\]】>＞)）"
+
+
+def _masked_tokens(also_not: str = "") -> re.Pattern:
+    """The masked tokens, none holding ``also_not``'s characters."""
+    inside = "".join(f"\\U{ord(c):08x}" for c in also_not)
+    return re.compile(f"[{_OPENING}][^{_CLOSING}{inside}]{{1,8}}[{_CLOSING}]|\\*{{2,}}")
+
+
+_MASKED = _masked_tokens()
+# The characters a masked token starts or ends with: a separator of texts (``_cleaned``) is none of them.
+_MASK_EDGES = "[【<＜(（]】>＞)）*"
 _NOISE = re.compile(r"[\s\W_]+", re.UNICODE)
 _SKIP = "none"
 # Set on a record that keeps its stored incident_id through LinkIncidents (see LinkIncidents).
@@ -93,11 +107,12 @@ def _cleaned(texts: list, boilerplate: Iterable[str]) -> tuple[str, str]:
     """(the texts without masked tokens and boilerplate phrases, joined by a separator; the
     separator): a character none of the texts or phrases holds, so no phrase matches across two
     texts and each text is cleaned as it would be alone."""
-    masked = [_MASKED.sub(" ", t or "") for t in texts]
+    texts = [t or "" for t in texts]
     phrases = list(boilerplate)
-    every = "".join(masked) + "".join(phrases)
+    every = "".join(texts) + "".join(phrases) + _MASK_EDGES
     separator = next(c for c in map(chr, itertools.count()) if c not in every)
-    joined = separator.join(masked)
+    # Masked tokens in one pass over all texts: none can start, end or hold a separator, so none spans two.
+    joined = _masked_tokens(separator).sub(" ", separator.join(texts))
     for phrase in phrases:
         joined = joined.replace(phrase, " ")
     return joined, separator
@@ -135,9 +150,11 @@ class Ngrams:
         # 0 past a short n-gram's end: with code points ranked from 1, integer order is string order.
         rank = np.concatenate((rank, np.zeros(n, dtype=np.int64)))
         code = np.zeros(len(first), dtype=np.int64)
+        # Renumbered densely between steps (ranks keep the order) only where the codes could overflow.
+        dense = (len(chars) + 1) ** n >= 2 ** 63
         for k in range(n):
             code = code * (len(chars) + 1) + np.where(k < size, rank[first + k], 0)
-            if k < n - 1:  # renumbered densely, so the next step cannot overflow
+            if dense and k < n - 1:
                 code = _ranks(code)[1]
         self.size, gram, where = _ranks(code)
         self.texts = len(texts)
@@ -229,25 +246,29 @@ def similarity(a: Mapping, b: Mapping) -> float:
     return shared / smaller if smaller else 0.0
 
 
-def _km(e1: Mapping, e2: Mapping) -> float | None:
-    if None in (e1.get("lon"), e1.get("lat"), e2.get("lon"), e2.get("lat")):
+def _km(lon1: float | None, lat1: float | None, lon2: float | None, lat2: float | None) -> float | None:
+    if None in (lon1, lat1, lon2, lat2):
         return None
-    lat = math.radians((e1["lat"] + e2["lat"]) / 2)
-    dx = math.radians(e1["lon"] - e2["lon"]) * math.cos(lat)
-    dy = math.radians(e1["lat"] - e2["lat"])
+    lat = math.radians((lat1 + lat2) / 2)
+    dx = math.radians(lon1 - lon2) * math.cos(lat)
+    dy = math.radians(lat1 - lat2)
     return 6371.0 * math.hypot(dx, dy)
 
 
-def _required_similarity(e1: Mapping, e2: Mapping, cfg: Mapping) -> float | None:
-    """The similarity two records need to be linked, or None when their places rule it out."""
-    km = _km(e1, e2)
+def _required_similarity(records: Mapping[str, list], i: int, j: int, cfg: Mapping) -> float | None:
+    """The similarity records i and j (positions in ``records``' columns, ``_LINK_FIELDS``) need to be
+    linked, or None when their places rule it out."""
+    lon, lat = records["lon"], records["lat"]
+    km = _km(lon[i], lat[i], lon[j], lat[j])
     if km is not None and km > cfg["max_km"]:
         return None
-    if km is None and (e1.get("township_code") is None or e1.get("township_code") != e2.get("township_code")):
+    township = records["township_code"]
+    if km is None and (township[i] is None or township[i] != township[j]):
         return None
-    if e1.get("caller_key") and e1.get("caller_key") == e2.get("caller_key"):
+    caller = records["caller_key"]
+    if caller[i] and caller[i] == caller[j]:
         return cfg["same_caller_similarity"]
-    v1, v2 = e1.get("village_code"), e2.get("village_code")
+    v1, v2 = records["village_code"][i], records["village_code"][j]
     if km is None and v1 and v2 and v1 != v2:
         return cfg["other_village_similarity"]
     return cfg["min_similarity"]
@@ -275,107 +296,144 @@ def link_group(home: Iterable[Mapping], cfg: Mapping | None = None, *, guests: I
     stored link, so a month that is not relinked can still decide which of its incidents take the
     guests: it needs only its records from one span before its end, and the idf.
     """
-    cfg = cfg or link_config()
     keep = keep or {}
     home, guests = list(home), list(guests)
-    ordered = sorted(home + guests, key=operator.itemgetter("reported_at", "event_id"))
-    grams = Ngrams([e.get("text") for e in ordered], cfg["ngram"], _boilerplate(cfg))
+    records = home + guests
+    columns = {name: [e.get(name) for e in records] for name in _LINK_FIELDS}
+    micros = np.array([(e["reported_at"] - _EPOCH) // _MICROSECOND for e in records], dtype=np.int64)
+    at_home = np.arange(len(records)) < len(home)
+    incidents = _link(columns, micros, at_home, [keep.get(i) for i in columns["event_id"]], cfg or link_config(),
+                      frequencies)
+    return dict(zip(columns["event_id"], incidents))
+
+
+# What linking reads of a record, besides its time (``_link``).
+_LINK_FIELDS = ("event_id", "text", "caller_key", "township_code", "village_code", "lon", "lat")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_MICROSECOND = dt.timedelta(microseconds=1)
+
+
+def _link(columns: Mapping[str, list], micros: np.ndarray, at_home: np.ndarray, keep: list, cfg: Mapping,
+          frequencies: tuple[int, Mapping] | None) -> list[str]:
+    """Per record, its incident id by ``link_group``'s rule, the records given as columns: ``_LINK_FIELDS``,
+    reported_at as integer epoch microseconds (datetimes' resolution, so the same order and spans),
+    whether each is a home record, and the incident each keeps (None: linked here). Read from Event
+    dicts (``link_group``) or from Arrow tables (``_LinkGroup``), no Event dict is needed."""
+    ids = columns["event_id"]
+    # Time order, ties by event_id (code point order, as Python compares strings).
+    order = np.lexsort((np.array(ids, dtype=str), micros)) if ids else np.zeros(0, dtype=np.int64)
+    position = order.tolist()
+    records = {name: [values[k] for k in position] for name, values in columns.items()}
+    kept = [keep[k] for k in position]
+    times = micros[order]
+    grams = Ngrams(records["text"], cfg["ngram"], _boilerplate(cfg))
     if frequencies is None:
-        guest_ids = {e["event_id"] for e in guests}
-        at_home = np.array([e["event_id"] not in guest_ids for e in ordered], dtype=bool)
-        documents, counts = int(at_home.sum()), grams.counts(at_home)
+        documents, counts = int(at_home.sum()), grams.counts(at_home[order])
     else:
         documents, month_counts = frequencies
         counts = np.array([month_counts.get(g, 0) for g in grams.vocabulary()], dtype=np.int64)
     weighted = grams.weighted(documents, counts, cfg["idf_prior_documents"])
-    span = dt.timedelta(hours=cfg["max_span_hours"])
-    cutoffs, oldest = [], 0  # earlier records within the span are oldest..i-1
-    for i, e in enumerate(ordered):
-        while oldest < i and e["reported_at"] - ordered[oldest]["reported_at"] > span:
-            oldest += 1
-        cutoffs.append(max(oldest, i - cfg["max_candidates"]))
+    span = dt.timedelta(hours=cfg["max_span_hours"]) // _MICROSECOND
+    # A record's candidates: the earlier records within the span, at most max_candidates of them.
+    cutoffs = np.maximum(np.searchsorted(times, times - span), np.arange(len(times)) - cfg["max_candidates"])
     floor = min(cfg["min_similarity"], cfg["other_village_similarity"], cfg["same_caller_similarity"])
-    candidates = _linkable_candidates(ordered, candidate_similarities(weighted, cutoffs, floor), cfg)
-    incident_of: dict[str, str] = {}
-    incident_start: dict[str, dt.datetime] = {}
-    for i, e in enumerate(ordered):
-        t = e["reported_at"]
-        best = keep.get(e["event_id"])
-        if best is None and candidates[i]:
-            best = _most_similar_incident(e, candidates[i], ordered, incident_of, incident_start, span, cfg)
+    ends, others, similarities = _linkable_candidates(records["caller_key"],
+                                                      candidate_similarities(weighted, cutoffs, floor), cfg)
+    times = times.tolist()
+    incident_of: list[str] = []
+    incident_start: dict[str, int] = {}
+    for i, (event_id, best, first, last) in enumerate(zip(records["event_id"], kept, ends, ends[1:])):
+        if best is None and first < last:
+            best = _most_similar_incident(i, zip(others[first:last], similarities[first:last]), records, times,
+                                          incident_of, incident_start, span, cfg)
         if best is None:
-            best = e["event_id"]
-        if best == e["event_id"]:
-            incident_start[best] = t
-        incident_of[e["event_id"]] = best
-    return incident_of
+            best = event_id
+        if best == event_id:
+            incident_start[best] = times[i]
+        incident_of.append(best)
+    incidents = [""] * len(position)
+    for k, incident in zip(position, incident_of):
+        incidents[k] = incident
+    return incidents
 
 
-# Rows per sparse product: each product also covers pairs outside the candidate window (the block's
-# later records and the window of its first); 128–384 measured alike on the county month.
-_BLOCK_ROWS = 256
+# Rows per block of records that share a window of candidates (``candidate_similarities``): a block's
+# pairs outside the window (its later records, the window of its first) are computed for nothing,
+# and a smaller block copies more rows of candidates.
+_BLOCK_ROWS = 32
 
 
-def candidate_similarities(weighted: sparse.csr_matrix, cutoffs: list[int],
+def candidate_similarities(weighted: sparse.csr_matrix, cutoffs: list[int] | np.ndarray,
                            floor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(i, j, similarity) arrays of the pairs of a record i (row of ``weighted``,
     ``Ngrams.weighted``) and an earlier record j in ``cutoffs[i]``..i-1 that share an n-gram and
     have a similarity ≥ ``floor``; i ascending.
 
-    The shared weights are one sparse product per block of records (weights × which n-grams the
-    candidates hold); its sums add each pair's shared weights in n-gram order, and the totals add
-    each record's weights in that order, as ``similarity`` does, so the similarities are the same
-    floats and the links the same.
+    The shared weights are one sparse product, weights × which n-grams the candidates hold, with
+    each block of ``_BLOCK_ROWS`` records and the rows of its candidates on a copy of the n-gram
+    columns of its own, so that the product holds only pairs within a block's reach (one product per
+    block cost more in scipy's overhead than in sums). Its sums add each pair's shared weights in
+    n-gram order, and the totals add each record's weights in that order, as ``similarity`` does, so
+    the similarities are the same floats and the links the same.
     """
+    records, width = weighted.shape
+    if not records:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0)
     holds = sparse.csr_matrix((np.ones_like(weighted.data), weighted.indices, weighted.indptr), shape=weighted.shape)
     # csr_matvec sums each row left to right, as sum() over an n-gram-ordered dict.
-    totals = weighted @ np.ones(weighted.shape[1])
+    totals = weighted @ np.ones(width)
     lows = np.asarray(cutoffs, dtype=np.int64)
-    found = [(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0))]
-    for first in range(0, weighted.shape[0], _BLOCK_ROWS):
-        last = min(first + _BLOCK_ROWS, weighted.shape[0])
-        reach = int(lows[first:last].min())
-        shared = (weighted[first:last] @ holds[reach:last].T).tocoo()
-        i, j = shared.row + first, shared.col + reach
-        keep = (j >= lows[i]) & (j < i)
-        i, j, value = i[keep], j[keep], shared.data[keep]
-        sim = value / np.minimum(totals[i], totals[j])
-        keep = sim >= floor
-        found.append((i[keep], j[keep], sim[keep]))
-    i, j, sim = (np.concatenate(parts) for parts in zip(*found))
-    return i, j, sim
+    firsts = np.arange(0, records, _BLOCK_ROWS)
+    reaches = np.minimum.reduceat(lows, firsts)
+    # Block b's candidates, the records reaches[b]..its last, as rows of their own.
+    sizes = np.minimum(firsts + _BLOCK_ROWS, records) - reaches
+    candidate = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes - reaches, sizes)
+    blocks = len(firsts)
+    shifted = _shifted_columns(weighted, np.arange(records) // _BLOCK_ROWS, width, blocks)
+    shifted_copies = _shifted_columns(holds[candidate], np.repeat(np.arange(blocks), sizes), width, blocks)
+    shared = (shifted @ shifted_copies.T).tocoo()
+    i, j = shared.row.astype(np.int64), candidate[shared.col]
+    keep = (j >= lows[i]) & (j < i)
+    i, j, value = i[keep], j[keep], shared.data[keep]
+    sim = value / np.minimum(totals[i], totals[j])
+    keep = sim >= floor
+    return i[keep], j[keep], sim[keep]
 
 
-def _linkable_candidates(ordered: list, pairs: tuple, cfg: Mapping) -> list[list[tuple[int, float]]]:
-    """Per record: [(j, similarity)] of its pairs (``candidate_similarities``) that can reach their
-    threshold, the most similar first (ties: the earlier record first)."""
+def _shifted_columns(matrix: sparse.csr_matrix, block: np.ndarray, width: int, blocks: int) -> sparse.csr_matrix:
+    """``matrix`` with each row's columns moved to its block's copy of the ``width`` columns."""
+    shift = np.repeat(block.astype(np.int64) * width, np.diff(matrix.indptr))
+    return sparse.csr_matrix((matrix.data, matrix.indices + shift, matrix.indptr),
+                             shape=(matrix.shape[0], width * blocks))
+
+
+def _linkable_candidates(callers: list, pairs: tuple, cfg: Mapping) -> tuple[list[int], list[int], list[float]]:
+    """(ends, j, similarity) of the pairs (``candidate_similarities``) that can reach their threshold:
+    record i's are at ends[i]..ends[i+1]-1, the most similar first (ties: the earlier record first)."""
     i, j, sim = pairs
     codes: dict = {}
-    callers = np.array([codes.setdefault(e["caller_key"], len(codes)) if e.get("caller_key") else -1 for e in ordered],
-                       dtype=np.int64)
+    caller = np.array([codes.setdefault(c, len(codes)) if c else -1 for c in callers], dtype=np.int64)
     # Below both text thresholds only the same caller's records can be linked (_required_similarity).
-    same_caller = (callers[i] >= 0) & (callers[i] == callers[j])
+    same_caller = (caller[i] >= 0) & (caller[i] == caller[j])
     keep = (sim >= min(cfg["min_similarity"], cfg["other_village_similarity"])) | same_caller
     i, j, sim = i[keep], j[keep], sim[keep]
     order = np.lexsort((j, -sim, i))
-    ends = np.searchsorted(i[order], np.arange(len(ordered) + 1)).tolist()
-    linkable = list(zip(j[order].tolist(), sim[order].tolist()))
-    return [linkable[a:b] for a, b in zip(ends, ends[1:])]
+    ends = np.searchsorted(i[order], np.arange(len(callers) + 1)).tolist()
+    return ends, j[order].tolist(), sim[order].tolist()
 
 
-def _most_similar_incident(e: Mapping, candidates: list, ordered: list, incident_of: Mapping,
-                           incident_start: Mapping, span: dt.timedelta, cfg: Mapping) -> str | None:
+def _most_similar_incident(i: int, candidates: Iterable[tuple[int, float]], records: Mapping[str, list], times: list,
+                           incident_of: list, incident_start: Mapping, span: int, cfg: Mapping) -> str | None:
     """The incident of the candidate (``_linkable_candidates``, most similar first) most similar to
-    record ``e`` that is close enough in place and whose incident began within the span, or None."""
-    t = e["reported_at"]
+    record i that is close enough in place and whose incident began within the span, or None."""
+    t = times[i]
     for j, sim in candidates:
-        other = ordered[j]
-        incident = incident_of[other["event_id"]]
+        incident = incident_of[j]
         start = incident_start.get(incident)
         # No start: a kept record whose incident began before the records at hand, long ago.
         if start is None or t - start > span:
             continue
-        need = _required_similarity(e, other, cfg)
+        need = _required_similarity(records, i, j, cfg)
         if need is not None and sim >= need:
             return incident
     return None
@@ -508,6 +566,7 @@ class _LinkGroup(beam.DoFn):
         self._packed = PackedEvent()
         self._tables = EventTables()
         self._rows = PackedRows()
+        self._first_hours = pa.scalar(self._span, pa.duration("ms"))
 
     def process(self, element):
         _, tagged = element
@@ -521,6 +580,10 @@ class _LinkGroup(beam.DoFn):
                 tables[_ROWS[role]].append(value)
             else:
                 members[role].append(self._packed.unpack(value))
+        if self._grouped and not home and not guests:
+            # The batch job's groups: every record came in a table, and the linked ones leave in tables.
+            yield from self._link_tables(tables[_HOME], tables[_GUEST], frequencies)
+            return
         for role, values in tables.items():
             members[role].extend(self._rows.unpack_all(values))
         keep = {e["event_id"]: e["incident_id"] for e in home if e.get(KEEP_INCIDENT)}
@@ -547,14 +610,61 @@ class _LinkGroup(beam.DoFn):
                 yield record
         for others, packed in rows.items():
             yield others, self._tables.to_bytes(self._tables.table(packed))
-        # Once per group: an inc per record (2.5 µs each) was a tenth of linking the county month.
-        self._incidents.inc(incidents)
-        self._linked.inc(linked)
+        self._count(incidents, linked)
         for e in guests:
             incident = incident_of[e["event_id"]]
             if incident in home_ids:
                 # An incident of this month took a record of the next month's first hours.
                 yield beam.pvalue.TaggedOutput(self.CLAIMS, (e["event_id"], incident))
+
+    def _count(self, incidents: int, linked: int):
+        # Once per group: an inc per record (2.5 µs each) was a tenth of linking the county month.
+        self._incidents.inc(incidents)
+        self._linked.inc(linked)
+
+    def _link_tables(self, home: list, guests: list, frequencies):
+        """``process`` for a group whose records all came as tables (``PackedRows``), read column by
+        column: Event dicts are made only of the records of claimable incidents. The same outputs,
+        in the same order, as the records made Events (tests/test_linked_groups.py)."""
+        home, guests = self._rows.tables(home), self._rows.tables(guests)
+        parts = [table for _, table in home + guests]
+        if not parts:  # only the frequencies of a month that keeps its links: nothing to link
+            return
+        together = pa.concat_tables([table.select(_LINK_FIELDS + ("reported_at", "incident_id")) for table in parts])
+        columns = {name: together.column(name).to_pylist() for name in _LINK_FIELDS}
+        micros = together.column("reported_at").cast(pa.int64()).to_numpy() * 1000
+        at_home = np.arange(together.num_rows) < sum(table.num_rows for _, table in home)
+        kept = np.repeat([bool(dict(marks).get(KEEP_INCIDENT)) for marks, _ in home] + [False] * len(guests),
+                         [table.num_rows for table in parts])
+        stored = together.column("incident_id").to_pylist()
+        keep = [incident if k else None for incident, k in zip(stored, kept.tolist())]
+        incident_of = _link(columns, micros, at_home, keep, self._cfg, frequencies)
+        ids, home_count = columns["event_id"], int(at_home.sum())
+        own = np.array([incident == i for incident, i in zip(incident_of, ids)], dtype=bool)[:home_count]
+        relinked = ~kept[:home_count]
+        self._count(int((own & relinked).sum()), int((~own & relinked).sum()))
+        # Only an incident with a record in its month's first hours can be claimed by the previous month.
+        incidents = pa.array(incident_of[:home_count], pa.string())
+        first_hours = pc.less_equal(_group_columns(together.slice(0, home_count))[2], self._first_hours)
+        claimable = pc.is_in(incidents, value_set=pc.unique(pc.filter(incidents, first_hours)))
+        claimable = claimable.to_numpy(zero_copy_only=False)
+        start = 0
+        for marks, table in home:
+            index = table.schema.get_field_index("incident_id")
+            part = table.set_column(index, table.schema.field(index), incidents.slice(start, table.num_rows))
+            taken = claimable[start:start + table.num_rows]
+            start += table.num_rows
+            for e in table_events(part.take(np.flatnonzero(taken)), self._tables.schema, self._tables.packer):
+                e.update(marks)
+                yield beam.pvalue.TaggedOutput(self.CLAIMABLE, e)
+            rest = part.take(np.flatnonzero(~taken))
+            if rest.num_rows:
+                yield marks, self._tables.to_bytes(rest)
+        home_ids = set(ids[:home_count])
+        for i, incident in zip(ids[home_count:], incident_of[home_count:]):
+            if incident in home_ids:
+                # An incident of this month took a record of the next month's first hours.
+                yield beam.pvalue.TaggedOutput(self.CLAIMS, (i, incident))
 
 
 def own_incidents(table: pa.Table) -> pa.Table:

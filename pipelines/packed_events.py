@@ -94,17 +94,22 @@ class PackedRows:
         """Several elements → their Events. The tables of one set of annotations are made Events
         together: reading a column out costs about as much for a few rows as for thousands, and a
         link group gets its new Events in dozens of small tables (one per supersede shard)."""
-        tables = defaultdict(list)
-        for data, marks in values:
-            tables[tuple(marks)].append(EventTables.from_bytes(data))
         events = []
-        for marks, parts in tables.items():
-            made = list(table_events(pa.concat_tables(parts), self._schema, self._packer))
+        for marks, table in self.tables(values):
+            made = list(table_events(table, self._schema, self._packer))
             if marks:
                 for event in made:
                     event.update(marks)
             events += made
         return events
+
+    def tables(self, values: Iterable[tuple[bytes, tuple]]) -> list[tuple[tuple, pa.Table]]:
+        """Several elements → [(annotations, one table of their Events in the warehouse's layout)], one
+        per set of annotations, in the order ``unpack_all`` gives their Events, each in one chunk."""
+        tables = defaultdict(list)
+        for data, marks in values:
+            tables[tuple(marks)].append(EventTables.from_bytes(data))
+        return [(marks, pa.concat_tables(parts).cast(self._schema).combine_chunks()) for marks, parts in tables.items()]
 
 
 class _Pack(beam.DoFn):

@@ -118,3 +118,50 @@ def test_writers_and_counters_take_a_groups_table_as_its_events(tmp_path):
     files = written["events"][2]
     assert {path.split("/")[3] for path in files} == {"month=2025-03", "month=2025-04"} and len(files) == 4
     assert sum(rows for rows, _ in files.values()) == len(events)
+
+
+def test_groups_that_come_in_tables_are_linked_from_their_columns_as_from_their_events():
+    """The batch job's Events reach linking in tables (a supersede shard's, a stored month's), and a
+    group whose records all came so is linked from its columns (no Event dicts): the same links,
+    the same tables per annotations, the same records of claimable incidents, as from Events."""
+    # The kept record's incident began before the records at hand: linked anew, it would be its own.
+    events = [{**e, "incident_id": "hotline_12345:0"} if e.get(link.KEEP_INCIDENT) else e for e in month_end_events()]
+    # A township whose March group holds only a guest (April's first hours).
+    events.append(whole_event(30, "grid", 2, "城北工业园厂房门口堆放垃圾", township="330100003000"))
+    tables = EventTables()
+
+    def table(rows, marks=()):
+        packed = [tables.packer.pack({k: v for k, v in e.items() if k != link.KEEP_INCIDENT}) for e in rows]
+        return tuple(marks), tables.to_bytes(tables.table(packed))
+
+    fresh = [e for e in events if not e.get(link.KEEP_INCIDENT)]
+    kept = [e for e in events if e.get(link.KEEP_INCIDENT)]
+    elements = [table(fresh[:6]), table(fresh[6:]), table(kept, ((link.KEEP_INCIDENT, True),))]
+
+    def grouped_tables(element):
+        annotations, data = element
+        return [(annotations, sorted(EventTables.from_bytes(data).to_pylist(), key=lambda row: row["event_id"]))]
+
+    with beam.Pipeline(options=beam_options([])) as p:
+        outputs = {}
+        for name, created in (("events", p | "Events" >> beam.Create(events)),
+                              ("tables", p | "Tables" >> beam.Create(elements))):
+            # A March that keeps its links with no record in its last hours: a group of frequencies alone.
+            frequencies = p | f"Frequencies{name}" >> beam.Create([(("330100004000", "2025-03"), (3, {"垃圾": 1}))])
+            parts = created | f"Link{name}" >> link.LinkIncidentsInParts(frequencies=frequencies, grouped=True)
+            outputs[name] = {
+                "groups": parts[0] | f"Groups{name}" >> beam.FlatMap(grouped_tables),
+                "claimable": parts[1] | f"Claimable{name}" >> beam.Map(_summary),
+                "all": (parts | f"All{name}" >> beam.Flatten() | f"Rows{name}" >> beam.FlatMap(_rows)
+                        | f"Summary{name}" >> beam.Map(_summary)),
+            }
+        for kind in ("groups", "claimable", "all"):
+            # Each output of one way is once in the other's: every repr is counted twice.
+            same = ((outputs["events"][kind], outputs["tables"][kind]) | f"Both{kind}" >> beam.Flatten()
+                    | f"Repr{kind}" >> beam.Map(repr) | f"Count{kind}" >> beam.combiners.Count.PerElement()
+                    | f"Twice{kind}" >> beam.Values())
+            assert_that(same | f"Distinct{kind}" >> beam.Distinct(), equal_to([2]), label=f"Same{kind}")
+        assert_that(outputs["tables"]["all"] | beam.Map(lambda s: s[0]), equal_to([e["event_id"] for e in events]),
+                    label="EachOnce")
+        assert_that(outputs["tables"]["claimable"] | "Claimed" >> beam.Filter(lambda s: s[0] == "grid:3")
+                    | beam.Map(lambda s: s[1]), equal_to(["police_110:1"]), label="ClaimedAcrossMonthEnd")
