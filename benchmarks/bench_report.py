@@ -37,7 +37,7 @@ _PARTS = [
     ("pipelines.month_events", "MonthEvents", "latest"), ("models.topics", "TopicBuilder", "group_topics"),
     ("models.topics", "TopicBuilder", "topic_keys"), ("models.topics", "TopicBuilder", "cluster"),
     ("models.topics", "TopicBuilder", "shared_noun"), ("models.topics", "SubjectFinder", "mentions_of"),
-    ("models.topics", "TopicBuilder", "_evidence"), ("models.topics", "TopicBuilder", "_group_wave"),
+    ("models.topics", "TopicBuilder", "own_evidence"), ("models.topics", "TopicBuilder", "_group_wave"),
     ("models.topics", "", "domain_counts"), ("models.topics", "", "topic_records"),
 ]
 

@@ -19,7 +19,7 @@ import logging
 import math
 import re
 from collections import Counter, abc, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -798,6 +798,10 @@ class GroupDraft:
     phrases: Any
     rates: Mapping[str, float]
     months: Sequence[str]
+    evidence: list  # each candidate's evidence but what its score says (``TopicBuilder.own_evidence``)
+    # the events the candidates explain without a score, and the wave's options for the rest
+    # (``TopicBuilder.wave_options``): a score only adds evidence, so most groups explain the same
+    wave: tuple[set[int], list]
 
 
 class TopicBuilder:
@@ -925,25 +929,33 @@ class TopicBuilder:
         phrases = self.grievances.phrases(key[1])
         rates = self._group_rates(past)
         months = covered_months(county, month, p)
-        return GroupDraft(key, month, events, everything, texts, subjects, candidates, seasons, phrases, rates, months)
+        # most of the weighing needs no score: done here, it runs while the month is still scored
+        evidence = []
+        for k, mine, before in candidates:
+            season_of = k[1] if k[1] in phrases else None
+            evidence.append(self.own_evidence([events[i] for i in mine], [everything[i] for i in before],
+                                              (seasons.get(season_of or _DOMAIN, 1.0), season_of), rates, months))
+        explained = self._explained(candidates, [priority(scored_evidence(own, None), p) for own in evidence])
+        wave = self.wave_options(everything, len(events), candidates, explained, (seasons[_DOMAIN], None), rates, months)
+        return GroupDraft(key, month, events, everything, texts, subjects, candidates, seasons, phrases, rates, months,
+                          evidence, (explained, wave))
 
     def weigh_group(self, draft: GroupDraft, score_row: Mapping | None, previous: Sequence[Mapping] = ()) -> list[Topic]:
         """``group_topics``' evidence, against the group's score row, for a ``draft_group``."""
         p = self.params
         key, month, events, everything, texts, subjects = (draft.key, draft.month, draft.events, draft.everything,
                                                            draft.texts, draft.subjects)
-        candidates, seasons, phrases, rates, months = draft.candidates, draft.seasons, draft.phrases, draft.rates, draft.months
+        candidates, seasons, rates, months = draft.candidates, draft.seasons, draft.rates, draft.months
         n = len(events)
         found = []
-        for k, mine, before in candidates:
-            season_of = k[1] if k[1] in phrases else None
-            evidence = self._evidence([events[i] for i in mine], [everything[i] for i in before],
-                                      (seasons.get(season_of or _DOMAIN, 1.0), season_of), rates, score_row, months)
+        for (k, mine, before), own in zip(candidates, draft.evidence):
+            evidence = scored_evidence(own, score_row)
             found.append((k, mine, [everything[i] for i in before], evidence, priority(evidence, p)))
-        explained = {i for (_, mine, before), (*_, value) in zip(candidates, found) if value >= p.watch_priority
-                     for i in mine + before}
-        wave = self._group_wave(everything, n, candidates, explained, (seasons[_DOMAIN], None), rates, score_row,
-                                months)
+        explained = self._explained(candidates, [value for *_, value in found])
+        drafted, options = draft.wave
+        if explained != drafted:
+            options = self.wave_options(everything, n, candidates, explained, (seasons[_DOMAIN], None), rates, months)
+        wave = self._group_wave(everything, options, score_row)
         if wave:
             found.append(wave)
         followed_subjects, followed_phrases = set(), set()
@@ -973,13 +985,33 @@ class TopicBuilder:
             topics.append(topic)
         return topics
 
-    def _group_wave(self, everything: Sequence[Mapping], n: int, keyed: Sequence[tuple], explained: set[int],
-                    season: tuple[float, str | None], rates: Mapping[str, float], score_row: Mapping | None,
-                    months: Sequence[str]):
+    def _explained(self, candidates: Sequence[tuple], values: Sequence[float]) -> set[int]:
+        """The events (month's and history's) of the candidates whose priority reaches the watch list."""
+        return {i for (_, mine, before), value in zip(candidates, values) if value >= self.params.watch_priority
+                for i in mine + before}
+
+    def _group_wave(self, everything: Sequence[Mapping], options: Sequence[tuple], score_row: Mapping | None):
         """A wave of one kind of case told in many ways — fraud calls of every sort in two days, or all
-        month — as a candidate of its own: the group's events that no listed topic explains
-        (``explained``), over the month or over its busiest few days, whichever is the stronger
-        evidence. None when they are few or one subject or grievance holds most of them."""
+        month — as a candidate of its own: of the ``wave_options``, the one of stronger evidence against
+        the group's ``score_row``. None when there is none."""
+        p = self.params
+        best = None
+        for marker, mine, before, own in options:
+            evidence = scored_evidence(own, score_row)
+            value = priority(evidence, p)
+            if best is None or value > best[-1]:
+                start = evidence.burst_start.astimezone(_TZ)
+                domain = self.domains.get(everything[0]["domain"], {}).get("name_zh", everything[0]["domain"])
+                template = self.lexicon["wave_phrase"]["month" if marker == _WAVE_MONTH else "days"]
+                best = ((marker, template.format(month=start.month, day=start.day, domain=domain)), mine, before,
+                        evidence, value)
+        return best
+
+    def wave_options(self, everything: Sequence[Mapping], n: int, keyed: Sequence[tuple], explained: set[int],
+                     season: tuple[float, str | None], rates: Mapping[str, float], months: Sequence[str]) -> list[tuple]:
+        """The group's events that no listed topic explains (``explained``), over the month and over its
+        busiest few days, as (marker, events, history, ``own_evidence``) each: none when they are few or
+        one subject or grievance holds most of them."""
         p = self.params
         rest = [i for i in range(n) if i not in explained]
         past_rest = [everything[i] for i in range(n, len(everything)) if i not in explained]
@@ -995,22 +1027,16 @@ class TopicBuilder:
             # the month's unexplained events against the previous months' ones
             (_WAVE_MONTH, rest, past_rest),
         ]
-        best = None
+        found = []
         for marker, mine, before in options:
             if len(mine) < p.min_wave_events:
                 continue
             holder, held = Counter(owner.get(i) for i in mine).most_common(1)[0]
             if holder is not None and 2 * held >= len(mine):
                 continue
-            evidence = self._evidence([everything[i] for i in mine], before, season, rates, score_row, months)
-            value = priority(evidence, p)
-            if best is None or value > best[-1]:
-                start = evidence.burst_start.astimezone(_TZ)
-                domain = self.domains.get(everything[0]["domain"], {}).get("name_zh", everything[0]["domain"])
-                template = self.lexicon["wave_phrase"]["month" if marker == _WAVE_MONTH else "days"]
-                best = ((marker, template.format(month=start.month, day=start.day, domain=domain)), mine, before,
-                        evidence, value)
-        return best
+            found.append((marker, mine, before, self.own_evidence([everything[i] for i in mine], before, season, rates,
+                                                                  months)))
+        return found
 
     def _merge_same_titles(self, candidates: Sequence[tuple], events: Sequence[Mapping],
                            subjects: Sequence[Sequence[tuple[str, str]]]) -> list[tuple]:
@@ -1040,11 +1066,12 @@ class TopicBuilder:
             "corroborated": (corroborated + p.corroborated_share * p.prior_weight) / (len(feeds_of) + p.prior_weight),
         }
 
-    def _evidence(self, cluster: Sequence[Mapping], before: Sequence[Mapping], seasonal: tuple[float, str | None],
-                  rates: Mapping[str, float], score_row: Mapping | None, months: Sequence[str]) -> Evidence:
+    def own_evidence(self, cluster: Sequence[Mapping], before: Sequence[Mapping], seasonal: tuple[float, str | None],
+                     rates: Mapping[str, float], months: Sequence[str]) -> Evidence:
         """The cluster's evidence against ``before``, its events (or busiest days) of the history
-        ``months`` that the warehouse covers (none: the priors alone). ``seasonal``: the factor and
-        the grievance it measured (None: the domain)."""
+        ``months`` that the warehouse covers (none: the priors alone), but what its township ×
+        domain's score row says (``scored_evidence``). ``seasonal``: the factor and the grievance it
+        measured (None: the domain)."""
         p = self.params
         season, season_of = seasonal
         by_month: dict[str, list] = defaultdict(list)
@@ -1060,7 +1087,6 @@ class TopicBuilder:
         burst, start = self._instants.busiest(cluster, p.burst_days)
         callers = Counter(e["caller_key"] for e in cluster if e["caller_key"])
         past_signals = sum(1 for m in months for e in by_month[m] if e["signals"]) / covered
-        excess = max(0.0, len(cluster) - mean)
         return Evidence(
             events=len(cluster),
             history_mean=mean,
@@ -1076,8 +1102,8 @@ class TopicBuilder:
             corroborated=sum(1 for feeds in feeds_of.values() if len(feeds) > 1),
             corroborated_expected=len(feeds_of) * rates["corroborated"],
             repeat_callers=sum(1 for c in callers.values() if c >= 2),
-            level=(score_row or {}).get("level") or "none",
-            region_share=min(1.0, excess / max(_excess(score_row), excess, 1.0)),
+            level="none",
+            region_share=0.0,
         )
 
     @staticmethod
@@ -1474,6 +1500,14 @@ def _excess(score_row: Mapping | None) -> float:
     if not score_row:
         return 0.0
     return max(0.0, float(score_row.get("observed") or 0) - float(score_row.get("expected") or 0))
+
+
+def scored_evidence(own: Evidence, score_row: Mapping | None) -> Evidence:
+    """A topic's ``TopicBuilder.own_evidence`` with its township × domain's level and the share of
+    the township × domain's excess that the topic makes."""
+    excess = max(0.0, own.events - own.history_mean)
+    return replace(own, level=(score_row or {}).get("level") or "none",
+                   region_share=min(1.0, excess / max(_excess(score_row), excess, 1.0)))
 
 
 def surprise(count: float, expected: float, overdispersion: float = 0.0) -> float:

@@ -16,17 +16,24 @@ single characters), so the words and prefixes made of other characters are never
 prefix missing (None) and a prefix entry (0) read alike in every lookup. The total frequency is the
 whole dictionary's, and a word added to the tokenizer (``add_word``) keeps its own frequency and
 tag over the dictionary's, as in jieba, whichever comes in first.
+
+For the same reason a block of a text (a run jieba cuts on its own) is cut once: the words it can
+hold were all in when it was first met, and a word coming in later holds a character it lacks. Texts
+share many blocks (feature texts mask names and digits: "市民来电反映", "要求处理"), so each block's
+words and tags are kept (up to ``MAX_BLOCKS`` of each).
 """
 from __future__ import annotations
 
 import re
-from typing import Iterator
 
 import numpy as np
 
 # jieba.posseg's re_han_internal and re_eng1
 _BLOCK = re.compile("([\u4E00-\u9FD5a-zA-Z0-9+#&\\._]+)")
 _SINGLE_ENG = re.compile("^[a-zA-Z0-9]$")
+# jieba's re_han_default: the blocks ``Tokenizer.cut`` cuts one by one
+_CUT_BLOCK = re.compile("([\u4E00-\u9FD5a-zA-Z0-9+#&\\._%\\-]+)")
+MAX_BLOCKS = 500_000  # a worker's tokenizer lives for many months: start over beyond this many
 
 
 class TextWords:
@@ -56,6 +63,8 @@ class TextWords:
         self._sorted_codes = codes[self._order]
         # characters of each word not met yet (a repeated character counts as often as it occurs)
         self._missing = lengths
+        self._cuts: dict[str, list[str]] = {}  # block → its words (``cut``)
+        self._tagged_blocks: dict[str, list[tuple[str, str]]] = {}  # block → its (word, tag) (``tagged``)
 
     def add_word(self, word: str, freq: int, tag: str | None = None) -> None:
         """``tokenizer.add_word``: the word's frequency and tag stand over the dictionary's."""
@@ -92,24 +101,47 @@ class TextWords:
                 freq.setdefault(word[:k], 0)
 
     def cut(self, text: str) -> list[str]:
-        """``tokenizer.lcut(text)`` (with jieba's HMM for runs of unknown characters)."""
+        """``tokenizer.lcut(text)`` (with jieba's HMM for runs of unknown characters): the words of
+        each of its blocks, a block's own ``lcut``."""
         self.admit(text)
-        return self.tokenizer.lcut(text)
+        cuts = self._cuts
+        if len(cuts) > MAX_BLOCKS:
+            cuts.clear()
+        words: list[str] = []
+        for block in _CUT_BLOCK.split(text):
+            if block:
+                known = cuts.get(block)
+                if known is None:
+                    known = cuts[block] = self.tokenizer.lcut(block)
+                words += known
+        return words
 
-    def tagged(self, text: str) -> Iterator[tuple[str, str]]:
+    def tagged(self, text: str) -> list[tuple[str, str]]:
         """(word, tag) of the words of the text's Chinese runs, in order, as the tagger cuts them
         without its HMM (a word outside the dictionary is tagged x)."""
         self.admit(text)
-        tokenizer, tags = self.tokenizer, self.tags
+        known = self._tagged_blocks
+        if len(known) > MAX_BLOCKS:
+            known.clear()
+        found: list[tuple[str, str]] = []
         for block in _BLOCK.split(text):
-            if not _BLOCK.match(block):
-                continue
-            route: dict = {}
-            tokenizer.calc(block, tokenizer.get_DAG(block), route)
-            x, end = 0, len(block)
-            while x < end:
-                y = route[x][1] + 1
-                word = block[x:y]
-                if not _SINGLE_ENG.match(word):
-                    yield word, tags.get(word, "x")
-                x = y
+            if _BLOCK.match(block):
+                words = known.get(block)
+                if words is None:
+                    words = known[block] = self._tag_block(block)
+                found += words
+        return found
+
+    def _tag_block(self, block: str) -> list[tuple[str, str]]:
+        tokenizer, tags = self.tokenizer, self.tags
+        route: dict = {}
+        tokenizer.calc(block, tokenizer.get_DAG(block), route)
+        found = []
+        x, end = 0, len(block)
+        while x < end:
+            y = route[x][1] + 1
+            word = block[x:y]
+            if not _SINGLE_ENG.match(word):
+                found.append((word, tags.get(word, "x")))
+            x = y
+        return found

@@ -497,8 +497,9 @@ def run_batch(inbox: str, gazetteer: str, out: str, key: bytes, months: MonthRan
     begun: dict[str, MonthReport] = {}
 
     def topics_process() -> bool:
-        # The topics' second process is hidden behind the scoring of the months' history; with little
-        # history stored the scoring is short, and a second interpreter costs more than it hides.
+        # A topics' second process begun now is hidden behind the scoring of the months' history; with
+        # little history stored the scoring is short, and a second interpreter's start costs more than
+        # it hides.
         stored = sum(FileSystems.exists(warehouse.tally_path(out, m, warehouse.SERIES_TALLIES))
                      for m in months.history_months)
         return stored >= TOPICS_PROCESS_HISTORY
@@ -507,7 +508,8 @@ def run_batch(inbox: str, gazetteer: str, out: str, key: bytes, months: MonthRan
         # The monthly run of a large month: its report step's second processes import and set up on
         # the core the first pipeline leaves idle.
         month = months.first
-        # The topics' one too: whether the history is stored is known only once this run wrote it.
+        # The topics' one too, whatever the history: its start is paid on that idle core, and its
+        # reading of the texts then hides behind the scoring, however short.
         if len(months.months) == 1 and large_month_ahead(out, month, sum(f.size for f in files)):
             begun[month] = MonthReport(out, month, gazetteer, events_written=False)
 
@@ -516,7 +518,7 @@ def run_batch(inbox: str, gazetteer: str, out: str, key: bytes, months: MonthRan
         with_history = topics_process()
         for month in months.months:
             if month in begun:
-                begun[month].events_written(topics_process=with_history)
+                begun[month].events_written()
                 continue
             taken = any(report.processes for report in begun.values())
             begun[month] = MonthReport(out, month, gazetteer, processes=False if taken else None,

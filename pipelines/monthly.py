@@ -118,15 +118,9 @@ class MonthReport:
         if self._topics_process:
             self._topics = TopicsProcess(self._out, self._month, self._gazetteer, events_written=told)
 
-    def events_written(self, topics_process: bool | None = None) -> None:
+    def events_written(self) -> None:
         """The month's Events are in the warehouse: the second processes, if the month is worth them,
-        start reading them. ``topics_process``: whether the topics still want one, now that the run's
-        history is stored (a topics process begun early and not wanted stops)."""
-        if topics_process is not None:
-            self._topics_process = topics_process
-            if not topics_process and self._topics:
-                self._topics.close()
-                self._topics = None
+        start reading them."""
         wanted = worth_second_processes(self._out, self._month) if self._wanted is None else self._wanted
         if not wanted:
             self.close()
@@ -151,6 +145,10 @@ class MonthReport:
             monthly = month_rows(scores)
             if self._topics:
                 self._topics.scores_written()
+            # what the report reads besides the topics and checks, while the second processes finish
+            gazetteer_rows = read_gazetteer_rows(gazetteer)
+            alerts = [*daily_warnings(scores), *AlertStore(out).raised()]
+            if self._topics:
                 topics = self._topics.result(monthly, store)
             else:
                 topics = topics_of_month(out, month, gazetteer, monthly, store)
@@ -158,13 +156,12 @@ class MonthReport:
                 out, month, gazetteer, self._trend_months, store)
         finally:
             self.close()
-        gazetteer_rows = read_gazetteer_rows(gazetteer)
         names = {r["code"]: r["name"] for r in gazetteer_rows}
         # the headline figures count the events' columns
         events = store.latest([month], columns=RECORD_COLUMNS)
         quality, quality_paths = checks.quality, checks.quality_paths
         paths = write_report(
-            out, month, topics, scores=monthly, alerts=[*daily_warnings(scores), *AlertStore(out).raised()],
+            out, month, topics, scores=monthly, alerts=alerts,
             quality_summary=quality_summary(quality.findings, names),
             domain_trend=domain_trend(monthly, month, TREND_MONTHS, incidents=checks.incidents),
             gazetteer=gazetteer_rows, events=events,

@@ -83,6 +83,38 @@ def test_a_wave_of_mixed_cases_in_a_few_days_is_a_topic():
     assert model.build_topics(month, scores, history, gazetteer=str(GAZETTEER), month=MONTH).topics == []
 
 
+def test_a_score_that_lifts_topics_onto_the_watch_list_takes_their_events_from_the_wave():
+    """The wave is drafted before the group's score is known, from the topics their own evidence
+    lists; a red score that lifts the six kinds of fraud onto the watch list explains the burst's
+    events, and no wave is left of them. Without the score the kinds stay below and the burst is
+    the topic."""
+    history = [e for m in HISTORY for e in _events(QINGSHI, "financial_fraud", m, FRAUD_BACKGROUND * 5, tag=m)]
+    month = _events(QINGSHI, "financial_fraud", MONTH, FRAUD_BACKGROUND * 4 + IMPERSONATION[:4], tag="bg")
+    wave = _events(QINGSHI, "financial_fraud", MONTH, FRAUD_BACKGROUND * 2, tag="wave")
+    for i, e in enumerate(wave):
+        e["reported_at"] = dt.datetime(2025, 6, 18, 8, 0, tzinfo=TZ) + dt.timedelta(hours=3 * i)
+    red = score_row(QINGSHI, "financial_fraud", MONTH, 60, 10, 90, "red")
+    # the watch list's bar between the kinds' priorities without the score and with it
+    builder = model.TopicBuilder(str(GAZETTEER))
+    events, past = model.records(month + wave), model.records(history)
+    draft = builder.draft_group((QINGSHI, "financial_fraud"), events, past, MONTH,
+                                model.domain_counts(builder.grievances, events + past))
+    kinds = [own for (k, _, _), own in zip(draft.candidates, draft.evidence) if k[1] != "冒充公检法诈骗"]
+    low = max(model.priority(model.scored_evidence(own, None)) for own in kinds)
+    high = min(model.priority(model.scored_evidence(own, red)) for own in kinds)
+    assert len(kinds) == 6 and low < high
+    params = model.TopicParams(watch_priority=(low + high) / 2)
+
+    def titles(scores):
+        return sorted(t.title for t in model.build_topics(month + wave, scores, history, gazetteer=str(GAZETTEER),
+                                                          month=MONTH, params=params).topics)
+
+    lifted = titles([red])
+    assert len(lifted) == 7 and not any("集中发生" in t for t in lifted)
+    quiet = titles([score_row(QINGSHI, "financial_fraud", MONTH, 60, 10, 90, "none")])
+    assert quiet == ["青石镇·6月17日起金融风险事件集中发生", "青石镇·冒充公检法诈骗警情多发"]
+
+
 def test_a_county_wide_seasonal_rise_is_watched_not_studied():
     """School-gate traffic complaints rise fourfold in both townships when term starts: the orange
     levels put them on the watch list, not among the topics to study. The same rise in one township
