@@ -497,9 +497,8 @@ def run_batch(inbox: str, gazetteer: str, out: str, key: bytes, months: MonthRan
     begun: dict[str, MonthReport] = {}
 
     def topics_process() -> bool:
-        # A topics' second process begun now is hidden behind the scoring of the months' history; with
-        # little history stored the scoring is short, and a second interpreter's start costs more than
-        # it hides.
+        # The topics' second process is hidden behind the scoring of the months' history; with little
+        # history stored the scoring is short, and a second interpreter costs more than it hides.
         stored = sum(FileSystems.exists(warehouse.tally_path(out, m, warehouse.SERIES_TALLIES))
                      for m in months.history_months)
         return stored >= TOPICS_PROCESS_HISTORY
@@ -508,8 +507,7 @@ def run_batch(inbox: str, gazetteer: str, out: str, key: bytes, months: MonthRan
         # The monthly run of a large month: its report step's second processes import and set up on
         # the core the first pipeline leaves idle.
         month = months.first
-        # The topics' one too, whatever the history: its start is paid on that idle core, and its
-        # reading of the texts then hides behind the scoring, however short.
+        # The topics' one too: whether the history is stored is known only once this run wrote it.
         if len(months.months) == 1 and large_month_ahead(out, month, sum(f.size for f in files)):
             begun[month] = MonthReport(out, month, gazetteer, events_written=False)
 
@@ -518,7 +516,7 @@ def run_batch(inbox: str, gazetteer: str, out: str, key: bytes, months: MonthRan
         with_history = topics_process()
         for month in months.months:
             if month in begun:
-                begun[month].events_written()
+                begun[month].events_written(topics_process=with_history)
                 continue
             taken = any(report.processes for report in begun.values())
             begun[month] = MonthReport(out, month, gazetteer, processes=False if taken else None,

@@ -118,9 +118,15 @@ class MonthReport:
         if self._topics_process:
             self._topics = TopicsProcess(self._out, self._month, self._gazetteer, events_written=told)
 
-    def events_written(self) -> None:
+    def events_written(self, topics_process: bool | None = None) -> None:
         """The month's Events are in the warehouse: the second processes, if the month is worth them,
-        start reading them."""
+        start reading them. ``topics_process``: whether the topics still want one, now that the run's
+        history is stored (a topics process begun early and not wanted stops)."""
+        if topics_process is not None:
+            self._topics_process = topics_process
+            if not topics_process and self._topics:
+                self._topics.close()
+                self._topics = None
         wanted = worth_second_processes(self._out, self._month) if self._wanted is None else self._wanted
         if not wanted:
             self.close()

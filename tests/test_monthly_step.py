@@ -177,6 +177,12 @@ def test_second_processes_begun_before_the_events_are_written_read_them_once_tol
     report.events_written()
     _, summary = report.write()
     assert summary["second_processes"] == ["checks", "topics"]
+    # a topics process begun early and no longer wanted once the Events are written stops
+    shutil.copytree(topic_warehouse, tmp_path / "checks_only")
+    checks_only = MonthReport(str(tmp_path / "checks_only"), MONTH, str(GAZETTEER), processes=True,
+                              events_written=False)
+    checks_only.events_written(topics_process=False)
+    assert checks_only.write()[1]["second_processes"] == ["checks"]
     assert json.loads((early / "reports" / MONTH / "topics.json").read_text(encoding="utf-8"))["topics"] == one[0]["topics"]
     assert json.loads((early / "quality" / MONTH / "findings.json").read_text(encoding="utf-8"))["findings"] == one[1][
         "findings"]
