@@ -280,8 +280,11 @@ def _tally_texts(tally: dict | StoredTally) -> tuple[str, str]:
         return tally
     rest = dict(tally_value(tally))
     callers = rest.pop(_CALLERS, {})
-    return (json.dumps(rest, sort_keys=True, ensure_ascii=False),
-            json.dumps(callers, sort_keys=True, ensure_ascii=False))
+    return _tally_text(rest), _tally_text(callers)
+
+
+# json.dumps' text; json.dumps given options builds an encoder per call, a fifth of its time on a tally.
+_tally_text = json.JSONEncoder(sort_keys=True, ensure_ascii=False).encode
 
 
 def series_row(series: tuple, date: str, tally: dict | StoredTally) -> tuple:
