@@ -92,12 +92,16 @@ def _read_parquet(path: str, columns: list[str] | None = None) -> pa.Table:
         return pq.read_table(pa.BufferReader(f.read()), columns=columns)
 
 
-class _ReadEventFile(beam.DoFn):
-    """A warehouse events Parquet file → its Events, one row group at a time."""
+class _EventMaker(beam.DoFn):
+    """Makes Event dicts of warehouse tables (the Arrow schema and packer load once per worker)."""
 
     def setup(self):
         self._schema = event_arrow_schema()
         self._packer = EventPacker()
+
+
+class _ReadEventFile(_EventMaker):
+    """A warehouse events Parquet file → its Events, one row group at a time."""
 
     def process(self, path: str):
         with FileSystems.open(path) as f:
@@ -117,24 +121,16 @@ class ReadEvents(beam.PTransform):
         return pbegin | "ListFiles" >> beam.Create(self._paths) | "ReadFile" >> beam.ParDo(_ReadEventFile())
 
 
-class _StoredEventReader(beam.DoFn):
-    """Reads Events back from the warehouse under ``out`` (the Arrow schema and packer load once)."""
-
-    def __init__(self, out: str):
-        super().__init__()
-        self._out = out
-
-    def setup(self):
-        self._schema = event_arrow_schema()
-        self._packer = EventPacker()
-
-
-class _LookupStoredVersions(_StoredEventReader):
+class _LookupStoredVersions(_EventMaker):
     """(_, lists of event_ids) → per batch partition holding some, [the stored Events with those ids].
 
     Only the event_id column is read to find them (a status update may concern a record of any
     month); a partition's other columns are read only when it holds one of the ids.
     """
+
+    def __init__(self, out: str):
+        super().__init__()
+        self._out = out
 
     def process(self, keyed):
         _, lists = keyed
@@ -167,7 +163,7 @@ class LookupStoredVersions(beam.PTransform):
 LINKED = "linked"
 
 
-class _ReadStoredMonth(_StoredEventReader):
+class _ReadStoredMonth(beam.DoFn):
     """(month, {"reach": [(tag, since, until)], "drop": [event_id]}) → (tag, Events as a table) for
     the month's stored Events reported within each window (epoch milliseconds, both ends included;
     None: open) but the dropped ones (records that have a newer version in this run), one table per
@@ -177,11 +173,11 @@ class _ReadStoredMonth(_StoredEventReader):
     both take the tag's annotations."""
 
     def __init__(self, out: str, linked: typing.Mapping[str, tuple]):
-        super().__init__(out)
-        self._linked = dict(linked)
+        super().__init__()
+        self._out, self._linked = out, dict(linked)
 
     def setup(self):
-        super().setup()
+        self._schema = event_arrow_schema()
         self._keyed = KeyRowsByTownshipMonth(link_config()["max_span_hours"])
 
     def process(self, keyed):
