@@ -203,19 +203,11 @@ def group_key(event: Mapping) -> tuple[str, str]:
     return event.get("township_code") or "", _month_key(event["reported_at"])
 
 
-def month_frequencies(events: Iterable[Mapping], cfg: Mapping | None = None) -> dict[tuple, tuple[int, dict]]:
-    """(township, month) → (records, n-gram → records holding it) of its linkable records: the idf
-    ``link_group`` needs to link part of a month exactly as with the whole month present."""
-    texts = defaultdict(list)
-    for e in events:
-        if needs_link(e):
-            texts[group_key(e)].append(e.get("text"))
-    return _frequencies(texts, cfg or link_config())
-
-
 def table_frequencies(table: pa.Table, cfg: Mapping | None = None) -> dict[tuple, tuple[int, dict]]:
-    """``month_frequencies`` of a table of Events (the warehouse's columns; ``township_code``,
-    ``domain``, ``text`` and ``reported_at`` suffice), read column by column: no Event is made."""
+    """(township, month) → (records, n-gram → records holding it) of the linkable records in a table
+    of Events (the warehouse's columns; ``township_code``, ``domain``, ``text`` and ``reported_at``
+    suffice), read column by column: no Event is made. The idf ``link_group`` needs to link part of
+    a month exactly as with the whole month present."""
     table = table.filter(linkable_rows(table))
     townships, months, _ = _group_columns(table)
     texts = defaultdict(list)
@@ -290,7 +282,7 @@ def link_group(home: Iterable[Mapping], cfg: Mapping | None = None, *, guests: I
     are computed before the greedy pass (``candidate_similarities``); only the pairs similar
     enough for some threshold reach it.
 
-    The idf is the home month's (``frequencies``, ``month_frequencies`` of all its records, when
+    The idf is the home month's (``frequencies``, ``table_frequencies`` of all its records, when
     ``home`` holds only part of it); guests come after every home record, so the home records'
     links do not depend on them. ``keep``: event_id → incident_id of home records that keep their
     stored link, so a month that is not relinked can still decide which of its incidents take the
@@ -769,7 +761,7 @@ class LinkIncidents(LinkIncidentsInParts):
     A record marked ``KEEP_INCIDENT`` keeps its ``incident_id`` (its month is not relinked; it is
     there to decide which of its month's incidents take the next month's first hours).
     ``frequencies``: ((township, month), (records, n-gram → records holding it)) for months
-    present only in part (``month_frequencies`` of the whole month). ``groups``: more Events to
+    present only in part (``table_frequencies`` of the whole month). ``groups``: more Events to
     link, already keyed in tables (``KeyRowsByTownshipMonth``, e.g. read back by
     ``warehouse.ReadStoredMonths(linked=…)``); linked, they come out as Events like the others.
     """

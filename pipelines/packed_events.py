@@ -87,9 +87,6 @@ class PackedRows:
     def pack(table: pa.Table, annotations: tuple = ()) -> tuple[bytes, tuple]:
         return EventTables.to_bytes(table), tuple(annotations)
 
-    def unpack(self, value: tuple[bytes, tuple]) -> list[dict]:
-        return self.unpack_all([value])
-
     def unpack_all(self, values: Iterable[tuple[bytes, tuple]]) -> list[dict]:
         """Several elements → their Events. The tables of one set of annotations are made Events
         together: reading a column out costs about as much for a few rows as for thousands, and a

@@ -30,7 +30,7 @@ def _events(elements: list) -> list[dict]:
     """Events and tables of Events → the Events as dicts (as the pipeline carries them), by event_id."""
     rows = PackedRows()
     events = [e for element in elements
-              for e in (rows.unpack((element[1], element[0])) if is_event_table(element) else [element])]
+              for e in (rows.unpack_all([(element[1], element[0])]) if is_event_table(element) else [element])]
     return sorted(events, key=lambda e: e["event_id"])
 
 

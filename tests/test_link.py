@@ -239,7 +239,7 @@ def test_the_last_hours_with_the_months_frequencies_take_the_same_guests_as_the_
     span = dt.timedelta(hours=link.link_config()["max_span_hours"])
     last_hours = [e for e in march if e["reported_at"] >= dt.datetime(2025, 4, 1, tzinfo=TZ) - 2 * span]
     keep = {e["event_id"]: whole[e["event_id"]] for e in last_hours}
-    [frequencies] = link.month_frequencies(march).values()
+    [frequencies] = _frequencies(march).values()
     part = link.link_group(last_hours, guests=april, keep=keep, frequencies=frequencies)
     assert part == {i: whole[i] for i in part} and len(part) == len(last_hours) + len(april)
     assert whole["grid:41"] == "grid:41"
@@ -257,7 +257,7 @@ def test_a_month_that_keeps_its_links_takes_the_next_months_first_hours_as_when_
         whole = p | "Whole" >> beam.Create(march + april) | "LinkWhole" >> link.LinkIncidents()
         stored = (whole | "StoredMarch" >> beam.Filter(lambda e: e["event_id"] in march_ids and e["reported_at"] >= cut)
                   | "Keep" >> beam.Map(lambda e: {**e, link.KEEP_INCIDENT: True}))
-        frequencies = p | "Frequencies" >> beam.Create(list(link.month_frequencies(march).items()))
+        frequencies = p | "Frequencies" >> beam.Create(list(_frequencies(march).items()))
         part = ((stored, p | "April" >> beam.Create(april)) | beam.Flatten()
                 | "LinkPart" >> link.LinkIncidents(frequencies=frequencies))
         joined = ({"whole": whole | "W" >> beam.Map(lambda e: (e["event_id"], e["incident_id"])),
@@ -266,6 +266,11 @@ def test_a_month_that_keeps_its_links_takes_the_next_months_first_hours_as_when_
                   | beam.FlatMapTuple(lambda i, got: [(i, got["part"] == got["whole"])] if got["part"] else []))
         expected = [e["event_id"] for e in march if e["reported_at"] >= cut] + [e["event_id"] for e in april]
         assert_that(joined, equal_to([(i, True) for i in expected]))
+
+
+def _frequencies(events: list[dict]) -> dict:
+    """``link.table_frequencies`` of test records, as the batch job reads them from the warehouse."""
+    return link.table_frequencies(pa.Table.from_pylist([_whole(e) for e in events], schema=schemas.event_arrow_schema()))
 
 
 def _whole(e: dict) -> dict:
@@ -296,7 +301,7 @@ def test_stored_rows_are_keyed_as_each_of_their_events_would_be():
     rows, in_tables = PackedRows(), []
     for key, (role, value) in link.KeyRowsByTownshipMonth(span).keyed(table.filter(link.linkable_rows(table)),
                                                                       (("mark", 1),)):
-        events = rows.unpack(value)
+        events = rows.unpack_all([value])
         assert all(e["mark"] == 1 for e in events)
         in_tables += [(key, role.replace("_rows", ""), e["event_id"]) for e in events]
     assert sorted(in_tables) == one_by_one
@@ -327,10 +332,17 @@ def test_events_linked_from_tables_end_as_when_linked_one_by_one():
                     equal_to([("grid:3", "police_110:1"), ("hotline_12345:2", "police_110:1")]), label="AcrossMonthEnd")
 
 
-def test_a_months_frequencies_read_from_its_columns_are_those_of_its_events():
+def test_a_months_frequencies_count_its_linkable_records_and_the_records_holding_each_ngram():
     march, april = _month_with_a_common_building()
-    events = [_whole(e) for e in march + april] + AROUND_MONTH_END
-    table = pa.Table.from_pylist(events, schema=schemas.event_arrow_schema())
-    columns = table.select(["township_code", "domain", "text", "reported_at"])
-    assert link.table_frequencies(columns) == link.month_frequencies(events)
-    assert ("", "2025-04") in link.table_frequencies(columns)
+    frequencies = _frequencies(march + april + [{**OTHER[0], "domain": "none"}])
+    records, counts = frequencies[("330100001000", "2025-03")]
+    assert records == len(march)
+    # "幸福里小区门口": 50 building complaints, the lost manhole cover and the fight; in no other March text
+    assert counts["幸福"] == counts["小区"] == 52
+    assert counts["垃圾"] == sum("垃圾" in e["text"] for e in march)
+    assert set(frequencies) == {("330100001000", "2025-03"), ("330100001000", "2025-04")}
+    april_records, april_counts = frequencies[("330100001000", "2025-04")]
+    assert april_records == len(april)
+    # masked tokens and boilerplate ("市民来电反映…请相关部门处理") are not n-grams
+    assert "手机" not in counts and "来电" not in april_counts and "部门" not in april_counts
+    assert april_counts["打架"] == 2

@@ -33,7 +33,7 @@ def _events(element) -> list[dict]:
     """A table of Events (annotations, Arrow IPC bytes) → its Events, each taking the annotations."""
     assert is_event_table(element)
     annotations, data = element
-    return PackedRows().unpack((data, annotations))
+    return PackedRows().unpack_all([(data, annotations)])
 
 
 def _read(element):
@@ -42,7 +42,7 @@ def _read(element):
     if tag != warehouse.LINKED:
         return [(tag, None, None, e["event_id"], e.get(link.KEEP_INCIDENT)) for e in _events(value)]
     key, (role, rows) = value
-    return [(tag, key, role, e["event_id"], e.get(link.KEEP_INCIDENT)) for e in PackedRows().unpack(rows)]
+    return [(tag, key, role, e["event_id"], e.get(link.KEEP_INCIDENT)) for e in PackedRows().unpack_all([rows])]
 
 
 def _read_march_relinked_april_tail(p, tmp_path):
