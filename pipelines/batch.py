@@ -51,7 +51,6 @@ from pathlib import Path
 from typing import Callable
 
 import apache_beam as beam
-import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 
@@ -463,8 +462,8 @@ def _as_held(out: str, files: list[dict], written: list[dict], replaced: Counter
     rows, unresolved = Counter(), Counter()
     for month in months:
         held = warehouse.read_stored_columns(out, month, ["feed_file", "region_resolved_by"])
-        rows.update(_rows_per_file(held))
-        unresolved.update(_rows_per_file(held.filter(pc.equal(held.column("region_resolved_by"), UNRESOLVED))))
+        rows.update(sinks.rows_per_feed_file(held))
+        unresolved.update(sinks.rows_per_feed_file(held.filter(pc.equal(held.column("region_resolved_by"), UNRESOLVED))))
     fixed, lost = [], []
     for entry in files:
         file, later = entry["file"], replaced.get(entry["file"], 0)
@@ -479,11 +478,6 @@ def _as_held(out: str, files: list[dict], written: list[dict], replaced: Counter
         raise AccountingError("the warehouse does not hold the rows accepted from " + "; ".join(lost)
                               + f" (manifest {manifest_path}); rebuild it from the inbox with --full")
     return fixed
-
-
-def _rows_per_file(table: pa.Table) -> dict[str, int]:
-    counts = pc.value_counts(table.column("feed_file")).to_pylist()
-    return {c["values"]: c["counts"] for c in counts}
 
 
 def run_batch(inbox: str, gazetteer: str, out: str, key: bytes, months: MonthRange, *,

@@ -280,7 +280,8 @@ def unbalanced_files(manifest: dict) -> list[dict]:
 def run_ingest(inbox: str, gazetteer_path: str, out: str, hmac_key: bytes,
                ingest_time: dt.datetime | None = None, beam_args: list[str] | None = None,
                event_shards: int = 1, classify: bool = False) -> IngestResult:
-    """Ingest an inbox into ``out`` and return the manifest; AccountingError if rows do not add up.
+    """Ingest an inbox into ``out`` and return the manifest; AccountingError if rows do not add up, or
+    if the Event files written do not hold every row accepted.
     ``classify``: the Events are written classified (``IngestFeeds(classify=True)``, as the batch job ingests)."""
     files = discover(inbox)
     if not files:
@@ -307,4 +308,10 @@ def run_ingest(inbox: str, gazetteer_path: str, out: str, hmac_key: bytes,
             f"+ quarantined {sum(e['quarantined'].values())}" for e in broken
         )
         raise AccountingError(f"rows do not add up in {len(broken)} file(s): {names} (manifest {path})")
+    held = sinks.written_event_rows(out, manifest.get("written", []))
+    lost = [f"{e['file']}: {e['accepted']} accepted, {held.get(e['file'], 0)} written"
+            for e in manifest["files"] if held.get(e["file"], 0) != e["accepted"]]
+    if lost:
+        raise AccountingError("the Event files this run wrote do not hold the rows it accepted from "
+                              + "; ".join(lost) + f" (manifest {path}); run it again")
     return IngestResult(path, manifest)

@@ -27,6 +27,22 @@ def events_dir(out: str) -> str:
     return FileSystems.join(out, "warehouse", "events")
 
 
+def rows_per_feed_file(table: pa.Table) -> dict[str, int]:
+    """Rows of a table of Events per input file (``feed_file``)."""
+    counts = pc.value_counts(table.column("feed_file")).to_pylist()
+    return {c["values"]: c["counts"] for c in counts}
+
+
+def written_event_rows(out: str, written: list[dict]) -> Counter:
+    """Rows per input file in the Event files a run wrote (its manifest's ``written``)."""
+    prefix, rows = out.rstrip("/") + "/", Counter()
+    for entry in written:
+        if entry["path"].startswith("warehouse/events/"):
+            with FileSystems.open(prefix + entry["path"]) as f:
+                rows.update(rows_per_feed_file(pq.read_table(pa.BufferReader(f.read()), columns=["feed_file"])))
+    return rows
+
+
 def manifest_path(out: str, job: str, run_id: str) -> str:
     return FileSystems.join(out, "manifests", f"{job}-{run_id}.json")
 

@@ -8,7 +8,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs import cli
+from pipelines import ingest
 from pipelines.ingest import AccountingError, run_ingest, unbalanced_files
+from pipelines.runners import run_to_completion
 from schemas import event_arrow_schema
 from tests.conftest import INGEST_TIME, TEST_KEY
 
@@ -178,3 +180,23 @@ def test_cli_without_a_key_refuses_to_run(write_feed, gazetteer_path, tmp_path, 
     assert code == 2
     assert "RISKWATCH_HMAC_KEY" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_an_accepted_row_missing_from_the_written_events_stops_the_run(fixture_inbox, gazetteer_path, tmp_path,
+                                                                      monkeypatch):
+    """A row lost between the pipeline and its Event files is reported, naming the file."""
+    out = tmp_path / "out"
+
+    def run_and_lose_a_row(pipeline):
+        run_to_completion(pipeline)
+        path = sorted((out / "warehouse" / "events").glob("month=*/events-*.parquet"))[0]
+        table = pq.read_table(path)
+        pq.write_table(table.slice(1), path)
+        lost_from.append(table.column("feed_file")[0].as_py())
+
+    lost_from = []
+    monkeypatch.setattr(ingest, "run_to_completion", run_and_lose_a_row)
+    with pytest.raises(AccountingError) as raised:
+        run_ingest(str(fixture_inbox), gazetteer_path, str(out), TEST_KEY, INGEST_TIME)
+    message = str(raised.value)
+    assert f"{lost_from[0]}: " in message and " accepted, " in message and message.count(" accepted, ") == 1
