@@ -26,7 +26,6 @@ from typing import Any, Iterable, Mapping, Sequence
 from zoneinfo import ZoneInfo
 
 import numpy as np
-import yaml
 from scipy import sparse, special
 from scipy.cluster import hierarchy
 from scipy.stats import nbinom
@@ -311,8 +310,7 @@ def load_lexicon() -> dict:
     path = schemas.schemas_dir() / "topics.yaml"
     if not path.exists():
         path = schemas.BUNDLED_DIR / "topics.yaml"
-    with open(path, encoding="utf-8") as f:
-        return yaml.safe_load(f)
+    return schemas.read_yaml(path)
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,19 +9,18 @@ import re
 import shutil
 from pathlib import Path
 
-import yaml
 from great_expectations.core.run_identifier import RunIdentifier
 from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier, ValidationResultIdentifier
 
 from quality.validation import QualityRun
+from schemas import read_yaml
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 SITE_NAME = "riskwatch_quality"
 
 
 def vendor_manifest() -> dict:
-    with open(STATIC_DIR / "vendor.yaml", encoding="utf-8") as f:
-        return yaml.safe_load(f)
+    return read_yaml(STATIC_DIR / "vendor.yaml")
 
 
 def build(run: QualityRun, site_dir: Path) -> Path:

@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from schemas import read_yaml
 
 BUNDLED_POLICY = Path(__file__).resolve().parent / "policy.yaml"
 SEVERITIES = ("critical", "warn", "off")
@@ -33,8 +33,7 @@ class Policy:
 
 def load_policy(path: str | os.PathLike | None = None) -> Policy:
     path = path or os.environ.get("RISKWATCH_QUALITY_POLICY") or BUNDLED_POLICY
-    with open(path, encoding="utf-8") as f:
-        data = yaml.safe_load(f)
+    data = read_yaml(path)
     bad = {k: v for k, v in data["severity"].items() if v not in SEVERITIES}
     if bad:
         raise ValueError(f"{path}: severities must be one of {SEVERITIES}, got {bad}")

@@ -21,10 +21,20 @@ def schemas_dir() -> Path:
     return Path(os.environ.get("RISKWATCH_SCHEMAS") or BUNDLED_DIR)
 
 
+# libyaml's loader when PyYAML was built with it: the same documents, ~8x faster (topics.yaml is
+# read by every process and DoFn that names subjects).
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def read_yaml(path: str | os.PathLike):
+    """A YAML file as ``yaml.safe_load`` reads it."""
+    with open(path, encoding="utf-8") as f:
+        return yaml.load(f, Loader=_SAFE_LOADER)
+
+
 @functools.lru_cache(maxsize=None)
 def _load_yaml(path: str) -> dict:
-    with open(path, encoding="utf-8") as f:
-        return yaml.safe_load(f)
+    return read_yaml(path)
 
 
 def load(name: str) -> dict:
