@@ -597,7 +597,14 @@ def fit_ahead(dates, series, config: dict, parent_fits: dict) -> None:
 
 
 def at_recent_level(model: ExpectedModel, dates, counts, config: dict) -> ExpectedModel:
-    """``model`` raised to the series' recent level where the series has lately run above it.
+    """``model`` raised to the series' recent level where the series has lately run above it (``at_recent_levels``
+    of one series)."""
+    return at_recent_levels([model], dates, [counts], config)[0]
+
+
+def at_recent_levels(models: list, dates, counts: list, config: dict) -> list[ExpectedModel]:
+    """Each of ``models`` raised to the recent level of its series (``counts``, each on ``dates``) where the
+    series has lately run above it.
 
     A regression fitted on months of history misses a level the series moved to in the last weeks:
     a season in the first year (no seasonal term yet), a new estate's complaints. Each day above
@@ -607,24 +614,38 @@ def at_recent_level(model: ExpectedModel, dates, counts, config: dict) -> Expect
     an episode's own first days must not raise its expectation) scales the model when above 1.
     Days far above the fit weigh less, as in the fit itself (Farrington): a past episode is no new
     level. ``prior_events`` at the predicted level shrink the ratio of a sparse series towards 1.
-    Never lowered: a quiet spell is no reason to alarm sooner. Without ``recent_level``: ``model``."""
+    Never lowered: a quiet spell is no reason to alarm sooner. Without ``recent_level``: ``models``.
+
+    The series' steps run stacked, one row per series (a domain's series share their days): each row's
+    arithmetic is the one series' own, element by element, and its sums are row sums of contiguous rows
+    (numpy's pairwise sum of that row), so each model is the one it gets alone, bit for bit."""
     rule = config.get("recent_level")
-    n = len(counts)
-    if not rule or model.beta is None or n < rule["days"] + rule["guard_days"] + config["min_history_days"]:
-        return model
+    dates = list(dates)
+    n = len(dates)
+    out = list(models)
+    raised = [k for k, model in enumerate(models) if model.beta is not None]
+    if not rule or not raised or n < rule["days"] + rule["guard_days"] + config["min_history_days"]:
+        return out
     recent = slice(n - rule["days"] - rule["guard_days"], n - rule["guard_days"])
-    y = np.asarray(counts, dtype=float)[recent]
-    mu = model.predict(list(dates)[recent])
-    cut = float(config["outbreak_residual"])
-    w = outbreak_weights(y, mu, model.dispersion, cut)
+    y = np.stack([np.asarray(counts[k], dtype=float)[recent] for k in raised])
+    mu = np.stack([models[k].predict(dates[recent]) for k in raised])
+    w = outbreak_weights(y, mu, np.array([[models[k].dispersion] for k in raised]), float(config["outbreak_residual"]))
     prior = float(rule["prior_events"])
-    ratio = (float(np.sum(w * y)) + prior) / (float(np.sum(w * mu)) + prior)
-    return model.scaled(ratio) if ratio > 1.0 else model
+    ratios = ((w * y).sum(axis=1) + prior) / ((w * mu).sum(axis=1) + prior)
+    for k, ratio in zip(raised, ratios.tolist()):
+        if ratio > 1.0:
+            out[k] = models[k].scaled(ratio)
+    return out
 
 
 def window_dispersions(model: ExpectedModel, dates, counts, windows, config: dict) -> np.ndarray:
-    """One dispersion per window: how much more a ``w``-day sum varies around ``model`` than ``w``
-    independent days would.
+    """One dispersion per window for one series (``window_dispersions_many``)."""
+    return window_dispersions_many([model], dates, [counts], windows, config)[0]
+
+
+def window_dispersions_many(models: list, dates, counts: list, windows, config: dict) -> np.ndarray:
+    """For each of ``models`` with its series' ``counts`` on ``dates``, one dispersion per window (a row of
+    the result): how much more a ``w``-day sum varies around the model than ``w`` independent days would.
 
     The fit's φ is measured on single days; the tail of a 7- or 14-day sum taken as φ × its mean
     assumes the days vary independently. Real series wander: a level a little above the fit for a
@@ -636,29 +657,40 @@ def window_dispersions(model: ExpectedModel, dates, counts, windows, config: dic
     a past episode is no wander), with the weights taken from φ_w once it is estimated. Shrunk
     towards φ by ``window_dispersion.prior_days`` days' worth of blocks, never below φ (a window is
     never held to be steadier than its days). The 1-day window keeps φ. Without
-    ``window_dispersion``: φ for every window."""
-    phi = float(model.dispersion)
-    out = np.full(len(windows), phi)
+    ``window_dispersion``: φ for every window.
+
+    Series with as many history days run stacked, one row each, as ``at_recent_levels`` runs them: each
+    row is the one series' dispersions alone, bit for bit."""
+    phi = np.array([float(model.dispersion) for model in models])
+    out = np.repeat(phi[:, None], len(windows), axis=1)
     rule = config.get("window_dispersion")
-    n = min(len(counts), model.history_days)
-    if not rule or n == 0:
+    if not rule:
         return out
-    y = np.asarray(counts, dtype=float)[len(counts) - n:]
-    mu = model.predict(list(dates)[len(dates) - n:])
+    dates = list(dates)
     cut, prior_days = float(config["outbreak_residual"]), float(rule["prior_days"])
-    for j, w in enumerate(windows):
-        blocks = n // w
-        if w <= 1 or blocks == 0:
-            continue
-        sums = y[n - blocks * w:].reshape(blocks, w).sum(axis=1)
-        means = np.maximum(mu[n - blocks * w:].reshape(blocks, w).sum(axis=1), 1e-9)
-        prior = prior_days / w
-        phi_w = phi
-        for _ in range(2):
-            weight = outbreak_weights(sums, means, phi_w, cut)
-            pearson = float(np.sum(weight * (sums - means) ** 2 / means))
-            phi_w = max(phi, (pearson + prior * phi) / (float(weight.sum()) + prior))
-        out[j] = phi_w
+    by_days: dict[int, list[int]] = {}
+    for k, (model, series) in enumerate(zip(models, counts)):
+        n = min(len(series), model.history_days)
+        if n:
+            by_days.setdefault(n, []).append(k)
+    for n, members in by_days.items():
+        y = np.stack([np.asarray(counts[k], dtype=float)[len(counts[k]) - n:] for k in members])
+        mu = np.stack([models[k].predict(dates[len(dates) - n:]) for k in members])
+        phi_k = phi[members][:, None]
+        for j, w in enumerate(windows):
+            blocks = n // w
+            if w <= 1 or blocks == 0:
+                continue
+            sums = y[:, n - blocks * w:].reshape(len(members), blocks, w).sum(axis=2)
+            means = np.maximum(mu[:, n - blocks * w:].reshape(len(members), blocks, w).sum(axis=2), 1e-9)
+            prior = prior_days / w
+            phi_w = phi_k
+            for _ in range(2):
+                weight = outbreak_weights(sums, means, phi_w, cut)
+                pearson = (weight * (sums - means) ** 2 / means).sum(axis=1, keepdims=True)
+                estimate = (pearson + prior * phi_k) / (weight.sum(axis=1, keepdims=True) + prior)
+                phi_w = np.where(estimate > phi_k, estimate, phi_k)  # max(φ, estimate), NaN giving φ as max does
+            out[members, j] = phi_w[:, 0]
     return out
 
 
@@ -751,23 +783,27 @@ def window_surprisal(counts, expected, dispersion, windows=(1, 3, 7, 14), min_ob
 
     Returns (surprisal, best_window_days). Windows whose observed sum is below ``min_observed``
     do not count (one or two events never make a volume signal). ``dispersion``: scalar, or one per
-    window as a column (``window_dispersions(...)[:, None]``).
+    window as a column (``window_dispersions(...)[:, None]``). ``counts`` and ``expected`` may also hold
+    one series per row (``dispersion`` then one column per series: ``window_dispersions_many(...)[:, :, None]``),
+    for a row of results each: a series' windows are its own row's running sums and its tails element by element,
+    so each row is the series' result alone, bit for bit.
     """
     x = np.asarray(counts, dtype=float)
     mu = np.asarray(expected, dtype=float)
     # all windows' tails in one call (one row per window): a call per window cost more than the tails
-    observed = np.stack(rolling_sums(x, windows))
+    observed = np.stack(rolling_sums(x, windows), axis=-2)
     # tails only where the window counts: most windows of a sparse series hold too few events
     counted = observed >= min_observed
     corrected = np.zeros(observed.shape)
     if counted.any():
         phi = np.broadcast_to(np.asarray(dispersion, dtype=float), observed.shape)
-        corrected[counted] = (surprisal(observed[counted], np.stack(rolling_sums(mu, windows))[counted], phi[counted])
+        corrected[counted] = (surprisal(observed[counted], np.stack(rolling_sums(mu, windows), axis=-2)[counted],
+                                        phi[counted])
                               - window_correction(windows))
     # the first window with the day's highest positive surprisal (NaN and below 0 count as 0), else the first
     corrected[~(corrected > 0.0)] = 0.0
-    first_best = corrected.argmax(axis=0)
-    best = corrected[first_best, np.arange(len(x))]
+    first_best = corrected.argmax(axis=-2)
+    best = np.take_along_axis(corrected, first_best[..., None, :], axis=-2)[..., 0, :]
     return best, np.where(best > 0.0, np.asarray(windows)[first_best], windows[0])
 
 

@@ -563,7 +563,7 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
                  gaps: Iterable[Gap] = (), parent_daily_counts: Mapping[dt.date, float] | np.ndarray | None = None,
                  n_siblings: int = 1, day_rows: str = "all", cfg: Mapping | None = None,
                  village_names: Mapping[str, str] | None = None, parent_fits: dict | None = None,
-                 month_models: dict | None = None) -> list[dict]:
+                 month_models: dict | None = None, window_scores: dict | None = None) -> list[dict]:
     """Day and month score rows of one series for the target period (whole months expected).
 
     ``daily``: date → tally over history_start..target_end. The expected counts for each month
@@ -573,7 +573,8 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
     ``observed`` (days with incidents only, for village series) or ``none``. ``village_names``:
     as for ``score_window``. ``parent_fits``: a memo shared by series scored with the same ``cfg``
     (``baselines.expected_model``): a parent is fitted once, for its own series (scored first) and
-    for its sparse children. ``month_models``: a memo shared likewise (``_month_model``).
+    for its sparse children. ``month_models``, ``window_scores``: memos shared likewise (``_month_models``,
+    ``_month_windows``).
     """
     cfg = cfg or config()
     windows = tuple(cfg["anomaly"]["windows"])
@@ -639,17 +640,17 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
         m_first, m_last = index(max(month, target_start)), index(min(_month_end(month), target_end))
         fitted = baselines.expected_model(dates[:m_first], counts[:m_first], cfg["expected"],
                                           None if parent is None else parent[:m_first], n_siblings, parent_fits)
-        model, window_dispersion = _month_model(fitted, dates[:m_first], counts[:m_first], windows, cfg["expected"],
-                                                month_models)
+        model, window_dispersion = _month_models([(fitted, counts[:m_first])], dates[:m_first], windows,
+                                                 cfg["expected"], month_models)[0]
         history_volume = float(counts[:m_first].sum())
         per_volume = float(incidents[:m_first].sum()) / history_volume if history_volume else 1.0
         # Windows ending early in the month reach back into history; the month's model predicts
         # those days too, so a window's observed and expected cover the same days.
         lo = max(0, m_first - max(windows) + 1)
         mu = np.full(len(dates), np.nan)
-        mu[lo:m_last + 1] = model.predict(dates[lo:m_last + 1])
-        s_part, w_part = baselines.window_surprisal(counts[lo:m_last + 1], mu[lo:m_last + 1],
-                                                    window_dispersion[:, None], windows, min_observed)
+        mu[lo:m_last + 1], s_part, w_part, expected_volume, month_surprisal = _month_windows(
+            [(model, window_dispersion, counts[lo:m_last + 1])], dates[lo:m_last + 1], m_last + 1 - m_first, windows,
+            min_observed, window_scores)[0]
         history_first = max(0, m_first - cfg["expected"]["max_history_days"])
         # a village's burst scores the township's day when it is more surprising than the township's count
         scan = None if villages is None else villages.scan(counts, slice(history_first, m_first),
@@ -698,38 +699,66 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
                             key=lambda assessment: assessment.score)
                 rows.append(_row("day", dates[i], int(incidents[i]), float(mu[i]) * per_volume, a, base))
         observed = int(incidents[m_first:m_last + 1].sum())
-        observed_volume = float(counts[m_first:m_last + 1].sum())
-        expected_volume = float(mu[m_first:m_last + 1].sum())
-        s = (float(baselines.surprisal(observed_volume, expected_volume, model.dispersion))
-             if observed_volume >= min_observed else 0.0)
         previous = [int(incidents[index(p):index(_month_end(p)) + 1].sum()) for p in _previous_months(month, 3)
                     if p >= history_start]
         tally, n_repeat = span(m_first, m_last)
         gap_days = gaps_for(gaps, township_code, feeds, dates[m_first:m_last + 1])
-        a = assess(s, month_volume_reason(observed, expected_volume * per_volume, previous), tally, n_repeat,
-                   gap_days, False, cfg, usual_counts(history, observed))
+        a = assess(month_surprisal, month_volume_reason(observed, expected_volume * per_volume, previous), tally,
+                   n_repeat, gap_days, False, cfg, usual_counts(history, observed))
         rows.append(_row("month", month, observed, expected_volume * per_volume, a, base))
     return rows
 
 
-def _month_model(fitted: baselines.ExpectedModel, dates: list, counts: np.ndarray, windows: tuple, cfg: Mapping,
-                 memo: dict | None) -> tuple[baselines.ExpectedModel, np.ndarray]:
-    """A month's model at the series' recent level (``baselines.at_recent_level``) and its windows'
-    dispersions (``baselines.window_dispersions``), both from ``fitted`` and the history ``counts`` on
-    ``dates``. ``memo``: shared by series scored with the same ``cfg`` and period, keyed by the fit and
-    the history: the sparse villages of a township with the same history (in a first month, none) pool
-    the same fit, and get the same model and dispersions."""
-    key = None
-    if memo is not None:
-        key = (fitted, dates[0] if dates else None, counts.tobytes(), windows)
-        known = memo.get(key)
-        if known is not None:
-            return known
-    out = (baselines.at_recent_level(fitted, dates, counts, cfg),
-           baselines.window_dispersions(fitted, dates, counts, windows, cfg))
-    if key is not None:
-        memo[key] = out
-    return out
+def _month_models(series: list, dates: list, windows: tuple, cfg: Mapping, memo: dict | None) -> list:
+    """For each (``fitted``, history ``counts`` on ``dates``) of ``series``: the month's model at the series' recent
+    level (``baselines.at_recent_levels``) and its windows' dispersions (``baselines.window_dispersions_many``),
+    computed together for the series not in ``memo``. ``memo``: shared by series scored with the same ``cfg`` and
+    period, keyed by the fit and the history: the sparse villages of a township with the same history (in a first
+    month, none) pool the same fit, and get the same model and dispersions; ``fit_ahead`` fills it for a domain's
+    series at once."""
+    memo = {} if memo is None else memo
+    keys = [(fitted, dates[0] if dates else None, counts.tobytes(), windows) for fitted, counts in series]
+    missing = {}
+    for key, item in zip(keys, series):
+        if key not in memo:
+            missing.setdefault(key, item)
+    if missing:
+        fitted, counts = [f for f, _ in missing.values()], [c for _, c in missing.values()]
+        models = baselines.at_recent_levels(fitted, dates, counts, cfg)
+        dispersions = baselines.window_dispersions_many(fitted, dates, counts, windows, cfg)
+        memo.update(zip(missing, zip(models, dispersions)))
+    return [memo[key] for key in keys]
+
+
+def _month_windows(series: list, dates: list, month_days: int, windows: tuple, min_observed: float,
+                   memo: dict | None) -> list:
+    """For each (month ``model``, its windows' ``dispersions``, the series' volumes on ``dates``) of ``series``: the
+    model's expected volumes on ``dates``, each day's window surprisal and best window (``baselines.window_surprisal``),
+    and the month's (its last ``month_days`` days') expected volume and surprisal (0 below ``min_observed``).
+    Computed together, one row per series, for the series not in ``memo``: each row's sums and tails are the series'
+    own, bit for bit. ``memo``: shared by series scored with the same ``cfg`` (its ``windows`` and ``min_observed``)
+    and period; ``fit_ahead`` fills it for a domain's series at once."""
+    memo = {} if memo is None else memo
+    keys = [(model, dates[0], dispersions.tobytes(), counts.tobytes()) for model, dispersions, counts in series]
+    missing = {}
+    for key, item in zip(keys, series):
+        if key not in memo:
+            missing.setdefault(key, item)
+    if missing:
+        models = [model for model, _, _ in missing.values()]
+        mu = np.stack([model.predict(dates) for model in models])
+        counts = np.stack([counts for _, _, counts in missing.values()])
+        s, w = baselines.window_surprisal(counts, mu, np.stack([dispersions for _, dispersions, _ in missing.values()])
+                                          [:, :, None], windows, min_observed)
+        month = slice(len(dates) - month_days, len(dates))
+        observed, expected = counts[:, month].sum(axis=1), mu[:, month].sum(axis=1)
+        month_surprisal = np.zeros(len(models))
+        counted = observed >= min_observed
+        if counted.any():
+            month_surprisal[counted] = baselines.surprisal(observed[counted], expected[counted],
+                                                           np.array([model.dispersion for model in models])[counted])
+        memo.update(zip(missing, zip(mu, s, w, expected.tolist(), month_surprisal.tolist())))
+    return [memo[key] for key in keys]
 
 
 def _parent_counts(parent_daily_counts, history_start: dt.date, target_end: dt.date) -> np.ndarray | None:
@@ -739,24 +768,41 @@ def _parent_counts(parent_daily_counts, history_start: dt.date, target_end: dt.d
     return parent_daily_counts
 
 
-def fit_ahead(series: Iterable[tuple[Mapping, Any]], *, target_start: dt.date, target_end: dt.date,
-              history_start: dt.date, cfg: Mapping, parent_fits: dict) -> None:
+def fit_ahead(series: Iterable[tuple[Mapping, Any, int]], *, target_start: dt.date, target_end: dt.date,
+              history_start: dt.date, cfg: Mapping, parent_fits: dict, month_models: dict | None = None,
+              window_scores: dict | None = None) -> None:
     """Fit together (``baselines.fit_ahead``), into the memo ``parent_fits``, the expected models that
-    ``score_series`` will need for each (``daily``, ``parent_daily_counts``) of ``series`` (its arguments
-    of those names) with the same period, ``cfg`` and memo: scored one by one, the series find them there.
+    ``score_series`` will need for each (``daily``, ``parent_daily_counts``, ``n_siblings``) of ``series`` (its
+    arguments of those names) with the same period, ``cfg`` and memos: scored one by one, the series find them
+    there; and with ``month_models`` and ``window_scores``, their month models and windows' dispersions, and
+    their days' window surprisals likewise (``_month_models``, ``_month_windows``).
     ``daily`` may also be the series' volumes on history_start..target_end (``dense_counts``), where at hand."""
     dates = dense_counts({}, history_start, target_end)[0]
     weight = report_weight(cfg)
+    windows = tuple(cfg["anomaly"]["windows"])
     histories = []
-    for daily, parent in series:
+    for daily, parent, n_siblings in series:
         counts = daily
         if isinstance(daily, Mapping):
             counts = dense_volumes(daily, history_start, target_end, weight)
-        histories.append((counts, _parent_counts(parent, history_start, target_end)))
+        histories.append((counts, _parent_counts(parent, history_start, target_end), n_siblings))
     for month in _month_starts(target_start, target_end):
         m_first = (max(month, target_start) - history_start).days
-        baselines.fit_ahead(dates[:m_first], [(counts[:m_first], None if parent is None else parent[:m_first])
-                                              for counts, parent in histories], cfg["expected"], parent_fits)
+        before = [(counts[:m_first], None if parent is None else parent[:m_first], n_siblings)
+                  for counts, parent, n_siblings in histories]
+        baselines.fit_ahead(dates[:m_first], [(counts, parent) for counts, parent, _ in before], cfg["expected"],
+                            parent_fits)
+        if month_models is None or window_scores is None:
+            continue
+        fitted = [baselines.expected_model(dates[:m_first], counts, cfg["expected"], parent, n_siblings,
+                                           parent_fits) for counts, parent, n_siblings in before]
+        models = _month_models([(f, counts) for f, (counts, _, _) in zip(fitted, before)], dates[:m_first], windows,
+                               cfg["expected"], month_models)
+        lo, m_last = max(0, m_first - max(windows) + 1), (min(_month_end(month), target_end) - history_start).days
+        _month_windows([(model, dispersions, counts[lo:m_last + 1])
+                        for (model, dispersions), (counts, _, _) in zip(models, histories)],
+                       dates[lo:m_last + 1], m_last + 1 - m_first, windows, cfg["anomaly"]["min_observed"],
+                       window_scores)
 
 
 def _day_subject(tallies: list, i: int, history: Mapping[str, int], history_end: int, history_days: int,

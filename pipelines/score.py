@@ -485,6 +485,11 @@ def _by_township(batches, weight: float) -> tuple[dict, dict]:
     return series, parents
 
 
+def _siblings(by_village: dict) -> int:
+    """How many villages of a township have tallies (the ``n_siblings`` of each)."""
+    return max(len(by_village) - (None in by_village), 1)
+
+
 class _ScoreDomain(beam.DoFn):
     """Every series of one domain (townships and their villages, all counties) → score rows.
 
@@ -519,13 +524,13 @@ class _ScoreDomain(beam.DoFn):
         # the villages' parent series, laid out once per township for all of them
         township_counts = {key: self._volumes(by_village.get(None, {})) for key, by_village in townships}
         # sparse townships pool from their county, sparse villages from their township: one fit each,
-        # all fitted together before the series are scored one by one
-        parent_fits, month_models = {}, {}
-        risk_score.fit_ahead(self._fitted_series(townships, parents, township_counts), cfg=self._cfg,
-                             parent_fits=parent_fits, **self._period)
+        # all fitted together before the series are scored one by one, and their month models and windows'
+        # surprisals likewise
+        memos = dict(parent_fits={}, month_models={}, window_scores={})
+        risk_score.fit_ahead(self._fitted_series(townships, parents, township_counts), cfg=self._cfg, **memos,
+                             **self._period)
         for (county, township), by_village in townships:
-            rows = self._score_township(county, township, domain, by_village, parents, gaps,
-                                        dict(parent_fits=parent_fits, month_models=month_models),
+            rows = self._score_township(county, township, domain, by_village, parents, gaps, memos,
                                         township_counts[(county, township)])
             self._rows.inc(len(rows))
             yield from rows
@@ -544,16 +549,18 @@ class _ScoreDomain(beam.DoFn):
                 yield village, daily
 
     def _fitted_series(self, townships, parents, township_counts):
-        """(daily, parent daily counts) of every series ``_score_township`` scores, in ``score_series``' terms."""
+        """(daily, parent daily counts, n_siblings) of every series ``_score_township`` scores, in ``score_series``'
+        terms."""
         for (county, township), by_village in townships:
-            yield township_counts[(county, township)], parents.get(county, {"daily": {}})["daily"]
+            parent = parents.get(county, {"daily": {}, "children": 1})
+            yield township_counts[(county, township)], parent["daily"], parent["children"]
             if self._villages:
                 for _, daily in self._scored_villages(by_village):
-                    yield daily, township_counts[(county, township)]
+                    yield daily, township_counts[(county, township)], _siblings(by_village)
 
     def _score_township(self, county, township, domain, by_village, parents, gaps, memos,
                         township_counts) -> list[dict]:
-        n_villages = max(len(by_village) - (None in by_village), 1)
+        n_villages = _siblings(by_village)
         township_daily = by_village.get(None, {})
         parent = parents.get(county, {"daily": {}, "children": 1})
         rows = risk_score.score_series(township_daily, township_code=township, village_code=None, domain=domain,

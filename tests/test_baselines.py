@@ -3,6 +3,8 @@ import datetime as dt
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from models import baselines
 
@@ -529,3 +531,56 @@ def test_upper_tail_of_alike_shapes_equals_the_broadcast_one():
     assert np.array_equal(baselines.upper_tail(x, np.full(50, 1.5), np.full(50, 2.0)), baselines.upper_tail(x, 1.5, 2.0))
     one = baselines.upper_tail(x[3], mu[3], phi[3])
     assert one.shape == () and baselines.upper_tail(np.full(2, x[3]), mu[3], phi[3]).tolist() == [float(one)] * 2
+
+
+def _series_and_models(seed: int, n: int, k: int):
+    """``k`` series of volumes on ``n`` days (levels from 0 to busy, some with a burst, weighted reports) and a
+    model of each as the scorer has them: its own fit on all or only its last days (fewer history days), a flat
+    rate, or a pooled parent's fit scaled."""
+    rng = np.random.default_rng(seed)
+    dates = [dt.date(2024, 10, 1) + dt.timedelta(days=i) for i in range(n)]
+    cfg = baselines.expected_config()
+    series, models = [], []
+    for _ in range(k):
+        y = rng.poisson(rng.choice([0.0, 0.3, 3.0, 40.0]) * rng.uniform(0.7, 1.3, n)) * rng.choice([1.0, 1.25])
+        if n and rng.random() < 0.5:
+            y[rng.integers(n):][:rng.integers(1, 15)] += rng.integers(5, 60)
+        kept = int(rng.choice([n, max(n - 100, 0), min(n, 40)]))
+        model = baselines.fit_expected(dates[n - kept:], y[n - kept:], cfg)
+        series.append(y)
+        models.append(model.scaled(float(rng.uniform(0.05, 1.5))) if rng.random() < 0.3 else model)
+    return dates, series, models, cfg
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([0, 10, 70, 200, 365]), st.integers(1, 6))
+def test_window_dispersions_and_recent_levels_stacked_are_each_series_alone_bit_for_bit(seed, n, k):
+    """A domain's series go through ``window_dispersions_many`` and ``at_recent_levels`` together (stacked rows);
+    each row is what the series gets alone, bit for bit."""
+    dates, series, models, cfg = _series_and_models(seed, n, k)
+    windows = (1, 3, 7, 14)
+    together = baselines.window_dispersions_many(models, dates, series, windows, cfg)
+    assert together.shape == (k, len(windows))
+    for row, model, y in zip(together, models, series):
+        alone = baselines.window_dispersions_many([model], dates, [y], windows, cfg)[0]
+        assert row.tobytes() == alone.tobytes()
+    raised = baselines.at_recent_levels(models, dates, series, cfg)
+    assert raised == [baselines.at_recent_levels([model], dates, [y], cfg)[0] for model, y in zip(models, series)]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([1, 14, 44, 120]), st.integers(1, 6),
+       st.sampled_from([0, 1, 3]))
+def test_window_surprisal_of_stacked_series_is_each_series_alone_bit_for_bit(seed, n, k, min_observed):
+    """``window_surprisal`` of series stacked in rows (each with its windows' dispersions) gives each row what the
+    series gives alone, bit for bit: surprisals and best windows."""
+    rng = np.random.default_rng(seed)
+    windows = (1, 3, 7, 14)
+    mu = rng.choice([0.05, 0.5, 4.0, 60.0], (k, 1)) * rng.uniform(0.5, 1.5, (k, n))
+    counts = rng.poisson(mu * rng.choice([1.0, 3.0], (k, n))) * rng.choice([1.0, 1.25], (k, 1))
+    dispersions = np.maximum(1.0, rng.choice([1.0, 1.0000001, 1.4, 6.0], (k, len(windows))))
+    s, w = baselines.window_surprisal(counts, mu, dispersions[:, :, None], windows, min_observed)
+    assert s.shape == w.shape == (k, n)
+    for row in range(k):
+        s1, w1 = baselines.window_surprisal(counts[row], mu[row], dispersions[row][:, None], windows, min_observed)
+        assert s[row].tobytes() == s1.tobytes() and w[row].tobytes() == w1.tobytes()

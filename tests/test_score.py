@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import schemas
-from models import gaps, risk_score
+from models import baselines, gaps, risk_score
 from pipelines import link, score
 from pipelines.options import beam_options
 
@@ -497,9 +497,10 @@ def test_villages_pooling_from_their_township_score_alike_with_one_shared_fit():
 
 
 def test_series_fitted_ahead_together_score_as_each_fitted_alone(monkeypatch):
-    """The scorer fits a domain's series together before scoring them (``fit_ahead``): a township (months
-    of its own, two target months) and villages pooling from it, or busy enough for their own fit. Scored
-    after, no series fits again, and every row is the row it gets without the memo."""
+    """The scorer fits a domain's series together before scoring them (``fit_ahead``), and takes their month
+    models, windows' dispersions and window surprisals together too: a township (months of its own, two target
+    months) and villages pooling from it, or busy enough for their own fit. Scored after, no series fits or
+    computes those again, and every row is the row it gets without the memos."""
     rng = np.random.default_rng(12)
     dates = all_days(HISTORY_START, TARGET_END)
     township = daily_series(rng, dates, 4.0)
@@ -510,16 +511,19 @@ def test_series_fitted_ahead_together_score_as_each_fitted_alone(monkeypatch):
     weight = risk_score.report_weight()
     township_counts = risk_score.dense_counts({d: risk_score.volume(t, weight=weight) for d, t in township.items()},
                                               HISTORY_START, TARGET_END)[1]
-    fits = {}
-    risk_score.fit_ahead([(township, parent)] + [(v, township_counts) for v in villages],
-                         parent_fits=fits, **{k: v for k, v in args.items() if k not in ("township_code", "domain")})
-    assert len(fits) == 2 * 2  # per target month: the township (also for the sparse village) and the busy village
-    def no_more_fits(*_):
-        raise AssertionError("fitted again")
-    monkeypatch.setattr(risk_score.baselines, "fit_expected", no_more_fits)
-    ahead = [risk_score.score_series(township, village_code=None, parent_daily_counts=parent, parent_fits=fits, **args)]
+    memos = dict(parent_fits={}, month_models={}, window_scores={})
+    risk_score.fit_ahead([(township, parent, 1)] + [(v, township_counts, 2) for v in villages], **memos,
+                         **{k: v for k, v in args.items() if k not in ("township_code", "domain")})
+    # per target month: the township (also for the sparse village) and the busy village; the months of each series
+    assert len(memos["parent_fits"]) == 2 * 2
+    assert len(memos["month_models"]) == len(memos["window_scores"]) == 2 * 3
+    def no_more(*_):
+        raise AssertionError("computed again")
+    for name in ("fit_expected", "at_recent_levels", "window_dispersions_many", "window_surprisal", "surprisal"):
+        monkeypatch.setattr(risk_score.baselines, name, no_more)
+    ahead = [risk_score.score_series(township, village_code=None, parent_daily_counts=parent, **memos, **args)]
     ahead += [risk_score.score_series(v, village_code=f"{TOWN[:9]}00{k}", parent_daily_counts=township_counts,
-                                      n_siblings=2, day_rows="observed", parent_fits=fits, **args)
+                                      n_siblings=2, day_rows="observed", **memos, **args)
               for k, v in enumerate(villages)]
     monkeypatch.undo()
     alone = [risk_score.score_series(township, village_code=None, parent_daily_counts=parent, **args)]
@@ -709,3 +713,29 @@ def test_villages_without_history_share_their_month_model_and_score_as_alone():
     alone = [risk_score.score_series(v, village_code=f"{TOWN[:9]}00{k}", **args) for k, v in enumerate(villages)]
     assert shared == alone
     assert len(month_models) == 2
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 6), st.sampled_from([0, 3]))
+def test_month_windows_of_series_together_are_each_series_alone_bit_for_bit(seed, k, min_observed):
+    """``fit_ahead`` takes a domain's series' window surprisals and month surprisals together (``_month_windows``,
+    one row per series); each series gets what it gets alone, bit for bit."""
+    rng = np.random.default_rng(seed)
+    cfg = risk_score.config()
+    windows = tuple(cfg["anomaly"]["windows"])
+    history, month = 200, 31
+    dates = all_days(HISTORY_START, HISTORY_START + dt.timedelta(days=history + month - 1))
+    series = []
+    for _ in range(k):
+        level = rng.choice([0.0, 0.2, 3.0, 50.0])
+        counts = rng.poisson(level * rng.uniform(0.6, 1.6, len(dates))) * rng.choice([1.0, 1.25])
+        model = baselines.fit_expected(dates[:history], counts[:history], cfg["expected"])
+        dispersions = baselines.window_dispersions(model, dates[:history], counts[:history], windows, cfg["expected"])
+        lo = history - max(windows) + 1
+        series.append((model, dispersions, counts[lo:]))
+    span = dates[history - max(windows) + 1:]
+    together = risk_score._month_windows(series, span, month, windows, min_observed, None)
+    for got, one in zip(together, series):
+        alone = risk_score._month_windows([one], span, month, windows, min_observed, None)[0]
+        assert [a.tobytes() for a in got[:3]] == [a.tobytes() for a in alone[:3]]
+        assert repr(got[3:]) == repr(alone[3:])
