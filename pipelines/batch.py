@@ -77,7 +77,8 @@ HISTORY_MONTHS = 12
 _EVENT_MONTH = re.compile(r"warehouse/events/month=(\d{4}-\d{2})/")
 
 
-# stored months of history before the scored ones for the topics to start in a second process
+# stored months of history before the scored ones for the topics to start in a process of their own
+# (else the checks' second process builds them after its checks)
 TOPICS_PROCESS_HISTORY = 6
 
 
@@ -490,20 +491,27 @@ def run_batch(inbox: str, gazetteer: str, out: str, key: bytes, months: MonthRan
 
     begun: dict[str, MonthReport] = {}
 
-    def topics_process() -> bool:
-        # The topics' second process is hidden behind the scoring of the months' history; with little
-        # history stored the scoring is short, and a second interpreter costs more than it hides.
-        stored = sum(FileSystems.exists(warehouse.tally_path(out, m, warehouse.SERIES_TALLIES))
+    def topics_process(reading: list | None = None) -> bool:
+        # The topics' own second process is hidden behind the scoring of the months' history; with
+        # little history stored the scoring is short, and a third interpreter beside the checks' slows
+        # it as much as it hides: the checks' process builds the topics after its checks instead.
+        # Before the run reads its files (``reading``), the months they name count as stored, and a
+        # file naming none as all of them.
+        named = {named_month(f.relpath) for f in reading or ()}
+        if None in named:
+            return True
+        stored = sum(m in named or FileSystems.exists(warehouse.tally_path(out, m, warehouse.SERIES_TALLIES))
                      for m in months.history_months)
         return stored >= TOPICS_PROCESS_HISTORY
 
     def begin_early(files: list) -> None:
         # The monthly run of a large month: its report step's second processes import and set up on
-        # the core the first pipeline leaves idle.
+        # the core the first pipeline leaves idle, the topics' own one only if the history may prove
+        # long enough (known for sure once this run wrote it: ``begin_reports``).
         month = months.first
-        # The topics' one too: whether the history is stored is known only once this run wrote it.
         if len(months.months) == 1 and large_month_ahead(out, month, sum(f.size for f in files)):
-            begun[month] = MonthReport(out, month, gazetteer, events_written=False)
+            begun[month] = MonthReport(out, month, gazetteer, events_written=False,
+                                       topics_process=topics_process(files))
 
     def begin_reports():
         # Second processes for one month at most: they pay only on a core nothing else uses.

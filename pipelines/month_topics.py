@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
@@ -18,12 +19,10 @@ from models.topics import RECORD_COLUMNS, TopicList, build_topics, shift_month
 from pipelines import warehouse
 from pipelines.gazetteer import read_gazetteer_rows
 from pipelines.month_events import MonthEvents
-from pipelines.second_process import EVENTS_WRITTEN, SecondProcess, wait_to_hear, write_result
+from pipelines.second_process import EVENTS_WRITTEN, SCORES_WRITTEN, SecondProcess, wait_to_hear, write_result
 from reports.topics_json import read_topics_json
 
 TOPIC_HISTORY_MONTHS = 3
-# what the second process waits to hear on its standard input before it reads the scores
-SCORES_WRITTEN = "scores written"
 
 
 def month_rows(scores: pd.DataFrame) -> pd.DataFrame:
@@ -76,18 +75,22 @@ class TopicsProcess:
         self._process.close()
 
 
+def scores_once_told(out: str, month: str) -> Callable[[], pd.DataFrame]:
+    """In a second process: the month's scores for ``topics_of_month``, read once the caller tells
+    they are written (``SCORES_WRITTEN``)."""
+    def scores() -> pd.DataFrame:
+        wait_to_hear(SCORES_WRITTEN)
+        return month_scores(out, month)
+    return scores
+
+
 def main(argv: list[str]) -> int:
     from pipelines.runners import fewer_collections  # as the batch job runs the step
 
     result, out, month, gazetteer = argv
-
-    def scores() -> pd.DataFrame:
-        wait_to_hear(SCORES_WRITTEN)
-        return month_scores(out, month)
-
     wait_to_hear(EVENTS_WRITTEN)
     with fewer_collections():
-        topics = topics_of_month(out, month, gazetteer, scores)
+        topics = topics_of_month(out, month, gazetteer, scores_once_told(out, month))
     write_result(result, topics)
     return 0
 

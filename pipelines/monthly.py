@@ -90,9 +90,10 @@ def worth_second_processes(out: str, month: str) -> bool:
 class MonthReport:
     """One month's report step (the checks, the topics, the report), begun before its scores are
     written: with ``processes`` (by default when the month is large and a core is idle,
-    ``worth_second_processes``) the checks run in a second process, and with ``topics_process`` the
-    topics too, reading the month's texts while this process scores the month (else this process
-    builds them once the scores are written, while the checks run). ``write()`` once the scores are
+    ``worth_second_processes``) the checks run in a second process, and the topics too, reading the
+    month's texts while this process scores the month: in a process of their own with
+    ``topics_process``, else in the checks' process after its checks (one process less to start and
+    to hold in memory where the scoring is short: little history). ``write()`` once the scores are
     written builds ``<out>/reports/<month>/`` and returns the report's paths and a run summary (with
     the quality findings marked critical by the policy). Each month's Events are read once per
     process (``MonthEvents``). Outputs are the same either way.
@@ -114,14 +115,16 @@ class MonthReport:
             self._start(told=False)
 
     def _start(self, told: bool) -> None:
-        self._checks = ChecksProcess(self._out, self._month, self._gazetteer, self._trend_months, events_written=told)
+        self._checks = ChecksProcess(self._out, self._month, self._gazetteer, self._trend_months, events_written=told,
+                                     topics=not self._topics_process)
         if self._topics_process:
             self._topics = TopicsProcess(self._out, self._month, self._gazetteer, events_written=told)
 
     def events_written(self, topics_process: bool | None = None) -> None:
         """The month's Events are in the warehouse: the second processes, if the month is worth them,
         start reading them. ``topics_process``: whether the topics still want one, now that the run's
-        history is stored (a topics process begun early and not wanted stops)."""
+        history is stored (a topics process begun early and not wanted stops; none begun early, the
+        checks' process builds the topics)."""
         if topics_process is not None:
             self._topics_process = topics_process
             if not topics_process and self._topics:
@@ -134,9 +137,9 @@ class MonthReport:
         elif self._checks is None:
             self._start(told=True)
         else:
-            for child in (self._checks, self._topics):
-                if child:
-                    child.events_written()
+            self._checks.events_written(topics=self._topics is None)
+            if self._topics:
+                self._topics.events_written()
 
     @property
     def processes(self) -> bool:
@@ -149,13 +152,16 @@ class MonthReport:
             store = MonthEvents(out)
             scores = warehouse.read_scores(out, [month])  # the warnings read the day rows
             monthly = month_rows(scores)
-            if self._topics:
-                self._topics.scores_written()
+            for child in (self._checks, self._topics):
+                if child:
+                    child.scores_written()
             # what the report reads besides the topics and checks, while the second processes finish
             gazetteer_rows = read_gazetteer_rows(gazetteer)
             alerts = [*daily_warnings(scores), *AlertStore(out).raised()]
             if self._topics:
                 topics = self._topics.result(monthly, store)
+            elif self._checks:
+                topics = self._checks.topics(monthly, store)
             else:
                 topics = topics_of_month(out, month, gazetteer, monthly, store)
             checks = self._checks.result(store) if self._checks else check_month(
@@ -177,10 +183,17 @@ class MonthReport:
         return paths, {
             "events": len(events), "topics": len(topics.topics), "closed_topics": len(topics.closed),
             "quality_seconds": round(quality.seconds, 2),
-            "second_processes": [name for name, child in (("checks", self._checks), ("topics", self._topics)) if child],
+            "second_processes": self._second_processes(),
             "quality_findings": len(quality.findings),
             "quality_critical": [describe(f, names) for f in quality.critical],
         }
+
+    def _second_processes(self) -> list[str]:
+        """The parts done in second processes: "checks", then "topics" (in their own process or the checks')."""
+        parts = ["checks"] if self._checks else []
+        if self._topics or (self._checks and self._checks.builds_topics):
+            parts.append("topics")
+        return parts
 
     def close(self) -> None:
         """Stop the second processes if they still run (the job failed first)."""

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 _PROJECT = Path(__file__).resolve().parent.parent
 # what a second process waits to hear before it reads the month's Events
 EVENTS_WRITTEN = "events written"
+# what one that builds the topics waits to hear before it reads the scores
+SCORES_WRITTEN = "scores written"
 # a second process costs several CPU-seconds more in all (its imports, its reads): it pays only on a
 # core that nothing else uses, so it needs this much of one idle besides the core of this process
 IDLE_CORE_SHARE = 0.5
@@ -119,11 +121,13 @@ class SecondProcess:
         self._folder.cleanup()
 
 
-def wait_to_hear(line: str) -> None:
-    """In a second process: wait until the caller writes ``line``. Anything else, or the pipe closed
-    unheard, means the caller stopped first or does the work itself: exit."""
-    if sys.stdin.readline().strip() != line:
-        raise SystemExit(f"never told: {line}")
+def wait_to_hear(*lines: str) -> str:
+    """In a second process: wait until the caller writes one of ``lines``, and return it. Anything
+    else, or the pipe closed unheard, means the caller stopped first or does the work itself: exit."""
+    heard = sys.stdin.readline().strip()
+    if heard not in lines:
+        raise SystemExit(f"never told: {' or '.join(lines)}")
+    return heard
 
 
 def write_result(path: str, value: Any) -> None:

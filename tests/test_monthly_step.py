@@ -141,7 +141,7 @@ def topic_warehouse(tmp_path_factory):
 
 def _report(warehouse_dir: Path, target: Path, **kwargs) -> tuple[dict, dict, dict, bytes]:
     shutil.copytree(warehouse_dir, target)
-    _, summary = report_month(str(target), MONTH, str(GAZETTEER), **kwargs)
+    _, summary = MonthReport(str(target), MONTH, str(GAZETTEER), **kwargs).write()
     topics = json.loads((target / "reports" / MONTH / "topics.json").read_text(encoding="utf-8"))
     findings = json.loads((target / "quality" / MONTH / "findings.json").read_text(encoding="utf-8"))
     for volatile in (topics, findings, summary):
@@ -154,12 +154,8 @@ def test_checks_in_a_second_process_give_what_one_process_gives(topic_warehouse,
     one = _report(topic_warehouse, tmp_path / "one", processes=False)
     two = _report(topic_warehouse, tmp_path / "two", processes=True)
     assert one == two
-    # the checks alone in a second process, the topics here (a month with little history to score)
-    shutil.copytree(topic_warehouse, tmp_path / "checks")
-    report = MonthReport(str(tmp_path / "checks"), MONTH, str(GAZETTEER), processes=True, topics_process=False)
-    assert report.write()[1]["second_processes"] == ["checks"]
-    assert json.loads((tmp_path / "checks" / "reports" / MONTH / "topics.json").read_text(encoding="utf-8"))[
-        "topics"] == one[0]["topics"]
+    # the topics in the checks' process after its checks (a month with little history to score)
+    assert _report(topic_warehouse, tmp_path / "checks", processes=True, topics_process=False) == one
     # a month this small is checked in one process whatever the machine
     assert report_month(str(tmp_path / "one"), MONTH, str(GAZETTEER))[1]["second_processes"] == []
     topics, findings, summary, _ = two
@@ -177,12 +173,15 @@ def test_second_processes_begun_before_the_events_are_written_read_them_once_tol
     report.events_written()
     _, summary = report.write()
     assert summary["second_processes"] == ["checks", "topics"]
-    # a topics process begun early and no longer wanted once the Events are written stops
-    shutil.copytree(topic_warehouse, tmp_path / "checks_only")
-    checks_only = MonthReport(str(tmp_path / "checks_only"), MONTH, str(GAZETTEER), processes=True,
-                              events_written=False)
-    checks_only.events_written(topics_process=False)
-    assert checks_only.write()[1]["second_processes"] == ["checks"]
+    # a topics process begun early and no longer wanted once the Events are written stops: the
+    # checks' process builds the topics after its checks
+    shutil.copytree(topic_warehouse, tmp_path / "one_child")
+    one_child = MonthReport(str(tmp_path / "one_child"), MONTH, str(GAZETTEER), processes=True,
+                            events_written=False)
+    one_child.events_written(topics_process=False)
+    assert one_child.write()[1]["second_processes"] == ["checks", "topics"]
+    assert json.loads((tmp_path / "one_child" / "reports" / MONTH / "topics.json").read_text(encoding="utf-8"))[
+        "topics"] == one[0]["topics"]
     assert json.loads((early / "reports" / MONTH / "topics.json").read_text(encoding="utf-8"))["topics"] == one[0]["topics"]
     assert json.loads((early / "quality" / MONTH / "findings.json").read_text(encoding="utf-8"))["findings"] == one[1][
         "findings"]
@@ -215,18 +214,29 @@ def _interpreter(tmp_path: Path, python: str) -> Path:
     return interpreter
 
 
+TREND = [model.shift_month(MONTH, -k) for k in range(3, -1, -1)]
+
+
+def _same_checks(checks, out: Path) -> None:
+    alone = check_month(str(out), MONTH, str(GAZETTEER), TREND)
+    assert checks.quality.findings == alone.quality.findings and checks.incidents == alone.incidents
+    assert checks.incidents[("labor_wage", MONTH)] > 0
+
+
+@pytest.mark.parametrize("topics", [False, True])
 @pytest.mark.parametrize("python", ["dies", "missing"])
 def test_a_second_process_that_dies_or_never_starts_leaves_the_checks_to_this_one(topic_warehouse, tmp_path,
-                                                                                    python):
+                                                                                    python, topics):
     interpreter = _interpreter(tmp_path, python)
     out = tmp_path / "w"
     shutil.copytree(topic_warehouse, out)
-    trend = [model.shift_month(MONTH, -k) for k in range(3, -1, -1)]
-    with ChecksProcess(str(out), MONTH, str(GAZETTEER), trend, python=str(interpreter)) as child:
-        checks = child.result()
-    alone = check_month(str(out), MONTH, str(GAZETTEER), trend)
-    assert checks.quality.findings == alone.quality.findings and checks.incidents == alone.incidents
-    assert checks.incidents[("labor_wage", MONTH)] > 0
+    _write_scores(out, fixture_scores())
+    with ChecksProcess(str(out), MONTH, str(GAZETTEER), TREND, python=str(interpreter), topics=topics) as child:
+        child.scores_written()
+        checks, built = child.result(), child.topics(month_scores(str(out), MONTH))
+    _same_checks(checks, out)
+    # and the topics, whether the process was to build them or not
+    assert built == topics_of_month(str(out), MONTH, str(GAZETTEER), month_scores(str(out), MONTH))
 
 
 def _write_scores(out: Path, rows: list[dict]) -> None:
@@ -262,6 +272,35 @@ def test_a_topics_process_that_dies_or_never_starts_leaves_the_topics_to_this_on
     topics = child.result(month_scores(str(out), MONTH))
     assert topics == topics_of_month(str(out), MONTH, str(GAZETTEER), month_scores(str(out), MONTH))
     assert topics.topics
+
+
+def test_the_checks_process_builds_the_topics_after_its_checks_reading_the_scores_once_told(topic_warehouse, tmp_path,
+                                                                                           caplog):
+    out = tmp_path / "w"
+    shutil.copytree(topic_warehouse, out)
+    # begun before the Events are written, then told to build the topics too, before any score exists
+    with ChecksProcess(str(out), MONTH, str(GAZETTEER), TREND, events_written=False) as child:
+        child.events_written(topics=True)
+        _write_scores(out, fixture_scores())
+        child.scores_written()
+        checks, topics = child.result(), child.topics(month_scores(str(out), MONTH))
+    assert "doing it in this one" not in caplog.text  # both came from the second process
+    _same_checks(checks, out)
+    assert topics == topics_of_month(str(out), MONTH, str(GAZETTEER), month_scores(str(out), MONTH))
+    assert ("orange", ("本月20件，为预期的3.3倍",)) in _levels(topics).values()
+
+
+def test_a_checks_process_never_told_of_the_scores_leaves_checks_and_topics_to_this_one(topic_warehouse, tmp_path,
+                                                                                        caplog):
+    out = tmp_path / "w"
+    shutil.copytree(topic_warehouse, out)
+    _write_scores(out, fixture_scores())
+    # the job failed before its scores: the child checks, hears nothing more and exits unfinished
+    with ChecksProcess(str(out), MONTH, str(GAZETTEER), TREND, topics=True) as child:
+        topics, checks = child.topics(month_scores(str(out), MONTH)), child.result()
+    assert "the month's checks failed in a second process" in caplog.text
+    assert topics == topics_of_month(str(out), MONTH, str(GAZETTEER), month_scores(str(out), MONTH))
+    _same_checks(checks, out)
 
 
 def test_a_topics_process_never_told_of_the_scores_stops_and_the_topics_are_built_here(topic_warehouse, tmp_path):
