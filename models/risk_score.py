@@ -24,7 +24,7 @@ import datetime as dt
 import functools
 import math
 from collections import Counter
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -716,18 +716,13 @@ def _month_models(series: list, dates: list, windows: tuple, cfg: Mapping, memo:
     period, keyed by the fit and the history: the sparse villages of a township with the same history (in a first
     month, none) pool the same fit, and get the same model and dispersions; ``fit_ahead`` fills it for a domain's
     series at once."""
-    memo = {} if memo is None else memo
+    def compute(missing: list) -> list:
+        fitted, counts = [f for f, _ in missing], [c for _, c in missing]
+        return list(zip(baselines.at_recent_levels(fitted, dates, counts, cfg),
+                        baselines.window_dispersions_many(fitted, dates, counts, windows, cfg)))
+
     keys = [(fitted, dates[0] if dates else None, counts.tobytes(), windows) for fitted, counts in series]
-    missing = {}
-    for key, item in zip(keys, series):
-        if key not in memo:
-            missing.setdefault(key, item)
-    if missing:
-        fitted, counts = [f for f, _ in missing.values()], [c for _, c in missing.values()]
-        models = baselines.at_recent_levels(fitted, dates, counts, cfg)
-        dispersions = baselines.window_dispersions_many(fitted, dates, counts, windows, cfg)
-        memo.update(zip(missing, zip(models, dispersions)))
-    return [memo[key] for key in keys]
+    return _together(series, keys, compute, memo)
 
 
 def _month_windows(series: list, dates: list, month_days: int, windows: tuple, min_observed: float,
@@ -738,17 +733,11 @@ def _month_windows(series: list, dates: list, month_days: int, windows: tuple, m
     Computed together, one row per series, for the series not in ``memo``: each row's sums and tails are the series'
     own, bit for bit. ``memo``: shared by series scored with the same ``cfg`` (its ``windows`` and ``min_observed``)
     and period; ``fit_ahead`` fills it for a domain's series at once."""
-    memo = {} if memo is None else memo
-    keys = [(model, dates[0], dispersions.tobytes(), counts.tobytes()) for model, dispersions, counts in series]
-    missing = {}
-    for key, item in zip(keys, series):
-        if key not in memo:
-            missing.setdefault(key, item)
-    if missing:
-        models = [model for model, _, _ in missing.values()]
+    def compute(missing: list) -> list:
+        models = [model for model, _, _ in missing]
         mu = np.stack([model.predict(dates) for model in models])
-        counts = np.stack([counts for _, _, counts in missing.values()])
-        s, w = baselines.window_surprisal(counts, mu, np.stack([dispersions for _, dispersions, _ in missing.values()])
+        counts = np.stack([counts for _, _, counts in missing])
+        s, w = baselines.window_surprisal(counts, mu, np.stack([dispersions for _, dispersions, _ in missing])
                                           [:, :, None], windows, min_observed)
         month = slice(len(dates) - month_days, len(dates))
         observed, expected = counts[:, month].sum(axis=1), mu[:, month].sum(axis=1)
@@ -757,7 +746,22 @@ def _month_windows(series: list, dates: list, month_days: int, windows: tuple, m
         if counted.any():
             month_surprisal[counted] = baselines.surprisal(observed[counted], expected[counted],
                                                            np.array([model.dispersion for model in models])[counted])
-        memo.update(zip(missing, zip(mu, s, w, expected.tolist(), month_surprisal.tolist())))
+        return list(zip(mu, s, w, expected.tolist(), month_surprisal.tolist()))
+
+    keys = [(model, dates[0], dispersions.tobytes(), counts.tobytes()) for model, dispersions, counts in series]
+    return _together(series, keys, compute, memo)
+
+
+def _together(items: list, keys: list, compute: Callable[[list], list], memo: dict | None) -> list:
+    """``compute`` of each of ``items`` (one result per item, in order), through ``memo`` by ``keys``: the items
+    whose key is not there yet (one per key) computed in one call."""
+    memo = {} if memo is None else memo
+    missing = {}
+    for key, item in zip(keys, items):
+        if key not in memo:
+            missing.setdefault(key, item)
+    if missing:
+        memo.update(zip(missing, compute(list(missing.values()))))
     return [memo[key] for key in keys]
 
 
