@@ -38,9 +38,14 @@ def written_event_rows(out: str, written: list[dict]) -> Counter:
     prefix, rows = out.rstrip("/") + "/", Counter()
     for entry in written:
         if entry["path"].startswith("warehouse/events/"):
-            with FileSystems.open(prefix + entry["path"]) as f:
-                rows.update(rows_per_feed_file(pq.read_table(pa.BufferReader(f.read()), columns=["feed_file"])))
+            rows.update(rows_per_feed_file(read_parquet(prefix + entry["path"], ["feed_file"])))
     return rows
+
+
+def read_parquet(path: str, columns: list[str] | None = None) -> pa.Table:
+    """A Parquet file on any Beam filesystem (or some of its columns)."""
+    with FileSystems.open(path) as f:
+        return pq.read_table(pa.BufferReader(f.read()), columns=columns)
 
 
 def manifest_path(out: str, job: str, run_id: str) -> str:

@@ -28,7 +28,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipelines.link import KeyRowsByTownshipMonth, link_config, linkable_rows, own_incidents
 from pipelines.packed_events import EventTables, table_events
 from pipelines.runners import ParDoWithOutputs
-from pipelines.sinks import events_dir, write_atomically
+from pipelines.sinks import events_dir, read_parquet, write_atomically
 from pipelines.validate import EventPacker
 from schemas import arrow_schema, domain_codes, event_arrow_schema
 
@@ -87,11 +87,6 @@ def batch_event_files(out: str, month: str = "*") -> list[str]:
     return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
 
 
-def _read_parquet(path: str, columns: list[str] | None = None) -> pa.Table:
-    with FileSystems.open(path) as f:
-        return pq.read_table(pa.BufferReader(f.read()), columns=columns)
-
-
 class _EventMaker(beam.DoFn):
     """Makes Event dicts of warehouse tables (the Arrow schema and packer load once per worker)."""
 
@@ -136,9 +131,9 @@ class _LookupStoredVersions(_EventMaker):
         _, lists = keyed
         wanted = pa.array(sorted(set(itertools.chain.from_iterable(lists))), pa.string())
         for path in batch_event_files(self._out):
-            found = pc.is_in(_read_parquet(path, ["event_id"]).column("event_id"), value_set=wanted)
+            found = pc.is_in(read_parquet(path, ["event_id"]).column("event_id"), value_set=wanted)
             if pc.any(found).as_py():
-                yield list(table_events(_read_parquet(path).filter(found), self._schema, self._packer))
+                yield list(table_events(read_parquet(path).filter(found), self._schema, self._packer))
 
 
 class LookupStoredVersions(beam.PTransform):
@@ -187,7 +182,7 @@ class _ReadStoredMonth(beam.DoFn):
             return
         drop = pa.array(sorted(set(joined["drop"])), pa.string())
         for path in batch_event_files(self._out, month):
-            table = _read_parquet(path).cast(self._schema)
+            table = read_parquet(path).cast(self._schema)
             if len(drop):
                 table = table.filter(pc.invert(pc.is_in(table.column("event_id"), value_set=drop)))
             millis = table.column("reported_at").cast(pa.int64())
@@ -233,7 +228,7 @@ def read_stored_columns(out: str, month: str, columns: list[str]) -> pa.Table:
     """Some columns of a month's batch partitions, as one table (e.g. for statistics over the
     whole month when only part of it is read as Events)."""
     schema = pa.schema([event_arrow_schema().field(c) for c in columns])
-    tables = [_read_parquet(path, columns).cast(schema) for path in batch_event_files(out, month)]
+    tables = [read_parquet(path, columns).cast(schema) for path in batch_event_files(out, month)]
     return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
@@ -299,7 +294,7 @@ def _stored_rows(out: str, month: str, table: str):
     path = tally_path(out, month, table)
     if not FileSystems.exists(path):
         return iter(())
-    stored = _read_parquet(path)
+    stored = read_parquet(path)
     schema = _TALLY_SCHEMAS[table]
     # a column added since the file was written (``callers``) reads as None
     columns = [stored.column(f.name).cast(f.type).to_pylist() if f.name in stored.column_names else [None] * len(stored)
