@@ -48,7 +48,7 @@ import re
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import apache_beam as beam
 import pyarrow.compute as pc
@@ -66,7 +66,7 @@ from pipelines.link import KEEP_INCIDENT, LinkIncidentsInParts, link_config, tab
 from pipelines.normalise import TZ
 from pipelines.options import beam_options
 from pipelines.packed_events import EventTables, apply_each, is_event_table
-from pipelines.read import discover, inbox_digest
+from pipelines.read import FeedFile, discover, inbox_digest
 from pipelines.runners import run_to_completion
 from pipelines.score import DailyTallies, ScoreTallies
 from pipelines.warehouse import month_of_date
@@ -481,6 +481,22 @@ def _as_held(out: str, files: list[dict], written: list[dict], replaced: Counter
     return fixed
 
 
+def topics_in_own_process(out: str, months: MonthRange, reading: Sequence[FeedFile] = ()) -> bool:
+    """Whether the month's topics take a second process of their own (else the checks' builds them).
+
+    That process is hidden behind the scoring of the months' history; with little history stored the
+    scoring is short, and a third interpreter beside the checks' slows it as much as it hides. Before
+    the run reads its files (``reading``), the months they name count as stored, and a file naming
+    none as all of them: a guess that errs towards starting the process.
+    """
+    named = {named_month(f.relpath) for f in reading}
+    if None in named:
+        return True
+    stored = sum(m in named or FileSystems.exists(warehouse.tally_path(out, m, warehouse.SERIES_TALLIES))
+                 for m in months.history_months)
+    return stored >= TOPICS_PROCESS_HISTORY
+
+
 def run_batch(inbox: str, gazetteer: str, out: str, key: bytes, months: MonthRange, *,
               beam_args: list[str] | None = None, ingest_time: dt.datetime | None = None,
               model_dir: str | None = None, progress: Progress = log.info, incremental: bool = True,
@@ -491,19 +507,6 @@ def run_batch(inbox: str, gazetteer: str, out: str, key: bytes, months: MonthRan
 
     begun: dict[str, MonthReport] = {}
 
-    def topics_process(reading: list | None = None) -> bool:
-        # The topics' own second process is hidden behind the scoring of the months' history; with
-        # little history stored the scoring is short, and a third interpreter beside the checks' slows
-        # it as much as it hides: the checks' process builds the topics after its checks instead.
-        # Before the run reads its files (``reading``), the months they name count as stored, and a
-        # file naming none as all of them.
-        named = {named_month(f.relpath) for f in reading or ()}
-        if None in named:
-            return True
-        stored = sum(m in named or FileSystems.exists(warehouse.tally_path(out, m, warehouse.SERIES_TALLIES))
-                     for m in months.history_months)
-        return stored >= TOPICS_PROCESS_HISTORY
-
     def begin_early(files: list) -> None:
         # The monthly run of a large month: its report step's second processes import and set up on
         # the core the first pipeline leaves idle, the topics' own one only if the history may prove
@@ -511,11 +514,11 @@ def run_batch(inbox: str, gazetteer: str, out: str, key: bytes, months: MonthRan
         month = months.first
         if len(months.months) == 1 and large_month_ahead(out, month, sum(f.size for f in files)):
             begun[month] = MonthReport(out, month, gazetteer, events_written=False,
-                                       topics_process=topics_process(files))
+                                       topics_process=topics_in_own_process(out, months, files))
 
     def begin_reports():
         # Second processes for one month at most: they pay only on a core nothing else uses.
-        with_history = topics_process()
+        with_history = topics_in_own_process(out, months)
         for month in months.months:
             if month in begun:
                 begun[month].events_written(topics_process=with_history)

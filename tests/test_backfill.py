@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipelines.backfill import named_month, plan_parts
-from pipelines import batch
+from pipelines import batch, warehouse
 from pipelines.batch import MonthRange, run_batch_pipeline
 from pipelines.ingest import AccountingError
 from pipelines.runners import run_to_completion
@@ -49,6 +49,28 @@ def test_a_file_name_with_a_folder_month_and_a_file_month_takes_the_files():
 
 def _file(relpath: str, size: int) -> FeedFile:
     return FeedFile(relpath.split("/")[0], f"/inbox/{relpath}", relpath, size, 0.0)
+
+
+def _stored_series_tallies(out: Path, months: list[str]) -> None:
+    for month in months:
+        path = Path(warehouse.tally_path(str(out), month, warehouse.SERIES_TALLIES))
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"")
+
+
+def test_the_topics_take_a_process_of_their_own_once_enough_history_is_stored_or_about_to_be(tmp_path):
+    month = MonthRange("2025-10", "2025-10")
+    history = month.history_months
+    assert not batch.topics_in_own_process(str(tmp_path), month)
+    _stored_series_tallies(tmp_path, history[-(batch.TOPICS_PROCESS_HISTORY - 1):])
+    assert not batch.topics_in_own_process(str(tmp_path), month)
+    assert not batch.topics_in_own_process(str(tmp_path), month, [_file("grid/grid_2025-10.csv", 10)])
+    # the files about to be read name a month of the history: it counts as stored
+    assert batch.topics_in_own_process(str(tmp_path), month, [_file(f"grid/grid_{history[0]}.csv", 10)])
+    # a file naming no month may hold any of them
+    assert batch.topics_in_own_process(str(tmp_path), month, [_file("grid/推送.jsonl", 10)])
+    _stored_series_tallies(tmp_path, history[:1])
+    assert batch.topics_in_own_process(str(tmp_path), month)
 
 
 def test_parts_are_whole_months_in_order_with_unnamed_files_last():
