@@ -23,6 +23,7 @@ from apache_beam.transforms.window import TimestampedValue
 from apache_beam.typehints import KV
 
 import schemas
+from pipelines.element_coder import crosses_by_fields
 from pipelines.normalise import TZ
 from pipelines.windows import (
     DAY,
@@ -84,6 +85,7 @@ class WarnPolicy:
 # Windowed counts per series
 
 
+@crosses_by_fields  # once per sliding window it falls in
 @dataclasses.dataclass(frozen=True)
 class SeriesRecord:
     """What the scorer may need of one record, without carrying the whole Event through state."""

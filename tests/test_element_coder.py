@@ -1,16 +1,20 @@
-"""Events' datetimes cross Beam's stage boundaries as integers, exactly."""
+"""Events' datetimes cross Beam's stage boundaries as integers, exactly; marked records as their fields."""
+import dataclasses
 import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import apache_beam as beam
+import pytest
 from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipelines import element_coder
 from pipelines.element_coder import ElementCoder
 from pipelines.normalise import TZ
 from pipelines.options import beam_options
+from pipelines.warn import SeriesRecord
 
 ZONES = [TZ, ZoneInfo("UTC"), ZoneInfo("America/New_York"), ZoneInfo("Europe/London")]
 CODER = ElementCoder()
@@ -67,3 +71,49 @@ def test_pipelines_built_with_riskwatch_options_shuffle_events_with_it():
                     for k in range(3)]
         assert_that(grouped, equal_to(expected), label="same values")
         assert_that(zones, equal_to([True]), label="same zone object")
+
+
+record_fields = st.fixed_dictionaries({
+    "event_id": st.text(max_size=12), "incident": st.text(max_size=12),
+    "reported_at": st.datetimes(min_value=dt.datetime(1990, 1, 1), max_value=dt.datetime(2100, 1, 1),
+                                timezones=st.sampled_from(ZONES), allow_imaginary=False),
+    "source": st.sampled_from(["hotline_12345", "police_110", "grid"]),
+    "caller_key": st.none() | st.text(max_size=8), "status": st.none() | st.text(max_size=4),
+    "signals": st.lists(st.text(max_size=6), max_size=3).map(tuple),
+    "people_involved": st.none() | st.integers(0, 10**6), "satisfaction": st.none() | st.text(max_size=4),
+    "fresh": st.booleans(), "subjects": st.lists(st.text(max_size=6), max_size=3).map(tuple),
+    "village_code": st.none() | st.text(max_size=12)})
+
+
+@settings(max_examples=200, deadline=None)
+@given(record_fields)
+def test_a_series_record_crosses_as_its_fields_not_pickled(fields):
+    record = SeriesRecord(**fields)
+    encoded = CODER.encode({"k": (record,)})
+    decoded = CODER.decode(encoded)["k"][0]
+    assert type(decoded) is SeriesRecord and decoded == record
+    assert all(_same(getattr(decoded, name), value) for name, value in fields.items())
+    assert b"pipelines.warn\nSeriesRecord" not in encoded and b"pipelines.warn:SeriesRecord" in encoded
+
+
+def test_a_worker_that_never_imported_the_class_finds_it_by_its_path(monkeypatch):
+    record = SeriesRecord("e1", "e1", dt.datetime(2025, 10, 3, 14, 5, tzinfo=TZ), "grid", None, None, (),
+                          None, None, True)
+    encoded = CODER.encode(record)
+    monkeypatch.setattr(element_coder, "_BY_PATH", {})
+    assert ElementCoder().decode(encoded) == record
+
+
+def test_only_frozen_dataclasses_of_init_fields_cross_by_their_fields():
+    @dataclasses.dataclass
+    class Mutable:
+        value: int
+
+    @dataclasses.dataclass(frozen=True)
+    class Derived:
+        value: int
+        twice: int = dataclasses.field(init=False, default=0)
+
+    for cls in (Mutable, Derived):
+        with pytest.raises(TypeError, match="frozen dataclass of init fields"):
+            element_coder.crosses_by_fields(cls)
