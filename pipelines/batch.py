@@ -410,6 +410,10 @@ def run_batch_pipeline(inbox: str, gazetteer: str, out: str, key: bytes, months:
         broken = unbalanced_files(manifest)
         if broken:
             raise AccountingError("rows do not add up in: " + "; ".join(e["file"] for e in broken) + f" (manifest {path})")
+        # A file without its entry would escape the checks of its rows (``_as_held``).
+        unaccounted = sorted({f.relpath for f in part} - {e["file"] for e in manifest["files"]})
+        if unaccounted:
+            raise AccountingError("the manifest does not account for: " + "; ".join(unaccounted) + f" (manifest {path})")
         read += manifest["files"]
         written += manifest.get("written", [])
         replaced.update(manifest.get(sinks.REPLACED_IN_WAREHOUSE, {}))

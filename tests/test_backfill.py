@@ -1,6 +1,7 @@
 """A long run read in parts of whole months writes what one run over all its files writes."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -159,3 +160,21 @@ def test_an_accepted_row_missing_from_the_warehouse_stops_the_run(fixture_inbox,
     accepted, replaced = (3, 0) if part_bytes == 0 else (4, 1)
     assert f"{SEPTEMBER}: {accepted} accepted, {replaced} replaced by later files, 2 held" in message
     assert "--full" in message and message.count(" accepted, ") == 1
+
+
+def test_a_file_the_manifest_does_not_account_for_stops_the_run(fixture_inbox, gazetteer_path, tmp_path, monkeypatch):
+    """A part's accounting entry lost on the way would hide that file's rows from the warehouse check."""
+    inbox, out = _two_months(fixture_inbox, tmp_path), tmp_path / "out"
+
+    def run_and_lose_an_entry(pipeline):
+        run_to_completion(pipeline)
+        [path] = (out / "manifests").glob("batch-*.json")
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        if any(e["file"] == SEPTEMBER for e in manifest["files"]):
+            manifest["files"] = [e for e in manifest["files"] if e["file"] != SEPTEMBER]
+            path.write_text(json.dumps(manifest), encoding="utf-8")
+
+    monkeypatch.setattr(batch, "run_to_completion", run_and_lose_an_entry)
+    with pytest.raises(AccountingError, match=f"does not account for: {SEPTEMBER} "):
+        run_batch_pipeline(str(inbox), gazetteer_path, str(out), TEST_KEY, TWO_MONTHS,
+                           ingest_time=INGEST_TIME, part_bytes=1)
