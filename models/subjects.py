@@ -145,12 +145,16 @@ def strongest(window: Mapping[str, int], window_days: int, history: Mapping[str,
         # the candidates' tails in one call: a call per candidate cost more than its tail
         memo.update(zip(missing, predictive_tails([key[0] for key in missing], window_days, [key[1] for key in missing],
                                                   history_days, cfg["prior_mentions"], prior_rate, dispersion).tolist()))
-    best = None
-    for (subject, n), mentions, tail in zip(candidates, known, (memo[key] for key in keys)):
+    # the first of the highest rounded surprisals wins (a later candidate must beat the rounded best)
+    best, surprisal = 0, None
+    for at, tail in enumerate(memo[key] for key in keys):
         s = -math.log10(max(tail, 1e-300)) - correction
-        if best is None or s > best.surprisal:
-            best = SubjectEvidence(subject, n, window_days, mentions, history_days, round(s, 3))
-    return best if best.surprisal >= cfg["min_surprisal"] else None
+        if surprisal is None or s > surprisal:
+            best, surprisal = at, round(s, 3)
+    if surprisal < cfg["min_surprisal"]:
+        return None
+    (subject, n), mentions = candidates[best], known[best]
+    return SubjectEvidence(subject, n, window_days, mentions, history_days, surprisal)
 
 
 def points(evidence: SubjectEvidence | None, cfg: Mapping) -> float:

@@ -15,6 +15,7 @@ per-group work with Beam and ``build_topics`` runs the same steps in one process
 from __future__ import annotations
 
 import hashlib
+import heapq
 import logging
 import math
 import re
@@ -797,9 +798,39 @@ class GroupDraft:
     rates: Mapping[str, float]
     months: Sequence[str]
     evidence: list  # each candidate's evidence but what its score says (``TopicBuilder.own_evidence``)
+    surprises: list  # each one's ``Evidence.surprises``: the score changes none
     # the events the candidates explain without a score, and the wave's options for the rest
     # (``TopicBuilder.wave_options``): a score only adds evidence, so most groups explain the same
     wave: tuple[set[int], list]
+
+
+@dataclass(eq=False)
+class Weighed:
+    """A topic as ``TopicBuilder.weigh_group`` weighs it: what ranks it (``list_topics``) and what builds
+    it (``TopicBuilder.topic``). A month weighs thousands and lists a few dozen: only those are built."""
+    priority: float
+    followed: bool
+    draft: GroupDraft
+    topic_key: tuple[str | None, str | None]
+    mine: list[int]  # its events of the month: indices into the draft's events
+    before: list  # its events of the history months
+    evidence: Evidence
+    score_row: Mapping | None
+    heading: tuple[str | None, str | None, str, str]  # ``TopicBuilder._heading``
+    list_name: str = "study"
+    topic: Topic | None = None  # built when weighed: one whose id is made of its keywords
+
+    @property
+    def events(self) -> int:
+        return len(self.mine)
+
+    @property
+    def title(self) -> str:
+        return self.heading[2]
+
+    @property
+    def topic_id(self) -> str:
+        return self.heading[3]
 
 
 class TopicBuilder:
@@ -893,7 +924,7 @@ class TopicBuilder:
 
         The topics come without keywords and excerpts: ``present`` the listed ones (``listed_by_group``)."""
         draft = self.draft_group(key, month_events, history, month, counts)
-        return self.weigh_group(draft, score_row, previous) if draft else []
+        return [self.topic(weighed) for weighed in self.weigh_group(draft, score_row, previous)] if draft else []
 
     def draft_group(self, key: tuple[str, str], month_events: Sequence[Mapping], history: Sequence[Mapping],
                     month: str, counts: Mapping | None = None) -> GroupDraft | None:
@@ -933,22 +964,24 @@ class TopicBuilder:
             season_of = k[1] if k[1] in phrases else None
             evidence.append(self.own_evidence([events[i] for i in mine], [everything[i] for i in before],
                                               (seasons.get(season_of or _DOMAIN, 1.0), season_of), rates, months))
-        explained = self._explained(candidates, [priority(scored_evidence(own, None), p) for own in evidence])
+        surprises = [own.surprises(p) for own in evidence]
+        explained = self._explained(candidates, [priority(scored_evidence(own, None), p, known)
+                                                 for own, known in zip(evidence, surprises)])
         wave = self.wave_options(everything, len(events), candidates, explained, (seasons[_DOMAIN], None), rates, months)
         return GroupDraft(key, month, events, everything, texts, subjects, candidates, seasons, phrases, rates, months,
-                          evidence, (explained, wave))
+                          evidence, surprises, (explained, wave))
 
-    def weigh_group(self, draft: GroupDraft, score_row: Mapping | None, previous: Sequence[Mapping] = ()) -> list[Topic]:
-        """``group_topics``' evidence, against the group's score row, for a ``draft_group``."""
+    def weigh_group(self, draft: GroupDraft, score_row: Mapping | None, previous: Sequence[Mapping] = ()) -> list[Weighed]:
+        """``group_topics``' evidence, against the group's score row, for a ``draft_group``: its topics
+        weighed, to be built (``topic``) if listed."""
         p = self.params
-        key, month, events, everything, texts, subjects = (draft.key, draft.month, draft.events, draft.everything,
-                                                           draft.texts, draft.subjects)
+        key, events, everything, texts, subjects = draft.key, draft.events, draft.everything, draft.texts, draft.subjects
         candidates, seasons, rates, months = draft.candidates, draft.seasons, draft.rates, draft.months
         n = len(events)
         found = []
-        for (k, mine, before), own in zip(candidates, draft.evidence):
+        for (k, mine, before), own, known in zip(candidates, draft.evidence, draft.surprises):
             evidence = scored_evidence(own, score_row)
-            found.append((k, mine, [everything[i] for i in before], evidence, priority(evidence, p)))
+            found.append((k, mine, [everything[i] for i in before], evidence, priority(evidence, p, known)))
         explained = self._explained(candidates, [value for *_, value in found])
         drafted, options = draft.wave
         if explained != drafted:
@@ -963,7 +996,7 @@ class TopicBuilder:
                     followed_subjects.add(q["subject"])
                 else:
                     followed_phrases.add(q.get("phrase"))
-        topics = []
+        weighed = []
         for k, mine, before, evidence, value in found:
             cluster = [events[i] for i in mine]
             followed = False
@@ -973,15 +1006,32 @@ class TopicBuilder:
                 followed = shown in followed_subjects if shown else (k[1] is not None and k[1] in followed_phrases)
                 if not followed or len(mine) < p.min_subject_events:
                     continue
-            topic = self._topic(key, k, cluster, [subjects[i] for i in mine], before, score_row, month, evidence)
-            if not topic.subject and not topic.phrase:
-                self.present(topic, evenly_spread(texts, p.background_sample))
-            topic.priority = value
-            topic.followed = followed
-            if followed:
-                topic.reasons.append(f"上月列入清单，本月仍有{len(mine)}件，继续观察")
-            topics.append(topic)
-        return topics
+            one = Weighed(value, followed, draft, k, mine, before, evidence, score_row,
+                          self._heading(key, k, cluster, [subjects[i] for i in mine]))
+            if not one.heading[0] and not k[1]:  # its id is made of its keywords: built and presented now
+                one.topic = self._built(one)
+                self.present(one.topic, evenly_spread(texts, p.background_sample))
+                one.heading = (*one.heading[:3], one.topic.topic_id)
+            weighed.append(one)
+        return weighed
+
+    def topic(self, weighed: Weighed) -> Topic:
+        """The ``Topic`` of a ``weigh_group`` entry (without keywords and excerpts: ``present``), on the
+        list it was put on (``list_topics``)."""
+        topic = weighed.topic or self._built(weighed)
+        topic.list_name = weighed.list_name
+        return topic
+
+    def _built(self, weighed: Weighed) -> Topic:
+        w, draft = weighed, weighed.draft
+        topic = self._topic(draft.key, w.topic_key, [draft.events[i] for i in w.mine],
+                            [draft.subjects[i] for i in w.mine], w.before, w.score_row, draft.month, w.evidence,
+                            w.heading)
+        topic.priority = w.priority
+        topic.followed = w.followed
+        if w.followed:
+            topic.reasons.append(f"上月列入清单，本月仍有{w.events}件，继续观察")
+        return topic
 
     def _explained(self, candidates: Sequence[tuple], values: Sequence[float]) -> set[int]:
         """The events (month's and history's) of the candidates whose priority reaches the watch list."""
@@ -1256,13 +1306,25 @@ class TopicBuilder:
                 out.append(int(v))
         return out
 
+    def _heading(self, key, topic_key, cluster, cluster_subjects) -> tuple[str | None, str | None, str, str]:
+        """The topic's subject, its kind, its title and its id (made of its keywords instead when it has
+        neither subject nor phrase: ``present``)."""
+        township, domain = key
+        phrase = topic_key[1]
+        township_name = self.regions.name(township)
+        if topic_key[0] in (_WAVE_MONTH, _WAVE_DAYS):  # titled by its phrase alone
+            subject, kind, title = None, None, f"{township_name}·{phrase}"
+        else:
+            subject, kind = self._subject(topic_key[0], cluster, cluster_subjects)
+            title = self._title(township_name, subject, phrase, domain, cluster)
+        return subject, kind, title, _topic_id(township, domain, subject, [phrase] if phrase else [])
+
     def _topic(self, key, topic_key, cluster, cluster_subjects, past_members, score_row, month,
-               evidence: Evidence) -> Topic:
-        """The topic without its keywords and excerpts (``present``)."""
+               evidence: Evidence, heading: tuple[str | None, str | None, str, str]) -> Topic:
+        """The topic without its keywords and excerpts (``present``); ``heading``: its ``_heading``."""
         township, domain = key
         n = len(cluster)
-        wave = topic_key[0] in (_WAVE_MONTH, _WAVE_DAYS)  # titled by its phrase alone
-        subject, kind = (None, None) if wave else self._subject(topic_key[0], cluster, cluster_subjects)
+        subject, kind, title, topic_id = heading
         phrase = topic_key[1]
         names = {s for subs in cluster_subjects for s, _ in subs} | ({subject} if subject else set())
         months = [shift_month(month, -k) for k in range(self.params.history_months, 0, -1)]
@@ -1280,10 +1342,9 @@ class TopicBuilder:
         level = (score_row or {}).get("level") or "none"
         score = float((score_row or {}).get("score") or 0.0)
         township_name = self.regions.name(township)
-        title = f"{township_name}·{phrase}" if wave else self._title(township_name, subject, phrase, domain, n, sources)
         reasons = self._reasons(evidence, domain, signals, topic_key[0] == _WAVE_DAYS)
         topic = Topic(
-            topic_id=_topic_id(township, domain, subject, [phrase] if phrase else []),
+            topic_id=topic_id,
             month=month,
             title=title,
             subject=subject,
@@ -1385,26 +1446,43 @@ class TopicBuilder:
             candidates.update(self.content_terms(e["text"], exclude))
         texts = [e["text"] for e in sample]
         domain_words = set(self.domains.get(domain, {}).get("keywords", []))
-        scored = []
+        # The terms go by score (share × idf × bonus × length), then by term. A term's background
+        # count (its idf) is most of the cost, and five keywords seldom need more than the leading
+        # terms: each term gets a ceiling, its score were it in no background text (a hair above,
+        # so rounding never lifts a score over it); terms are counted in the order of their
+        # ceilings, and a counted term is taken once its score beats the next uncounted ceiling.
+        most_idf = (math.log(len(background) + 1) + 1.0) * (1.0 + 1e-9)
+        ceilings = []
         for term in candidates:
             share = sum(1 for x in texts if term in x) / len(texts)
-            df = sum(1 for t in background if term in t)
-            idf = math.log((len(background) + 1) / (df + 1)) + 1.0
             bonus = 1.5 if term in domain_words else 1.0
             length = 1.0 + 0.15 * min(len(term) - 2, 4)
-            scored.append((share * idf * bonus * length, term))
-        scored.sort(key=lambda s: (-s[0], s[1]))
+            ceilings.append((share * most_idf * bonus * length, term, share, bonus, length))
+        ceilings.sort(key=lambda c: (-c[0], c[1]))
         keywords = [phrase] if phrase else []
-        for _, term in scored:
-            if len(keywords) == 5:
-                break
+        counted: list[tuple[float, str]] = []  # heap of (-score, term)
+
+        def take(term: str) -> None:
             if not any(term in k or k in term for k in keywords):
                 keywords.append(term)
+
+        for ceiling, term, share, bonus, length in ceilings:
+            while counted and len(keywords) < 5 and -counted[0][0] > ceiling:
+                take(heapq.heappop(counted)[1])
+            if len(keywords) == 5:
+                return keywords
+            df = sum(1 for t in background if term in t)
+            idf = math.log((len(background) + 1) / (df + 1)) + 1.0
+            heapq.heappush(counted, (-(share * idf * bonus * length), term))
+        while counted and len(keywords) < 5:
+            take(heapq.heappop(counted)[1])
         return keywords
 
-    def _title(self, township_name, subject, phrase, domain, n, sources) -> str:
+    def _title(self, township_name, subject, phrase, domain, cluster) -> str:
         endings = self.lexicon["title_endings"]
+        n = len(cluster)
         if n >= int(endings["many_events"]):
+            sources = Counter(e["source"] for e in cluster)
             main_source, count = sources.most_common(1)[0] if sources else (None, 0)
             by_source = endings.get("many_by_source", {}).get(main_source)
             majority = count > float(endings.get("majority_share", 0.5)) * n
@@ -1662,7 +1740,8 @@ class Evidence:
     level: str
     region_share: float  # share of the township × domain's excess this topic makes
 
-    def strengths(self, params: TopicParams = TopicParams()) -> dict[str, float]:
+    def surprises(self, params: TopicParams = TopicParams()) -> dict[str, float]:
+        """The strengths its counts give, which ``scored_evidence`` leaves as they are."""
         cap = params.evidence_cap
         return {
             "count": min(cap, surprise(self.events, self.expected, params.overdispersion)),
@@ -1671,21 +1750,30 @@ class Evidence:
             "burst": min(cap, surprise(self.burst, self.burst_expected)),
             "signals": min(cap, surprise(self.signal_events, self.signal_expected)),
             "corroboration": min(cap, surprise(self.corroborated, self.corroborated_expected)),
+        }
+
+    def strengths(self, params: TopicParams = TopicParams(), surprises: Mapping[str, float] | None = None
+                  ) -> dict[str, float]:
+        """``surprises``: its ``surprises``, known already (those of the evidence it was scored from)."""
+        return {
+            **(self.surprises(params) if surprises is None else surprises),
             "level": 2.0 * _LEVEL_WEIGHT.get(self.level, 0.0) * self.region_share,
             "repeat_callers": 0.5 * min(1.0, self.repeat_callers / 3.0),
         }
 
-    def total(self, params: TopicParams = TopicParams()) -> float:
+    def total(self, params: TopicParams = TopicParams(), surprises: Mapping[str, float] | None = None) -> float:
         """Sum of the independent kinds of evidence; a month's surge and a burst within it are one."""
-        s = self.strengths(params)
+        s = self.strengths(params, surprises)
         return max(s["count"], s["burst"]) + s["signals"] + s["corroboration"] + s["level"] + s["repeat_callers"]
 
 
-def priority(evidence: Evidence, params: TopicParams = TopicParams()) -> float:
+def priority(evidence: Evidence, params: TopicParams = TopicParams(), surprises: Mapping[str, float] | None = None
+             ) -> float:
     """0–100 rank of a topic for the task force: its total evidence E as 100·E/(E + priority_half).
+    ``surprises``: as for ``Evidence.strengths``.
 
     With the defaults, 40 (研判选题) needs about a 1-in-10,000 surprise in all, 25 (观察清单) 1 in 100."""
-    total = evidence.total(params)
+    total = evidence.total(params, surprises)
     return 100.0 * total / (total + params.priority_half)
 
 
@@ -1762,10 +1850,11 @@ def previous_by_group(previous: Sequence[Mapping]) -> dict[tuple[str | None, str
     return dict(groups)
 
 
-def list_topics(topics: Sequence[Topic], params: TopicParams = TopicParams()) -> list[Topic]:
+def list_topics(topics: Sequence[Topic | Weighed], params: TopicParams = TopicParams()) -> list:
     """The month's list by priority: up to ``max_study`` topics at ``study_priority`` or above for the
     task force to study (研判选题), then up to ``max_watch`` more at ``watch_priority`` or above to
-    watch (观察清单), and last month's topics still seen (``followed``). The rest stay out of the report."""
+    watch (观察清单), and last month's topics still seen (``followed``). The rest stay out of the report.
+    Topics or ``Weighed`` ones alike; a list's own topics list the same again."""
     ranked = sorted((t for t in topics if t.priority >= params.watch_priority or t.followed),
                     key=lambda t: (-t.priority, -t.events, t.title, t.topic_id))
     cut = min(params.max_study, sum(1 for t in ranked if t.priority >= params.study_priority))
@@ -1881,10 +1970,12 @@ def build_topics(events: Any, scores: Any, history: Any = None, previous_topics:
     previous = previous_topic_list(previous_topics)
     drafts = {key: builder.draft_group(key, by_key[key], past_by_key.get(key, []), month, counts) for key in sorted(by_key)}
     regions = region_scores(scores() if callable(scores) else scores, month)
-    topics = []
+    weighed = []
     for key, draft in drafts.items():
         if draft:
-            topics.extend(builder.weigh_group(draft, regions.get(key), previous))
+            weighed.extend(builder.weigh_group(draft, regions.get(key), previous))
+    # the list rests on what weighing tells (priority, events, title, id): only the listed are built
+    topics = [builder.topic(one) for one in list_topics(weighed, builder.params)]
     for key, listed in listed_by_group(topics, builder.params).items():
         background = builder.background(by_key[key], past_by_key.get(key, []), month)
         for topic in listed:

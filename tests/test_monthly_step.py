@@ -22,6 +22,7 @@ from pipelines.month_events import MonthEvents
 from pipelines.month_topics import TopicsProcess, month_scores, topics_of_month
 from pipelines.monthly import MonthReport, report_month
 from pipelines.options import beam_options
+from pipelines.second_process import SecondProcess
 from pipelines.sinks import events_dir
 from reports.summary import domain_trend
 from tests.topic_fixtures import GAZETTEER, MONTH, TZ, history_events, month_events
@@ -237,6 +238,20 @@ def test_a_second_process_that_dies_or_never_starts_leaves_the_checks_to_this_on
     _same_checks(checks, out)
     # and the topics, whether the process was to build them or not
     assert built == topics_of_month(str(out), MONTH, str(GAZETTEER), month_scores(str(out), MONTH))
+
+
+def test_a_second_process_result_is_read_once_written_while_the_process_still_exits(tmp_path):
+    release = tmp_path / "release"
+    child = SecondProcess("tests.lingering_child", ["its value", str(release)], "a lingering child")
+    try:
+        assert child.result() == "its value"
+        # read before the process ended, and not stopped by the caller's close(): it exits on its own
+        assert child._process.poll() is None
+        child.close()
+        assert child._process.poll() is None
+    finally:
+        release.touch()
+    assert child._process.wait(timeout=60) == 0
 
 
 def _write_scores(out: Path, rows: list[dict]) -> None:

@@ -275,11 +275,21 @@ def test_unnamed_clusters_take_a_shared_characteristic_noun_or_none(builder):
     assert builder.shared_noun(["说实话，情况比较急", "说实话，情况比较急，麻烦你们"], background) is None
 
 
-def test_presenting_only_the_listed_topics_lists_the_same_topics():
+# last month's topic to study on 锦绣花园 (41 this month): still followed under a watch floor of 50
+_FOLLOWED = [{"topic_id": "jinxiu", "rank": 1, "list": "study", "title": "城关镇·锦绣花园电梯故障集中投诉",
+              "region": {"code": CHENGGUAN, "name": "城关镇"}, "domain": "housing_construction",
+              "subject": "锦绣花园", "phrase": "电梯故障", "events": 4}]
+
+
+@pytest.mark.parametrize("params, previous", [
     # a short watch list, so that some of the fixture's topics are weighed but not listed
-    params = model.TopicParams(max_study=1, max_watch=1, watch_priority=0)
+    (model.TopicParams(max_study=1, max_watch=1, watch_priority=0), []),
+    # no watch list but last month's topic followed below its floor
+    (model.TopicParams(max_study=1, max_watch=0, watch_priority=50), _FOLLOWED),
+])
+def test_building_and_presenting_only_the_listed_topics_lists_the_same_topics(params, previous):
     builder = model.TopicBuilder(str(GAZETTEER), params=params)
-    got = model.build_topics(month_events(), month_scores(), history_events(), builder=builder, month=MONTH)
+    got = model.build_topics(month_events(), month_scores(), history_events(), previous, builder=builder, month=MONTH)
 
     # every topic presented before the cut, as the list was built before it was cut
     events, history = model.records(month_events()), model.records(history_events())
@@ -289,13 +299,14 @@ def test_presenting_only_the_listed_topics_lists_the_same_topics():
     for key in sorted({model.group_key(e) for e in events if model.group_key(e)}):
         mine = [e for e in events if model.group_key(e) == key]
         past = [e for e in history if model.group_key(e) == key]
-        drafts = builder.group_topics(key, mine, past, regions.get(key), MONTH, counts)
+        drafts = builder.group_topics(key, mine, past, regions.get(key), MONTH, counts, previous)
         background = builder.background(mine, past, MONTH)
         everything.extend(builder.present(t, background) for t in drafts)
-    expected = model.finalise(MONTH, everything, params=params)
+    expected = model.finalise(MONTH, everything, previous, params=params)
 
     assert len(everything) > len(expected.topics) >= 2
     assert [t.as_json() for t in got.topics] == [t.as_json() for t in expected.topics]
+    assert [t.followed for t in got.topics] == [t.followed for t in expected.topics] == [False, bool(previous)]
 
 
 def test_records_from_a_warehouse_frame_equal_those_from_event_dicts():
