@@ -22,6 +22,7 @@ import bisect
 import dataclasses
 import datetime as dt
 import functools
+import itertools
 import math
 from collections import Counter
 from typing import Any, Callable, Iterable, Mapping
@@ -587,6 +588,10 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
     # the days that have a tally, in day order (other days are empty): what the sums over days look at
     told = _told_days(daily, history_start, len(dates))
     told_at = [i for i, _ in told]
+    subject_days = [i for i, t in told if t.get("subjects")]
+    # the mentions on the subject days before each: a window's mentions without summing its subjects
+    subject_mentions = list(itertools.accumulate((sum(t["subjects"].values()) for _, t in told if t.get("subjects")),
+                                                 initial=0))
     tallies = [empty_tally()] * len(dates)
     day_incidents, day_records = [0] * len(dates), [0] * len(dates)
     for i, t in told:
@@ -690,7 +695,7 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
                 if day_rows == "observed" and incidents[i] == 0:
                     continue
                 subject = _day_subject(tallies, i, subject_history, m_first, m_first - history_first,
-                                       model.dispersion, cfg, folds, tails)
+                                       model.dispersion, cfg, subject_days, subject_mentions, folds, tails)
                 a = window_assessment(i, int(best_w[i]), float(surprisal[i]), subject)
                 if area[i] >= 0:
                     # a village's window may be shorter than the township's best: the day keeps the higher score
@@ -810,37 +815,36 @@ def fit_ahead(series: Iterable[tuple[Mapping, Any, int]], *, target_start: dt.da
 
 
 def _day_subject(tallies: list, i: int, history: Mapping[str, int], history_end: int, history_days: int,
-                 dispersion: float, cfg: Mapping, folds: dict[str, str] | None = None, tails: dict | None = None
+                 dispersion: float, cfg: Mapping, subject_days: list[int], subject_mentions: list[int],
+                 folds: dict[str, str] | None = None, tails: dict | None = None
                  ) -> subjects_model.SubjectEvidence | None:
     """The most surprising subject over the windows ending on day ``i`` (``subjects.windows``).
 
     ``history``: subject counts of the ``history_days`` days before ``history_end`` (the month's first day).
     A window reaching back before the month is compared with the days before the window only, as the
     stream's ``score_window`` compares it: the days it shares with the history are taken out of both.
+    ``subject_days``: the positions of the days whose tallies name a subject, in order; ``subject_mentions``: the
+    mentions on those days before each (one more, the last is all of them).
     ``folds``: names folded onto ``history`` (``subjects.fold_names``), kept over the month's days; ``tails``: as for
     ``subjects.strongest``."""
     rules = cfg.get("subjects")
-    if not rules or not any(t.get("subjects") for t in tallies[max(0, i - max(rules["windows"]) + 1):i + 1]):
+    if not rules:
         return None
-    # the windows nest (all end on day i): each longer one adds its earlier days to the shorter's sum
-    sums, running, start = {}, None, i + 1
-    for w in sorted(set(rules["windows"])):
-        first = max(0, i - w + 1)
-        sums[w] = running = subjects_model.sum_subjects(tallies[first:start], running)
-        start = first
-    if sum(running.values()) < rules["min_incidents"]:
-        return None  # the widest window holds every other's mentions: none has enough (most days)
+    last = bisect.bisect_right(subject_days, i)
     best = None
     for w in rules["windows"]:
         first = max(0, i - w + 1)
+        held = bisect.bisect_left(subject_days, first)
+        if subject_mentions[last] - subject_mentions[held] < rules["min_incidents"]:
+            continue  # no subject of the window has enough mentions to be evidence (most windows): none summed
+        window = subjects_model.sum_subjects(tallies[d] for d in subject_days[held:last])
         past, past_days = history, history_days
-        # a window reaching back before the month: its own days out of the history (only where it has
-        # enough mentions to be evidence at all; most windows have not)
-        if first < history_end and sum(sums[w].values()) >= rules["min_incidents"]:
+        # a window reaching back before the month: its own days out of the history
+        if first < history_end:
             shared = subjects_model.sum_subjects(tallies[first:history_end])
             past = Counter({k: n - shared.get(k, 0) for k, n in history.items() if n > shared.get(k, 0)})
             past_days = history_days - (history_end - first)
-        evidence = window_subject(sums[w], w, past, past_days, dispersion, cfg, folds if past is history else None,
+        evidence = window_subject(window, w, past, past_days, dispersion, cfg, folds if past is history else None,
                                   tails)
         if evidence is not None and (best is None or evidence.surprisal > best.surprisal):
             best = evidence
