@@ -588,10 +588,10 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
     # the days that have a tally, in day order (other days are empty): what the sums over days look at
     told = _told_days(daily, history_start, len(dates))
     told_at = [i for i, _ in told]
-    subject_days = [i for i, t in told if t.get("subjects")]
+    naming = [(i, t["subjects"]) for i, t in told if t.get("subjects")]
+    subject_days = [i for i, _ in naming]
     # the mentions on the subject days before each: a window's mentions without summing its subjects
-    subject_mentions = list(itertools.accumulate((sum(t["subjects"].values()) for _, t in told if t.get("subjects")),
-                                                 initial=0))
+    subject_mentions = list(itertools.accumulate((sum(named.values()) for _, named in naming), initial=0))
     tallies = [empty_tally()] * len(dates)
     day_incidents, day_records = [0] * len(dates), [0] * len(dates)
     for i, t in told:
