@@ -313,10 +313,21 @@ def assess(surprisal_value: float, volume_reason: str, tally: Mapping, n_repeat_
 
 def window_volume_reason(observed: int, expected: float, window_days: int, reports: int | None = None) -> str:
     """"近3日9起（27条反映），预期约4起，高125%" — reports shown when several describe one incident."""
+    text = f"{window_count(observed, window_days, reports)}，预期约{_num(expected)}起"
+    return text + (f"，{_pct(observed, expected)}" if expected > 0 and observed > expected else "")
+
+
+def window_count(observed: int, window_days: int, reports: int | None = None) -> str:
+    """"近3日9起（27条反映）"."""
     span = "当日" if window_days == 1 else f"近{window_days}日"
     told = f"（{reports}条反映）" if reports is not None and reports > observed else ""
-    text = f"{span}{observed}起{told}，预期约{_num(expected)}起"
-    return text + (f"，{_pct(observed, expected)}" if expected > 0 and observed > expected else "")
+    return f"{span}{observed}起{told}"
+
+
+def unbaselined_reason(counted: str, history_days: int) -> str:
+    """"当日3起，历史数据仅12天，不足以估计预期": a count with no expectation to compare with."""
+    known = f"历史数据仅{history_days}天" if history_days else "此前无历史数据"
+    return f"{counted}，{known}，不足以估计预期"
 
 
 def month_volume_reason(observed: int, expected: float, previous_months: list[int]) -> str:
@@ -657,8 +668,14 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
             [(model, window_dispersion, counts[lo:m_last + 1])], dates[lo:m_last + 1], m_last + 1 - m_first, windows,
             min_observed, window_scores)[0]
         history_first = max(0, m_first - cfg["expected"]["max_history_days"])
+        # Without enough history (a warehouse's first weeks: ``history_start`` is where the feeds' coverage
+        # begins) no count is compared with an expectation: the signals still score, the reasons say why the
+        # volume does not. ``complete`` still speaks of the data only (feed gaps).
+        baselined = m_first - history_first >= cfg["expected"]["warn_min_history_days"]
+        if not baselined:
+            s_part, w_part, month_surprisal = np.zeros_like(s_part), np.ones_like(w_part), 0.0
         # a village's burst scores the township's day when it is more surprising than the township's count
-        scan = None if villages is None else villages.scan(counts, slice(history_first, m_first),
+        scan = None if villages is None or not baselined else villages.scan(counts, slice(history_first, m_first),
                                                            slice(lo, m_last + 1), mu[lo:m_last + 1],
                                                            model.dispersion, village_windows(cfg), cfg)
         # per day: the village, its window and surprisal where a village is more surprising than the township
@@ -684,7 +701,9 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
                 expected = float(mu[first:i + 1].sum())
                 # whole counts: summed as Python ints, exactly what the float arrays' sums give
                 observed = int(sum(day_incidents[first:i + 1]))
-                reason = window_volume_reason(observed, expected * per_volume, w, int(sum(day_records[first:i + 1])))
+                reports = int(sum(day_records[first:i + 1]))
+                reason = (window_volume_reason(observed, expected * per_volume, w, reports) if baselined else
+                          unbaselined_reason(window_count(observed, w, reports), m_first - history_first))
                 gap_days = gaps_for(gaps, township_code, feeds, dates[first:i + 1])
                 usual = usual_counts(history_before(history, tallies[first:m_first]), observed)
                 village = None if village_index < 0 else villages.evidence(
@@ -708,8 +727,10 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
                     if p >= history_start]
         tally, n_repeat = span(m_first, m_last)
         gap_days = gaps_for(gaps, township_code, feeds, dates[m_first:m_last + 1])
-        a = assess(month_surprisal, month_volume_reason(observed, expected_volume * per_volume, previous), tally,
-                   n_repeat, gap_days, False, cfg, usual_counts(history, observed))
+        reason = month_volume_reason(observed, expected_volume * per_volume, previous)
+        if not baselined:
+            reason = unbaselined_reason(f"本月{observed}起", m_first - history_first)
+        a = assess(month_surprisal, reason, tally, n_repeat, gap_days, False, cfg, usual_counts(history, observed))
         rows.append(_row("month", month, observed, expected_volume * per_volume, a, base))
     return rows
 

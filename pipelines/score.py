@@ -11,7 +11,9 @@
   month's events together with the history months read back from the warehouse.
 - ``FeedDayCounts`` / ``FindGaps``: the two halves of ``FeedGaps``, so the batch job can keep the
   per-day record counts in the warehouse and find gaps without the events.
-- ``ScoreTallies``: tallies and feed-day counts → score rows; ``ScoreEvents``: from Events.
+- ``ScoreTallies``: tallies and feed-day counts → score rows; ``ScoreEvents``: from Events. Days before the
+  feeds' coverage begins (``DataStart``) are not history: a warehouse's first months are
+  compared only with what it holds, never with the empty months before it.
 Portable: ParDo, GroupByKey, CombinePerKey and Flatten only; no state, no side inputs (the
 DaskRunner recomputes a side input's whole upstream for every partition that reads it).
 """
@@ -457,6 +459,31 @@ class FindGaps(beam.PTransform):
         )
 
 
+class DataStart(beam.PTransform):
+    """(ISO date, records) → the first day the feeds cover (``models.gaps.coverage_start``) up to ``end`` (None:
+    the last day with records), one element (none without records): where a series' history can begin."""
+
+    def __init__(self, end: dt.date | None = None):
+        super().__init__()
+        self._end = end
+
+    def expand(self, day_records):
+        # one group, as FindGaps': the streaming DirectRunner cannot run a CombinePerKey here
+        return (day_records
+                | "OneKey" >> beam.Map(lambda day: (None, day))
+                | "AllDays" >> beam.GroupByKey()
+                | "CoverageStart" >> beam.FlatMap(_coverage_start, self._end))
+
+
+def _coverage_start(keyed, end: dt.date | None):
+    daily: Counter = Counter()
+    for day, n in keyed[1]:
+        daily[dt.date.fromisoformat(day)] += n
+    start = gaps_model.coverage_start(daily, end or max(daily))
+    if start is not None:
+        yield start
+
+
 class FeedGaps(beam.PTransform):
     """All Events → one list of ``models.gaps.Gap`` for start..end (``ScoreSeries``' ``gaps``)."""
 
@@ -514,30 +541,38 @@ class _ScoreDomain(beam.DoFn):
     def process(self, element):
         domain, joined = element
         gaps = next(iter(joined.get("gaps", ())), None) or []
+        period = self._with_data_from(next(iter(joined.get("data_start", ())), None))
         # a stored tally's callers are parsed only where a repeat caller's lookback reads them, and kept only
         # for the months it reaches
-        callers_from = risk_score.first_caller_day(self._period["target_start"], self._cfg).isoformat()
+        callers_from = risk_score.first_caller_day(period["target_start"], self._cfg).isoformat()
         by_township, parents = _by_township((self._stored.rows(batch, domain, callers_on_read=True,
                                                                callers_from=callers_from)
                                              for batch in joined["series"]), risk_score.report_weight(self._cfg))
         townships = sorted(by_township.items(), key=lambda kv: (kv[0][0] or "", kv[0][1]))
         # the villages' parent series, laid out once per township for all of them
-        township_counts = {key: self._volumes(by_village.get(None, {})) for key, by_village in townships}
+        township_counts = {key: self._volumes(by_village.get(None, {}), period) for key, by_village in townships}
         # sparse townships pool from their county, sparse villages from their township: one fit each,
         # all fitted together before the series are scored one by one, and their month models and windows'
         # surprisals likewise
         memos = dict(parent_fits={}, month_models={}, window_scores={})
         risk_score.fit_ahead(self._fitted_series(townships, parents, township_counts), cfg=self._cfg, **memos,
-                             **self._period)
+                             **period)
         for (county, township), by_village in townships:
             rows = self._score_township(county, township, domain, by_village, parents, gaps, memos,
-                                        township_counts[(county, township)])
+                                        township_counts[(county, township)], period)
             self._rows.inc(len(rows))
             yield from rows
 
-    def _volumes(self, daily: dict):
+    def _with_data_from(self, data_start: dt.date | None) -> dict:
+        """The period, its history starting no earlier than the feeds' coverage (``DataStart``): the days
+        before it are unknown, not quiet."""
+        if data_start is None or data_start <= self._period["history_start"]:
+            return self._period
+        return {**self._period, "history_start": min(data_start, self._period["target_start"])}
+
+    def _volumes(self, daily: dict, period: dict):
         """A series' daily volumes on the history and period (``risk_score.dense_counts``)."""
-        return risk_score.dense_volumes(daily, self._period["history_start"], self._period["target_end"],
+        return risk_score.dense_volumes(daily, period["history_start"], period["target_end"],
                                         risk_score.report_weight(self._cfg))
 
     def _scored_villages(self, by_village: dict):
@@ -559,21 +594,21 @@ class _ScoreDomain(beam.DoFn):
                     yield daily, township_counts[(county, township)], _siblings(by_village)
 
     def _score_township(self, county, township, domain, by_village, parents, gaps, memos,
-                        township_counts) -> list[dict]:
+                        township_counts, period: dict) -> list[dict]:
         n_villages = _siblings(by_village)
         township_daily = by_village.get(None, {})
         parent = parents.get(county, {"daily": {}, "children": 1})
         rows = risk_score.score_series(township_daily, township_code=township, village_code=None, domain=domain,
                                        gaps=gaps, parent_daily_counts=parent["daily"], n_siblings=parent["children"],
                                        day_rows="all", cfg=self._cfg, village_names=self._village_names,
-                                       **memos, **self._period)
+                                       **memos, **period)
         if not self._villages:
             return rows
         for village, daily in self._scored_villages(by_village):
             rows += risk_score.score_series(daily, township_code=township, village_code=village, domain=domain,
                                             gaps=gaps, parent_daily_counts=township_counts,
                                             n_siblings=n_villages, day_rows="observed",
-                                            cfg=self._cfg, **memos, **self._period)
+                                            cfg=self._cfg, **memos, **period)
         return rows
 
 
@@ -591,24 +626,28 @@ class ScoreSeries(beam.PTransform):
     """(domain, [tally items]) batches (``DomainBatches``; or ``warehouse.StoredSeries``, a stored
     month read where scored) over history + target → score rows for target_start..target_end.
 
-    ``gaps``: a PCollection with one list of gaps (``FeedGaps``), or None. ``villages=False``
+    ``gaps``: a PCollection with one list of gaps (``FeedGaps``), or None. ``data_start``: a PCollection with
+    where the feeds' coverage begins (``DataStart``), or None: history starts no earlier. ``villages=False``
     scores townships only (evaluation compares township series; villages cost most of the fits).
     ``village_names`` (code → the gazetteer's name) name villages in the village scan's reasons.
-    Grouped by domain, with the gaps joined to every domain's group: no side inputs, which the
-    DaskRunner recomputes, whole upstream included, for every partition that reads them.
+    Grouped by domain, with the gaps and the data's start joined to every domain's group: no side inputs,
+    which the DaskRunner recomputes, whole upstream included, for every partition that reads them.
     """
 
     def __init__(self, target_start: dt.date, target_end: dt.date, history_start: dt.date, gaps=None,
-                 villages: bool = True, village_names: dict[str, str] | None = None):
+                 villages: bool = True, village_names: dict[str, str] | None = None, data_start=None):
         super().__init__()
         self._args = (target_start, target_end, history_start, villages, village_names)
-        self._gaps = gaps
+        self._joined = {"gaps": gaps, "data_start": data_start}
 
     def expand(self, batches):
         groups = {"series": batches}
-        if self._gaps is not None:
-            domains = schemas.domain_codes(include_none=False)
-            groups["gaps"] = self._gaps | "GapsPerDomain" >> beam.FlatMap(lambda g: [(d, g) for d in domains])
+        domains = schemas.domain_codes(include_none=False)
+        for name, pcoll in self._joined.items():
+            if pcoll is not None:
+                label = "".join(word.title() for word in name.split("_"))
+                groups[name] = pcoll | f"{label}PerDomain" >> beam.FlatMap(
+                    lambda value: [(d, value) for d in domains])
         return (
             groups
             | "GroupDomain" >> beam.CoGroupByKey()
@@ -635,8 +674,9 @@ class DailyTallies(beam.PTransform):
 
 class ScoreTallies(beam.PTransform):
     """``{"series": DailyCounts' tallies in DomainBatches, "feed_days": FeedDayCounts' counts}`` over
-    history + target → score rows of the target period. The batch job keeps both per month in the warehouse, so a
-    month is scored without reading its history's events again."""
+    history + target → score rows of the target period, history starting no earlier than the feeds' coverage
+    (``DataStart``). The batch job keeps both per month in the warehouse, so a month is scored without reading
+    its history's events again."""
 
     def __init__(self, target_start: dt.date, target_end: dt.date, history_start: dt.date,
                  village_names: dict[str, str] | None = None):
@@ -647,7 +687,9 @@ class ScoreTallies(beam.PTransform):
     def expand(self, tallies):
         target_start, target_end, _ = self._args
         gaps = tallies[FEED_DAYS] | "FeedGaps" >> FindGaps(target_start, target_end)
-        return tallies[SERIES_TALLIES] | "ScoreSeries" >> ScoreSeries(*self._args, gaps=gaps,
+        data_start = (tallies[FEED_DAYS] | "RecordsByDay" >> beam.MapTuple(lambda key, n: (key[2], n))
+                      | "DataStart" >> DataStart(target_end))
+        return tallies[SERIES_TALLIES] | "ScoreSeries" >> ScoreSeries(*self._args, gaps=gaps, data_start=data_start,
                                                                       village_names=self._village_names)
 
 

@@ -25,6 +25,7 @@ from apache_beam.typehints import KV
 import schemas
 from pipelines.element_coder import crosses_by_fields
 from pipelines.normalise import TZ
+from pipelines.score import DataStart
 from pipelines.windows import (
     DAY,
     SERIES_WINDOWS,
@@ -521,11 +522,12 @@ class WarnOnSeries(beam.PTransform):
 
     def expand(self, events):
         daily = self.history | "DailyCounts" >> DailyIncidentCounts()
+        # where the warehouse's coverage begins, not its first record: a month's files carry a few late
+        # records of the months before, which are no history to expect from
         first_day = (
             daily
-            | "FirstDays" >> beam.Map(lambda kv: ("", min(kv[1])))
-            | "AllSeries" >> beam.GroupByKey()
-            | "FirstDay" >> beam.MapTuple(lambda _, days: min(days))
+            | "RecordsByDay" >> beam.FlatMap(lambda kv: [(d.isoformat(), t["records"]) for d, t in kv[1].items()])
+            | "DataStart" >> DataStart()
         )
         history_side = beam.pvalue.AsDict(daily)
         first_day_side = beam.pvalue.AsSingleton(first_day, default_value=None)

@@ -4,11 +4,13 @@ region resolution, per day of event time."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from models.gaps import coverage_start
 from quality import suites
 
 HOURS = list(range(24))
@@ -50,9 +52,16 @@ class DailyProfile:
         return cls(feed, counts, filled, categories, hours, resolved)
 
     def reference_days(self, start: dt.date, end: dt.date, window_days: int) -> list[dt.date]:
-        """Days around [start, end) to compare with: the window before and after, not the batch's own."""
+        """Days around [start, end) to compare with: the window before and after, not the batch's own, and
+        none before the feed's coverage begins (its late records of earlier weeks are no usual volume)."""
         low, high = start - dt.timedelta(days=window_days), end + dt.timedelta(days=window_days)
+        low = max(low, self.covered_from) if self.covered_from else low
         return [d for d in self.counts.index if low <= d < high and not (start <= d < end)]
+
+    @functools.cached_property
+    def covered_from(self) -> dt.date | None:
+        daily = {d: int(n) for d, n in self.counts.items()}
+        return coverage_start(daily, max(daily)) if daily else None
 
     def expected_count(self, start: dt.date, end: dt.date, days: list[dt.date]) -> float:
         """Expected events in [start, end): per day the median of the same weekday among the

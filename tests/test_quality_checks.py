@@ -149,3 +149,24 @@ def test_every_file_with_rejected_rows_reaches_the_scorecard(report):
     page = scorecard.html_fragment(report.findings, report.rows, rejected=report.rejected)
     assert "共 40 条记录被退回" in page and "时间无法识别40条" in page
     assert "13812345678" not in page and "张三" not in page
+
+
+def test_a_first_month_is_not_measured_against_its_own_late_records():
+    """A county's first monthly files carry a few late records of the weeks before: those are no usual
+    volume or hour profile (every monthly file would read as far too many records)."""
+    monthly = {"police_110": "police_110/110警情_2026-10.csv", "hotline_12345": "hotline_12345/12345工单_2026-10.xlsx",
+               "grid": "grid/网格事件_2026-10.jsonl"}
+    events = make_month(dt.date(2026, 10, 1), 31, seed=3, scale=5.0)
+    events["feed_file"] = events["source"].map(monthly)
+    late = events.groupby("source").head(12).copy()
+    late["event_id"] = late["event_id"] + "-late"
+    late["reported_at"] = late["reported_at"] - pd.to_timedelta([3 + 2 * (i % 10) for i in range(len(late))], unit="D")
+    report = check_month(pd.concat([events, late], ignore_index=True), MONTH, load_policy())
+    assert report.findings == []
+    # the same files a month later, the first month now the usual volume, still check the count
+    november = make_month(dt.date(2026, 10, 1), 61, seed=3, scale=5.0)
+    november["feed_file"] = november["source"].map(monthly)
+    halved = pd.concat([november[november["reported_at"] < pd.Timestamp("2026-11-01", tz="Asia/Shanghai")],
+                        november[november["reported_at"] >= pd.Timestamp("2026-11-01", tz="Asia/Shanghai")]
+                        .iloc[::3].assign(feed_file=lambda f: f["source"] + "/2026-11")])
+    assert {f["feed"] for f in found(check_month(halved, "2026-11", load_policy()), "row_count")} == set(monthly)

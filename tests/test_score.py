@@ -69,10 +69,10 @@ def build_events():
     return events
 
 
-def run_rows(events, path):
+def run_rows(events, path, history_start=HISTORY_START):
     with beam.Pipeline(options=beam_options([])) as p:
         (p | beam.Create(events) | link.LinkIncidents()
-         | score.ScoreEvents(TARGET, TARGET_END, HISTORY_START)
+         | score.ScoreEvents(TARGET, TARGET_END, history_start)
          | beam.combiners.ToList()
          | beam.Map(lambda rows: path.write_bytes(pickle.dumps(rows))))
     return pickle.loads(path.read_bytes())

@@ -64,6 +64,20 @@ def test_history_starts_at_the_first_day_on_record():
     assert history_start(first, first + dt.timedelta(days=200), 90) == first + dt.timedelta(days=110)
 
 
+def test_late_records_before_the_history_are_no_history(tmp_path):
+    """Two late records of weeks before the warehouse's coverage (25 a day) change no window's expectation."""
+    history = [event(1000 + 25 * d + k, -24 * d + 9 + k / 3, batch="h") for d in range(1, 30) for k in range(25)]
+    late = [event(900 + d, -24 * d + 12, batch="h") for d in (50, 49)]
+    burst = [event(n, 24 * (n % 5) + 10 + n / 100) for n in range(1, 201)]
+    raised = [[(a["level"], a["observed"], a["expected"], a["window_start"])
+               for a in run_bounded(burst + h, tmp_path / name, fresh={"b1"}, history=burst + h,
+                                    windows=SERIES_WINDOWS[1:])]
+              for name, h in (("covered", history), ("with_late", history + late))]
+    assert raised[0] == raised[1]
+    # a week against the 29 covered days' 25 a day
+    assert [(level, expected) for level, _, expected, _ in raised[0]] == [("red", 175.0)]
+
+
 def test_immediate_warning_then_window_at_same_level_suppressed_until_it_rises(tmp_path):
     events = [event(1, 1, signals=["gathering"], people=40)] + [event(n, 1 + n / 10) for n in range(2, 7)]
     alerts = run_bounded(events, tmp_path)
