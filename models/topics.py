@@ -35,6 +35,7 @@ from sklearn.preprocessing import normalize
 
 import schemas
 from models.grievances import GrievanceVocabulary
+from models.patterns import longest_first
 from models.text_space import char_tfidf
 from models.word_tags import TextWords
 
@@ -199,18 +200,26 @@ def event_months(series) -> list[str] | None:
     return None if wall is None else _wall_months(wall)
 
 
-def _wall_iso(wall, series) -> list[str]:
+def _wall_iso(wall, series, instants: dict | None = None) -> list[str]:
     """``_iso`` of every value of a column of time-zone-aware timestamps (``series``) from their
-    county wall-clock times: the text of the wall time and its UTC offset."""
-    text = np.datetime_as_string(wall.to_numpy().astype("datetime64[s]"), unit="s")
+    county wall-clock times: the text of the wall time and its UTC offset. ``instants``: filled with
+    what ``ReportInstants`` would parse from each text."""
+    seconds = wall.to_numpy().astype("datetime64[s]")
+    text = np.datetime_as_string(seconds, unit="s")
     offsets = ((wall - series.dt.tz_convert(None)).dt.total_seconds()).astype(int).to_numpy()
     suffix = {int(o): datetime(2000, 1, 1, tzinfo=timezone(timedelta(seconds=int(o)))).isoformat()[19:]
               for o in np.unique(offsets)}
-    return [t + suffix[o] for t, o in zip(text.tolist(), offsets.tolist())]
+    found = [t + suffix[o] for t, o in zip(text.tolist(), offsets.tolist())]
+    if instants is not None:
+        # the text's wall-clock second less its offset, in microseconds since the epoch: the
+        # instant it names, known here without parsing it back
+        instants.update(zip(found, ((seconds.astype(np.int64) - offsets) * 10**6).tolist()))
+    return found
 
 
-def _frame_records(frame) -> list[dict]:
-    """``event_record`` of every row of a DataFrame of Events, column by column."""
+def _frame_records(frame, instants: dict | None = None) -> list[dict]:
+    """``event_record`` of every row of a DataFrame of Events, column by column (``instants``: as
+    for ``records``)."""
     times = frame["reported_at"] if "reported_at" in frame.columns else None
     wall = None if times is None else _wall_times(times)
     if wall is None:  # naive or textual times, or missing ones (``month_of`` raises): row by row
@@ -220,30 +229,32 @@ def _frame_records(frame) -> list[dict]:
     columns["text"] = [t or "" for t in columns["text"]]
     columns["signals"] = [sorted(set(_as_list(v))) if v is not None and len(v) else []
                           for v in _column_values(frame, "signals")]
-    columns["reported_at"] = _wall_iso(wall, times)
+    columns["reported_at"] = _wall_iso(wall, times, instants)
     columns["month"] = _wall_months(wall)
     return _rows(columns)
 
 
-def records(events: Any) -> list[dict]:
-    """Event records from a pandas DataFrame or any iterable of Event dicts."""
+def records(events: Any, instants: dict | None = None) -> list[dict]:
+    """Event records from a pandas DataFrame or any iterable of Event dicts. ``instants``: a
+    ``ReportInstants`` given the report times of a DataFrame's records, which it would otherwise
+    parse from their text."""
     if events is None:
         return []
     if _is_frame(events):
-        return _frame_records(events)
+        return _frame_records(events, instants)
     # already records (e.g. converted once by the monthly job for topics and report): keep them
     return [e if "month" in e else event_record(e) for e in events]
 
 
-def topic_records(events: Any) -> list[dict]:
+def topic_records(events: Any, instants: dict | None = None) -> list[dict]:
     """Records of the events a topic can hold (``group_key``); a DataFrame is filtered before it
-    is converted (half of a month's events are of no domain)."""
+    is converted (half of a month's events are of no domain). ``instants``: as for ``records``."""
     if _is_frame(events) and {"township_code", "domain"} <= set(events.columns):
         domain = events["domain"]
         # what ``group_key`` asks of a record, asked of the columns
         return records(events[events["township_code"].notna() & (events["township_code"] != "") & domain.notna()
-                              & (domain != "none")])
-    return [e for e in records(events) if group_key(e)]
+                              & (domain != "none")], instants)
+    return [e for e in records(events, instants) if group_key(e)]
 
 
 def score_rows(scores: Any) -> list[dict]:
@@ -328,29 +339,6 @@ class Mention:
     attested: tuple[str, ...]
 
 
-def _longest_first(words: Iterable[str], after: Mapping[str, str] | None = None) -> str:
-    """A regular expression matching, at each position, the longest of ``words`` that starts there
-    and is followed by what its pattern in ``after`` allows (a lookahead): what their alternation,
-    sorted longest first, matches. Written as a trie, since a flat alternation of a county's hundreds
-    of village names or name boundaries is tried word by word at every character of every text."""
-    after = after or {}
-    trie: dict = {}
-    for word in words:
-        node = trie
-        for ch in word:
-            node = node.setdefault(ch, {})
-        node[""] = word
-
-    def pattern(node: dict) -> str:
-        # the longer words first, then the word that ends here (the empty branch when nothing follows it)
-        branches = [re.escape(ch) + pattern(child) for ch, child in sorted(node.items()) if ch]
-        if "" in node:
-            branches.append(after.get(node[""], ""))
-        return branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
-
-    return pattern(trie)
-
-
 _MAX_STRETCHES = 1_000_000  # ~200 bytes each
 
 
@@ -403,13 +391,13 @@ class SubjectFinder:
     def __init__(self, lexicon: Mapping, regions: RegionNames):
         self.kind_of = {s: kind for kind, sufs in lexicon["subject_suffixes"].items() for s in sufs}
         not_before = lexicon.get("suffix_not_before") or {}
-        self.suffix_re = re.compile(_longest_first(self.kind_of, {
+        self.suffix_re = re.compile(longest_first(self.kind_of, {
             s: f"(?!{'|'.join(map(re.escape, words))})" for s, words in not_before.items() if words}))
         self.min_chars = int(lexicon["name_min_chars"])
         self.max_chars = int(lexicon["name_max_chars"])
         # words that are no part of a name end it too ("上周开始路边…" names no road)
         words = [w for w in [*lexicon["generic_terms"], *(lexicon.get("actor_terms") or [])] if len(w) >= 2]
-        self.boundary_re = re.compile(_longest_first(set(lexicon["name_boundaries"]) | set(words)))
+        self.boundary_re = re.compile(longest_first(set(lexicon["name_boundaries"]) | set(words)))
         # open-ended time phrases ("半个小时前") end a name as the characters no name holds do
         patterns = lexicon.get("name_boundary_patterns") or []
         self.time_re = re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
@@ -417,7 +405,7 @@ class SubjectFinder:
         terms = sorted(regions.region_terms, key=len, reverse=True)
         self.region_re = re.compile("|".join(map(re.escape, terms))) if terms else None
         self.villages = regions.villages
-        self.village_re = re.compile(_longest_first(self.villages)) if self.villages else None
+        self.village_re = re.compile(longest_first(self.villages)) if self.villages else None
         self._village_starts = _NameStarts(self.villages)
         # the mention of each stretch before a place suffix met so far (``mentions_of``): one compound
         # is named in several domains' groups of its township
@@ -861,7 +849,7 @@ class TopicBuilder:
                 self.source_names[feed] = feed
         self._words: TextWords | None = None
         self._content_words: dict[str, bool] = {}  # tokens repeat across texts: decide each once
-        self._instants = ReportInstants()  # the report times of the events weighed, parsed once
+        self.instants = ReportInstants()  # the report times of the events weighed, parsed once
         self._county: CountyCounts | None = None
 
     def _county_counts(self, counts: Mapping | None) -> CountyCounts | None:
@@ -1067,11 +1055,11 @@ class TopicBuilder:
         by_month: dict[str, list] = defaultdict(list)
         for e in past_rest:
             by_month[e["month"]].append(e)
-        window = [rest[j] for j in busiest_events([everything[i] for i in rest], p.burst_days, self._instants)]
+        window = [rest[j] for j in busiest_events([everything[i] for i in rest], p.burst_days, self.instants)]
         options = [  # the narrower first: it wins ties
             # the busiest days against the busiest days of each previous month
             (_WAVE_DAYS, window,
-             [m[i] for m in by_month.values() for i in busiest_events(m, p.burst_days, self._instants)]),
+             [m[i] for m in by_month.values() for i in busiest_events(m, p.burst_days, self.instants)]),
             # the month's unexplained events against the previous months' ones
             (_WAVE_MONTH, rest, past_rest),
         ]
@@ -1127,12 +1115,12 @@ class TopicBuilder:
             by_month[e["month"]].append(e)
         covered = max(1, len(months))
         mean = sum(len(by_month[m]) for m in months) / covered
-        past_bursts = [self._instants.busiest(by_month[m], p.burst_days)[0] for m in months]
+        past_bursts = [self.instants.busiest(by_month[m], p.burst_days)[0] for m in months]
         expected = season * max(mean, p.prior_events)
         feeds_of: dict[str, set] = defaultdict(set)
         for e in cluster:
             feeds_of[e["incident_id"] or e["event_id"]].add(e["source"])
-        burst, start = self._instants.busiest(cluster, p.burst_days)
+        burst, start = self.instants.busiest(cluster, p.burst_days)
         callers = Counter(e["caller_key"] for e in cluster if e["caller_key"])
         past_signals = sum(1 for m in months for e in by_month[m] if e["signals"]) / covered
         return Evidence(
@@ -1953,11 +1941,11 @@ def build_topics(events: Any, scores: Any, history: Any = None, previous_topics:
         if not every:
             raise ValueError("no events and no month given")
         month = Counter(e["month"] for e in every).most_common(1)[0][0]
-    # events no topic can hold count nowhere here: not in groups, seasons or last month's topics
-    month_events = topic_records(events)
-    past = topic_records(history)
-    month_events = [e for e in month_events if e["month"] == month]
     builder = builder or TopicBuilder(gazetteer, taxonomy, params)
+    # events no topic can hold count nowhere here: not in groups, seasons or last month's topics
+    month_events = topic_records(events, builder.instants)
+    past = topic_records(history, builder.instants)
+    month_events = [e for e in month_events if e["month"] == month]
     first = shift_month(month, -builder.params.history_months)
     past = [e for e in past if first <= e["month"] < month]
     counts = domain_counts(builder.grievances, month_events + past)

@@ -10,10 +10,11 @@ Whole inbox (first run, ``incremental=False``, or the ledger does not match):
 
 Incremental (only inbox files the ledger, ``pipelines.ledger``, does not list):
 
-    new files ─ IngestFeeds ──────── MergeWithWarehouse ─ LinkIncidents ─────────┬─ WriteEvents (relinked months)
-                (+ the stored versions   (touched months and                     └─ tallies ─ StoreTallies (the months
-                 of their records, by    the edges around them                      it recounts)
-                 id, in one supersede)   read back)
+    new files ─ IngestFeeds ──────── MergeWithWarehouse ─ LinkIncidents ─────────┬─ WriteEvents (months with a
+                (+ the stored versions   (touched township-months │               │   relinked township)
+                 of their records, by    and the edges around     └─ their other ─┤
+                 id, in one supersede)   them read back)             townships    └─ tallies ─ StoreTallies (the
+                                                                     as stored         township-months it recounts)
 
 Then, either way (``build_scoring_pipeline``):
 
@@ -21,9 +22,11 @@ Then, either way (``build_scoring_pipeline``):
 
 The incremental run's cost follows the new data, not the warehouse: the stored versions of the
 records the new files carry are found by event_id (reading only that column of the stored
-partitions), only the months where a record changes and the month after are relinked and
-rewritten; the month before keeps its links and only its last hours are read, to decide which of
-its incidents take the touched month's first hours (see ``MONTH_ROLES``). Scores come from
+partitions), only the township-months where a record changes and the same townships' next month
+are relinked; the township-month before keeps its links and only its last hours are read, to
+decide which of its incidents take the touched month's first hours (see ``MONTH_ROLES``). A month
+with a relinked township is written again, its other townships' Events as stored and their tallies
+kept (the manifest lists the relinked townships per month, ``sinks.RELINKED_TOWNSHIPS``). Scores come from
 per-month daily tallies (``pipelines.score.DailyCounts`` and ``FeedDayCounts``, kept in
 ``warehouse/tallies/``) instead of the history's events. It writes what a run over the whole inbox
 would (tests/test_batch_incremental.py).
@@ -46,11 +49,12 @@ import json
 import logging
 import re
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Callable, Sequence
 
 import apache_beam as beam
+import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 
@@ -62,7 +66,7 @@ from pipelines.backfill import DEFAULT_PART_MB, named_month, plan_parts
 from pipelines.gazetteer import UNRESOLVED
 from pipelines.ingest import AccountingError, IngestFeeds, default_ingest_time, unbalanced_files
 from pipelines.ledger import Ledger, file_sha256, read_ledger, run_fingerprint, write_ledger
-from pipelines.link import KEEP_INCIDENT, LinkIncidentsInParts, link_config, table_frequencies, table_months
+from pipelines.link import KEEP_INCIDENT, LinkIncidentsInParts, link_config, table_frequencies, table_groups
 from pipelines.normalise import TZ
 from pipelines.options import beam_options
 from pipelines.packed_events import EventTables, apply_each, is_event_table
@@ -131,15 +135,18 @@ class MonthRange:
         return [shift_month(self.first, -k) for k in range(HISTORY_MONTHS, 0, -1)]
 
 
-# How an incremental run reads the months around a touched month c (one its records fall in).
-# Linking (pipelines.link) weighs a month's texts with the month's own idf and lets the month's
-# incidents take the next month's first ``max_span_hours`` (whole incidents of its first two spans):
+# How an incremental run reads the township-months around a touched one (township, c): one its
+# records fall in. Linking (pipelines.link) groups records by (township, month), weighs a group's texts
+# with the group's own idf and lets its incidents take the first ``max_span_hours`` of the same
+# township's next month (whole incidents of its first two spans); townships never meet. So, per township:
 #   c, c+1  relinked and rewritten (c+1: which of its first hours c's incidents take may change);
 #   c-1     keeps its links: its records from one span before its last day with a change (``_tail_cut``)
-#           decide, with the month's stored idf, which of its incidents take c's first hours, and its
+#           decide, with the group's stored idf, which of its incidents take c's first hours, and its
 #           tallies are counted again from that day on;
 #   c+2     its first two spans (what c+1's incidents may have taken), for c+1's tallies.
-RELINK, TAIL, HEAD = "relink", "tail", "head"
+# Every other township of a month keeps its links, Events and tallies as stored; a month file with a
+# relinked township is written again, its other townships' Events carried as read (``CARRY``).
+RELINK, TAIL, HEAD, CARRY = "relink", "tail", "head", "carry"
 MONTH_ROLES = ((-1, TAIL), (0, RELINK), (1, RELINK), (2, HEAD))
 
 
@@ -176,35 +183,51 @@ def _tail_cut(month: str, span: dt.timedelta) -> dt.date:
 
 
 def _read_windows(keyed, span: dt.timedelta):
-    """(month, its roles around touched months) → (month, (role, since, until)): what to read of it
-    (epoch ms, None: open). Relinking the whole month covers every other role."""
-    month, roles = keyed
+    """((township, month), its roles around touched township-months) → (month, (role, since, until,
+    township)): what to read of it (epoch ms, None: open). Relinking the whole township-month covers
+    every other role."""
+    (township, month), roles = keyed
     roles = set(roles)
     if RELINK in roles:
-        yield month, (RELINK, None, None)
+        yield month, (RELINK, None, None, township)
         return
     if TAIL in roles:
         # An incident counted on the cut day may have started one span before it.
         cut = dt.datetime.combine(_tail_cut(month, span), dt.time(), TZ)
-        yield month, (TAIL, _millis(cut - span), None)
+        yield month, (TAIL, _millis(cut - span), None, township)
     if HEAD in roles:
-        yield month, (HEAD, None, _millis(_month_start(month) + 2 * span))
+        yield month, (HEAD, None, _millis(_month_start(month) + 2 * span), township)
+
+
+def _month_windows(keyed):
+    """(month, [(role, since, until, township)]) → (month, window of ``warehouse.ReadStoredMonths``):
+    one per role, of the townships read so; and, for a month with relinked townships (its file is
+    written again), all the others as stored (``CARRY``)."""
+    month, windows = keyed
+    townships = defaultdict(set)
+    for role, since, until, township in windows:
+        townships[(role, since, until)].add(township)
+    for (role, since, until), names in sorted(townships.items(), key=repr):
+        yield month, (role, since, until, tuple(sorted(names)), ())
+    relinked = townships.get((RELINK, None, None))
+    if relinked:
+        yield month, (CARRY, None, None, None, tuple(sorted(relinked)))
 
 
 def _rewritten_tallies(window, span: dt.timedelta):
-    """(month, (role, …)) → (month, first day counted again, None: all) for a month whose tallies
-    the run writes again."""
-    month, (role, _, _) = window
-    if role == RELINK:
-        yield month, None
-    elif role == TAIL:
-        yield month, _tail_cut(month, span).isoformat()
+    """(month, window) → (month, township, first day counted again, None: all) for each township whose
+    tallies of the month the run writes again."""
+    month, (role, _, _, townships, _) = window
+    if role in (RELINK, TAIL):
+        first = _tail_cut(month, span).isoformat() if role == TAIL else None
+        for township in townships:
+            yield month, township, first
 
 
 class _MonthFrequencies(beam.DoFn):
-    """A month that keeps its links → ((township, month), idf document frequencies) of its stored
-    linkable records, which ``LinkIncidents`` needs to link the month's last hours as the whole
-    month would be."""
+    """(month, townships) that keep their links → ((township, month), idf document frequencies) of
+    their stored linkable records, which ``LinkIncidents`` needs to link their last hours as the whole
+    township-month would be."""
 
     def __init__(self, out: str):
         super().__init__()
@@ -213,11 +236,19 @@ class _MonthFrequencies(beam.DoFn):
     def setup(self):
         self._cfg = link_config()
 
-    def process(self, month: str):
-        # A month that keeps its links has no record this run replaces (that record's months would
-        # be touched), so its stored records are the month.
+    def process(self, keyed):
+        month, townships = keyed
+        # A township-month that keeps its links has no record this run replaces (it would be touched),
+        # so its stored records are the township-month.
         table = warehouse.read_stored_columns(self._out, month, ["township_code", "domain", "text", "reported_at"])
+        table = table.filter(pc.is_in(pc.fill_null(table.column("township_code"), ""),
+                                      value_set=pa.array(townships, pa.string())))
         yield from table_frequencies(table, self._cfg).items()
+
+
+def _touched(event: dict) -> tuple[str, str]:
+    """A replaced stored Event → the (township, month) of its link group (``link.group_key``)."""
+    return event.get("township_code") or "", sinks.month_of(event)
 
 
 class MergeWithWarehouse(beam.PTransform):
@@ -225,19 +256,24 @@ class MergeWithWarehouse(beam.PTransform):
     stored versions of their records: ``IngestFeeds(stored_versions=LookupStoredVersions)``; its
     Events as tables, ``tables=True``) + the warehouse → the Events to relink.
 
-    The months the new winning versions and the stored versions they replace fall in are
-    *touched* (a resent copy that loses to its stored version touches nothing); around each, the
-    months are read back as ``MONTH_ROLES`` says (``ReadStoredMonths``, without the replaced
-    versions): whole for the months to relink, the last or first hours of their neighbours.
+    The township-months (link groups, ``link.group_key``) the new winning versions and the stored
+    versions they replace fall in are *touched* (a resent copy that loses to its stored version
+    touches nothing); around each, the same township's months are read back as ``MONTH_ROLES``
+    says (``ReadStoredMonths``, without the replaced versions): whole for the township-months to
+    relink, the last or first hours of their neighbours; the other townships of a month with a
+    relinked one whole, as stored, for its file to be written again.
 
     Returns ``{"events": the new versions, to link, "groups": the stored records that need linking
-    of the relinked months and of those that keep their links (marked ``KEEP_INCIDENT``), keyed for
-    ``LinkIncidentsInParts(groups=…)``, "stored": the stored records of both kinds that need no
-    linking, as linking leaves them, as tables (``packed_events.is_event_table``), "frequencies": the
-    idf statistics of the months that keep their links for ``LinkIncidents``, "head": stored Events
-    of the first hours after the relinked months as tables (tallies only), "rewrite": the months to
-    rewrite, "tally_months": (month, first day its tallies change or None: all)}``. The untouched
-    warehouse is never shuffled, so the run's cost follows the new data, not the warehouse.
+    of the relinked township-months and of those that keep their links (marked ``KEEP_INCIDENT``),
+    keyed for ``LinkIncidentsInParts(groups=…)``, "stored": the stored records of both kinds that
+    need no linking, as linking leaves them, as tables (``packed_events.is_event_table``),
+    "frequencies": the idf statistics of the township-months that keep their links for
+    ``LinkIncidents``, "head": stored Events of the first hours after the relinked township-months as
+    tables (tallies only), "carried": the stored Events of the other townships of the months to
+    rewrite, as tables (to write only: their tallies are kept as stored), "rewrite": the months to
+    rewrite, "tally_months": (month, township, first day its tallies change or None: all),
+    "relinked": (month, its relinked townships)}``. The untouched warehouse is never shuffled, so the
+    run's cost follows the new data, not the warehouse.
     """
 
     def __init__(self, out: str):
@@ -248,32 +284,38 @@ class MergeWithWarehouse(beam.PTransform):
         span = dt.timedelta(hours=link_config()["max_span_hours"])
         won, replaced = ingested["events"], ingested["replaced"]
         windows = (
-            (won | "FreshMonth" >> beam.FlatMap(lambda element: table_months(EventTables.from_bytes(element[1]))),
-             replaced | "ReplacedMonth" >> beam.Map(sinks.month_of))
-            | "TouchedMonths" >> beam.Flatten()
+            (won | "FreshGroups" >> beam.FlatMap(lambda element: table_groups(EventTables.from_bytes(element[1]))),
+             replaced | "ReplacedGroup" >> beam.Map(_touched))
+            | "TouchedGroups" >> beam.Flatten()
             | "DistinctTouched" >> beam.Distinct()
-            | "Roles" >> beam.FlatMap(lambda month: [(shift_month(month, step), role) for step, role in MONTH_ROLES])
-            | "RolesByMonth" >> beam.GroupByKey()
-            | "Windows" >> beam.FlatMap(_read_windows, span)
+            | "Roles" >> beam.FlatMapTuple(lambda township, month: [
+                ((township, shift_month(month, step)), role) for step, role in MONTH_ROLES])
+            | "RolesByGroup" >> beam.GroupByKey()
+            | "GroupWindows" >> beam.FlatMap(_read_windows, span)
+            | "ByMonth" >> beam.GroupByKey()
+            | "Windows" >> beam.FlatMap(_month_windows)
         )
         drop = replaced | "DropReplaced" >> beam.Map(lambda e: (sinks.month_of(e), e["event_id"]))
         # Stored Events come in tables, not one by one: those that need linking reach their link
         # groups one element per township-month, the others (each its own incident) the writers and
-        # counters one element per month file; those of a month that keeps its links are marked.
+        # counters one element per month file; those of a township-month that keeps its links are marked.
         around = {"reach": windows, "drop": drop} | "ReadAround" >> warehouse.ReadStoredMonths(
             self._out, linked={RELINK: (), TAIL: ((KEEP_INCIDENT, True),)})
 
         def read_as(role):
             return around | f"{role.title()}Read" >> beam.Filter(lambda kv: kv[0] == role) | f"{role.title()}Event" >> beam.Values()
 
-        frequencies = (windows
-                       | "TailMonths" >> beam.FlatMap(lambda kv: [kv[0]] if kv[1][0] == TAIL else [])
-                       | "MonthFrequencies" >> beam.ParDo(_MonthFrequencies(self._out)))
-        rewrite = windows | "RelinkedMonths" >> beam.FlatMap(lambda kv: [kv[0]] if kv[1][0] == RELINK else [])
+        def townships_of(role):
+            return windows | f"{role.title()}Townships" >> beam.FlatMapTuple(
+                lambda month, window: [(month, window[3])] if window[0] == role else [])
+
+        frequencies = townships_of(TAIL) | "MonthFrequencies" >> beam.ParDo(_MonthFrequencies(self._out))
+        relinked = townships_of(RELINK)
         stored = (around | "StoredRead" >> beam.Filter(lambda kv: kv[0] in (RELINK, TAIL))
                   | "StoredTable" >> beam.Values())
         return {"events": won, "groups": read_as(warehouse.LINKED), "stored": stored, "frequencies": frequencies,
-                "head": read_as(HEAD), "rewrite": rewrite,
+                "head": read_as(HEAD), "carried": read_as(CARRY), "relinked": relinked,
+                "rewrite": relinked | "RelinkedMonths" >> beam.Keys(),
                 "tally_months": windows | "TallyMonths" >> beam.FlatMap(_rewritten_tallies, span)}
 
 
@@ -300,13 +342,14 @@ def build_pipeline(pipeline: beam.Pipeline, *, ingest: IngestFeeds, out: str, ma
         relinked = merged["events"] | "Link" >> LinkIncidentsInParts(frequencies=merged["frequencies"],
                                                                      groups=merged["groups"], grouped=True)
         linked = (*relinked, merged["stored"])
-        events = tuple(apply_each(linked, "Relinked", lambda: beam.Filter(_relinked)))
+        # The other townships of a rewritten month go to its file as stored; their tallies stay stored.
+        events = (*apply_each(linked, "Relinked", lambda: beam.Filter(_relinked)), merged["carried"])
         tallies = (*linked, merged["head"]) | "Tallies" >> DailyTallies(by_month=True)
-        rewrite, tally_months = merged["rewrite"], merged["tally_months"]
+        rewrite, tally_months, relinked_groups = merged["rewrite"], merged["tally_months"], merged["relinked"]
     else:
         events = ingested["events"] | "Link" >> LinkIncidentsInParts(grouped=True)
         tallies = events | "Tallies" >> DailyTallies(by_month=True)
-        rewrite, tally_months = None, None
+        rewrite, tally_months, relinked_groups = None, None, None
     written = [
         events | "WriteEvents" >> sinks.WriteEvents(out, "batch", months=rewrite),
         tallies | "StoreTallies" >> warehouse.StoreTallies(out, rewrite=tally_months),
@@ -314,7 +357,8 @@ def build_pipeline(pipeline: beam.Pipeline, *, ingest: IngestFeeds, out: str, ma
     ]
     # Last, and fed by every sink: some runners compute only the last transform's branch.
     _ = ingested["accounting"] | "WriteManifest" >> sinks.WriteManifest(manifest_path, manifest_header, written, out,
-                                                                         replaced=ingested["replaced"])
+                                                                         replaced=ingested["replaced"],
+                                                                         relinked=relinked_groups)
 
 
 def build_scoring_pipeline(pipeline: beam.Pipeline, *, out: str, months: MonthRange, village_names: dict[str, str],
@@ -395,7 +439,7 @@ def run_batch_pipeline(inbox: str, gazetteer: str, out: str, key: bytes, months:
     if before_reading:
         before_reading(to_read)
     ledger = dict(known.files) if new_files is not None else {}
-    read, written, replaced = [], [], Counter()
+    read, written, replaced, relinked = [], [], Counter(), defaultdict(set)
     for number, part in enumerate(parts, 1):
         if len(parts) > 1:
             progress(f"第 {number}/{len(parts)} 批：{len(part)} 个文件（{_named_months(part)}）…")
@@ -417,11 +461,13 @@ def run_batch_pipeline(inbox: str, gazetteer: str, out: str, key: bytes, months:
         read += manifest["files"]
         written += manifest.get("written", [])
         replaced.update(manifest.get(sinks.REPLACED_IN_WAREHOUSE, {}))
+        for month, townships in manifest.get(sinks.RELINKED_TOWNSHIPS, {}).items():
+            relinked[month].update(townships)
         accounted = _as_held(out, read, written, replaced, path)
         ledger.update({f.relpath: sha256[f.relpath] for f in part})
         write_ledger(out, Ledger(fingerprint, ledger))
     if len(parts) > 1:
-        manifest = _whole_run_manifest(out, manifest, accounted, written, replaced)
+        manifest = _whole_run_manifest(out, manifest, accounted, written, replaced, relinked)
         sinks.write_atomically(path, sinks.to_json(manifest, indent=2).encode("utf-8"))
     if before_scoring:
         before_scoring()
@@ -440,10 +486,11 @@ def _named_months(files: list) -> str:
     return f"{named[0]}…{named[-1]}" if len(named) > 1 else (named[0] if named else "文件名未标明月份")
 
 
-def _whole_run_manifest(out: str, last: dict, files: list[dict], written: list[dict], replaced: Counter) -> dict:
+def _whole_run_manifest(out: str, last: dict, files: list[dict], written: list[dict], replaced: Counter,
+                        relinked: dict[str, set]) -> dict:
     """The parts' manifests as one: every file read, accounted as one run would (``_as_held``), the
-    stored rows of earlier runs' files replaced, and what the run wrote that is still there (a later
-    part rewrites the months it relinks)."""
+    stored rows of earlier runs' files replaced, the townships relinked by any part, and what the run
+    wrote that is still there (a later part rewrites the months it relinks)."""
     prefix = out.rstrip("/") + "/"
     kept = {w["path"]: w for w in written if FileSystems.exists(prefix + w["path"])}
     read = {e["file"] for e in files}
@@ -451,6 +498,8 @@ def _whole_run_manifest(out: str, last: dict, files: list[dict], written: list[d
     manifest = dict(last, files=sorted(files, key=lambda e: e["file"]), totals=sinks.manifest_totals(files),
                     written=sorted(kept.values(), key=lambda w: w["path"]))
     manifest.pop(sinks.REPLACED_IN_WAREHOUSE, None)
+    if relinked:
+        manifest[sinks.RELINKED_TOWNSHIPS] = {month: sorted(relinked[month]) for month in sorted(relinked)}
     return dict(manifest, **{sinks.REPLACED_IN_WAREHOUSE: earlier}) if earlier else manifest
 
 

@@ -501,9 +501,13 @@ def _month_text(month: int) -> str:
     return f"{month // 100:04d}-{month % 100:02d}"
 
 
-def table_months(table: pa.Table) -> list[str]:
-    """The county months (``YYYY-MM``, as ``sinks.month_of``) a table of Events' rows fall in."""
-    return [_month_text(month) for month in pc.unique(_group_columns(table)[1]).to_pylist()]
+def table_groups(table: pa.Table) -> list[tuple[str, str]]:
+    """The (township, county month) groups (``group_key``'s, of every row: those that need no linking
+    too) a table of Events' rows fall in."""
+    townships, months, _ = _group_columns(table)
+    groups = pa.table({"township": townships, "month": months}).group_by(["township", "month"]).aggregate([])
+    return [(township, _month_text(month))
+            for township, month in zip(groups.column("township").to_pylist(), groups.column("month").to_pylist())]
 
 
 class KeyRowsByTownshipMonth:

@@ -496,17 +496,18 @@ class FeedGaps(beam.PTransform):
 
 
 def _by_township(batches, weight: float) -> tuple[dict, dict]:
-    """A domain's (county, township, village, ISO date, tally) rows (``SeriesReader.rows``) →
+    """A domain's runs of (county, township, village, dates, tallies) (``SeriesReader.runs``) →
     {(county, township): {village or None: {date: tally}}} and per county its townships' daily volume
-    summed over them, and how many (the parent series); in one pass, each date parsed once."""
+    summed over them, and how many (the parent series); in one pass, a run's days laid out at once."""
     series = defaultdict(lambda: defaultdict(dict))
     daily, townships = defaultdict(Counter), defaultdict(set)
-    for rows in batches:
-        for county, township, village, date, tally in rows:
-            date = dt.date.fromisoformat(date)
-            series[(county, township)][village][date] = tally
+    for runs in batches:
+        for county, township, village, dates, tallies in runs:
+            series[(county, township)][village].update(zip(dates, tallies))
             if village is None:
-                daily[county][date] += risk_score.volume(tally, weight=weight)
+                volumes = daily[county]
+                for date, tally in zip(dates, tallies):
+                    volumes[date] += risk_score.volume(tally, weight=weight)
                 townships[county].add(township)
     parents = {county: {"daily": dict(days), "children": len(townships[county])} for county, days in daily.items()}
     return series, parents
@@ -542,11 +543,9 @@ class _ScoreDomain(beam.DoFn):
         domain, joined = element
         gaps = next(iter(joined.get("gaps", ())), None) or []
         period = self._with_data_from(next(iter(joined.get("data_start", ())), None))
-        # a stored tally's callers are parsed only where a repeat caller's lookback reads them, and kept only
-        # for the months it reaches
+        # a stored tally's callers are parsed only where a repeat caller's lookback reads them
         callers_from = risk_score.first_caller_day(period["target_start"], self._cfg).isoformat()
-        by_township, parents = _by_township((self._stored.rows(batch, domain, callers_on_read=True,
-                                                               callers_from=callers_from)
+        by_township, parents = _by_township((self._stored.runs(batch, domain, callers_from=callers_from)
                                              for batch in joined["series"]), risk_score.report_weight(self._cfg))
         townships = sorted(by_township.items(), key=lambda kv: (kv[0][0] or "", kv[0][1]))
         # the villages' parent series, laid out once per township for all of them

@@ -21,6 +21,9 @@ from pipelines.packed_events import EventTables, apply_each, flatten, is_event_t
 
 # The manifest's count, per feed file, of stored rows a run replaced with newer versions (WriteManifest).
 REPLACED_IN_WAREHOUSE = "replaced_in_warehouse"
+# The manifest's list, per month, of the townships a run linked (their stored Events again, with its new
+# ones); the month's other townships kept theirs as stored (WriteManifest).
+RELINKED_TOWNSHIPS = "relinked_townships"
 
 
 def events_dir(out: str) -> str:
@@ -222,7 +225,7 @@ class _WriteManifestFile(beam.DoFn):
 
     def process(self, keyed):
         _, items = keyed
-        files, written, replaced = [], [], Counter()
+        files, written, replaced, relinked = [], [], Counter(), {}
         for kind, value in items:
             if kind == "file":
                 files.append(value)
@@ -230,12 +233,17 @@ class _WriteManifestFile(beam.DoFn):
                 written.append(_written_entry(value, self._out))
             elif kind == "replaced":
                 replaced[value] += 1
+            elif kind == "relinked":
+                month, townships = value
+                relinked[month] = sorted(townships)
         files.sort(key=lambda e: e["file"])
         manifest = dict(self._header, files=files, totals=manifest_totals(files))
         if written:
             manifest["written"] = sorted(written, key=lambda w: w["path"])
         if replaced:
             manifest[REPLACED_IN_WAREHOUSE] = dict(sorted(replaced.items()))
+        if relinked:
+            manifest[RELINKED_TOWNSHIPS] = dict(sorted(relinked.items()))
         write_atomically(self._path, to_json(manifest, indent=2, sort_keys=False).encode("utf-8"))
         yield self._path
 
@@ -303,14 +311,18 @@ class WriteManifest(beam.PTransform):
     ``replaced``: the stored Events of earlier files that this run's newer versions replaced in the
     warehouse, counted per feed file under ``REPLACED_IN_WAREHOUSE`` (those files' manifests
     counted them accepted; the batch job checks the warehouse against both).
+
+    ``relinked``: (month, townships) whose stored Events the run linked again (an incremental batch
+    run's), listed per month under ``RELINKED_TOWNSHIPS``: the work the run did on stored months
+    (the month's other townships kept their links, Events and tallies as stored).
     """
 
     def __init__(self, path: str, header: dict, written: list | None = None, out: str | None = None,
-                 replaced: beam.PCollection | None = None):
+                 replaced: beam.PCollection | None = None, relinked: beam.PCollection | None = None):
         super().__init__()
         self._path, self._header, self._out = path, header, out
         self._written = list(written or [])
-        self._replaced = replaced
+        self._replaced, self._relinked = replaced, relinked
 
     def expand(self, entries):
         tagged = [entries | "KeyAll" >> beam.Map(lambda e: (None, ("file", e)))]
@@ -318,6 +330,8 @@ class WriteManifest(beam.PTransform):
                    for i, pcoll in enumerate(self._written)]
         if self._replaced is not None:
             tagged.append(self._replaced | "KeyReplaced" >> beam.Map(lambda e: (None, ("replaced", e["feed_file"]))))
+        if self._relinked is not None:
+            tagged.append(self._relinked | "KeyRelinked" >> beam.Map(lambda kv: (None, ("relinked", kv))))
         # An anchor guarantees the single group exists, so an empty inbox still gets a manifest.
         anchor = entries.pipeline | "Anchor" >> beam.Create([(None, ("anchor", None))])
         return (

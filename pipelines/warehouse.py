@@ -159,13 +159,12 @@ LINKED = "linked"
 
 
 class _ReadStoredMonth(beam.DoFn):
-    """(month, {"reach": [(tag, since, until)], "drop": [event_id]}) → (tag, Events as a table) for
-    the month's stored Events reported within each window (epoch milliseconds, both ends included;
-    None: open) but the dropped ones (records that have a newer version in this run), one table per
-    window and stored file: (annotations, Arrow IPC bytes), ``packed_events.is_event_table``. Of a
-    window whose tag is in ``linked``, the Events that need linking come as ``(LINKED, link group
-    element)`` (``link.KeyRowsByTownshipMonth``), the others linked already (each its own incident);
-    both take the tag's annotations."""
+    """(month, {"reach": [window], "drop": [event_id]}) → (tag, Events as a table) for the month's
+    stored Events within each window (``ReadStoredMonths``) but the dropped ones (records that have a
+    newer version in this run), one table per window and stored file: (annotations, Arrow IPC bytes),
+    ``packed_events.is_event_table``. Of a window whose tag is in ``linked``, the Events that need
+    linking come as ``(LINKED, link group element)`` (``link.KeyRowsByTownshipMonth``), the others
+    linked already (each its own incident); both take the tag's annotations."""
 
     def __init__(self, out: str, linked: typing.Mapping[str, tuple]):
         super().__init__()
@@ -186,9 +185,12 @@ class _ReadStoredMonth(beam.DoFn):
             if len(drop):
                 table = table.filter(pc.invert(pc.is_in(table.column("event_id"), value_set=drop)))
             millis = table.column("reported_at").cast(pa.int64())
-            for tag, since, until in windows:
+            townships = pc.fill_null(table.column("township_code"), "")
+            for tag, since, until, only, but in windows:
                 bounds = [pc.greater_equal(millis, since)] if since is not None else []
                 bounds += [pc.less_equal(millis, until)] if until is not None else []
+                bounds += [pc.is_in(townships, value_set=pa.array(only, pa.string()))] if only is not None else []
+                bounds += [pc.invert(pc.is_in(townships, value_set=pa.array(but, pa.string())))] if but else []
                 inside = table.filter(functools.reduce(pc.and_, bounds)) if bounds else table
                 annotations = self._linked.get(tag, ())
                 if tag in self._linked:
@@ -202,11 +204,12 @@ class _ReadStoredMonth(beam.DoFn):
 
 
 class ReadStoredMonths(beam.PTransform):
-    """``{"reach": (month, (tag, since, until)), "drop": (month, event_id)}`` → (tag, Events as a
-    table: (annotations, Arrow IPC bytes), ``packed_events.is_event_table``) of those months' stored
-    Events reported within the windows (epoch ms, ends included, None: open; windows of one month
-    must not overlap), one element per window and stored file, not one per Event. The tag says what
-    the caller reads them for.
+    """``{"reach": (month, (tag, since, until, townships, but)), "drop": (month, event_id)}`` → (tag,
+    Events as a table: (annotations, Arrow IPC bytes), ``packed_events.is_event_table``) of those
+    months' stored Events within the windows: reported from ``since`` to ``until`` (epoch ms, ends
+    included, None: open), of the ``townships`` (their link groups' townships, ``link.group_key``:
+    "" for none; None: all) but those in ``but``; one element per window and stored file, not one per
+    Event. The tag says what the caller reads them for; a month's windows of one tag must not overlap.
 
     ``linked``: tag → annotations ((key, value) pairs) for the windows whose Events are to be
     linked: those that need linking come keyed for ``link.LinkIncidentsInParts(groups=…)``, one
@@ -332,57 +335,31 @@ class StoredTally(typing.NamedTuple):
     callers: str | None
 
 
-class _CallersOnRead(dict):
-    """A stored series tally whose callers are parsed when first read: a scored month reads them only on
-    the days a repeat caller's lookback reaches, a few weeks of its year of history. ``_callers``: (texts,
-    row), the callers' text being ``texts[row]`` (``_MonthCallers``: the month's column, decoded when first asked)."""
-
-    __slots__ = ("_callers",)
-
-    def __missing__(self, key):
-        if key != _CALLERS:
-            raise KeyError(key)
-        texts, row = self._callers
-        value = self[_CALLERS] = _TALLY_JSON.raw_decode(texts[row])[0]
-        return value
-
-
 class _MonthCallers:
-    """A stored month's ``callers`` column, decoded from the file's bytes (kept as read with the rest of
-    the month: the same version of the file) when a tally's callers are first read: the months a scored
-    month's lookback does not reach (most of its history) never decode theirs, the larger half of the file."""
+    """A stored month's ``callers`` column, read from the file's bytes (kept as read with the rest of the
+    month: the same version of the file) when a tally's callers are first asked for: the months a scored
+    month's lookback does not reach (most of its history) never read theirs, the larger half of the file."""
 
     def __init__(self, data: bytes):
-        self._data, self._texts = data, None
+        self._data, self._column = data, None
 
-    def __getitem__(self, row: int) -> str:
-        if self._texts is None:
-            self._texts = pq.read_table(pa.BufferReader(self._data), columns=[_CALLERS]).column(_CALLERS).to_pylist()
+    def texts(self, rows: np.ndarray) -> list[str]:
+        """The callers' texts of these rows of the month's file."""
+        if self._column is None:
+            self._column = pq.read_table(pa.BufferReader(self._data), columns=[_CALLERS]).column(_CALLERS)
             self._data = None
-        return self._texts[row]
+        return self._column.take(rows).to_pylist()
 
 
-def tally_value(tally: dict | StoredTally, callers_on_read: bool = False) -> dict:
+def tally_value(tally: dict | StoredTally) -> dict:
     """A series tally as counted (a dict) or as stored (``StoredTally``) → the dict.
-    ``callers_on_read``: a stored tally's ``callers`` are parsed when first read (``tally["callers"]``;
-    not seen by ``in``, ``get`` or iteration): for the scorer, which reads no other way.
 
     The stored text is ``json.dumps``' own: ``raw_decode`` skips ``json.loads``' checks for surrounding
     whitespace, a fifth of its cost on these short texts (a county year holds ~430,000 of them)."""
     if isinstance(tally, dict):
         return tally
     value = _TALLY_JSON.raw_decode(tally.text)[0]
-    return value if tally.callers is None else _with_callers(value, (tally.callers,), 0, callers_on_read)
-
-
-def _with_callers(value: dict, texts, row: int, on_read: bool) -> dict:
-    """A stored tally's parsed ``tally`` text with its ``callers`` text ``texts[row]``: parsed now, or when
-    first read. ``value`` is not changed (``SeriesReader`` hands one parse to every tally of that text)."""
-    if not on_read:
-        return {**value, _CALLERS: _TALLY_JSON.raw_decode(texts[row])[0]}
-    value = _CallersOnRead(value)
-    value._callers = (texts, row)
-    return value
+    return value if tally.callers is None else {**value, _CALLERS: _TALLY_JSON.raw_decode(tally.callers)[0]}
 
 
 def domain_item(element) -> tuple:
@@ -392,17 +369,26 @@ def domain_item(element) -> tuple:
     return domain, ((county, township, village), date, element[1])
 
 
-# What a month's group holds besides its tallies: the first day this run counts again (None: all of
-# it; no mark: the month keeps its stored tallies).
+# What a month's group holds besides its tallies: per township it counts again, the first day counted
+# again (None: all of it; a township without a mark, or a month without any, keeps its stored tallies).
 _SINCE = "since"
 
 
-class _StoreTallyMonth(beam.DoFn):
-    """(month, [(table, [rows as stored]) or (_SINCE, first day)]) → the month's tallies written: (path, rows).
+def _counted_again(since: dict, township: str | None, date: str) -> bool:
+    """Whether a run that counts ``since`` (township → first day, None: all) counts a tally of that
+    township (None: the records of no township) and day again."""
+    township = township or ""
+    return township in since and (since[township] is None or date >= since[township])
 
-    ``marked``: only months with a ``_SINCE`` mark are written, this run's tallies from that day on
-    and the stored ones before it (an incremental run); otherwise every month with a tally is written
-    whole."""
+
+class _StoreTallyMonth(beam.DoFn):
+    """(month, [(table, [rows as stored]) or (_SINCE, (township, first day))]) → the month's tallies
+    written: (path, rows).
+
+    ``marked``: only months with a ``_SINCE`` mark are written: of a marked township (the township of
+    its link groups, ``link.group_key``: "" for none), this run's tallies from that day on and the
+    stored ones before it; of the others, the stored ones (an incremental run); otherwise every month
+    with a tally is written whole."""
 
     def __init__(self, out: str, marked: bool):
         super().__init__()
@@ -411,25 +397,30 @@ class _StoreTallyMonth(beam.DoFn):
     def process(self, keyed):
         month, items = keyed
         fresh = {SERIES_TALLIES: [], FEED_DAYS: []}  # rows as stored
-        since = []
+        since = {}
         for kind, value in items:
             if kind == _SINCE:
-                since.append(value)
+                township, first = value
+                since[township] = first
             else:
                 fresh[kind] += value
-        if since or (not self._marked and any(fresh.values())):
-            yield from self._write(month, self._picked(month, since[0] if since else None, fresh))
+        if since:
+            yield from self._write(month, self._picked(month, since, fresh))
+        elif not self._marked and any(fresh.values()):
+            yield from self._write(month, fresh)
 
-    def _picked(self, month: str, first: str | None, fresh: dict) -> dict:
+    def _picked(self, month: str, since: dict, fresh: dict) -> dict:
+        """This run's tallies of the townships and days it counts again, the stored ones of the others."""
         tables = {SERIES_TALLIES: [], FEED_DAYS: []}
-        if first:
-            # Kept tallies stay as stored: written back as they are.
-            for table, element in read_month_tallies(self._out, month, parse=False):
-                if tally_date(table, element) < first:
-                    tables[table].append(_tally_row(table, element))
+        # Kept tallies stay as stored: written back as they are.
+        for table, element in read_month_tallies(self._out, month, parse=False):
+            township = element[0][0][1] if table == SERIES_TALLIES else element[0][1]
+            if not _counted_again(since, township, tally_date(table, element)):
+                tables[table].append(_tally_row(table, element))
         for table, rows in fresh.items():
+            # the township is the second column of both tables' rows
             date = _TALLY_SCHEMAS[table].get_field_index("date")
-            tables[table] += [r for r in rows if first is None or r[date] >= first]
+            tables[table] += [r for r in rows if _counted_again(since, r[1], r[date])]
         return tables
 
     def _write(self, month: str, tables: dict):
@@ -454,9 +445,10 @@ class StoreTallies(beam.PTransform):
     (the month of a tally is its date's), in one shuffle by month; returns the (path, rows) written.
     The scores are made from the months as stored (``ReadScoredTallies``).
 
-    ``rewrite`` (a PCollection of (month, first day counted again or None: all)): only those months
-    are written, and written even when they have nothing left; the others keep their stored tallies.
-    Without it every month that has a tally is written whole.
+    ``rewrite`` (a PCollection of (month, township, first day counted again or None: all), the
+    township as its link groups' key, ``link.group_key``: "" for none): only those months are
+    written, and written even when they have nothing left; their other townships, and the other
+    months, keep their stored tallies. Without it every month that has a tally is written whole.
     """
 
     def __init__(self, out: str, rewrite: beam.PCollection | None = None):
@@ -472,7 +464,8 @@ class StoreTallies(beam.PTransform):
             keyed.append(tallies[SERIES_ROWS] | "SeriesRowsByMonth" >> beam.MapTuple(
                 lambda month, rows: (month, (SERIES_TALLIES, rows))))
         if self._rewrite is not None:
-            keyed.append(self._rewrite | "MarkSince" >> beam.MapTuple(lambda month, first: (month, (_SINCE, first))))
+            keyed.append(self._rewrite | "MarkSince" >> beam.MapTuple(
+                lambda month, township, first: (month, (_SINCE, (township, first)))))
         return (
             keyed
             | "Together" >> beam.Flatten()
@@ -524,8 +517,10 @@ class StoredSeries:
 
 class SeriesReader:
     """Batches of series items (``domain_item``'s, as ``pipelines.score.ScoreSeries`` takes them) or
-    ``StoredSeries`` → one domain's tallies as rows (county, township, village, ISO date, tally dict).
-    A stored month's table is read once and kept until ``clear`` (the scorer takes the domains one
+    ``StoredSeries`` → one domain's tallies as runs of a series' days: (county, township, village, dates,
+    tallies), ``dates`` (``datetime.date``) and ``tallies`` (dicts) in the order read. A series' days come in one
+    run from a stored month (its file is sorted by series), so the scorer lays them out a run, not a row, at
+    a time. A stored month's table is read once and kept until ``clear`` (the scorer takes the domains one
     after the other); a domain's rows become Python values only when that domain is read.
 
     Stored tallies are read-only: equal texts of the domain last read (over all its months) are parsed
@@ -534,33 +529,42 @@ class SeriesReader:
     and the parse was most of the reading."""
 
     def __init__(self):
-        # per stored month: its table without callers and its callers column (None: stored in the tally
-        # texts, the previous layout); None: the month has no series tallies
-        self._months: dict[tuple, tuple[pa.Table, _MonthCallers | None] | None] = {}
+        # per stored month: its table without callers, its callers column (None: stored in the tally
+        # texts, the previous layout) and its rows of each domain; None: the month has no series tallies
+        self._months: dict[tuple, _StoredMonth | None] = {}
         self._parsed_domain, self._parsed = None, {}  # tally text → its dict, for the domain last read
 
-    def rows(self, batch, domain: str, callers_on_read: bool = False, callers_from: str | None = None):
-        """``callers_on_read``: as for ``tally_value``. ``callers_from`` (ISO date): the tallies of a stored
-        month wholly before it come without their ``callers`` (none read: the scorer's lookback does not
-        reach them, ``risk_score.first_caller_day``), so they need no dict of their own."""
+    def runs(self, batch, domain: str, callers_from: str | None = None):
+        """``callers_from`` (ISO date): a stored month's tallies dated before it come without their ``callers``
+        (none read: the scorer's lookback does not reach them, ``risk_score.first_caller_day``), so they need
+        no dict of their own, and a month wholly before it never reads its callers' column; the tallies from
+        it on come with theirs, parsed together. Tallies stored in the previous layout keep the callers their
+        texts hold."""
         if not isinstance(batch, StoredSeries):
-            return ((county, township, village, date, tally_value(tally, callers_on_read))
-                    for (county, township, village), date, tally in batch)
+            return _item_runs(batch)
         key = (batch.out, batch.month)
         if key not in self._months:
-            self._months[key] = _month_without_callers(tally_path(batch.out, batch.month, SERIES_TALLIES))
-        if self._months[key] is None:
+            self._months[key] = _StoredMonth.read(tally_path(batch.out, batch.month, SERIES_TALLIES))
+        month = self._months[key]
+        rows = None if month is None else month.rows.get(domain)
+        if rows is None:
             return iter(())
-        table, callers = self._months[key]
-        chosen = pc.equal(table.column("domain"), domain)
-        table = table.filter(chosen)
+        table = month.table.take(rows)
         values = self._parse(table.column("tally"), domain)
-        if callers is not None and not (callers_from and batch.month < callers_from[:7]):
-            # each tally's row in the month's file, where its callers' text is
-            rows = np.flatnonzero(chosen.to_numpy(zero_copy_only=False)).tolist()
-            values = [_with_callers(value, callers, row, callers_on_read) for value, row in zip(values, rows)]
-        return zip(*(table.column(name).to_pylist() for name in ("county_code", "township_code", "village_code",
-                                                                 "date")), values)
+        if month.callers is not None and not (callers_from and batch.month < callers_from[:7]):
+            reached = (np.arange(len(table)) if callers_from is None else np.flatnonzero(
+                pc.greater_equal(table.column("date"), callers_from).to_numpy(zero_copy_only=False)))
+            if len(reached):
+                # the callers' texts sit in the month's file at the domain's rows
+                callers = json.loads("[" + ",".join(month.callers.texts(rows[reached])) + "]")
+                for i, heard in zip(reached.tolist(), callers):
+                    values[i] = {**values[i], _CALLERS: heard}
+        dates = _dates(table.column("date"))
+        starts = _series_starts(table)
+        series = zip(*(table.column(name).take(starts[:-1]).to_pylist()
+                       for name in ("county_code", "township_code", "village_code")))
+        return ((*names, dates[first:end], values[first:end])
+                for names, first, end in zip(series, starts[:-1].tolist(), starts[1:].tolist()))
 
     def _parse(self, texts: pa.ChunkedArray, domain: str) -> list[dict]:
         """A domain's tally texts → their dicts, texts parsed before for the domain not parsed again."""
@@ -579,6 +583,57 @@ class SeriesReader:
     def clear(self) -> None:
         self._months.clear()
         self._parsed_domain, self._parsed = None, {}
+
+
+def _item_runs(items):
+    """Series items (``domain_item``'s) → ``SeriesReader.runs``' runs: one per stretch of one series' items."""
+    for series, days in itertools.groupby(items, key=lambda item: item[0]):
+        days = list(days)
+        yield (*series, [dt.date.fromisoformat(date) for _, date, _ in days],
+               [tally_value(tally) for *_, tally in days])
+
+
+def _dates(column: pa.ChunkedArray) -> list[dt.date]:
+    """ISO date texts → dates, each distinct text (a month has ~30) parsed once."""
+    encoded = column.combine_chunks().dictionary_encode()
+    days = [dt.date.fromisoformat(text) for text in encoded.dictionary.to_pylist()]
+    return [days[i] for i in encoded.indices.to_numpy(zero_copy_only=False).tolist()]
+
+
+def _series_starts(table: pa.Table) -> np.ndarray:
+    """The rows where a run of one series' (county, township, village) rows starts, and the table's length."""
+    starts = np.zeros(len(table) + 1, dtype=bool)
+    starts[[0, -1]] = True
+    for name in ("county_code", "township_code", "village_code"):
+        codes = pc.fill_null(table.column(name).combine_chunks().dictionary_encode().indices, -1).to_numpy()
+        starts[1:-1] |= codes[1:] != codes[:-1]
+    return np.flatnonzero(starts)
+
+
+@dataclasses.dataclass
+class _StoredMonth:
+    """A stored month's series tallies as ``SeriesReader`` keeps them: the table without its ``callers``
+    column, which is read only when a tally's callers are (``_MonthCallers``; None: the previous layout, whose
+    texts hold the callers), and each domain's rows in the file (in file order)."""
+
+    table: pa.Table
+    callers: _MonthCallers | None
+    rows: dict[str, np.ndarray]
+
+    @classmethod
+    def read(cls, path: str) -> _StoredMonth | None:
+        """None without the file."""
+        stored = _month_without_callers(path)
+        if stored is None:
+            return None
+        table, callers = stored
+        domains = table.column("domain").combine_chunks().dictionary_encode()
+        codes = domains.indices.to_numpy(zero_copy_only=False)
+        # one stable sort of the month's rows by domain, where a filter per domain read the whole month each time
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(domains.dictionary) + 1))
+        return cls(table, callers, {domain: order[bounds[j]:bounds[j + 1]]
+                                    for j, domain in enumerate(domains.dictionary.to_pylist())})
 
 
 def _month_without_callers(path: str) -> tuple[pa.Table, _MonthCallers | None] | None:

@@ -13,7 +13,7 @@ import apache_beam as beam
 import pyarrow.parquet as pq
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines import score, warehouse
+from pipelines import score, sinks, warehouse
 from pipelines.batch import MonthRange, run_batch_pipeline
 from pipelines.ledger import read_ledger
 from pipelines.options import beam_options
@@ -125,8 +125,9 @@ def _write(inbox: Path, relpath: str, text: str, mtime: int) -> None:
 def _whole_and_second_run(fixture_inbox: Path, gazetteer_path: str, tmp_path: Path, first: tuple[str, str],
                           later: tuple[str, str]) -> tuple[dict, dict[str, bytes], dict, Path]:
     """The fixture with ``first`` and ``later`` (relpath, text) files: the outputs of one run over all
-    of it; then, in ``tmp_path/out``, a run with ``first``, its event files, and the manifest of the
-    incremental run that ``later`` then brings."""
+    of it; then, in ``tmp_path/out``, a run with ``first`` (its warehouse also copied to
+    ``tmp_path/first``), its event files, and the manifest of the incremental run that ``later`` then
+    brings."""
     whole = tmp_path / "whole"
     shutil.copytree(fixture_inbox, whole)
     _write(whole, *first, UPDATE_MTIME)
@@ -137,6 +138,7 @@ def _whole_and_second_run(fixture_inbox: Path, gazetteer_path: str, tmp_path: Pa
     shutil.copytree(fixture_inbox, inbox)
     _write(inbox, *first, UPDATE_MTIME)
     _run(inbox, out, gazetteer_path)
+    shutil.copytree(out, tmp_path / "first")
     before = _event_files(out)
     _write(inbox, *later, UPDATE_MTIME + 60)
     return expected, before, _run(inbox, out, gazetteer_path), out
@@ -229,3 +231,87 @@ def test_a_new_month_keeps_the_previous_months_links_and_takes_its_first_hours(f
     stored = _tallies(out)
     _assert_tallies_of_stored_events(out, stored)
     assert stored == _tallies(tmp_path / "out_whole")
+
+
+# Two townships in June and July (城关镇 and 东湖镇), each with incidents across a month's end.
+TOWNSHIPS_RELPATH = "hotline_12345/2026-06/两镇工单.csv"
+TOWNSHIPS = HEADER + (
+    "GD20260531001,2026-05-31 21:00:00,13800001001,赵一,投诉,新华社区门口有人打架斗殴，一人受伤,城关镇新华社区,城关镇,公安局,办理中,,\n"
+    "GD20260601001,2026-06-01 01:00:00,13800001002,赵二,投诉,新华社区门口昨晚有人打架斗殴，一人受伤,城关镇新华社区,城关镇,公安局,办理中,,\n"
+    "GD20260610001,2026-06-10 09:00:00,13800001003,赵三,投诉,东关村垃圾堆放多日无人清运，臭味很大,城关镇东关村,城关镇,城管局,办理中,,\n"
+    "GD20260610002,2026-06-10 11:00:00,13800001004,赵四,投诉,东关村垃圾堆放多日无人清运,城关镇东关村,城关镇,城管局,办理中,,\n"
+    "GD20260612001,2026-06-12 22:00:00,13800001005,钱一,投诉,李庄村养殖场夜间噪音扰民,东湖镇李庄村,东湖镇,生态环境局,办理中,,\n"
+    "GD20260612002,2026-06-12 23:00:00,13800001006,钱二,投诉,李庄村养殖场夜间噪音扰民严重,东湖镇李庄村,东湖镇,生态环境局,办理中,,\n"
+    "GD20260630001,2026-06-30 23:00:00,13800001007,钱三,投诉,李庄村有人在河边打架斗殴,东湖镇李庄村,东湖镇,公安局,办理中,,\n"
+    "GD20260701001,2026-07-01 02:00:00,13800001008,钱四,投诉,李庄村河边有人打架斗殴还没散,东湖镇李庄村,东湖镇,公安局,办理中,,\n"
+    "GD20260702001,2026-07-02 10:00:00,13800001009,赵五,投诉,新华社区电梯坏了一周没人修,城关镇新华社区,城关镇,住建局,办理中,,\n"
+    "GD20260715001,2026-07-15 10:00:00,13800001010,钱五,投诉,李庄村自来水停水三天,东湖镇李庄村,东湖镇,水务局,办理中,,\n"
+)
+# A later export: one 城关镇 order of June now closed.
+CLOSED_RELPATH = "hotline_12345/2026-06/两镇工单_更新.csv"
+CLOSED = HEADER + (
+    "GD20260610001,2026-06-10 09:00:00,13800001003,赵三,投诉,东关村垃圾堆放多日无人清运，臭味很大,城关镇东关村,城关镇,城管局,已办结,2026-06-11 10:00:00,满意\n"
+)
+CHENGGUAN, DONGHU = "341122100000", "341122101000"
+
+
+def _township_rows(out: Path, months: tuple[str, ...], township: str) -> tuple[list, list]:
+    """A township's stored Events (every column) and tallies of these months, as rows."""
+    events = sorted(repr(sorted(row.items())) for path in sorted((out / "warehouse" / "events").rglob("*.parquet"))
+                    if path.parent.name.split("=")[1] in months
+                    for row in pq.read_table(path).to_pylist() if row["township_code"] == township)
+    tallies = sorted(json.dumps(element, sort_keys=True, ensure_ascii=False) for month in months
+                     for table, element in read_month_tallies(str(out), month)
+                     if (element[0][0][1] if table == SERIES_TALLIES else element[0][1]) == township)
+    return events, tallies
+
+
+def test_a_late_version_relinks_only_its_townships_months(fixture_inbox, gazetteer_path, tmp_path):
+    """A change in one township of June relinks and counts again only that township's June and July
+    (and May's last hours): the other township's Events and tallies of those months are written back as
+    stored, and all is as a run over the whole inbox would leave it."""
+    expected, _, second, out = _whole_and_second_run(fixture_inbox, gazetteer_path, tmp_path,
+                                                     (TOWNSHIPS_RELPATH, TOWNSHIPS), (CLOSED_RELPATH, CLOSED))
+    got = batch_outputs(out, second)
+    months = ("2026-05", "2026-06", "2026-07")
+
+    assert got["events"] == expected["events"]
+    assert got["scores"] == expected["scores"]
+    assert _tallies(out) == _tallies(tmp_path / "out_whole")
+    incident = {e["event_id"]: e["incident_id"] for e in got["events"]}
+    assert incident["hotline_12345:GD20260601001"] == "hotline_12345:GD20260531001"
+    assert incident["hotline_12345:GD20260701001"] == "hotline_12345:GD20260630001"
+    # The work done: 城关镇's June and July linked again, 东湖镇's kept; both months' files written again.
+    assert second[sinks.RELINKED_TOWNSHIPS] == {"2026-06": [CHENGGUAN], "2026-07": [CHENGGUAN]}
+    rewritten = {w["path"].split("/")[2] for w in second["written"] if w["path"].startswith("warehouse/events/")}
+    assert rewritten == {"month=2026-06", "month=2026-07"}
+    donghu = _township_rows(out, months, DONGHU)
+    assert donghu == _township_rows(tmp_path / "first", months, DONGHU) == _township_rows(tmp_path / "out_whole",
+                                                                                          months, DONGHU)
+    assert all(donghu)
+    assert _township_rows(out, months, CHENGGUAN) == _township_rows(tmp_path / "out_whole", months, CHENGGUAN)
+
+
+
+# A later export: 东湖镇's first noise complaint of June was placed wrongly: it is 城关镇's.
+MOVED_RELPATH = "hotline_12345/2026-06/两镇工单_更正.csv"
+MOVED = HEADER + (
+    "GD20260612001,2026-06-12 22:00:00,13800001005,钱一,投诉,李庄村养殖场夜间噪音扰民,城关镇东关村,城关镇,生态环境局,办理中,,\n"
+)
+
+
+def test_a_record_moved_to_another_township_relinks_both(fixture_inbox, gazetteer_path, tmp_path):
+    """The township a record's stored version left is touched as well as the one its new version is in:
+    the complaint that stays in 东湖镇 is no longer linked to the one that moved."""
+    expected, _, second, out = _whole_and_second_run(fixture_inbox, gazetteer_path, tmp_path,
+                                                     (TOWNSHIPS_RELPATH, TOWNSHIPS), (MOVED_RELPATH, MOVED))
+    got = batch_outputs(out, second)
+
+    assert got["events"] == expected["events"]
+    assert got["scores"] == expected["scores"]
+    assert _tallies(out) == _tallies(tmp_path / "out_whole")
+    before = {e["event_id"]: e["incident_id"] for e in batch_outputs(tmp_path / "first", second)["events"]}
+    assert before["hotline_12345:GD20260612002"] == "hotline_12345:GD20260612001"
+    stays = next(e for e in got["events"] if e["event_id"] == "hotline_12345:GD20260612002")
+    assert stays["incident_id"] == "hotline_12345:GD20260612002"
+    assert second[sinks.RELINKED_TOWNSHIPS] == {"2026-06": [CHENGGUAN, DONGHU], "2026-07": [CHENGGUAN, DONGHU]}

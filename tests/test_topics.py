@@ -224,6 +224,23 @@ def test_grievance_phrases_say_what_is_wrong(builder, domain, text, phrase):
     assert builder.grievances.phrase(domain, text) == phrase
 
 
+# terms that overlap, hold one another and share starts, each of its own phrase: which comes first
+# in the lexicon's order is what the text's phrase says
+_TERMS = ["欠薪", "欠薪款", "薪款", "款", "拖欠", "拖欠工资", "工资", "资", "欠"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_TERMS), min_size=1, max_size=9, unique=True),
+       st.text(alphabet="拖欠薪款工资不X", max_size=14))
+def test_a_texts_grievance_is_the_first_term_it_holds_longest_first(terms, text):
+    lexicon = {"grievances": {"labor_wage": [{"phrase": f"P{i}", "terms": [term]} for i, term in enumerate(terms)]}}
+    vocabulary = model.GrievanceVocabulary(lexicon)
+    in_order = sorted(((-len(term), i, term) for i, term in enumerate(terms)))
+    expected = next((f"P{i}" for _, i, term in in_order if term in text), None)
+    assert vocabulary.phrase("labor_wage", text) == expected
+    assert vocabulary.phrase("public_order", text) is None
+
+
 @pytest.mark.parametrize("text", ["从上周开始路边有人乱倒垃圾", "一辆大货车把路边护栏撞坏了", "我们小区门口天天堵车",
                                   "丈夫在马路上打人", "最近一个多月村里有人焚烧秸秆"])
 def test_time_words_people_and_generic_places_are_no_subjects(builder, text):

@@ -49,7 +49,8 @@ def _read_march_relinked_april_tail(p, tmp_path):
     """``ReadStoredMonths`` as an incremental run reads a relinked March (without ``DROPPED``) and the
     hours of April from ``SINCE`` (a month that keeps its links, marked ``KEEP_INCIDENT``)."""
     since = int(SINCE.timestamp() * 1000)
-    reach = p | "Reach" >> beam.Create([("2025-03", ("relink", None, None)), ("2025-04", ("tail", since, None))])
+    reach = p | "Reach" >> beam.Create([("2025-03", ("relink", None, None, None, ())),
+                                        ("2025-04", ("tail", since, None, None, ()))])
     drop = p | "Drop" >> beam.Create([("2025-03", DROPPED)])
     return ({"reach": reach, "drop": drop}
             | warehouse.ReadStoredMonths(str(tmp_path), linked={"relink": (), "tail": ((link.KEEP_INCIDENT, True),)}))
@@ -84,7 +85,7 @@ def test_without_linked_tags_every_stored_event_comes_back_as_stored(tmp_path):
     stored = [{**e, "incident_id": "police_110:1"} for e in AROUND_MONTH_END]
     _store(tmp_path, stored)
     with beam.Pipeline(options=beam_options([])) as p:
-        reach = p | "Reach" >> beam.Create([("2025-03", ("head", None, None))])
+        reach = p | "Reach" >> beam.Create([("2025-03", ("head", None, None, None, ()))])
         drop = p | "Drop" >> beam.Create([("2025-04", DROPPED)])
         read = {"reach": reach, "drop": drop} | warehouse.ReadStoredMonths(str(tmp_path))
         assert_that(read | beam.FlatMapTuple(lambda tag, table: [(tag, sorted(e.items())) for e in _events(table)]),

@@ -12,7 +12,6 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 import schemas
@@ -22,8 +21,8 @@ from pipelines.packed_events import EventTables
 from pipelines.normalise import TZ
 from pipelines.warehouse import (FEED_DAYS, SERIES_TALLIES, ReadScoredTallies, SeriesReader, StoredSeries,
                                  StoreTallies, domain_item, read_month_tallies, series_row, tally_path)
-from pipelines.score import _ScoreDomain, incident_tally
-from tests.test_linked_groups import whole_event
+from pipelines.score import _ScoreDomain, _by_township, incident_tally
+from tests.test_linked_groups import TOWNS, whole_event
 
 CALLER = "9f" * 32  # a hashed caller key
 
@@ -55,13 +54,16 @@ def _series_read(out: Path) -> list:
                   key=repr)
 
 
+def _rows(reader: SeriesReader, batch, domain: str, **options) -> list:
+    """``reader``'s runs of ``domain`` as rows (county, township, village, ISO date, tally), in the order read."""
+    return [(county, township, village, date.isoformat(), tally)
+            for county, township, village, dates, tallies in reader.runs(batch, domain, **options)
+            for date, tally in zip(dates, tallies)]
+
+
 def _scorer_rows(out: Path, domain: str) -> list:
-    """What the scorer reads: rows with callers parsed on first read, then read."""
-    rows = list(SeriesReader().rows(StoredSeries(str(out), "2025-03"), domain, callers_on_read=True))
-    for *_, tally in rows:
-        tally["callers"]  # noqa: B018 (parsed when read)
-    return sorted(((county, township, village, date, dict(tally)) for county, township, village, date, tally in rows),
-                  key=repr)
+    """What the scorer reads, callers and all."""
+    return sorted(_rows(SeriesReader(), StoredSeries(str(out), "2025-03"), domain), key=repr)
 
 
 def _expected_rows(domain: str) -> list:
@@ -78,15 +80,19 @@ def test_tallies_are_stored_with_callers_apart_and_read_back_as_counted(tmp_path
     assert _series_read(tmp_path) == sorted(SERIES, key=repr)
     for domain in ("civil_dispute", "labor_wage"):
         assert _scorer_rows(tmp_path, domain) == _expected_rows(domain)
-    assert list(SeriesReader().rows(StoredSeries(str(tmp_path), "2025-03"), "campus_safety")) == []
+    assert list(_rows(SeriesReader(), StoredSeries(str(tmp_path), "2025-03"), "campus_safety")) == []
 
 
-def test_callers_are_parsed_only_where_the_scorer_reads_them(tmp_path):
+def test_callers_are_parsed_only_from_the_day_the_scorer_reads_them(tmp_path):
+    """``callers_from``: the tallies dated before it come without callers, one dict per text; those from it
+    on with theirs."""
     _store(tmp_path, SERIES, FEEDS)
-    (*_, tally), = [row for row in SeriesReader().rows(StoredSeries(str(tmp_path), "2025-03"), "labor_wage",
-                                                       callers_on_read=True)]
-    assert "callers" not in tally and tally["records"] == 3
-    assert tally["callers"] == {"ab" * 32: 3} and "callers" in tally
+    rows = _rows(SeriesReader(), StoredSeries(str(tmp_path), "2025-03"), "civil_dispute", callers_from="2025-03-02")
+    assert [tally["callers"] for *_, tally in rows] == [{CALLER: 2}, {}, {CALLER: 2}]
+    rows = _rows(SeriesReader(), StoredSeries(str(tmp_path), "2025-03"), "civil_dispute", callers_from="2025-03-03")
+    assert [(date, "callers" in tally) for _, _, _, date, tally in rows] == [
+        ("2025-03-02", False), ("2025-03-20", True), ("2025-03-02", False)]
+    assert rows[0][4] is rows[2][4] and dict(rows[0][4]) == {k: v for k, v in _tally(2).items() if k != "callers"}
 
 
 def _write_previous_layout(out: Path) -> None:
@@ -107,9 +113,10 @@ def test_a_month_stored_in_the_previous_layout_reads_as_counted_and_is_split_whe
     assert _series_read(tmp_path) == sorted(SERIES, key=repr)
     for domain in ("civil_dispute", "labor_wage"):
         assert _scorer_rows(tmp_path, domain) == _expected_rows(domain)
-    # an incremental run counts the month again from the 10th: the days before are kept and written back
+    # an incremental run counts the month again from the 10th for one township: the days before, and the
+    # other township's, are kept and written back
     later = [((("341523", "341523001000", None, "civil_dispute"), "2025-03-21"), _tally(1))]
-    _store(tmp_path, later, [], rewrite=[("2025-03", "2025-03-10")])
+    _store(tmp_path, later, [], rewrite=[("2025-03", "341523001000", "2025-03-10")])
     assert "callers" in pq.read_schema(tally_path(str(tmp_path), "2025-03", SERIES_TALLIES)).names
     kept = [element for element in SERIES if element[0][1] < "2025-03-10"]
     assert _series_read(tmp_path) == sorted(kept + later, key=repr)
@@ -127,15 +134,41 @@ def test_the_scorer_reads_a_domains_tallies_in_their_stored_order(tmp_path):
     reader = SeriesReader()
     for _ in range(2):  # the month is read once and kept
         for domain in ("labor_wage", "civil_dispute", "campus_safety"):
-            rows = [row[:4] for row in reader.rows(StoredSeries(str(tmp_path), "2025-03"), domain)]
+            rows = [row[:4] for row in _rows(reader, StoredSeries(str(tmp_path), "2025-03"), domain)]
             in_file = [tuple(r[k] for k in ("county_code", "township_code", "village_code", "date"))
                        for r in stored.to_pylist() if r["domain"] == domain]
             assert rows == in_file and len(rows) == {"labor_wage": 3, "civil_dispute": 4, "campus_safety": 0}[domain]
 
 
+def _laid_out(batches, domain: str) -> tuple:
+    """``_by_township`` of ``domain``'s runs from ``batches``, as plain dicts."""
+    series, parents = _by_township((SeriesReader().runs(batch, domain) for batch in batches), 0.5)
+    return {key: {village: dict(daily) for village, daily in by_village.items()}
+            for key, by_village in series.items()}, parents
+
+
+def test_a_series_days_come_in_one_run_and_in_runs_where_the_file_has_them_apart(tmp_path):
+    """A stored month's days of one series come as one run (the file is sorted by series). A file whose
+    rows of a series lie apart (the previous layout's, written here in the counted order) gives a run per
+    stretch; either way the scorer lays out the days it lays out from the tallies as counted."""
+    _store(tmp_path, SERIES, FEEDS)
+    runs = list(SeriesReader().runs(StoredSeries(str(tmp_path), "2025-03"), "civil_dispute"))
+    assert [(village, dates) for _, _, village, dates, _ in runs] == [
+        (None, [dt.date(2025, 3, 2), dt.date(2025, 3, 20)]), ("341523001001", [dt.date(2025, 3, 2)])]
+    previous = tmp_path / "previous"
+    _write_previous_layout(previous)
+    runs = list(SeriesReader().runs(StoredSeries(str(previous), "2025-03"), "civil_dispute"))
+    assert [village for _, _, village, _, _ in runs] == [None, "341523001001", None]
+    for domain in ("civil_dispute", "labor_wage"):
+        counted = [[item for d, item in map(domain_item, SERIES) if d == domain]]
+        for root in (tmp_path, previous):
+            assert _laid_out([StoredSeries(str(root), "2025-03")], domain) == _laid_out(counted, domain)
+
+
 def test_a_months_callers_column_is_read_only_when_a_tallys_callers_are(tmp_path, monkeypatch):
     """The scorer reads callers only on the days a repeat caller's lookback reaches: a month none of whose
-    tallies' callers are read never reads its ``callers`` column (most of the file)."""
+    tallies' callers are read never reads its ``callers`` column (most of the file); a month they are read
+    from reads it once for all its domains."""
     from pipelines import warehouse
     _store(tmp_path, SERIES, FEEDS)
     columns_read = []
@@ -143,10 +176,14 @@ def test_a_months_callers_column_is_read_only_when_a_tallys_callers_are(tmp_path
     monkeypatch.setattr(warehouse.pq, "read_table", lambda source, columns=None: (
         columns_read.append(columns) if columns == ["callers"] else None) or read(source, columns=columns))
     reader = SeriesReader()
-    rows = [list(reader.rows(StoredSeries(str(tmp_path), "2025-03"), domain, callers_on_read=True))
+    rows = [_rows(reader, StoredSeries(str(tmp_path), "2025-03"), domain, callers_from="2025-04-01")
             for domain in ("civil_dispute", "labor_wage")]
     assert [row[4]["records"] for row in rows[1]] == [3] and columns_read == []
-    assert rows[1][0][4]["callers"] == {"ab" * 32: 3} and columns_read == [["callers"]]
+    assert not any("callers" in row[4] for domain_rows in rows for row in domain_rows)
+    reader.clear()
+    rows = [_rows(reader, StoredSeries(str(tmp_path), "2025-03"), domain, callers_from="2025-03-01")
+            for domain in ("civil_dispute", "labor_wage")]
+    assert rows[1][0][4]["callers"] == {"ab" * 32: 3}
     assert sorted(repr(row[4]["callers"]) for row in rows[0]) == sorted(map(repr, [{CALLER: 2}, {CALLER: 2}, {}]))
     assert columns_read == [["callers"]]  # one read of the column for the month
 
@@ -195,7 +232,7 @@ def test_tallies_counted_by_month_are_stored_as_those_counted_one_by_one(tmp_pat
     """``DailyTallies(by_month=True)`` hands the store a month's tallies as a few lists of stored rows, from
     Events in several parts (feed days summed per part first): the files are byte for byte those of the
     tallies counted one by one from one PCollection, in a first run (every month whole) and in an
-    incremental one (April counted again from the 2nd, its 1st kept as stored)."""
+    incremental one (April's townships counted again from the 2nd, its 1st kept as stored)."""
     events = _month_end_events()
     later = events + [whole_event(40, "police_110", 30, "幸福里小区门口又有人打架", village_code="330100001001")]
     april = [e for e in later if e["reported_at"] >= dt.datetime(2025, 4, 1, 0, tzinfo=TZ)]
@@ -205,7 +242,7 @@ def test_tallies_counted_by_month_are_stored_as_those_counted_one_by_one(tmp_pat
         _count_and_store(out, _in_parts(events) if by_month else [events], by_month)
         first = _stored_files(out)
         _count_and_store(out, _in_parts(april) if by_month else [april], by_month,
-                         rewrite=[("2025-04", "2025-04-02")])
+                         rewrite=[("2025-04", township, "2025-04-02") for township in TOWNS])
         files[by_month] = (first, _stored_files(out))
     assert files[True] == files[False]
     first, second = files[True]
@@ -238,7 +275,7 @@ def test_daily_counts_by_month_are_the_tallies_as_stored_rows_in_a_list_per_shar
 
 def test_equal_texts_are_parsed_once_per_domain_and_keep_their_own_callers(tmp_path, monkeypatch):
     """Tallies of a domain with equal texts (in one month or in two) share one parse; each keeps its own
-    callers, read on first read or at once, and the shared parse is not changed by either."""
+    callers, and the shared parse is not changed by them."""
     from pipelines import warehouse
     quiet = [((("341523", "341523001000", "341523001001", "civil_dispute"), f"{month}-{day:02d}"), _tally(1, caller))
              for month in ("2025-03", "2025-04") for day, caller in ((3, "aa" * 32), (4, "bb" * 32), (5, None))]
@@ -249,34 +286,31 @@ def test_equal_texts_are_parsed_once_per_domain_and_keep_their_own_callers(tmp_p
     loads = warehouse.json.loads
     monkeypatch.setattr(warehouse.json, "loads", lambda text: parsed.append(text) or loads(text))
     reader = SeriesReader()
-    for on_read in (True, False):
+    for _ in range(2):
         rows = [row for month in ("2025-03", "2025-04")
-                for row in reader.rows(StoredSeries(str(tmp_path), month), "civil_dispute", callers_on_read=on_read)]
+                for row in _rows(reader, StoredSeries(str(tmp_path), month), "civil_dispute")]
         assert [row[4]["callers"] for row in rows] == [tally["callers"] for _, tally in quiet]
-        assert [(*row[:4], dict(row[4])) for row in rows] == [(*series[:3], date, tally) for (series, date), tally in quiet]
+        assert [row[:4] + (row[4],) for row in rows] == [(*series[:3], date, tally) for (series, date), tally in quiet]
         assert len({id(row[4]["signals"]) for row in rows}) == 1  # one parse, shared
         reader.clear()
-    assert len(parsed) == 2  # once per reading of the domain, both months
+    assert sum('"signals"' in text for text in parsed) == 2  # the tallies once per reading of the domain
 
 
 def test_months_before_callers_from_are_read_without_their_callers(tmp_path):
     """The scorer's lookback reaches back from ``callers_from``: a month wholly before it is read without
-    callers (its tallies one dict per text); the month ``callers_from`` falls in keeps them. A month in the
-    previous layout has its callers in its text, and keeps them."""
+    callers (its tallies one dict per text); the month ``callers_from`` falls in keeps them from that day on.
+    A month in the previous layout has its callers in its text, and keeps them."""
     early = [((("341523", "341523001000", None, "civil_dispute"), "2025-02-27"), _tally(2))]
     _store(tmp_path, SERIES + early, FEEDS)
     reader = SeriesReader()
-    (*_, february), = reader.rows(StoredSeries(str(tmp_path), "2025-02"), "civil_dispute", callers_on_read=True,
-                                  callers_from="2025-03-20")
-    assert dict(february) == {k: v for k, v in early[0][1].items() if k != "callers"}
-    with pytest.raises(KeyError):
-        february["callers"]  # noqa: B018 (none read)
-    march = list(reader.rows(StoredSeries(str(tmp_path), "2025-03"), "civil_dispute", callers_on_read=True,
-                             callers_from="2025-03-20"))
+    (*_, february), = _rows(reader, StoredSeries(str(tmp_path), "2025-02"), "civil_dispute",
+                            callers_from="2025-03-02")
+    assert february == {k: v for k, v in early[0][1].items() if k != "callers"}
+    march = _rows(reader, StoredSeries(str(tmp_path), "2025-03"), "civil_dispute", callers_from="2025-03-02")
     assert sorted(repr(row[4]["callers"]) for row in march) == sorted(map(repr, [{CALLER: 2}, {CALLER: 2}, {}]))
     previous = tmp_path / "previous"
     _write_previous_layout(previous)
-    rows = list(SeriesReader().rows(StoredSeries(str(previous), "2025-03"), "labor_wage", callers_from="2025-05-01"))
+    rows = _rows(SeriesReader(), StoredSeries(str(previous), "2025-03"), "labor_wage", callers_from="2025-05-01")
     assert [row[4]["callers"] for row in rows] == [{"ab" * 32: 3}]
 
 
