@@ -75,17 +75,19 @@ def _gap_on(feed: str, township: str | None, counts: dict[dt.date, int], day: dt
     return None
 
 
-def coverage_start(daily_records: Mapping[dt.date, int], end: dt.date, config: dict | None = None) -> dt.date | None:
-    """The first day the feeds cover: all feeds' records that day reach ``coverage_min_ratio`` of their usual day, the
-    median of the last ``coverage_usual_days`` days with records up to ``end``. The days before are unknown,
-    not quiet: a month's files carry a few late records of the months before, and a warehouse's first month is
-    preceded by nothing. None: no records up to ``end``."""
+def coverage_start(daily_records: Mapping[dt.date, int], end: dt.date, config: dict | None = None,
+                   min_ratio: float | None = None) -> dt.date | None:
+    """The first day the feeds cover: all feeds' records that day reach ``min_ratio`` (default
+    ``coverage_min_ratio``) of their usual day, the median of the last ``coverage_usual_days`` days with records
+    up to ``end``. The days before are unknown, not quiet: a month's files carry a few late records of the months
+    before, and a warehouse's first month is preceded by nothing. None: no records up to ``end``."""
     cfg = config or gap_config()
+    min_ratio = cfg["coverage_min_ratio"] if min_ratio is None else min_ratio
     days = sorted(d for d, n in daily_records.items() if n > 0 and d <= end)
     if not days:
         return None
     usual = float(np.median([daily_records[d] for d in days if (end - d).days < cfg["coverage_usual_days"]] or [0]))
-    return next(d for d in days if daily_records[d] >= cfg["coverage_min_ratio"] * usual)
+    return next(d for d in days if daily_records[d] >= min_ratio * usual)
 
 
 def _usual_count(counts: dict[dt.date, int], day: dt.date, history_days: int) -> float:

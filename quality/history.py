@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from models.gaps import coverage_start
+from models.gaps import coverage_start, gap_config
 from quality import suites
 
 HOURS = list(range(24))
@@ -60,8 +60,10 @@ class DailyProfile:
 
     @functools.cached_property
     def covered_from(self) -> dt.date | None:
+        # A reference day is a usual day: one a gap's ratio below the usual volume is none (a feed's late
+        # records thicken in the days before its first file's month, to ~5-20 % of a day's volume).
         daily = {d: int(n) for d, n in self.counts.items()}
-        return coverage_start(daily, max(daily)) if daily else None
+        return coverage_start(daily, max(daily), min_ratio=gap_config()["max_ratio"]) if daily else None
 
     def expected_count(self, start: dt.date, end: dt.date, days: list[dt.date]) -> float:
         """Expected events in [start, end): per day the median of the same weekday among the

@@ -161,7 +161,12 @@ def test_a_first_month_is_not_measured_against_its_own_late_records():
     late = events.groupby("source").head(12).copy()
     late["event_id"] = late["event_id"] + "-late"
     late["reported_at"] = late["reported_at"] - pd.to_timedelta([3 + 2 * (i % 10) for i in range(len(late))], unit="D")
-    report = check_month(pd.concat([events, late], ignore_index=True), MONTH, load_policy())
+    # and, as a grid platform's reports do, a tenth of a usual day each of the last six days before
+    usual = int(events[events["source"] == "grid"].groupby(events["reported_at"].dt.date).size().median())
+    thick = pd.concat([events[events["source"] == "grid"].head(usual // 10).assign(
+        event_id=lambda f, k=k: f["event_id"] + f"-thick{k}", reported_at=lambda f, k=k: f["reported_at"] - pd.Timedelta(days=k))
+        for k in range(1, 7)])
+    report = check_month(pd.concat([events, late, thick], ignore_index=True), MONTH, load_policy())
     assert report.findings == []
     # the same files a month later, the first month now the usual volume, still check the count
     november = make_month(dt.date(2026, 10, 1), 61, seed=3, scale=5.0)
