@@ -219,6 +219,9 @@ QUARRELS = ["和老公吵架，他喝了酒砸东西", "丈夫经常打人，这
     ("housing_construction", "房子延期交付快半年了，开发商没有说法", "逾期交房"),
     ("labor_wage", "包工头跑了，二十多个人的工钱没结", "拖欠工资"),
     ("public_order", "小区门口有人喝得烂醉", None),
+    ("public_order", "我家电动车昨晚在楼下被盗了", "盗窃"),
+    ("public_order", "停在路边的车玻璃被砸了，包被拿走", "盗窃"),
+    ("public_order", "两伙人在烧烤店门口打起来了", "打架斗殴"),
 ])
 def test_grievance_phrases_say_what_is_wrong(builder, domain, text, phrase):
     assert builder.grievances.phrase(domain, text) == phrase
