@@ -99,8 +99,9 @@ _SURNAMES = (
     "穆农司卓古吉缪简车项连芦麦褚娄窦戚岑景党宫费卜冷晏席卫米柏宗瞿桂全佟应臧闵苟邬边卞姬师仇栾"
     "隋商刁沙荣巫寇桑郎甄丛仲虞敖巩明佘池查麻苑迟邝"
 )
-# Characters that end a name rather than continue it (verbs, particles, honorific nouns).
-_NAME_STOP = "称说反映报到在于和与的了是来电投诉要求因等向被将把从对称讲诉道家住现今年岁男女先生女士同志某等及"
+# Characters that end a name rather than continue it (verbs, particles, honorific nouns). 先生 and
+# 同志 end it at their first character: 生 and 志 are common in given names (王志强, 张海生).
+_NAME_STOP = "称说反映报到在于和与的了是来电投诉要求因等向被将把从对称讲诉道家住现今年岁男女先女士同某等及"
 _NAME_MARKERS = (
     "报警人姓名|报警人|来电人姓名|来电人|诉求人|当事人|联系人|举报人|投诉人|求助人|反映人|受害人|"
     "嫌疑人|户主|业主|姓名|我叫|本人"
@@ -127,10 +128,35 @@ _MASK_RE = re.compile(
 _MASK_TOKENS = {f"g{i}": f"[{label}]" for i, (label, _) in enumerate(_MASK_PATTERNS)}
 # A phone number after a phone marker, in any length a local number can have (no area code).
 _MARKED_NUMBER_RE = re.compile(r"(电话|手机|联系方式|号码|tel|Tel|TEL)([:：\s是为]*)(\d[\d\s-]{5,}\d)")
+_NAME = rf"(?:(?:{_DOUBLE_SURNAMES})[\u4e00-\u9fff]{{1,2}}|[{_SURNAMES}][^\W\d_{_NAME_STOP}A-Za-z]{{1,2}})"
+# A name with no marker before it: nor a place's characters in it ("杜庄村", "丽景社区", "三点左右")
+_PLACE_CHARS = "村社区组镇乡路街巷庄楼湾集岗圩屯营寨左右"
+_BARE_NAME = (rf"(?:(?:{_DOUBLE_SURNAMES})[^\W\d_{_NAME_STOP}{_PLACE_CHARS}A-Za-z]{{1,2}}"
+              rf"|[{_SURNAMES}][^\W\d_{_NAME_STOP}{_PLACE_CHARS}A-Za-z]{{1,2}})")
 _NAME_RE = re.compile(
     rf"(?=[{''.join(sorted(set(m[0] for m in _NAME_MARKERS.split('|'))))}])({_NAME_MARKERS})([:：\s]*(?:是|为|叫|系)?[:：\s]*)"
-    rf"(?:(?:{_DOUBLE_SURNAMES})[\u4e00-\u9fff]{{1,2}}|[{_SURNAMES}][^\W\d_{_NAME_STOP}A-Za-z]{{1,2}})"
+    + _NAME
 )
+# Names without a marker, where a grid report or a police note puts them: after a person the text
+# speaks of ("走访独居老人杜浩然，"), or opening a clause or following a village or community and
+# followed by what that person did ("肖秀兰报警称", "青龙三村曹国强家老房子开裂", "建设路社区肖秀兰多次上访"),
+# or anywhere as a household, one of a pair or who threatens ("占了陈敏家的宅基地", "王强和李明两家因为排水",
+# "刚才周红扬言要去北京").
+# Each context asks for what follows the name too, so that words beginning with a surname's
+# character ("村民安全意识", "社区高压线多次跳闸") are seldom taken for names; a miss in the other
+# direction would carry a name into every output.
+_PERSON_NOUNS = ("独居老人|孤寡老人|空巢老人|留守老人|留守儿童|低保户|五保户|困难户|精神病人|刑满释放人员|社区矫正人员|吸毒人员"
+                 "|工作人员|环卫工人|工人|包工头|老板|司机|保安|租户|房东|老师|医生|患者|网格员|民警|辅警|村民|居民|老人")
+_AFTER_NAME = (r"(?=[，。,.、；;：:！!？?\s（(\x00]|$|今年|\d|多次|报警|来电|反映|称|说|家(?!庭|属|长|具|电|里|中|门|园|居|乐)|夫妇|一家|身体|因|与|等|被"
+               r"|上报|巡查|走访|发现|入户|在|到|去|的|和|跟|扬言|两口子|夫妻|干活|拾金不昧)")
+_ACTED = rf"(?=报警|来电|反映|称|说|多次|家(?!庭|属|长|具|电|里|中|门|人|园|居|乐)|今年\d|夫妇|夫妻|两口子|扬言|和[{_SURNAMES}])"
+_NOT_NAMES = ("安全|高空|高压|高速|文明|明显|方面|常年|经常|成员|全部|全家|车辆|路边|路上|马路|白天|江边|万元|钱款|都是|管理"
+              "|查看|查处|查获|查明|安抚|严重|严厉|及时"
+              "|向(?:民警|警方|派出所|村|社区|镇|乡|县|街道|有关|相关|上级|领导|物业|单位|我|他|她|其)")
+_PERSON_NAME_RE = re.compile(rf"({_PERSON_NOUNS})()(?!{_NOT_NAMES}){_BARE_NAME}{_AFTER_NAME}")
+_ACTING_NAME_RE = re.compile(rf"(?:^|(?<=[，。,.、；;：:！!？?\s\x00村组屯])|(?<=社区))()()(?!{_NOT_NAMES}){_BARE_NAME}{_ACTED}")
+_HOUSEHOLD_NAME_RE = re.compile(rf"()()(?!{_NOT_NAMES}){_BARE_NAME}(?=家(?:的|得|门口|院|建房|老房|房子|庭困难)|扬言)")
+_PAIRED_NAME_RE = re.compile(rf"(?<=和)()()(?!{_NOT_NAMES}){_BARE_NAME}(?=两家|两人|两口子|夫妻|之间|发生|吵|打)")
 
 
 # Exactly the characters str.isdigit() accepts (decimal digits plus superscripts, circled digits
@@ -156,7 +182,8 @@ def _token(match: re.Match) -> str:
 
 # (pattern, replacement) in the order masking applies them: those needing a digit, then names.
 _DIGIT_STEPS = ((_MASK_RE, _token), (_MARKED_NUMBER_RE, lambda m: m.group(1) + m.group(2) + "[电话]"))
-_NAME_STEPS = ((_NAME_RE, lambda m: m.group(1) + m.group(2) + "[姓名]"),)
+_NAME_STEPS = tuple((pattern, lambda m: m.group(1) + m.group(2) + "[姓名]")
+                    for pattern in (_NAME_RE, _PERSON_NAME_RE, _ACTING_NAME_RE, _HOUSEHOLD_NAME_RE, _PAIRED_NAME_RE))
 
 
 def mask(text: str | None) -> str | None:
@@ -166,6 +193,22 @@ def mask(text: str | None) -> str | None:
     if len(text) <= _CACHED_LENGTH:
         return _mask_short(text)
     return _mask(text)
+
+
+# A record's own name cell, when it holds a name: a surname and one to three more characters
+# ("王芳", "欧阳娜娜", "王女士"), not "匿名" or "市民".
+_OWN_NAME_RE = re.compile(rf"(?:{_DOUBLE_SURNAMES}|[{_SURNAMES}])[\u4e00-\u9fff]{{1,3}}")
+
+
+def mask_names(text: str | None, names) -> str | None:
+    """``text`` with the record's own names (its caller-name cells, already masked text) masked
+    wherever the text repeats them: "王芳来电反映" when 王芳 is the row's 来电人."""
+    if not text:
+        return text
+    for name in names:
+        if name and name in text and _OWN_NAME_RE.fullmatch(name):
+            text = text.replace(name, "[姓名]")
+    return text
 
 
 def mask_many(texts: list[str | None]) -> list[str | None]:

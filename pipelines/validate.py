@@ -182,6 +182,10 @@ class RecordValidator:
         self.event_names = [f["name"] for f in event_fields()]
         self._plans: dict[tuple, list[_FieldPlan]] = {}
         self._copies = self._event_copies()
+        # names (``pii: name``) are dropped, and masked where the row's free texts repeat them
+        self._name_fields = [f["name"] for f in self.fields if f.get("pii") == "name"]
+        kinds = {f["name"]: f["type"] for f in self.fields}
+        self._free_texts = sorted({target for name, target in self._copies if kinds[name] == "text"} | set(_MASKED_FIELDS))
         self._template = dict.fromkeys(self.event_names)
         self._template.update(source=feed, ingested_at=ingest_time)
         self._region_fields = [
@@ -371,7 +375,7 @@ class RecordValidator:
         copies = []
         for field in self.fields:
             name = field["name"]
-            if field.get("pii") == "drop" or field["type"] == "region":
+            if field.get("pii") in ("drop", "name") or field["type"] == "region":
                 continue
             if field.get("pii") == "caller_key":
                 copies.append((name, "caller_key"))
@@ -391,6 +395,12 @@ class RecordValidator:
             if column is not None:
                 masked = {value: pii.mask(value) for value in set(column)}
                 columns[name] = list(map(masked.__getitem__, column))
+        own_names = [parsed[name] for name in self._name_fields if any(parsed[name])]
+        if own_names:
+            for target in self._free_texts:
+                column = columns.get(target)
+                if column is not None:
+                    columns[target] = list(map(pii.mask_names, column, zip(*own_names)))
         codes = [parsed[name] for name, is_code in self._region_fields if is_code]
         region_names = [parsed[name] for name, is_code in self._region_fields if not is_code]
         # per row: its code cells, its name cells and its (text, how found) pairs, in resolve's order

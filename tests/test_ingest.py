@@ -200,3 +200,26 @@ def test_an_accepted_row_missing_from_the_written_events_stops_the_run(fixture_i
         run_ingest(str(fixture_inbox), gazetteer_path, str(out), TEST_KEY, INGEST_TIME)
     message = str(raised.value)
     assert f"{lost_from[0]}: " in message and " accepted, " in message and message.count(" accepted, ") == 1
+
+
+def test_names_in_free_text_are_masked_at_ingest(write_feed, gazetteer_path, tmp_path):
+    # a caller who says their own name, and the names grid workers write into their reports
+    write_feed("hotline_12345/names.csv", "工单号,受理时间,联系电话,姓名,问题分类,问题描述,区域\n"
+               "N1,2026-10-03 14:05,13812345678,王建国,投诉,王建国来电反映：王建国家门口下水道堵了,城关镇\n"
+               "N2,2026-10-03 15:05,13812345679,匿名,投诉,匿名来电反映市民广场路灯不亮,城关镇\n", "gbk")
+    inbox = write_feed("grid/names.jsonl", json.dumps(
+        {"event_id": "N3", "reported_at": "2026-10-06 08:00:00", "grid_code": "341122100001001", "reporter_id": "赵德华",
+         "category": "特殊人群", "subcategory": "走访", "description": "网格员赵德华走访独居老人孙秀英，身体状况良好；东关村曹国强家老房子墙体开裂",
+         "people_involved": 1, "status": "处置中", "closed_at": None}, ensure_ascii=False) + "\n")
+    out = tmp_path / "out"
+    run_ingest(str(inbox), gazetteer_path, str(out), TEST_KEY, INGEST_TIME)
+    table = ds.dataset(str(out / "warehouse" / "events"), format="parquet", partitioning="hive").to_table()
+    texts = {e["event_id"]: e["text"] for e in table.to_pylist()}
+    assert texts == {"hotline_12345:N1": "[姓名]来电反映：[姓名]家门口下水道堵了",
+                     "hotline_12345:N2": "匿名来电反映市民广场路灯不亮",
+                     "grid:N3": "网格员[姓名]走访独居老人[姓名]，身体状况良好；东关村[姓名]家老房子墙体开裂"}
+    for path in out.rglob("*"):
+        if path.is_file() and "quarantine" not in path.parts:
+            content = "\n".join(s for row in pq.read_table(path).to_pylist() for s in _strings(row)) \
+                if path.suffix == ".parquet" else path.read_text("utf-8")
+            assert not any(name in content for name in ("王建国", "赵德华", "孙秀英", "曹国强")), path

@@ -147,3 +147,55 @@ def test_a_batch_masks_each_text_as_it_would_alone(texts):
 def test_the_digit_test_is_str_isdigit_per_character(text):
     # masking is skipped for texts without a digit: any script's, superscripts and circled ones count
     assert pii._has_digit(text) == any(c.isdigit() for c in text)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("走访独居老人杜浩然，身体状况良好", "走访独居老人[姓名]，身体状况良好"),
+        ("独居老人苏艳今年20岁，生活不能自理", "独居老人[姓名]今年20岁，生活不能自理"),
+        ("青龙三村曹国强家老房子墙体开裂", "青龙三村[姓名]家老房子墙体开裂"),
+        ("建设路社区肖秀兰多次到县里上访", "建设路社区[姓名]多次到县里上访"),
+        ("肖秀兰报警称：被几个人围着打了", "[姓名]报警称：被几个人围着打了"),
+        ("网格员张伟上报：河堤有裂缝", "网格员[姓名]上报：河堤有裂缝"),
+        ("刘建军家的狗昨天咬人，欧阳娜娜来电反映", "[姓名]家的狗昨天咬人，[姓名]来电反映"),
+        # words beginning with a surname's character, and names already in a public form
+        ("老人向民警反映邻居占道，民警查看，民警张伟到场调解", "老人向民警反映邻居占道，民警查看，民警[姓名]到场调解"),
+        ("村民安全意识差，社区高压线多次跳闸", "村民安全意识差，社区高压线多次跳闸"),
+        ("王家庄村民反映张庄村委会不作为", "王家庄村民反映张庄村委会不作为"),
+        ("梁先生来电反映，李某报警称邻居王大妈天天跳广场舞", "梁先生来电反映，李某报警称邻居王大妈天天跳广场舞"),
+        ("老人家里没人，王家的狗咬人，小组成员反映高空抛物", "老人家里没人，王家的狗咬人，小组成员反映高空抛物"),
+    ],
+)
+def test_names_without_a_marker_are_masked_where_a_report_puts_them(text, expected):
+    assert pii.mask(text) == expected
+
+
+_name = st.builds(lambda surname, given: surname + given,
+                  st.sampled_from(["王", "李", "曹", "肖", "欧阳", "高", "文", "安", "向", "石", "常"]),
+                  st.sampled_from(["国强", "秀兰", "浩然", "丽娟", "建军", "志强", "海生", "春梅", "桂英", "小红", "海燕",
+                                   "德华", "晓东", "敏", "伟", "芳", "磊", "静", "勇"]))
+_named = st.sampled_from(["走访独居老人{}，身体状况良好", "{}报警称被人打了", "郝庄村{}多次到县里上访",
+                          "建设路社区{}家老房子开裂", "网格员{}上报：路灯坏了", "来电人{}反映噪音", "低保户{}，今年70岁",
+                          "邻居占了{}家的宅基地", "刚才{}扬言要去北京", "郝庄村王强和{}两家因为排水吵架"])
+
+
+@given(_filler, _named, _name)
+def test_generated_names_in_a_reports_places_never_survive(before, template, name):
+    text = before + "。" + template.format(name)
+    assert name not in pii.mask(text)
+
+
+@pytest.mark.parametrize(
+    "text, names, expected",
+    [
+        ("王建国来电反映，王建国家门口积水", ("王建国",), "[姓名]来电反映，[姓名]家门口积水"),
+        ("王女士称楼上漏水", ("王女士",), "[姓名]称楼上漏水"),
+        ("匿名来电反映市民广场积水", ("匿名",), "匿名来电反映市民广场积水"),
+        ("市民来电反映", ("市民",), "市民来电反映"),
+        ("巡查发现wg00139辖区路灯坏了", ("wg00139",), "巡查发现wg00139辖区路灯坏了"),
+        ("路灯坏了", (None,), "路灯坏了"),
+    ],
+)
+def test_a_records_own_name_is_masked_in_its_texts(text, names, expected):
+    assert pii.mask_names(text, names) == expected
