@@ -888,8 +888,13 @@ class TopicBuilder:
         for term in sorted(exclude, key=len, reverse=True):
             text = text.replace(term, "|")
         text = self.finder.strip_regions(text)
-        tokens = self.words.cut(self.feature_text(text))
-        ok = [self._is_content(t) for t in tokens]
+        # dictionary words with their tags, without the HMM: its guesses at unknown words cut
+        # fragments across words ("小时前停"); times, numbers, pronouns and adverbs say nothing of a
+        # topic, and a person's name (nr) must not become its keyword
+        tagged = self.words.tagged(self.feature_text(text))
+        tokens = [word for word, _ in tagged]
+        ok = [tag[0] not in _FUNCTION_TAG_CLASSES and not tag.startswith("nr") and self._is_content(word)
+              for word, tag in tagged]
         terms = [t for t, good in zip(tokens, ok) if good]
         for i in range(len(tokens) - 1):
             if ok[i] and ok[i + 1] and len(tokens[i]) + len(tokens[i + 1]) <= 6:
@@ -1237,7 +1242,8 @@ class TopicBuilder:
         if known is None:
             known = (len(word) >= 2 and not word.isascii() and word not in self.generic_terms
                      and word not in self.signal_terms and word not in self.actor_terms
-                     and word not in self.regions.villages and not any(word.endswith(s) for s in self.suffixes))
+                     and word not in self.regions.villages and not any(word.endswith(s) for s in self.suffixes)
+                     and not word.endswith(_ADDRESSED))
             self._content_words[word] = known
         return known
 
@@ -1556,6 +1562,12 @@ def _topic_id(township: str, domain: str, subject: str | None, keywords: Sequenc
 
 _LEVEL_WEIGHT = {"red": 1.0, "orange": 0.8, "yellow": 0.6, "blue": 0.4, "none": 0.0}
 _NOUN_TAGS = frozenset({"n", "nz", "vn", "nt", "nw", "an"})
+# jieba's tag classes of words that never characterise a topic: numerals, quantifiers, times,
+# pronouns, adverbs, directions, prepositions, conjunctions, particles, modals, interjections,
+# onomatopoeia, status words and what the dictionary does not know (x)
+_FUNCTION_TAG_CLASSES = frozenset("mqtrdfpcuyeozx")
+# a caller as the work order addresses them (梁先生): who, not what
+_ADDRESSED = ("先生", "女士")
 _LN10 = math.log(10.0)
 
 

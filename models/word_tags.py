@@ -1,9 +1,9 @@
 """Words of a jieba tokenizer with their parts of speech, for the nouns a topic's title is picked from
 and the terms of its keywords, with the dictionary loaded only as far as the texts need it.
 
-``TextWords(tokenizer)`` cuts texts as ``tokenizer.lcut(text)`` does (``cut``) and gives what
-``jieba.posseg.POSTokenizer(tokenizer).lcut(text, HMM=False)`` gives for the text's Chinese runs
-(``tagged``: each word of the tokenizer's route with its dictionary tag) — without the 500,000-entry
+``TextWords(tokenizer)`` gives what ``jieba.posseg.POSTokenizer(tokenizer).lcut(text, HMM=False)``
+gives for the text's Chinese runs (``tagged``: each word of the tokenizer's route with its
+dictionary tag) — without the 500,000-entry
 prefix dictionary that jieba unmarshals from its cache on first use (~0.7 s of a county month's
 report step) and without importing ``jieba.posseg`` (whose import builds a tagger for jieba's
 default tokenizer, reading the word-tag table, which a tagger for our tokenizer reads again line by
@@ -20,7 +20,7 @@ tag over the dictionary's, as in jieba, whichever comes in first.
 For the same reason a block of a text (a run jieba cuts on its own) is cut once: the words it can
 hold were all in when it was first met, and a word coming in later holds a character it lacks. Texts
 share many blocks (feature texts mask names and digits: "市民来电反映", "要求处理"), so each block's
-words and tags are kept (up to ``MAX_BLOCKS`` of each).
+words and tags are kept (up to ``MAX_BLOCKS``).
 """
 from __future__ import annotations
 
@@ -31,8 +31,6 @@ import numpy as np
 # jieba.posseg's re_han_internal and re_eng1
 _BLOCK = re.compile("([\u4E00-\u9FD5a-zA-Z0-9+#&\\._]+)")
 _SINGLE_ENG = re.compile("^[a-zA-Z0-9]$")
-# jieba's re_han_default: the blocks ``Tokenizer.cut`` cuts one by one
-_CUT_BLOCK = re.compile("([\u4E00-\u9FD5a-zA-Z0-9+#&\\._%\\-]+)")
 MAX_BLOCKS = 500_000  # a worker's tokenizer lives for many months: start over beyond this many
 
 
@@ -63,7 +61,6 @@ class TextWords:
         self._sorted_codes = codes[self._order]
         # characters of each word not met yet (a repeated character counts as often as it occurs)
         self._missing = lengths
-        self._cuts: dict[str, list[str]] = {}  # block → its words (``cut``)
         self._tagged_blocks: dict[str, list[tuple[str, str]]] = {}  # block → its (word, tag) (``tagged``)
 
     def add_word(self, word: str, freq: int, tag: str | None = None) -> None:
@@ -99,22 +96,6 @@ class TextWords:
                 self.tags[word] = tags[i]
             for k in range(1, len(word)):
                 freq.setdefault(word[:k], 0)
-
-    def cut(self, text: str) -> list[str]:
-        """``tokenizer.lcut(text)`` (with jieba's HMM for runs of unknown characters): the words of
-        each of its blocks, a block's own ``lcut``."""
-        self.admit(text)
-        cuts = self._cuts
-        if len(cuts) > MAX_BLOCKS:
-            cuts.clear()
-        words: list[str] = []
-        for block in _CUT_BLOCK.split(text):
-            if block:
-                known = cuts.get(block)
-                if known is None:
-                    known = cuts[block] = self.tokenizer.lcut(block)
-                words += known
-        return words
 
     def tagged(self, text: str) -> list[tuple[str, str]]:
         """(word, tag) of the words of the text's Chinese runs, in order, as the tagger cuts them
