@@ -69,7 +69,14 @@ _CLOSE_FIELDS, _RELATIVE = ("score", "expected"), 1e-9
 def _same_row(x: dict, y: dict) -> bool:
     if x.keys() != y.keys() or any(x[k] != y[k] for k in x if k not in _CLOSE_FIELDS):
         return False
-    return all(abs(x[k] - y[k]) <= _RELATIVE * max(abs(x[k]), abs(y[k])) for k in _CLOSE_FIELDS if k in x)
+    return all(_close(x[k], y[k]) for k in _CLOSE_FIELDS if k in x)
+
+
+def _close(a: float | None, b: float | None) -> bool:
+    """Within ``_RELATIVE`` of each other; None (a row without a baseline's ``expected``) equals only None."""
+    if a is None or b is None:
+        return a is b
+    return abs(a - b) <= _RELATIVE * max(abs(a), abs(b))
 
 
 def _identical_row(x: dict, y: dict) -> bool:

@@ -721,7 +721,8 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
                     # of the two, so the scan never lowers it (the stream scores each window this way)
                     a = max(window_assessment(i, int(area_w[i]), float(area_s[i]), subject, int(area[i])), a,
                             key=lambda assessment: assessment.score)
-                rows.append(_row("day", dates[i], int(incidents[i]), float(mu[i]) * per_volume, a, base))
+                rows.append(_row("day", dates[i], int(incidents[i]),
+                                 float(mu[i]) * per_volume if baselined else None, a, base))
         observed = int(incidents[m_first:m_last + 1].sum())
         previous = [int(incidents[index(p):index(_month_end(p)) + 1].sum()) for p in _previous_months(month, 3)
                     if p >= history_start]
@@ -731,7 +732,7 @@ def score_series(daily: Mapping[dt.date, Mapping], *, target_start: dt.date, tar
         if not baselined:
             reason = unbaselined_reason(f"本月{observed}起", m_first - history_first)
         a = assess(month_surprisal, reason, tally, n_repeat, gap_days, False, cfg, usual_counts(history, observed))
-        rows.append(_row("month", month, observed, expected_volume * per_volume, a, base))
+        rows.append(_row("month", month, observed, expected_volume * per_volume if baselined else None, a, base))
     return rows
 
 
@@ -880,7 +881,9 @@ def _previous_months(month: dt.date, n: int) -> list[dt.date]:
     return out
 
 
-def _row(period: str, start: dt.date, observed: int, expected: float, a: Assessment, base: Mapping) -> dict:
+def _row(period: str, start: dt.date, observed: int, expected: float | None, a: Assessment, base: Mapping) -> dict:
+    """A score row; ``expected`` None where the history is too short to estimate it (``warn_min_history_days``):
+    no number a reader could take for "none expected"."""
     return {"period": period, "period_start": start, **base, "observed": observed,
-            "expected": round(expected, 2), "score": a.score, "level": a.level, "reasons": a.reasons,
-            "complete": a.complete}
+            "expected": None if expected is None else round(expected, 2), "score": a.score, "level": a.level,
+            "reasons": a.reasons, "complete": a.complete}

@@ -371,7 +371,7 @@ def build_scoring_pipeline(pipeline: beam.Pipeline, *, out: str, months: MonthRa
          | "TallyMonths" >> beam.Create(score.tally_months)
          | "ReadTallies" >> warehouse.ReadScoredTallies(out)
          | "ScoreMonths" >> score
-         | "WriteScores" >> warehouse.WriteScores(out)
+         | "WriteScores" >> warehouse.WriteScores(out, months.months)
          | "AddToManifest" >> sinks.AddToManifest(manifest_path, out))
 
 

@@ -1,7 +1,8 @@
 """The Beam part of ``riskwatch evaluate-detection``: the production transforms on simulated events.
 
 Events (Parquet) → domains (the classifier, or the truth's for detection alone) → ``LinkIncidents``
-→ ``DailyCounts`` → ``ScoreSeries`` (townships only) with ``FeedGaps``. Three small text outputs
+→ ``DailyCounts`` → ``ScoreTallies`` (townships only; the feed gaps, and the history beginning where the
+feeds' coverage does, as the batch job scores). Three small text outputs
 for the driver-side comparison with the truth (``models.detection_eval``): ``incidents.csv``
 (event_id, incident_id, domain), ``daily_counts.jsonl`` (township × domain × day incidents and
 records) and ``day_scores.jsonl`` (the day score rows).
@@ -18,7 +19,8 @@ import apache_beam as beam
 from pipelines.classify import ClassifyEvents
 from pipelines.link import LinkIncidents
 from pipelines.options import beam_options
-from pipelines.score import DailyCounts, DomainBatches, FeedGaps, ScoreSeries
+from pipelines.score import DailyCounts, DomainBatches, FeedDayCounts, ScoreTallies
+from pipelines.warehouse import FEED_DAYS, SERIES_TALLIES
 
 
 def truth_domain(line: str) -> tuple[str, str]:
@@ -98,8 +100,9 @@ def run_detection_pipeline(events_pattern: str, truth_records: str, work: str, u
                "WriteIncidents", f"{work}/incidents", ".csv")
         daily = linked | "DailyCounts" >> DailyCounts()
         _write(daily | "DailyJson" >> beam.FlatMap(township_daily_json), "WriteDaily", f"{work}/daily_counts", ".jsonl")
-        gaps = classified | "FeedGaps" >> FeedGaps(target_start, target_end)
-        day_rows = (daily | "DomainBatches" >> DomainBatches()
-                    | "Score" >> ScoreSeries(target_start, target_end, history_start, gaps=gaps, villages=False)
+        tallies = {SERIES_TALLIES: daily | "DomainBatches" >> DomainBatches(),
+                   FEED_DAYS: classified | "FeedDays" >> FeedDayCounts()}
+        day_rows = (tallies
+                    | "Score" >> ScoreTallies(target_start, target_end, history_start, villages=False)
                     | "DayRows" >> beam.Filter(lambda r: r["period"] == "day"))
         _write(day_rows | "DayJson" >> beam.Map(day_row_json), "WriteScores", f"{work}/day_scores", ".jsonl")

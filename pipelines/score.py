@@ -4,13 +4,12 @@
   domain and village × domain × day, with signal tallies. Records meet in shards by township (a
   table of them per group of Events) and are summed per incident, then per series × day inside the
   shard, per column.
-- ``FeedGaps``: Events (all, including domain ``none``) → the data gaps of the target period
-  (``models.gaps``), as one list.
 - ``ScoreSeries``: ((series, date), tally) over history + target → day and month score rows for
   the target period (``models.risk_score.score_series``). The batch job feeds it the target
   month's events together with the history months read back from the warehouse.
-- ``FeedDayCounts`` / ``FindGaps``: the two halves of ``FeedGaps``, so the batch job can keep the
-  per-day record counts in the warehouse and find gaps without the events.
+- ``FeedDayCounts`` / ``FindGaps``: Events (all, including domain ``none``) → records per feed ×
+  township × day → the data gaps of the target period (``models.gaps``), as one list; in two halves,
+  so the batch job can keep the per-day record counts in the warehouse and find gaps without the events.
 - ``ScoreTallies``: tallies and feed-day counts → score rows; ``ScoreEvents``: from Events. Days before the
   feeds' coverage begins (``DataStart``) are not history: a warehouse's first months are
   compared only with what it holds, never with the empty months before it.
@@ -484,17 +483,6 @@ def _coverage_start(keyed, end: dt.date | None):
         yield start
 
 
-class FeedGaps(beam.PTransform):
-    """All Events → one list of ``models.gaps.Gap`` for start..end (``ScoreSeries``' ``gaps``)."""
-
-    def __init__(self, target_start: dt.date, target_end: dt.date):
-        super().__init__()
-        self._start, self._end = target_start, target_end
-
-    def expand(self, events):
-        return events | "FeedDays" >> FeedDayCounts() | "Gaps" >> FindGaps(self._start, self._end)
-
-
 def _by_township(batches, weight: float) -> tuple[dict, dict]:
     """A domain's runs of (county, township, village, dates, tallies) (``SeriesReader.runs``) →
     {(county, township): {village or None: {date: tally}}} and per county its townships' daily volume
@@ -625,7 +613,7 @@ class ScoreSeries(beam.PTransform):
     """(domain, [tally items]) batches (``DomainBatches``; or ``warehouse.StoredSeries``, a stored
     month read where scored) over history + target → score rows for target_start..target_end.
 
-    ``gaps``: a PCollection with one list of gaps (``FeedGaps``), or None. ``data_start``: a PCollection with
+    ``gaps``: a PCollection with one list of gaps (``FindGaps``), or None. ``data_start``: a PCollection with
     where the feeds' coverage begins (``DataStart``), or None: history starts no earlier. ``villages=False``
     scores townships only (evaluation compares township series; villages cost most of the fits).
     ``village_names`` (code → the gazetteer's name) name villages in the village scan's reasons.
@@ -675,13 +663,13 @@ class ScoreTallies(beam.PTransform):
     """``{"series": DailyCounts' tallies in DomainBatches, "feed_days": FeedDayCounts' counts}`` over
     history + target → score rows of the target period, history starting no earlier than the feeds' coverage
     (``DataStart``). The batch job keeps both per month in the warehouse, so a month is scored without reading
-    its history's events again."""
+    its history's events again. ``villages=False`` scores townships only (``ScoreSeries``)."""
 
     def __init__(self, target_start: dt.date, target_end: dt.date, history_start: dt.date,
-                 village_names: dict[str, str] | None = None):
+                 village_names: dict[str, str] | None = None, villages: bool = True):
         super().__init__()
         self._args = (target_start, target_end, history_start)
-        self._village_names = village_names
+        self._village_names, self._villages = village_names, villages
 
     def expand(self, tallies):
         target_start, target_end, _ = self._args
@@ -689,6 +677,7 @@ class ScoreTallies(beam.PTransform):
         data_start = (tallies[FEED_DAYS] | "RecordsByDay" >> beam.MapTuple(lambda key, n: (key[2], n))
                       | "DataStart" >> DataStart(target_end))
         return tallies[SERIES_TALLIES] | "ScoreSeries" >> ScoreSeries(*self._args, gaps=gaps, data_start=data_start,
+                                                                      villages=self._villages,
                                                                       village_names=self._village_names)
 
 

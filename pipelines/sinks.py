@@ -139,13 +139,18 @@ class _WriteEventPartition(beam.DoFn):
                 tables.append(self._tables.from_bytes(value))
             else:
                 marked = True
-        if self._only_marked and not (marked and (rows or tables)):
+        if self._only_marked and not marked:
+            return
+        path = FileSystems.join(events_dir(self._out), f"month={month}", f"events-{self._digest}-{shard:03d}.parquet")
+        # A marked partition left with no rows (its records' newer versions moved to other months) is
+        # written empty, or its stale rows would be read beside the new versions; nothing then, nothing
+        # now: no empty files for months without events.
+        if not (rows or tables) and not FileSystems.exists(path):
             return
         # a deterministic row order: by event_id (byte order of UTF-8 is the code points' order)
         table = pa.concat_tables([self._tables.table(rows), *tables]).sort_by("event_id").combine_chunks()
         buffer = io.BytesIO()
         pq.write_table(table, buffer, compression="zstd")
-        path = FileSystems.join(events_dir(self._out), f"month={month}", f"events-{self._digest}-{shard:03d}.parquet")
         write_atomically(path, buffer.getvalue())
         beam.metrics.Metrics.counter("ingest", "events_written").inc(table.num_rows)
         yield path, table.num_rows
@@ -159,7 +164,7 @@ class WriteEvents(beam.PTransform):
     One file per month and shard, rows sorted by event_id, so the bytes depend only on the input.
     Raise ``shards`` when a month no longer fits one worker's memory. With ``months`` (a
     PCollection of ``YYYY-MM``), only those months' partitions are written, the others are left
-    as they are.
+    as they are; a stored partition of those months left with no rows is written empty.
     """
 
     def __init__(self, out: str, run_digest: str, shards: int = 1, months=None):

@@ -41,6 +41,10 @@ def month_of_date(day: dt.date) -> str:
     return day.strftime("%Y-%m")
 
 
+# A scored month's mark among its score rows (``WriteScores(months=…)``).
+_SCORED = None
+
+
 class _WriteScoreMonth(beam.DoFn):
     def __init__(self, out: str):
         super().__init__()
@@ -52,6 +56,12 @@ class _WriteScoreMonth(beam.DoFn):
     def process(self, keyed):
         month, rows = keyed
         names = self._schema.names
+        path = FileSystems.join(scores_dir(self._out), f"month={month}", "scores.parquet")
+        rows = [row for row in rows if row is not _SCORED]
+        # A scored month left with no rows (its series' records moved out of its reach) is written empty, or
+        # its stale rows would stay; nothing then, nothing now: no empty files for months never scored.
+        if not rows and not FileSystems.exists(path):
+            return
         rows = sorted(
             ({name: row.get(name) for name in names} for row in rows),
             key=lambda r: (r["period"], r["period_start"], r["township_code"] or "", r["village_code"] or "", r["domain"]),
@@ -59,23 +69,27 @@ class _WriteScoreMonth(beam.DoFn):
         table = pa.Table.from_pylist(rows, schema=self._schema)
         buffer = io.BytesIO()
         pq.write_table(table, buffer, compression="zstd")
-        path = FileSystems.join(scores_dir(self._out), f"month={month}", "scores.parquet")
         write_atomically(path, buffer.getvalue())
         yield path, len(rows)
 
 
 class WriteScores(beam.PTransform):
     """Score rows → ``<out>/warehouse/scores/month=YYYY-MM/scores.parquet``, one file per month,
-    replaced whole on every run of that month."""
+    replaced whole on every run of that month. ``months``: the months scored (``YYYY-MM``), whose stored
+    file is replaced even when they have no rows left."""
 
-    def __init__(self, out: str):
+    def __init__(self, out: str, months: list[str] = ()):
         super().__init__()
-        self._out = out
+        self._out, self._months = out, list(months)
 
     def expand(self, rows):
+        keyed = rows | "KeyByMonth" >> beam.Map(lambda r: (month_of_date(r["period_start"]), r))
+        if self._months:
+            marks = (rows.pipeline | "ScoredMonths" >> beam.Create(self._months)
+                     | "MarkScored" >> beam.Map(lambda month: (month, _SCORED)))
+            keyed = (keyed, marks) | "RowsAndMarks" >> beam.Flatten()
         return (
-            rows
-            | "KeyByMonth" >> beam.Map(lambda r: (month_of_date(r["period_start"]), r))
+            keyed
             | "GroupByMonth" >> beam.GroupByKey()
             | "WriteParquet" >> beam.ParDo(_WriteScoreMonth(self._out))
         )

@@ -21,16 +21,18 @@ def _month_label(month: str) -> str:
 def monthly_bars(
     months: Sequence[str],
     observed: Sequence[float],
-    expected: Sequence[float] | None = None,
+    expected: Sequence[float | None] | None = None,
     width: int = 240,
     height: int = 96,
     label: str = "",
 ) -> str:
-    """Bars of monthly events (the last month emphasised), the expected level as a dashed line."""
+    """Bars of monthly events (the last month emphasised), the expected level as a dashed line through the
+    months that have one (None: no baseline)."""
     pad_left, pad_right, pad_top, pad_bottom = 4, 4, 14, 16
     plot_w, plot_h = width - pad_left - pad_right, height - pad_top - pad_bottom
     n = max(1, len(observed))
-    top = max([*observed, *(expected or []), 1.0])
+    known = [(i, v) for i, v in enumerate(expected or []) if v is not None]
+    top = max([*observed, *(v for _, v in known), 1.0])
     slot = plot_w / n
     bar_w = max(2.0, slot * 0.7)
     base = pad_top + plot_h
@@ -48,10 +50,8 @@ def monthly_bars(
             f'<rect x="{x:.1f}" y="{base - h:.1f}" width="{bar_w:.1f}" height="{h:.1f}" fill="{colour}">'
             f"<title>{escape(title)}</title></rect>"
         )
-    if expected and any(expected):
-        points = " ".join(
-            f"{pad_left + i * slot + slot / 2:.1f},{base - plot_h * v / top:.1f}" for i, v in enumerate(expected)
-        )
+    if any(v for _, v in known):
+        points = " ".join(f"{pad_left + i * slot + slot / 2:.1f},{base - plot_h * v / top:.1f}" for i, v in known)
         parts.append(
             f'<polyline points="{points}" fill="none" stroke="{EXPECTED}" stroke-width="1.5" stroke-dasharray="3,2"/>'
         )

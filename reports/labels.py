@@ -11,6 +11,8 @@ LEVEL_COLOURS = {
     "none": ("#eef1f4", "#55606b"),
 }
 LEVEL_ORDER = ("red", "orange", "yellow", "blue", "none")
+# An expected count the scorer could not estimate (a null ``expected``: too little history), as the report shows it.
+NO_BASELINE = "—"
 STATUS_NAMES = {
     "new": "新出现",
     "continuing": "持续",

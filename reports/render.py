@@ -18,7 +18,7 @@ from markupsafe import Markup
 import schemas
 from models.topics import RegionNames, TopicList, shift_month
 from reports import charts, summary
-from reports.labels import LEVEL_COLOURS, LEVEL_ORDER, STATUS_NAMES, SUBJECT_KINDS, TREND_NAMES, level_name
+from reports.labels import LEVEL_COLOURS, LEVEL_ORDER, NO_BASELINE, STATUS_NAMES, SUBJECT_KINDS, TREND_NAMES, level_name
 from reports.topics_json import write_topics_json
 from reports.workbook import format_dates, write_workbook
 
@@ -57,7 +57,7 @@ def render_html(month: str, topic_list: TopicList, scores: Any, alerts: Any, qua
         series = list(trend.get(code) or [])
         months = [p["month"] for p in series]
         observed = [float(p.get("observed") or 0) for p in series]
-        expected = [float(p.get("expected") or 0) for p in series]
+        expected = [None if p.get("expected") is None else float(p["expected"]) for p in series]
         trend_panels.append({
             "name": domain_names.get(code, code),
             "total": observed[-1] if observed else 0,
@@ -109,7 +109,7 @@ def render_html(month: str, topic_list: TopicList, scores: Any, alerts: Any, qua
             "township": region_names.get(a.get("township_code"), a.get("township_code") or "未定位"),
             "domain": domain_names.get(a.get("domain"), a.get("domain") or ""),
             "observed": a.get("observed"),
-            "expected": a.get("expected"),
+            "expected": NO_BASELINE if a.get("expected") is None else f"{float(a['expected']):.1f}",
             "reasons": list(a.get("reasons") or []),
             "events": len(a.get("event_ids") or []),
         }

@@ -17,7 +17,8 @@ def _month_rows(scores: Any, month: str | None = None) -> list[dict]:
 
 def domain_trend(scores: Any, month: str, months: int = 12, events: Any = None,
                  incidents: Mapping[tuple[str, str], int] | None = None) -> dict[str, list[dict]]:
-    """Per domain, the county's events and expected events for each of the last `months` months.
+    """Per domain, the county's events and expected events for each of the last `months` months (None
+    where a score row of the month has no baseline: a null ``expected``).
 
     Scores carry the months a job scored; ``events`` (the months' Events, when given) supply the
     observed incidents of every month, scored or not, as do ``incidents`` when counted already:
@@ -27,8 +28,9 @@ def domain_trend(scores: Any, month: str, months: int = 12, events: Any = None,
     for r in _month_rows(scores):
         m = score_month(r)
         if m in window and r.get("domain") not in (None, "none"):
-            totals[r["domain"]][m][0] += float(r.get("observed") or 0)
-            totals[r["domain"]][m][1] += float(r.get("expected") or 0)
+            total = totals[r["domain"]][m]
+            total[0] += float(r.get("observed") or 0)
+            total[1] = None if total[1] is None or r.get("expected") is None else total[1] + float(r["expected"])
     if events is not None:
         incidents = incident_counts(events, window)
     if incidents is not None:

@@ -9,7 +9,7 @@ import xlsxwriter
 
 import schemas
 from models.topics import TopicList, score_month, score_rows
-from reports.labels import LEVEL_COLOURS, LIST_NAMES, STATUS_NAMES, TREND_NAMES, level_name
+from reports.labels import LEVEL_COLOURS, LIST_NAMES, NO_BASELINE, STATUS_NAMES, TREND_NAMES, level_name
 
 # (header, width) per column; widths in Excel character units (a CJK character counts ~2)
 TOPIC_COLUMNS = [("排名", 6), ("选题标题", 44), ("状态", 9), ("风险领域", 12), ("乡镇（街道）", 12),
@@ -92,7 +92,8 @@ def write_workbook(path: str | Path, topic_list: TopicList, scores: Any, quality
         sheet.write_row(r, 0, [score_month(s), region_names.get(s["township_code"], s["township_code"] or ""),
                                s["township_code"] or "", region_names.get(s.get("village_code"), s.get("village_code") or ""),
                                domain_names.get(s["domain"], s["domain"]), float(s.get("observed") or 0),
-                               round(float(s.get("expected") or 0), 2), round(float(s.get("score") or 0), 1)], wrap)
+                               NO_BASELINE if s.get("expected") is None else round(float(s["expected"]), 2),
+                               round(float(s.get("score") or 0), 1)], wrap)
         level = s.get("level") or "none"
         sheet.write(r, 8, level_name(level), level_formats.get(level))
         sheet.write(r, 9, "\n".join(s["reasons"]), wrap)

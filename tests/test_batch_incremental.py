@@ -315,3 +315,58 @@ def test_a_record_moved_to_another_township_relinks_both(fixture_inbox, gazettee
     stays = next(e for e in got["events"] if e["event_id"] == "hotline_12345:GD20260612002")
     assert stays["incident_id"] == "hotline_12345:GD20260612002"
     assert second[sinks.RELINKED_TOWNSHIPS] == {"2026-06": [CHENGGUAN, DONGHU], "2026-07": [CHENGGUAN, DONGHU]}
+
+
+# A later export: the June order of the earlier records was dated wrongly; it came in July. June had
+# no other record.
+REDATED_RELPATH = "hotline_12345/2026-older/上半年工单_更正.csv"
+REDATED = HEADER + (
+    "GD20260615001,2026-07-15 21:40:00,13800005555,陈三,投诉,楼下烧烤店油烟噪音扰民到深夜,城关镇新华社区,城关镇,市场监管局,办理中,,\n"
+)
+
+
+def test_a_record_moved_out_of_its_month_leaves_the_month_empty(fixture_inbox, gazetteer_path, tmp_path):
+    """The stored version of a month's only record moves to another month: the month is written again
+    with no rows, so the record is read once, in its new month, as a run over the whole inbox reads it."""
+    expected, _, second, out = _whole_and_second_run(fixture_inbox, gazetteer_path, tmp_path,
+                                                     (OLDER_RELPATH, OLDER), (REDATED_RELPATH, REDATED))
+    got = batch_outputs(out, second)
+
+    moved = [(e["reported_at"].month, e["feed_file"]) for e in got["events"]
+             if e["event_id"] == "hotline_12345:GD20260615001"]
+    assert moved == [(7, REDATED_RELPATH)]
+    assert got["events"] == expected["events"]
+    assert got["scores"] == expected["scores"]
+    june = [w for w in second["written"] if w["path"].startswith("warehouse/events/month=2026-06/")]
+    assert june == [{"path": "warehouse/events/month=2026-06/events-batch-000.parquet", "rows": 0}]
+    assert warehouse.read_events(str(out), ["2026-06"]).empty
+    # The accounting balances: the new version accepted, the stored one it replaced counted against its file.
+    [entry] = second["files"]
+    assert (entry["rows_read"], entry["accepted"], entry["superseded"], entry["balanced"]) == (1, 1, 0, True)
+    assert second[sinks.REPLACED_IN_WAREHOUSE] == {OLDER_RELPATH: 1}
+    assert _tallies(out) == _tallies(tmp_path / "out_whole")
+
+
+def test_a_scored_month_left_without_rows_keeps_no_stale_scores(gazetteer_path, tmp_path):
+    """August's only record turns out to be of September: a run scoring August again finds no series in
+    its reach, and writes its score file empty, as its Event file."""
+    august = MonthRange("2026-08", "2026-08")
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    _write(inbox, "hotline_12345/2026-08/8月工单.csv", HEADER + (
+        "GD20260810001,2026-08-10 09:00:00,13800006666,刘一,投诉,幸福里小区门口有人打架斗殴，一人受伤,城关镇新华社区,"
+        "城关镇,公安局,办理中,,\n"), UPDATE_MTIME)
+    run_batch_pipeline(str(inbox), gazetteer_path, str(out), TEST_KEY, august, ingest_time=INGEST_TIME)
+    scores = out / "warehouse" / "scores" / "month=2026-08" / "scores.parquet"
+    assert pq.read_metadata(scores).num_rows > 0
+    _write(inbox, "hotline_12345/2026-08/8月工单_更正.csv", HEADER + (
+        "GD20260810001,2026-09-10 09:00:00,13800006666,刘一,投诉,幸福里小区门口有人打架斗殴，一人受伤,城关镇新华社区,"
+        "城关镇,公安局,办理中,,\n"), UPDATE_MTIME + 60)
+    _, second = run_batch_pipeline(str(inbox), gazetteer_path, str(out), TEST_KEY, august, ingest_time=INGEST_TIME)
+
+    assert second["read"] == "new_files"
+    written = {w["path"]: w["rows"] for w in second["written"] if "month=2026-08" in w["path"]}
+    assert written == {"warehouse/events/month=2026-08/events-batch-000.parquet": 0,
+                       "warehouse/tallies/month=2026-08/series.parquet": 0,
+                       "warehouse/tallies/month=2026-08/feed_days.parquet": 0,
+                       "warehouse/scores/month=2026-08/scores.parquet": 0}
+    assert warehouse.read_scores(str(out), ["2026-08"]).empty

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import openpyxl
 import pyarrow.parquet as pq
 import pytest
 
@@ -70,6 +71,10 @@ def test_a_month_writes_report_scores_and_a_balanced_manifest(tmp_path, key_file
     # the scores, written by a pipeline of their own after the Events, are listed with the rest
     [scores] = [w for w in manifest["written"] if w["path"] == "warehouse/scores/month=2026-10/scores.parquet"]
     assert scores["rows"] == pq.read_metadata(out / scores["path"]).num_rows > 0
+    # a first month holds no history to expect from: no expected count, in the scores or the workbook
+    assert pq.read_table(out / scores["path"]).column("expected").null_count == scores["rows"]
+    sheet = openpyxl.load_workbook(report / "topics.xlsx")["风险评分"]
+    assert {row[6] for row in sheet.iter_rows(min_row=2, values_only=True)} == {"—"}
     assert any(w["path"].startswith("warehouse/events/") for w in manifest["written"])
     first = json.loads((report / "topics.json").read_text(encoding="utf-8"))
     assert main([*argv, "--full"]) == 0  # a re-run replaces the month

@@ -5,15 +5,22 @@ import datetime as dt
 import json
 import zoneinfo
 
+import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from apache_beam.io.parquetio import ReadFromParquet
+from apache_beam.testing.util import assert_that, equal_to
 
 import schemas
 from jobs import cli
 from jobs.commands import evaluate_detection
 from models import detection_eval as de
 from models import risk_score
+from pipelines.evaluation import TruthDomains, day_row_json, run_detection_pipeline
+from pipelines.link import LinkIncidents
+from pipelines.options import beam_options
+from pipelines.score import ScoreEvents
 
 D0 = dt.date(2025, 3, 1)
 TZ = zoneinfo.ZoneInfo("Asia/Shanghai")
@@ -102,12 +109,18 @@ def _event(i, feed, t, town, text):
     return row
 
 
-def write_county(root):
-    """Three months of background in two townships and a wage episode in April in the first."""
+def write_county(root, begins=HISTORY):
+    """Three months of background in two townships and a wage episode in April in the first. Feeds that
+    ``begins`` later than January 1st send one late record of January 2nd: the history still starts then."""
     rng = np.random.default_rng(3)
     events, truth = [], []
     i = 0
-    day_ = HISTORY
+    if begins > HISTORY:
+        i += 1
+        t = dt.datetime.combine(HISTORY + dt.timedelta(days=1), dt.time(10), TZ)
+        events.append(_event(i, "police_110", t, TOWNS[0], "两车剐蹭司机争吵"))
+        truth.append(("police_110", f"S{i:06d}", "public_order", "", f"INC{i}", TOWNS[0], t))
+    day_ = begins
     while day_ <= dt.date(2025, 4, 30):
         for town in TOWNS:
             for k in range(rng.poisson(1.5)):
@@ -197,3 +210,23 @@ def test_the_table_prints_the_false_alarm_rate_the_evaluation_computed():
     table = evaluate_detection.markdown_table(result, "true-domains")
     assert "| RiskWatch (operating point) | 48 | 1/1 | 100% | 2 | 0.475 |" in table
     assert table.count("| 0.475 |") == 2 and "0.47 |" not in table
+
+
+def test_the_evaluation_reads_history_from_where_the_feeds_begin(tmp_path):
+    """Feeds that begin on January 20th, one late record before: the evaluation's history starts on
+    January 1st, but the empty days before the feeds' coverage are not read as quiet history. The
+    township day scores are the batch scorer's (``ScoreEvents``: history from ``DataStart``)."""
+    sim, events = write_county(tmp_path, begins=dt.date(2025, 1, 20))
+    pattern = evaluate_detection.events_glob(events)
+    records = str(sim / "truth" / "records.csv")
+    start, end = dt.date(2025, 3, 1), dt.date(2025, 4, 30)
+    run_detection_pipeline(pattern, records, str(tmp_path / "work"), True, None, HISTORY, start, end)
+    got = (tmp_path / "work" / "day_scores.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(got) == 3 * 61  # March and April: public order in both townships, the wage episode's series
+
+    with beam.Pipeline(options=beam_options([])) as p:
+        rows = (p | ReadFromParquet(pattern) | TruthDomains(records) | LinkIncidents()
+                | ScoreEvents(start, end, HISTORY)
+                | beam.Filter(lambda r: r["period"] == "day" and r["village_code"] is None)
+                | beam.Map(day_row_json))
+        assert_that(rows, equal_to(got))

@@ -9,9 +9,12 @@ import shutil
 from pathlib import Path
 
 import openpyxl
+import pandas as pd
 import pytest
 
+import schemas
 from models import topics as model
+from pipelines.monthly import daily_warnings
 from reports import render, summary
 from reports.render import write_report
 from reports.topics_json import read_topics_json
@@ -244,3 +247,31 @@ def test_the_quality_scorecard_is_a_section_of_the_page(tmp_path, topic_list):
     paths = write_report(tmp_path, MONTH, topic_list, month_scores(), [], [], gazetteer=str(GAZETTEER),
                          scorecard_html=card)
     assert card in paths["report.html"].read_text(encoding="utf-8")
+
+
+def test_rows_without_a_baseline_show_no_expected_count(tmp_path, topic_list):
+    """The month's scores have no expectation (``expected`` null, "不足以估计预期"): the workbook, the
+    warnings drawn from the day scores and the trend show none, not 0."""
+    unbaselined = "本月20件，历史数据仅12天，不足以估计预期"
+    scores = [dict(row, expected=None, reasons=[unbaselined]) for row in month_scores()]
+    earlier = [row for row in year_of_scores() if row["period_start"] < scores[0]["period_start"]]
+    days = pd.DataFrame([dict(scores[0], period="day", period_start=dt.date(2025, 6, d), observed=3, level="yellow",
+                              score=50.0, reasons=["当日3起，此前无历史数据，不足以估计预期；2起涉及聚集"])
+                         for d in (11, 12)])
+    warnings = daily_warnings(days)
+    assert [w["expected"] for w in warnings] == [None]
+    paths = write_report(tmp_path, MONTH, topic_list, pd.DataFrame(scores + earlier), warnings, [],
+                         gazetteer=str(GAZETTEER))
+
+    sheet = openpyxl.load_workbook(paths["topics.xlsx"])["风险评分"]
+    assert sheet["G1"].value == "预期数"
+    shown = {row[0]: row[6] for row in sheet.iter_rows(min_row=2, values_only=True)}
+    assert shown[MONTH] == "—" and shown[model.shift_month(MONTH, -1)] in (5, 3)
+    assert [row[6] for row in sheet.iter_rows(min_row=2, values_only=True) if row[0] == MONTH] == ["—"] * len(scores)
+    page = paths["report.html"].read_text(encoding="utf-8")
+    alerts = page.split('id="alerts"')[1].split("</section>")[0]
+    assert "<td>6 / —</td>" in alerts and "/ 0.0" not in alerts
+    # the trend's expected line runs through the eleven months that have one, not down to 0 in this one
+    name = schemas.domain_names_zh()["housing_construction"]
+    panel = page.split(f'aria-label="{name}近12个月事件数"')[1].split("</svg>")[0]
+    assert len(re.search(r'<polyline points="([^"]*)"', panel).group(1).split()) == 11

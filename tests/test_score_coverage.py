@@ -56,7 +56,7 @@ def test_months_before_the_data_change_no_score(tmp_path):
     from_data = run_rows(events, tmp_path / "b.pickle", history_start=start)
     assert from_history_start == from_data
     month = _township_rows(from_data)[("month", TARGET, "labor_wage")]
-    assert month["reasons"][0].startswith(f"本月{month['observed']}起，较近")
+    assert month["reasons"][0].startswith(f"本月{month['observed']}起，较近") and month["expected"] > 0
     assert month["complete"] is True
 
 
@@ -76,6 +76,8 @@ def test_a_first_run_compares_no_count_with_an_expectation(tmp_path):
     assert "1名来电人重复来电" in month["reasons"]
     day = township[("day", TARGET + dt.timedelta(days=10), "labor_wage")]
     assert day["reasons"][0].startswith("当日") and day["reasons"][0].endswith("此前无历史数据，不足以估计预期")
+    # no expected count either: a number there would read as "none expected" (or a guess from a day's history)
+    assert [r for r in rows if r["expected"] is not None] == []
 
 
 def test_a_young_warehouse_says_how_much_history_it_holds(tmp_path):
@@ -83,5 +85,6 @@ def test_a_young_warehouse_says_how_much_history_it_holds(tmp_path):
     events = [e for e in build_events() if e["reported_at"].date() >= start]
     month = _township_rows(run_rows(events, tmp_path / "rows.pickle"))[("month", TARGET, "labor_wage")]
     assert month["reasons"][0] == f"本月{month['observed']}起，历史数据仅12天，不足以估计预期"
+    assert month["expected"] is None
     # the data are complete: only the history is short
     assert month["complete"] is True

@@ -3,8 +3,9 @@
 Runs the production transforms on a simulated county (``riskwatch simulate``): ingest (unless
 ``--events`` gives already ingested events), domains from the classifier (end to end) or from
 the truth (``--use-true-domains``: detection alone), ``LinkIncidents``, ``DailyCounts``,
-``FeedGaps`` and ``ScoreSeries`` at township level, walk-forward (each month scored with a model
-fitted on the days before it). The driver then compares the day scores and EARS on the same
+``ScoreTallies`` at township level (with the feed gaps, the history beginning where the feeds'
+coverage does, as in the batch job), walk-forward (each month scored with a model fitted on the days
+before it). The driver then compares the day scores and EARS on the same
 daily incident counts with ``truth/episodes.json`` (``models.detection_eval``) and the linking
 with ``truth/records.csv`` (``pipelines.link.pairwise_quality``).
 
