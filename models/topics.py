@@ -21,7 +21,7 @@ import math
 import re
 from collections import Counter, abc, defaultdict
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 from zoneinfo import ZoneInfo
@@ -34,6 +34,7 @@ from sklearn.cluster import DBSCAN
 from sklearn.preprocessing import normalize
 
 import schemas
+from models.gaps import coverage_start
 from models.grievances import GrievanceVocabulary
 from models.patterns import longest_first
 from models.text_space import char_tfidf
@@ -67,6 +68,9 @@ class TopicParams:
     text_sample: int = 120
     background_sample: int = 1500
     history_months: int = 3
+    # share of a history month's days the feeds must cover (``history_start``) for its events to count:
+    # a month they begin to cover at its end would read as a quiet month
+    min_month_coverage: float = 0.5
     # Ranking: a topic's own evidence against its previous months (see ``Evidence``).
     prior_events: float = 0.5  # monthly count expected of a matter that had no event before
     overdispersion: float = 0.3  # month-to-month spread beyond Poisson, as a share of the mean
@@ -234,6 +238,12 @@ def _frame_records(frame, instants: dict | None = None) -> list[dict]:
     return _rows(columns)
 
 
+def as_record(event: Mapping) -> dict:
+    """An event's record; one already (e.g. converted once by the monthly job for topics and report)
+    as it is."""
+    return event if "month" in event else event_record(event)
+
+
 def records(events: Any, instants: dict | None = None) -> list[dict]:
     """Event records from a pandas DataFrame or any iterable of Event dicts. ``instants``: a
     ``ReportInstants`` given the report times of a DataFrame's records, which it would otherwise
@@ -242,8 +252,7 @@ def records(events: Any, instants: dict | None = None) -> list[dict]:
         return []
     if _is_frame(events):
         return _frame_records(events, instants)
-    # already records (e.g. converted once by the monthly job for topics and report): keep them
-    return [e if "month" in e else event_record(e) for e in events]
+    return [as_record(e) for e in events]
 
 
 def topic_records(events: Any, instants: dict | None = None) -> list[dict]:
@@ -255,6 +264,63 @@ def topic_records(events: Any, instants: dict | None = None) -> list[dict]:
         return records(events[events["township_code"].notna() & (events["township_code"] != "") & domain.notna()
                               & (domain != "none")], instants)
     return [e for e in records(events, instants) if group_key(e)]
+
+
+def record_day(record: Mapping) -> str:
+    """The county day (ISO date) an event record was reported on."""
+    return record["reported_at"][:10]
+
+
+def records_per_day(events: Any) -> Counter:
+    """Records per county day (ISO date) of all the events (DataFrame or iterable of Event dicts), of
+    every domain: the feeds' daily volume (``history_start``)."""
+    if events is None:
+        return Counter()
+    if _is_frame(events) and "reported_at" in events.columns and _local_times(events["reported_at"]) is not None:
+        return _day_counts(events["reported_at"])
+    return Counter(record_day(e) for e in records(events))
+
+
+def _day_counts(times) -> Counter:
+    """Records per county day of a column of time-zone-aware timestamps. Every UTC offset is a whole
+    number of quarter hours: the day of each quarter hour with records is reckoned, not each record's
+    (a wall-clock time per record costs a tenth of a second for a county's month)."""
+    minutes = times.dt.tz_convert(None).to_numpy().astype("datetime64[m]").astype(np.int64)
+    quarters, n = np.unique(minutes // 15, return_counts=True)
+    counts: Counter = Counter()
+    for quarter, records_ in zip(quarters.tolist(), n.tolist()):
+        counts[datetime.fromtimestamp(quarter * 900, _TZ).date().isoformat()] += records_
+    return counts
+
+
+def month_end(month: str) -> date:
+    return date.fromisoformat(f"{shift_month(month, 1)}-01") - timedelta(days=1)
+
+
+def history_start(daily_records: Mapping[str, int], month: str, params: TopicParams = TopicParams()) -> str | None:
+    """The first day (ISO date) of the history, from the records per day of the month's events and the
+    history's (``records_per_day``): where the feeds' coverage begins (``models.gaps.coverage_start``, up
+    to the month's end; ``covered_from``). The history's events before it are the few late records a
+    county's first month's files carry, no history to compare the month with. None: no records."""
+    start = coverage_start({date.fromisoformat(d): n for d, n in daily_records.items()}, month_end(month))
+    return None if start is None else covered_from(start, params)
+
+
+def covered_from(coverage: date, params: TopicParams = TopicParams()) -> str:
+    """The first day (ISO date) of the history when the feeds' coverage begins on ``coverage``: that
+    day, or the next month's first when it leaves less than ``min_month_coverage`` of its month covered
+    (a county's first month's files carry a sixth of a day's records of the day before it: its month is
+    no history)."""
+    month = f"{coverage.year:04d}-{coverage.month:02d}"
+    end = month_end(month)
+    if (end - coverage).days + 1 < params.min_month_coverage * end.day:
+        return f"{shift_month(month, 1)}-01"
+    return coverage.isoformat()
+
+
+def covered_history(history: Iterable[Mapping], start: str | None) -> list[dict]:
+    """The history records reported on or after ``start`` (``history_start``; None: all)."""
+    return list(history) if start is None else [e for e in history if record_day(e) >= start]
 
 
 def score_rows(scores: Any) -> list[dict]:
@@ -1150,8 +1216,7 @@ class TopicBuilder:
     @staticmethod
     def _within(events: Iterable[Mapping], first: str, last: str) -> list[dict]:
         # topic building never changes a record: no copies
-        records_ = (event_record(e) if "month" not in e else e for e in events)
-        return sorted((e for e in records_ if first <= e["month"] <= last),
+        return sorted((e for e in map(as_record, events) if first <= e["month"] <= last),
                       key=lambda e: (e["reported_at"] or "", e["event_id"]))
 
     def topic_keys(self, domain: str, events: Sequence[Mapping], subjects: Sequence[Sequence[tuple[str, str]]],
@@ -1948,6 +2013,9 @@ def build_topics(events: Any, scores: Any, history: Any = None, previous_topics:
     month's scoring can still run meanwhile (``pipelines.month_report``).
 
     ``month`` defaults to the month most of the events fall in."""
+    # events of every domain are read twice (the feeds' daily volume, then those a topic can hold): an
+    # iterable as records once
+    events, history = (e if e is None or _is_frame(e) else records(e) for e in (events, history))
     if month is None:
         every = records(events)
         if not every:
@@ -1959,7 +2027,9 @@ def build_topics(events: Any, scores: Any, history: Any = None, previous_topics:
     past = topic_records(history, builder.instants)
     month_events = [e for e in month_events if e["month"] == month]
     first = shift_month(month, -builder.params.history_months)
-    past = [e for e in past if first <= e["month"] < month]
+    # history months the feeds did not cover hold no events: they count as not held (``covered_months``)
+    start = history_start(records_per_day(events) + records_per_day(history), month, builder.params)
+    past = covered_history((e for e in past if first <= e["month"] < month), start)
     counts = domain_counts(builder.grievances, month_events + past)
     by_key: dict[tuple, list] = defaultdict(list)
     past_by_key: dict[tuple, list] = defaultdict(list)

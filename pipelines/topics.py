@@ -3,7 +3,8 @@ per-group work (clustering and each candidate topic's evidence, the costly part)
 workers; every township × domain with events is looked at, the county-wide counts per township ×
 domain × grievance × month (for the seasonal factors) come in as a side input. Only the topics the
 month lists get keywords and excerpts: the list, cut over all groups' topics, goes back to the
-groups as a side input (``models.topics.listed_by_group``).
+groups as a side input (``models.topics.listed_by_group``). The history begins where the feeds'
+coverage does (``CoveredHistory``).
 
     {'events': month events, 'history': earlier events, 'scores': score rows}
         | BuildTopics(month, previous_topics, gazetteer_rows)
@@ -12,12 +13,14 @@ groups as a side input (``models.topics.listed_by_group``).
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from typing import Any, Iterable, Mapping, Sequence
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from models import topics as model
+from pipelines.score import DataStart
 
 
 class _KeyByGroup(beam.DoFn):
@@ -28,11 +31,50 @@ class _KeyByGroup(beam.DoFn):
         self._kept = Metrics.counter("topics", "events_in_groups")
 
     def process(self, event: Mapping):
-        record = model.event_record(event)
+        record = model.as_record(event)
         key = model.group_key(record)
         if key and record["month"] in self._months:
             self._kept.inc()
             yield key, record
+
+
+class CoveredHistory(beam.PTransform):
+    """(month events, history events) → the history's records from its first day (``models.topics.history_start``):
+    where the feeds' coverage begins by the records per day of both (``pipelines.score.DataStart``). The day is
+    joined to each day of the history months, not handed over as a side input."""
+
+    def __init__(self, month: str, params: model.TopicParams):
+        super().__init__()
+        self._month, self._params = month, params
+
+    def expand(self, inputs):
+        events, history = inputs
+        history = history | "HistoryRecords" >> beam.Map(model.as_record)
+        start = (
+            (events, history)
+            | "AllEvents" >> beam.Flatten()
+            | "RecordDays" >> beam.Map(lambda e: model.record_day(model.as_record(e)))
+            | "RecordsPerDay" >> beam.combiners.Count.PerElement()
+            | "DataStart" >> DataStart(model.month_end(self._month))
+            | "HistoryStart" >> beam.Map(model.covered_from, self._params)
+        )
+        days = self._history_days()
+        return (
+            {"records": history | "ByDay" >> beam.Map(lambda r: (model.record_day(r), r)),
+             "start": start | "StartPerDay" >> beam.FlatMap(lambda day: [(d, day) for d in days])}
+            | "JoinStart" >> beam.CoGroupByKey()
+            | "Covered" >> beam.FlatMapTuple(_covered_day)
+        )
+
+    def _history_days(self) -> list[str]:
+        first = dt.date.fromisoformat(model.shift_month(self._month, -self._params.history_months) + "-01")
+        last = model.month_end(model.shift_month(self._month, -1))
+        return [(first + dt.timedelta(days=k)).isoformat() for k in range((last - first).days + 1)]
+
+
+def _covered_day(day: str, joined: Mapping) -> Iterable[dict]:
+    # no start joined: no records at all, or a day outside the history months (not kept as history anyway)
+    return model.covered_history(joined["records"], next(iter(joined["start"]), None))
 
 
 class _CountKey(beam.DoFn):
@@ -133,7 +175,8 @@ class BuildTopics(beam.PTransform):
             | "RegionScores" >> beam.Map(model.region_scores, month)
         )
         keyed_month = inputs["events"] | "KeyMonth" >> beam.ParDo(_KeyByGroup([month]))
-        keyed_history = inputs["history"] | "KeyHistory" >> beam.ParDo(_KeyByGroup(history_months))
+        keyed_history = ((inputs["events"], inputs["history"]) | "CoveredHistory" >> CoveredHistory(month, params)
+                         | "KeyHistory" >> beam.ParDo(_KeyByGroup(history_months)))
         counts = (
             (keyed_month, keyed_history)
             | "AllKeyed" >> beam.Flatten()

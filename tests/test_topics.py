@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import apache_beam as beam
 import pytest
@@ -13,8 +14,8 @@ from models import topics as model
 from pipelines.options import beam_options
 from pipelines.topics import BuildTopics
 from pipelines.gazetteer import read_gazetteer_rows
-from tests.topic_fixtures import (CHENGGUAN, GAZETTEER, MONTH, QINGSHI, history_events, label_of, month_events,
-                                  month_scores, score_row)
+from tests.topic_fixtures import (CHENGGUAN, GAZETTEER, MONTH, QINGSHI, TZ, history_events, label_of,
+                                  month_events, month_scores, score_row)
 
 
 @pytest.fixture(scope="module")
@@ -159,27 +160,102 @@ def test_large_groups_use_linear_memory_clustering():
     assert {label_of(i) for i in top.evidence_event_ids} == {"xingfuli"} and top.events >= 10
 
 
-def test_beam_transform_matches_in_process_build(topic_list):
+# -- where the history begins -------------------------------------------------------------------
+
+DAILY = 40  # the county's events a day in the cases below, most of them of no domain
+
+
+def _days(first: dt.date, last: dt.date) -> list[dt.date]:
+    return [first + dt.timedelta(days=k) for k in range((last - first).days + 1)]
+
+
+def _calls(days, per_day: int) -> list[dict]:
+    """``per_day`` calls of no domain on each of ``days``: the feeds' daily volume, which no topic holds."""
+    return [{"event_id": f"hotline_12345:v{day:%m%d}-{i}", "source": "hotline_12345",
+             "reported_at": dt.datetime.combine(day, dt.time(8 + i % 12), tzinfo=TZ), "township_code": CHENGGUAN,
+             "village_code": None, "domain": "none", "text": "咨询社保缴费办法", "signals": [], "caller_key": None,
+             "incident_id": None} for day in days for i in range(per_day)]
+
+
+JUNE = _days(dt.date(2025, 6, 1), dt.date(2025, 6, 30))
+
+
+def _first_run() -> tuple[list, list]:
+    """A county's first month as its files come: June's events and a few late records of the months before
+    (the fixture's history, one on a day: some 2 % of a day's), thickening on 31 May to a sixth of a day."""
+    eve = dt.datetime(2025, 5, 31, 21, tzinfo=TZ)
+    late = [{**e, "event_id": f"{e['event_id']}-late", "reported_at": eve} for e in history_events()[3:4]]
+    return month_events() + _calls(JUNE, DAILY), history_events() + late + _calls([eve.date()], DAILY // 6)
+
+
+def _history_claims(topics) -> list[str]:
+    return [r for t in topics for r in t.reasons if re.search(r"前\d+个月", r)]
+
+
+def test_history_begins_where_the_feeds_cover_most_of_a_month():
+    # the hand-written fixture: a few events a day, every day with records a usual one
+    daily = model.records_per_day(month_events()) + model.records_per_day(history_events())
+    assert model.history_start(daily, MONTH) == "2025-03-05"
+    # a first run's late records: a sixth of a day on the month's eve covers no month before
+    events, history = _first_run()
+    assert model.history_start(model.records_per_day(events) + model.records_per_day(history), MONTH) == "2025-06-01"
+    assert model.covered_from(dt.date(2025, 3, 16)) == "2025-03-16"  # half of March and more
+    assert model.covered_from(dt.date(2025, 3, 17)) == "2025-04-01"
+
+
+def test_a_first_runs_late_records_are_no_history(builder):
+    events, history = _first_run()
+    result = model.build_topics(events, month_scores(), history, builder=builder, month=MONTH)
+    by_title = {t.title: t for t in result.topics}
+    xingfuli = by_title["城关镇·幸福里小区逾期交房集中投诉"]
+    assert xingfuli.reasons[0] == "本月12件（此前月份尚无数据）"
+    assert _history_claims(result.topics) == []
+    assert [m["events"] for m in xingfuli.monthly_events] == [0, 0, 0, 12] and xingfuli.trend == "new"
+
+
+def test_a_real_history_is_history_from_where_the_feeds_cover_it(builder, topic_list):
+    events = month_events() + _calls(JUNE, DAILY)
+    # the feeds cover the three months before: all of the fixture's history counts, as without the volume
+    full = model.build_topics(events, month_scores(), history_events() + _calls(_days(dt.date(2025, 3, 1),
+                                                                                          dt.date(2025, 5, 31)), DAILY),
+                              builder=builder, month=MONTH)
+    assert [(t.topic_id, t.rank, t.title, t.reasons, t.monthly_events) for t in full.topics] == [
+        (t.topic_id, t.rank, t.title, t.reasons, t.monthly_events) for t in topic_list.topics]
+    # a warehouse begun in April: March's one record is a late one of its first month's files
+    april = model.build_topics(events, month_scores(), history_events() + _calls(_days(dt.date(2025, 4, 1),
+                                                                                           dt.date(2025, 5, 31)), DAILY),
+                               builder=builder, month=MONTH)
+    xingfuli = next(t for t in april.topics if t.title == "城关镇·幸福里小区逾期交房集中投诉")
+    assert xingfuli.reasons[0] == "本月12件，前2个月月均2.5件"
+    assert [m["events"] for m in xingfuli.monthly_events] == [0, 2, 3, 12]
+
+
+@pytest.mark.parametrize("first_run", [False, True], ids=["history", "first run"])
+def test_beam_transform_matches_in_process_build(topic_list, first_run):
     previous = [{**topic_list.topics[0].as_json(), "topic_id": "xfl-may", "events": 4},
                 {"topic_id": "gone", "rank": 9, "title": "青石镇·红星村拆迁", "domain": "land_demolition",
                  "region": {"code": QINGSHI}, "subject": "红星村", "keywords": []}]
-    expected = model.build_topics(month_events(), month_scores(), history_events(), previous,
-                                  gazetteer=str(GAZETTEER), month=MONTH)
+    events, history = _first_run() if first_run else (month_events(), history_events())
+    expected = model.build_topics(events, month_scores(), history, previous, gazetteer=str(GAZETTEER), month=MONTH)
 
     def check(lists):
         assert len(lists) == 1
         got = lists[0]
-        assert [(t.rank, t.title, t.status, t.topic_id, t.evidence_event_ids, t.monthly_events) for t in got.topics] == [
-            (t.rank, t.title, t.status, t.topic_id, t.evidence_event_ids, t.monthly_events) for t in expected.topics]
+        assert [(t.rank, t.title, t.status, t.topic_id, t.evidence_event_ids, t.monthly_events, t.reasons)
+                for t in got.topics] == [
+            (t.rank, t.title, t.status, t.topic_id, t.evidence_event_ids, t.monthly_events, t.reasons)
+            for t in expected.topics]
         # presented on the workers after the county-wide cut, as in one process
         assert [(t.keywords, t.excerpts) for t in got.topics] == [(t.keywords, t.excerpts) for t in expected.topics]
         assert all(t.keywords and t.excerpts for t in got.topics)
         assert got.closed == expected.closed and got.closed[0]["status"] == "resolved"
+        # the late records of a first run are no history in either
+        assert bool(_history_claims(got.topics)) != first_run
 
     with beam.Pipeline(options=beam_options([])) as p:
         inputs = {
-            "events": p | "Events" >> beam.Create(month_events()),
-            "history": p | "History" >> beam.Create(history_events()),
+            "events": p | "Events" >> beam.Create(events),
+            "history": p | "History" >> beam.Create(history),
             "scores": p | "Scores" >> beam.Create(month_scores() + [score_row(CHENGGUAN, "housing_construction",
                                                                               "2025-05", 5, 4, 40, "blue")]),
         }
@@ -346,6 +422,8 @@ def test_records_from_a_warehouse_frame_equal_those_from_event_dicts():
     frame["village_code"] = frame["village_code"].astype(object).where(frame["village_code"].notna(), np.nan)
     got = model.records(frame)
     assert got == model.records(events)
+    assert model.records_per_day(frame) == model.records_per_day(events)
+    assert model.records_per_day(frame)["2025-07-01"] == 1  # the edge event, on its county day
     last = got[-1]
     assert (last["month"], last["reported_at"], last["signals"]) == ("2025-07", "2025-07-01T01:00:05+08:00",
                                                                       ["gathering", "media"])
