@@ -153,9 +153,15 @@ _ACTED = rf"(?=报警|来电|反映|称|说|多次|家(?!庭|属|长|具|电|里
 _NOT_NAMES = ("安全|高空|高压|高速|文明|明显|方面|常年|经常|成员|全部|全家|车辆|路边|路上|马路|白天|江边|万元|钱款|都是|管理"
               "|查看|查处|查获|查明|安抚|严重|严厉|及时"
               "|向(?:民警|警方|派出所|村|社区|镇|乡|县|街道|有关|相关|上级|领导|物业|单位|我|他|她|其)")
-_PERSON_NAME_RE = re.compile(rf"({_PERSON_NOUNS})()(?!{_NOT_NAMES}){_BARE_NAME}{_AFTER_NAME}")
-_ACTING_NAME_RE = re.compile(rf"(?:^|(?<=[，。,.、；;：:！!？?\s\x00村组屯])|(?<=社区))()()(?!{_NOT_NAMES}){_BARE_NAME}{_ACTED}")
-_HOUSEHOLD_NAME_RE = re.compile(rf"()()(?!{_NOT_NAMES}){_BARE_NAME}(?=家(?:的|得|门口|院|建房|老房|房子|庭困难)|扬言)")
+# Each pattern first tests one character (C-level, ~10 times faster than trying its alternatives at
+# every position of a county month's texts).
+_NAME_FIRST = "[" + _SURNAMES + "".join(sorted({d[0] for d in _DOUBLE_SURNAMES.split("|")})) + "]"
+_PERSON_NAME_RE = re.compile(rf"(?=[{''.join(sorted({n[0] for n in _PERSON_NOUNS.split('|')}))}])({_PERSON_NOUNS})()"
+                             rf"(?!{_NOT_NAMES}){_BARE_NAME}{_AFTER_NAME}")
+_ACTING_NAME_RE = re.compile(rf"(?={_NAME_FIRST})(?:^|(?<=[，。,.、；;：:！!？?\s\x00村组屯])|(?<=社区))()()(?!{_NOT_NAMES})"
+                             rf"{_BARE_NAME}{_ACTED}")
+_HOUSEHOLD_NAME_RE = re.compile(rf"(?={_NAME_FIRST})()()(?!{_NOT_NAMES}){_BARE_NAME}"
+                                rf"(?=家(?:的|得|门口|院|建房|老房|房子|庭困难)|扬言)")
 _PAIRED_NAME_RE = re.compile(rf"(?<=和)()()(?!{_NOT_NAMES}){_BARE_NAME}(?=两家|两人|两口子|夫妻|之间|发生|吵|打)")
 
 
