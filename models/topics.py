@@ -653,8 +653,10 @@ class Topic:
     score: float
     events: int
     incidents: int
-    monthly_events: list[dict]  # [{"month": "YYYY-MM", "events": n}] oldest first, this month last
-    trend: str  # new | rising | flat | falling
+    # [{"month": "YYYY-MM", "events": n}] oldest first, this month last; n is None for a month before
+    # the feeds' coverage began (``history_start``): no data, not no event
+    monthly_events: list[dict]
+    trend: str  # new | rising | flat | falling | unknown (no covered history month)
     reasons: list[str]  # the topic's own evidence, in words
     region_reasons: list[str]  # the township × domain score's reasons (shared by its topics)
     strength: dict[str, float]  # each kind of evidence as -log10 p (``Evidence.strengths``)
@@ -821,7 +823,9 @@ def season_factors(counts: "Mapping | CountyCounts", key: tuple[str, str], month
     grievance's chance moves small."""
     township, domain = key
     county = CountyCounts.of(counts)
-    months = covered_months(county, month, params) or [month]
+    months = covered_months(county, month, params)
+    if not months:  # no history to have risen against
+        return {_DOMAIN: 1.0}
     now: Counter = Counter()
     before: Counter = Counter()
     for t, g, m, n in county.by_domain.get(domain, ()):
@@ -1015,8 +1019,10 @@ class TopicBuilder:
         county = self._county_counts(counts)
         seasons = season_factors(county or {}, key, month, p)
         phrases = self.grievances.phrases(key[1])
-        rates = self._group_rates(past)
         months = covered_months(county, month, p)
+        # no covered history: the group's own month is what its topics' signals and corroboration are
+        # weighed against, so a large group's routine share is no surprise while a small group's is
+        rates = self._group_rates(past if months else events)
         # most of the weighing needs no score: done here, it runs while the month is still scored
         evidence = []
         for k, mine, before in candidates:
@@ -1085,7 +1091,7 @@ class TopicBuilder:
         w, draft = weighed, weighed.draft
         topic = self._topic(draft.key, w.topic_key, [draft.events[i] for i in w.mine],
                             [draft.subjects[i] for i in w.mine], w.before, w.score_row, draft.month, w.evidence,
-                            w.heading)
+                            w.heading, draft.months)
         topic.priority = w.priority
         topic.followed = w.followed
         if w.followed:
@@ -1141,8 +1147,9 @@ class TopicBuilder:
             holder, held = Counter(owner.get(i) for i in mine).most_common(1)[0]
             if holder is not None and 2 * held >= len(mine):
                 continue
+            # no history: the busiest days against the unexplained events of the whole month
             found.append((marker, mine, before, self.own_evidence([everything[i] for i in mine], before, season, rates,
-                                                                  months)))
+                                                                  months, [everything[i] for i in rest])))
         return found
 
     def _merge_same_titles(self, candidates: Sequence[tuple], events: Sequence[Mapping],
@@ -1159,26 +1166,30 @@ class TopicBuilder:
                 merged[shown] = (k, mine, before)
         return list(merged.values())
 
-    def _group_rates(self, past: Sequence[Mapping]) -> dict[str, float]:
-        """Shares of the group's past events with a warning signal and of its past incidents seen by
-        several feeds, pulled towards the county-wide priors when the history is short."""
+    def _group_rates(self, reference: Sequence[Mapping]) -> dict[str, float]:
+        """Shares of the group's ``reference`` events (its past ones, or its month's when it has no
+        covered history) with a warning signal and of their incidents seen by several feeds, pulled
+        towards the county-wide priors when they are few."""
         p = self.params
         feeds_of: dict[str, set] = defaultdict(set)
-        for e in past:
+        for e in reference:
             feeds_of[e["incident_id"] or e["event_id"]].add(e["source"])
-        signal = sum(1 for e in past if e["signals"])
+        signal = sum(1 for e in reference if e["signals"])
         corroborated = sum(1 for feeds in feeds_of.values() if len(feeds) > 1)
         return {
-            "signal": (signal + p.signal_share * p.prior_weight) / (len(past) + p.prior_weight),
+            "signal": (signal + p.signal_share * p.prior_weight) / (len(reference) + p.prior_weight),
             "corroborated": (corroborated + p.corroborated_share * p.prior_weight) / (len(feeds_of) + p.prior_weight),
         }
 
     def own_evidence(self, cluster: Sequence[Mapping], before: Sequence[Mapping], seasonal: tuple[float, str | None],
-                     rates: Mapping[str, float], months: Sequence[str]) -> Evidence:
+                     rates: Mapping[str, float], months: Sequence[str], spread: Sequence[Mapping] | None = None
+                     ) -> Evidence:
         """The cluster's evidence against ``before``, its events (or busiest days) of the history
-        ``months`` that the warehouse covers (none: the priors alone), but what its township ×
-        domain's score row says (``scored_evidence``). ``seasonal``: the factor and the grievance it
-        measured (None: the domain)."""
+        ``months`` that the warehouse covers, but what its township × domain's score row says
+        (``scored_evidence``). ``seasonal``: the factor and the grievance it measured (None: the
+        domain). With no covered month its count says nothing and its busiest days are weighed
+        against the month's events of ``spread`` (default: the cluster's) spread evenly
+        (``even_burst``)."""
         p = self.params
         season, season_of = seasonal
         by_month: dict[str, list] = defaultdict(list)
@@ -1187,6 +1198,10 @@ class TopicBuilder:
         covered = max(1, len(months))
         mean = sum(len(by_month[m]) for m in months) / covered
         past_bursts = [self.instants.busiest(by_month[m], p.burst_days)[0] for m in months]
+        if months:
+            burst_expected, windows = season * max(sum(past_bursts) / covered, p.prior_events), 1.0
+        else:
+            burst_expected, windows = even_burst(spread or cluster, p.burst_days)
         expected = season * max(mean, p.prior_events)
         feeds_of: dict[str, set] = defaultdict(set)
         for e in cluster:
@@ -1203,7 +1218,7 @@ class TopicBuilder:
             season_of=season_of,
             burst=burst,
             burst_start=start,
-            burst_expected=season * max(sum(past_bursts) / covered, p.prior_events),
+            burst_expected=burst_expected,
             signal_events=sum(1 for e in cluster if e["signals"]),
             signal_expected=max(season * past_signals, len(cluster) * rates["signal"]),
             corroborated=sum(1 for feeds in feeds_of.values() if len(feeds) > 1),
@@ -1211,6 +1226,7 @@ class TopicBuilder:
             repeat_callers=sum(1 for c in callers.values() if c >= 2),
             level="none",
             region_share=0.0,
+            burst_windows=windows,
         )
 
     @staticmethod
@@ -1379,8 +1395,9 @@ class TopicBuilder:
         return subject, kind, title, _topic_id(township, domain, subject, [phrase] if phrase else [])
 
     def _topic(self, key, topic_key, cluster, cluster_subjects, past_members, score_row, month,
-               evidence: Evidence, heading: tuple[str | None, str | None, str, str]) -> Topic:
-        """The topic without its keywords and excerpts (``present``); ``heading``: its ``_heading``."""
+               evidence: Evidence, heading: tuple[str | None, str | None, str, str], covered: Sequence[str]) -> Topic:
+        """The topic without its keywords and excerpts (``present``); ``heading``: its ``_heading``;
+        ``covered``: the history months the warehouse covers (the others have no count)."""
         township, domain = key
         n = len(cluster)
         subject, kind, title, topic_id = heading
@@ -1388,9 +1405,9 @@ class TopicBuilder:
         names = {s for subs in cluster_subjects for s, _ in subs} | ({subject} if subject else set())
         months = [shift_month(month, -k) for k in range(self.params.history_months, 0, -1)]
         past_counts = Counter(e["month"] for e in past_members)
-        previous = [past_counts[m] for m in months]
-        monthly = [{"month": m, "events": c} for m, c in zip(months, previous)] + [{"month": month, "events": n}]
-        trend = _trend(n, previous)
+        monthly = [{"month": m, "events": past_counts[m] if m in covered else None} for m in months]
+        monthly.append({"month": month, "events": n})
+        trend = _trend(n, [past_counts[m] for m in covered]) if covered else "unknown"
         signals = Counter(s for e in cluster for s in e["signals"])
         sources = Counter(e["source"] for e in cluster)
         callers = Counter(e["caller_key"] for e in cluster if e["caller_key"])
@@ -1463,7 +1480,8 @@ class TopicBuilder:
         mean, months = evidence.history_mean, evidence.history_months
         start = evidence.burst_start.astimezone(_TZ) if evidence.burst_start else None
         if not months:
-            reasons = [f"本月{evidence.events}件（此前月份尚无数据）"]
+            when = f"{start.month}月{start.day}日起{p.burst_days}天内" if burst else "本月"
+            reasons = [f"{when}{evidence.events}件（此前月份尚无数据）"]
         elif burst:
             reasons = [f"{start.month}月{start.day}日起{p.burst_days}天内{evidence.events}件，"
                        f"前{months}个月最集中的{p.burst_days}天平均{mean:.1f}件"]
@@ -1651,6 +1669,15 @@ def scored_evidence(own: Evidence, score_row: Mapping | None) -> Evidence:
                    region_share=min(1.0, excess / max(_excess(score_row), excess, 1.0)))
 
 
+def even_burst(events: Sequence[Mapping], days: int) -> tuple[float, float]:
+    """What the busiest ``days`` of a month with no covered history are weighed against: the mean of a
+    window of ``days`` were the events' incidents spread evenly over their month, and the number of
+    such windows in the month (``Evidence.burst_windows``)."""
+    month_days = month_end(events[0]["month"]).day
+    incidents = len({e["incident_id"] or e["event_id"] for e in events})
+    return incidents * days / month_days, month_days / days
+
+
 def surprise(count: float, expected: float, overdispersion: float = 0.0) -> float:
     """-log10 P(X ≥ count) when X is negative binomial with this mean and a spread of
     ``overdispersion`` × mean beyond Poisson (Poisson at 0): 2 means a 1-in-100 month."""
@@ -1796,7 +1823,7 @@ class Evidence:
     season_of: str | None  # the grievance phrase the seasonal factor measured, None for the whole domain
     burst: int  # most incidents within ``burst_days``
     burst_start: datetime | None
-    burst_expected: float  # mean of the same in the previous months
+    burst_expected: float  # mean of the same in the previous months (none covered: ``even_burst``)
     signal_events: int
     signal_expected: float
     corroborated: int  # incidents seen by more than one feed
@@ -1804,15 +1831,21 @@ class Evidence:
     repeat_callers: int
     level: str
     region_share: float  # share of the township × domain's excess this topic makes
+    # windows of ``burst_days`` the burst is the busiest of while ``burst_expected`` is one window's
+    # mean (``even_burst``): 1 when it is the previous months' busiest days
+    burst_windows: float = 1.0
 
     def surprises(self, params: TopicParams = TopicParams()) -> dict[str, float]:
-        """The strengths its counts give, which ``scored_evidence`` leaves as they are."""
+        """The strengths its counts give, which ``scored_evidence`` leaves as they are. Without a
+        covered history month a count measures no rise: like the batch scorer's (``models.risk_score``),
+        it is compared with no expectation."""
         cap = params.evidence_cap
         return {
-            "count": min(cap, surprise(self.events, self.expected, params.overdispersion)),
+            "count": min(cap, surprise(self.events, self.expected, params.overdispersion)) if self.history_months else 0.0,
             # the busiest days of a month against those of the previous months: maxima vary less
-            # than counts, hence Poisson
-            "burst": min(cap, surprise(self.burst, self.burst_expected)),
+            # than counts, hence Poisson; against one window's mean, the chance that any of the
+            # month's windows is as busy (at most their number times one's)
+            "burst": min(cap, max(0.0, surprise(self.burst, self.burst_expected) - math.log10(self.burst_windows))),
             "signals": min(cap, surprise(self.signal_events, self.signal_expected)),
             "corroboration": min(cap, surprise(self.corroborated, self.corroborated_expected)),
         }

@@ -4,6 +4,8 @@ from __future__ import annotations
 from html import escape
 from typing import Sequence
 
+from reports.labels import NO_DATA
+
 AXIS = "#8a949e"
 BAR = "#7aa6d6"
 BAR_CURRENT = "#1f5fa8"
@@ -20,19 +22,20 @@ def _month_label(month: str) -> str:
 
 def monthly_bars(
     months: Sequence[str],
-    observed: Sequence[float],
+    observed: Sequence[float | None],
     expected: Sequence[float | None] | None = None,
     width: int = 240,
     height: int = 96,
     label: str = "",
 ) -> str:
-    """Bars of monthly events (the last month emphasised), the expected level as a dashed line through the
-    months that have one (None: no baseline)."""
+    """Bars of monthly events (the last month emphasised; None: a month without data, marked "—" instead of a
+    bar that would read as none), the expected level as a dashed line through the months that have one (None:
+    no baseline)."""
     pad_left, pad_right, pad_top, pad_bottom = 4, 4, 14, 16
     plot_w, plot_h = width - pad_left - pad_right, height - pad_top - pad_bottom
     n = max(1, len(observed))
     known = [(i, v) for i, v in enumerate(expected or []) if v is not None]
-    top = max([*observed, *(v for _, v in known), 1.0])
+    top = max([*(v for v in observed if v is not None), *(v for _, v in known), 1.0])
     slot = plot_w / n
     bar_w = max(2.0, slot * 0.7)
     base = pad_top + plot_h
@@ -42,8 +45,13 @@ def monthly_bars(
         f'<line x1="{pad_left}" y1="{base}" x2="{width - pad_right}" y2="{base}" stroke="{AXIS}" stroke-width="1"/>',
     ]
     for i, value in enumerate(observed):
-        h = plot_h * value / top
         x = pad_left + i * slot + (slot - bar_w) / 2
+        if value is None:
+            title = f"{months[i]}：{NO_DATA}" if i < len(months) else NO_DATA
+            parts.append(f'<text x="{x + bar_w / 2:.1f}" y="{base - 2}" font-size="10" text-anchor="middle" '
+                         f'fill="{AXIS}">—<title>{escape(title)}</title></text>')
+            continue
+        h = plot_h * value / top
         colour = BAR_CURRENT if i == n - 1 else BAR
         title = f"{months[i]}：{_fmt(value)}件" if i < len(months) else _fmt(value)
         parts.append(
@@ -67,6 +75,7 @@ def monthly_bars(
             f'<text x="{width - pad_right}" y="{height - 3}" font-size="10" fill="{AXIS}" text-anchor="end">'
             f"{_month_label(months[-1])}</text>"
         )
-    parts.append(f'<text x="{pad_left}" y="10" font-size="10" fill="{AXIS}">峰值{_fmt(max(observed or [0]))}</text>')
+    parts.append(f'<text x="{pad_left}" y="10" font-size="10" fill="{AXIS}">峰值'
+                 f'{_fmt(max([v for v in observed if v is not None] or [0]))}</text>')
     parts.append("</svg>")
     return "".join(parts)

@@ -22,7 +22,9 @@ STATUS_NAMES = {
     "quiet": "趋于平稳",
 }
 LIST_NAMES = {"study": "研判选题", "watch": "观察清单"}
-TREND_NAMES = {"new": "新出现", "rising": "上升", "flat": "平稳", "falling": "下降"}
+TREND_NAMES = {"new": "新出现", "rising": "上升", "flat": "平稳", "falling": "下降", "unknown": "无历史数据"}
+# A topic's count in a month before the feeds' coverage began (a null in topics.json): not known, not none.
+NO_DATA = "无数据"
 SUBJECT_KINDS = {
     "residential": "小区楼盘",
     "company": "企业",
@@ -37,3 +39,17 @@ SUBJECT_KINDS = {
 
 def level_name(level: str | None) -> str:
     return LEVEL_NAMES.get(level or "none", level or "无")
+
+
+def month_count(events: int | None) -> str:
+    """A topic's count of one month as the report shows it (``NO_DATA`` for a month the feeds did not cover)."""
+    return NO_DATA if events is None else str(events)
+
+
+def history_counts(monthly_events: list[dict]) -> str:
+    """A topic's previous months' counts, 前三月 of the card and the watch list: "—" for a month without
+    data, ``NO_DATA`` when none has any."""
+    previous = [m["events"] for m in monthly_events[:-1]]
+    if previous and all(n is None for n in previous):
+        return NO_DATA
+    return " / ".join(NO_BASELINE if n is None else str(n) for n in previous)

@@ -18,7 +18,8 @@ from markupsafe import Markup
 import schemas
 from models.topics import RegionNames, TopicList, shift_month
 from reports import charts, summary
-from reports.labels import LEVEL_COLOURS, LEVEL_ORDER, NO_BASELINE, STATUS_NAMES, SUBJECT_KINDS, TREND_NAMES, level_name
+from reports.labels import (LEVEL_COLOURS, LEVEL_ORDER, NO_BASELINE, STATUS_NAMES, SUBJECT_KINDS, TREND_NAMES,
+                            history_counts, level_name)
 from reports.topics_json import write_topics_json
 from reports.workbook import format_dates, write_workbook
 
@@ -80,7 +81,7 @@ def render_html(month: str, topic_list: TopicList, scores: Any, alerts: Any, qua
             watch.append({
                 "t": t,
                 "status_name": STATUS_NAMES.get(t.status, t.status),
-                "history": " / ".join(str(m["events"]) for m in t.monthly_events[:-1]),
+                "history": history_counts(t.monthly_events),
                 "level_name": level_name(t.level),
             })
             continue
@@ -95,7 +96,7 @@ def render_html(month: str, topic_list: TopicList, scores: Any, alerts: Any, qua
             "trend_name": TREND_NAMES.get(t.trend, t.trend),
             "level_name": level_name(t.level),
             "kind_name": SUBJECT_KINDS.get(t.subject_kind or "", ""),
-            "history": t.monthly_events[:-1],
+            "history": history_counts(t.monthly_events),
             "sources": [(feed_names.get(k, k), v) for k, v in t.sources.items()],
             "signals": [(signal_names.get(k, k), v) for k, v in t.signals.items()],
             "svg": charts.monthly_bars(months, [m["events"] for m in t.monthly_events], width=150, height=60,

@@ -11,7 +11,10 @@ from zoneinfo import ZoneInfo
 import schemas
 from models.topics import TopicList
 
-FORMAT_VERSION = 1
+# 2: a topic's ``monthly_events`` count is null for a month before the feeds' coverage began (1: 0), and its
+# ``trend`` may be "unknown" (no covered month). Last month's document is read in either form: the status
+# matching reads neither field.
+FORMAT_VERSION = 2
 
 
 def topics_document(topic_list: TopicList, generated_at: datetime | None = None) -> dict:

@@ -9,7 +9,7 @@ import xlsxwriter
 
 import schemas
 from models.topics import TopicList, score_month, score_rows
-from reports.labels import LEVEL_COLOURS, LIST_NAMES, NO_BASELINE, STATUS_NAMES, TREND_NAMES, level_name
+from reports.labels import LEVEL_COLOURS, LIST_NAMES, NO_BASELINE, STATUS_NAMES, TREND_NAMES, level_name, month_count
 
 # (header, width) per column; widths in Excel character units (a CJK character counts ~2)
 TOPIC_COLUMNS = [("排名", 6), ("选题标题", 44), ("状态", 9), ("风险领域", 12), ("乡镇（街道）", 12),
@@ -55,7 +55,7 @@ def write_workbook(path: str | Path, topic_list: TopicList, scores: Any, quality
 
     sheet = _sheet(book, "研判选题清单", TOPIC_COLUMNS, header)
     for r, t in enumerate(topic_list.topics, start=1):
-        history = "、".join(f"{m['month']}：{m['events']}" for m in t.monthly_events[:-1])
+        history = "、".join(f"{m['month']}：{month_count(m['events'])}" for m in t.monthly_events[:-1])
         excerpts = "\n".join(f"{i + 1}. {e['text']}" for i, e in enumerate(t.excerpts))
         values = [t.rank, t.title, STATUS_NAMES.get(t.status, t.status), t.domain_name, t.township_name,
                   t.township_code, level_name(t.level), round(t.score, 1), t.events, history,

@@ -146,7 +146,7 @@ def test_trend_and_headline_count_incidents_alike_from_a_warehouse_frame_and_fro
 def test_topics_json_round_trip_sets_next_months_status(report, topic_list):
     _, paths = report
     doc = json.loads(paths["topics.json"].read_text(encoding="utf-8"))
-    assert doc["month"] == MONTH and doc["format_version"] == 1
+    assert doc["month"] == MONTH and doc["format_version"] == 2
     first = doc["topics"][0]
     for key in ("rank", "title", "domain", "domain_name", "region", "level", "score", "events", "monthly_events",
                 "trend", "status", "reasons", "sources", "repeat_callers", "excerpts", "evidence_event_ids",
@@ -163,6 +163,13 @@ def test_topics_json_round_trip_sets_next_months_status(report, topic_list):
     # 6 events after 12 is no surprise, but last month's topic is still seen: it stays on the watch list
     assert nxt.topics[0].list_name == "watch" and nxt.topics[0].reasons[-1] == "上月列入清单，本月仍有6件，继续观察"
     assert {c["title"]: c["status"] for c in nxt.closed}["青石镇·宏达建筑工程有限公司拖欠工资集中投诉"] == "resolved"
+    # a document of format 1 (0 for a month without data) is last month's list all the same
+    old = {**doc, "format_version": 1, "topics": [
+        {**t, "monthly_events": [{**m, "events": m["events"] or 0} for m in t["monthly_events"]]} for t in doc["topics"]]}
+    again = model.build_topics(july, scores, month_events(), old, gazetteer=str(GAZETTEER), month="2025-07")
+    assert [(t.topic_id, t.status, t.previous) for t in again.topics] == [(t.topic_id, t.status, t.previous)
+                                                                         for t in nxt.topics]
+    assert again.closed == nxt.closed
 
 
 def test_workbook_sheets(report, topic_list):
@@ -275,3 +282,33 @@ def test_rows_without_a_baseline_show_no_expected_count(tmp_path, topic_list):
     name = schemas.domain_names_zh()["housing_construction"]
     panel = page.split(f'aria-label="{name}近12个月事件数"')[1].split("</svg>")[0]
     assert len(re.search(r'<polyline points="([^"]*)"', panel).group(1).split()) == 11
+
+
+def test_months_before_the_feeds_coverage_show_no_data(tmp_path):
+    """A first run's topics have no count for the months before it: the card, the watch list, the chart, the
+    workbook and topics.json say so rather than show 0; a month without data beside covered ones is "—"."""
+    first = model.build_topics(month_events(), month_scores(), [], gazetteer=str(GAZETTEER), month=MONTH,
+                               params=model.TopicParams(max_study=1))
+    assert [m["events"] for m in first.topics[0].monthly_events][:3] == [None] * 3
+    paths = write_report(tmp_path, MONTH, first, month_scores(), [], [], gazetteer=str(GAZETTEER))
+    page = paths["report.html"].read_text(encoding="utf-8")
+    card = page.split('class="card topic-card"')[1].split("</article>")[0]
+    assert "<span>前三月 无数据</span>" in card and "<span>趋势：无历史数据</span>" in card
+    assert card.count("<title>2025-0") == 4 and card.count("：无数据</title>") == 3  # marks, not bars of 0
+    watch = page.split('class="watch-item"')[1:]
+    assert watch and all("<td>无数据</td>" in row for row in watch)
+    sheet = openpyxl.load_workbook(paths["topics.xlsx"])["研判选题清单"]
+    assert sheet["J1"].value == "前三月事件数" and sheet["K1"].value == "趋势"
+    assert sheet["J2"].value == "2025-03：无数据、2025-04：无数据、2025-05：无数据" and sheet["K2"].value == "无历史数据"
+    doc = json.loads(paths["topics.json"].read_text(encoding="utf-8"))
+    assert [m["events"] for m in doc["topics"][0]["monthly_events"]][:3] == [None] * 3
+    assert doc["topics"][0]["trend"] == "unknown"
+
+    top = first.topics[0]
+    partly = model.TopicList(MONTH, [dataclasses.replace(top, monthly_events=[
+        {"month": "2025-03", "events": None}, {"month": "2025-04", "events": 2}, {"month": "2025-05", "events": 3},
+        {"month": MONTH, "events": top.events}], trend="rising")])
+    paths = write_report(tmp_path / "partly", MONTH, partly, month_scores(), [], [], gazetteer=str(GAZETTEER))
+    assert "<span>前三月 — / 2 / 3</span>" in paths["report.html"].read_text(encoding="utf-8")
+    sheet = openpyxl.load_workbook(paths["topics.xlsx"])["研判选题清单"]
+    assert sheet["J2"].value == "2025-03：无数据、2025-04：2、2025-05：3"

@@ -7,12 +7,17 @@ import datetime as dt
 import math
 import re
 
+import apache_beam as beam
 import pytest
+from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import nbinom, poisson
 
 from models import topics as model
+from pipelines.gazetteer import read_gazetteer_rows
+from pipelines.options import beam_options
+from pipelines.topics import BuildTopics
 from tests.topic_fixtures import CHENGGUAN, GAZETTEER, MONTH, QINGSHI, TZ, score_row
 
 HISTORY = ("2025-03", "2025-04", "2025-05")
@@ -254,3 +259,56 @@ def test_no_two_topics_of_a_group_share_a_title():
         e["village_code"] = "341122100201"
     result = model.build_topics(month, [], [], gazetteer=str(GAZETTEER), month=MONTH)
     assert [(t.title, t.events) for t in result.topics] == [("城关镇·幸福里社区楼盘烂尾集中反映", 7)]
+
+
+# one land matter, told by the villagers who gathered over it
+DONGFENG = ["东风村村民反映征地补偿款至今未发放，二十多人聚在村委会门口", "东风村征地补偿标准不公开，村民聚集要说法",
+            "东风村几十名村民到镇政府反映征地补偿款被截留", "东风村村民称土地征收后补偿款迟迟不到位",
+            "东风村部分村民聚集在工地阻止施工，要求先发征地补偿", "东风村村民反映征地补偿款分配不公，情绪激动",
+            "东风村村民多次反映征地补偿问题无人处理", "东风村村民聚集村委会，要求公开征地补偿款去向"]
+
+
+def _first_month() -> tuple[list, list]:
+    """A county's first month, no history: Chengguan's quarrels, 120 of them spread over the month, a third
+    of them also reported to the hotline and a few with a warning signal, as every month (a county's
+    routine); eight Dongfeng land calls within three days, half of them gatherings, three also by hotline."""
+    quarrels = _events(CHENGGUAN, "civil_dispute", MONTH, QUARRELS * 20)
+    for i, e in enumerate(quarrels):
+        e["signals"] = ["extreme_act"] if i % 16 == 0 else []
+    echoes = [{**e, "event_id": f"hotline_12345:{e['event_id']}", "source": "hotline_12345"} for e in quarrels[::3]]
+    land = _events(QINGSHI, "land_demolition", MONTH, DONGFENG, first_day=10)
+    for i, e in enumerate(land):
+        e["reported_at"] = dt.datetime(2025, 6, 10, 8, tzinfo=TZ) + dt.timedelta(hours=8 * i)
+        e["signals"] = ["gathering"] if i % 2 else []
+    land_echoes = [{**e, "event_id": f"hotline_12345:{e['event_id']}", "source": "hotline_12345"} for e in land[:3]]
+    for e in echoes + land_echoes:  # the two feeds' reports of one incident
+        e["incident_id"] = e["event_id"].split(":", 1)[1]
+    originals = {e["incident_id"] for e in echoes + land_echoes}
+    month = quarrels + echoes + land + land_echoes
+    for e in month:
+        if e["event_id"] in originals:
+            e["incident_id"] = e["event_id"]
+    scores = [score_row(CHENGGUAN, "civil_dispute", MONTH, len(quarrels) + len(echoes), 0, 0, "none"),
+              score_row(QINGSHI, "land_demolition", MONTH, len(land) + len(land_echoes), 0, 0, "none")]
+    return month, scores
+
+
+def test_a_first_month_studies_what_stands_out_within_it_not_the_biggest_groups():
+    """With no history a count measures no rise: the routine quarrels, the biggest group, are at most watched;
+    the Dongfeng land matter — three days, gatherings, two feeds — comes first, in one process and in Beam."""
+    month, scores = _first_month()
+    result = model.build_topics(month, scores, [], gazetteer=str(GAZETTEER), month=MONTH)
+    top = result.topics[0]
+    assert (top.title, top.list_name, top.events) == ("青石镇·东风村补偿款发放警情多发", "study", 11)
+    assert top.strength["count"] == 0 and top.strength["burst"] > 3 and top.strength["signals"] > 2
+    assert top.reasons[:2] == ["本月11件（此前月份尚无数据）", "6月10日起3天内集中发生8起"]
+    assert all(t.list_name == "watch" for t in result.topics if t.domain == "civil_dispute")
+    assert [m["events"] for m in top.monthly_events] == [None, None, None, 11] and top.trend == "unknown"
+
+    with beam.Pipeline(options=beam_options([])) as p:
+        inputs = {"events": p | "Events" >> beam.Create(month), "history": p | "History" >> beam.Create([]),
+                  "scores": p | "Scores" >> beam.Create(scores)}
+        got = inputs | BuildTopics(MONTH, None, read_gazetteer_rows(str(GAZETTEER)))
+        assert_that(got | beam.Map(lambda lst: [(t.rank, t.title, t.priority, t.reasons, t.monthly_events)
+                                                for t in lst.topics]),
+                    equal_to([[(t.rank, t.title, t.priority, t.reasons, t.monthly_events) for t in result.topics]]))
