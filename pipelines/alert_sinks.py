@@ -171,7 +171,7 @@ def markdown(alert: dict) -> str:
         f'### <font color="{LEVEL_COLOURS.get(level, "#333333")}">{title}</font> {domain}',
         f"> 乡镇（街道）：{alert.get('township_code') or '未解析'}",
         f"> 时段：{period}",
-        f"> 事件数：{alert['observed']}（预期 {alert['expected']:.1f}）",
+        f"> 事件数：{alert['observed']}" + ("" if alert.get("expected") is None else f"（预期 {alert['expected']:.1f}）"),
     ]
     lines += [f"- {reason}" for reason in alert.get("reasons") or ()]
     ids = alert.get("event_ids") or []

@@ -408,7 +408,7 @@ class ApplyImmediateRule(beam.DoFn):
             "window_start": at,
             "window_end": at,
             "observed": 1,
-            "expected": 0.0,
+            "expected": None,  # one record's signals, no count compared with an expectation
             "score": None,
             "level": level,
             "reasons": [reason + "，即时预警"],

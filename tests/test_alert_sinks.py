@@ -69,6 +69,15 @@ def test_markdown_is_chinese_and_names_the_domain():
     assert "橙色预警" in text and "征地拆迁" in text and "预期 1.2" in text and "等7条" in text
 
 
+def test_an_immediate_warning_claims_no_expected_count(tmp_path):
+    immediate = {**alert(1), "rule": "immediate", "observed": 1, "expected": None, "score": None,
+                 "reasons": ["单条记录出现聚集，涉及约40人，即时预警"], "event_ids": ["grid:1"]}
+    text = markdown(immediate)
+    assert "事件数：1" in text and "预期" not in text
+    (path,) = AlertStore(tmp_path).write_parquet([immediate], "run-1")
+    assert pq.read_table(path).column("expected").to_pylist() == [None]
+
+
 def test_webhook_retries_then_delivers(robot, tmp_path):
     url, received, script = robot
     script += [(500, 0), (200, 93000)]  # a server error, then a robot refusal, then success

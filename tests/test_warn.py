@@ -84,6 +84,7 @@ def test_immediate_warning_then_window_at_same_level_suppressed_until_it_rises(t
     # the five more records make an orange window, as the immediate warning already was
     assert [(a["rule"], a["level"]) for a in alerts] == [("immediate", "orange")]
     assert "涉及约40人" in alerts[0]["reasons"][0]
+    assert alerts[0]["expected"] is None  # one record's signals: no count was compared with an expectation
     more = events + [event(n, 2 + n / 10, batch="b2") for n in range(7, 10)]
     alerts = run_bounded(more, tmp_path, fresh={"b2"})
     assert [(a["rule"], a["level"], a["observed"]) for a in alerts] == [("window_24h", "red", 9)]
