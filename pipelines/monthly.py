@@ -23,6 +23,7 @@ from reports.render import write_report
 from reports.summary import domain_trend
 
 TREND_MONTHS = 12
+_TREND_COLUMNS = ["period", "period_start", "township_code", "village_code", "domain", "observed", "expected"]
 # a month smaller than this is reported in one process: a second interpreter's start-up (~3-4 s of
 # imports) costs more than such a month's checks or topics
 SECOND_PROCESS_ROWS = 20_000
@@ -152,6 +153,12 @@ class MonthReport:
         """Whether its checks (and maybe topics) run in second processes."""
         return self._checks is not None
 
+    def _trend_scores(self, monthly: pd.DataFrame) -> pd.DataFrame:
+        """The month rows of the trend's months: this month's, and the stored ones of the months before
+        (a month no job scored has none: the trend shows no expected count for it)."""
+        before = warehouse.read_scores(self._out, self._trend_months[:-1], columns=_TREND_COLUMNS)
+        return pd.concat([month_rows(before), monthly[_TREND_COLUMNS]], ignore_index=True)
+
     def write(self) -> tuple[dict[str, Path], dict]:
         out, month, gazetteer = self._out, self._month, self._gazetteer
         try:
@@ -181,7 +188,7 @@ class MonthReport:
         paths = write_report(
             out, month, topics, scores=monthly, alerts=alerts,
             quality_summary=quality_summary(quality.findings, names),
-            domain_trend=domain_trend(monthly, month, TREND_MONTHS, incidents=checks.incidents),
+            domain_trend=domain_trend(self._trend_scores(monthly), month, TREND_MONTHS, incidents=checks.incidents),
             gazetteer=gazetteer_rows, events=events,
             scorecard_html=Path(quality_paths["scorecard_html"]).read_text(encoding="utf-8"),
         )

@@ -703,5 +703,5 @@ def read_events(out: str, months: list[str], columns: list[str] | None = None,
     return (latest_versions(table) if latest_only else table).to_pandas()
 
 
-def read_scores(out: str, months: list[str]) -> pd.DataFrame:
-    return _month_tables(scores_dir(out), months, arrow_schema("score")).to_pandas()
+def read_scores(out: str, months: list[str], columns: list[str] | None = None) -> pd.DataFrame:
+    return _month_tables(scores_dir(out), months, arrow_schema("score"), columns).to_pandas()

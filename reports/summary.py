@@ -18,19 +18,24 @@ def _month_rows(scores: Any, month: str | None = None) -> list[dict]:
 def domain_trend(scores: Any, month: str, months: int = 12, events: Any = None,
                  incidents: Mapping[tuple[str, str], int] | None = None) -> dict[str, list[dict]]:
     """Per domain, the county's events and expected events for each of the last `months` months (None
-    where a score row of the month has no baseline: a null ``expected``).
+    where the month has no score row, or one with no baseline: a null ``expected``).
 
     Scores carry the months a job scored; ``events`` (the months' Events, when given) supply the
     observed incidents of every month, scored or not, as do ``incidents`` when counted already:
     (domain, month) → incidents (``incident_counts``, ``MonthEvents.incidents_by_domain``)."""
     window = [shift_month(month, -k) for k in range(months - 1, -1, -1)]
-    totals: dict[str, dict[str, list[float]]] = defaultdict(lambda: {m: [0.0, 0.0] for m in window})
+    totals: dict[str, dict[str, list]] = defaultdict(lambda: {m: [0.0, None] for m in window})
+    scored: set[tuple[str, str]] = set()
     for r in _month_rows(scores):
         m = score_month(r)
         if m in window and r.get("domain") not in (None, "none"):
             total = totals[r["domain"]][m]
             total[0] += float(r.get("observed") or 0)
-            total[1] = None if total[1] is None or r.get("expected") is None else total[1] + float(r["expected"])
+            expected = r.get("expected")
+            # a month no job scored has no expected count, as one with a row without a baseline
+            known = total[1] is not None or (r["domain"], m) not in scored
+            total[1] = None if expected is None or not known else (total[1] or 0.0) + float(expected)
+            scored.add((r["domain"], m))
     if events is not None:
         incidents = incident_counts(events, window)
     if incidents is not None:

@@ -110,6 +110,13 @@ def test_domain_trend_and_level_table():
     assert levels[QINGSHI]["labor_wage"] == {"level": "yellow", "score": 64.0, "observed": 8.0}
 
 
+def test_months_no_job_scored_have_no_expected_count():
+    june = [r for r in year_of_scores() if model.score_month(r) == MONTH]
+    housing = summary.domain_trend(june, MONTH)["housing_construction"]
+    assert housing[-1]["expected"] == 6.0
+    assert [p["expected"] for p in housing[:-1]] == [None] * 11  # not 0: nothing was expected of them
+
+
 def test_trend_and_headline_count_incidents_alike_from_a_warehouse_frame_and_from_events():
     import numpy as np
     import pandas as pd
