@@ -765,35 +765,42 @@ class Grievances(GrievanceVocabulary):
         return found
 
 
-def count_key(grievances: GrievanceVocabulary, record: Mapping) -> tuple[str, str, str | None, str] | None:
-    """(township_code, domain, grievance phrase or None, month) of an event a topic can hold: what
-    the seasonal factors are counted by (``domain_counts``); None for other events."""
+def count_key(grievances: GrievanceVocabulary, record: Mapping) -> tuple[str, str, str | None, str, bool] | None:
+    """(township_code, domain, grievance phrase or None, month, whether it carries a warning signal)
+    of an event a topic can hold: what the seasonal factors and the county's signal shares are
+    counted by (``domain_counts``); None for other events."""
     key = group_key(record)
     if key is None:
         return None
     township, domain = key
-    return township, domain, grievances.phrase(domain, record["text"]), record["month"]
+    return township, domain, grievances.phrase(domain, record["text"]), record["month"], bool(record["signals"])
 
 
 def domain_counts(grievances: GrievanceVocabulary, event_records: Iterable[Mapping]) -> Counter:
     """Events per ``count_key`` over the county."""
     phrase = grievances.phrase
     # count_key written out: a call less per event of the month and its history
-    return Counter((e["township_code"], e["domain"], phrase(e["domain"], e["text"]), e["month"])
+    return Counter((e["township_code"], e["domain"], phrase(e["domain"], e["text"]), e["month"], bool(e["signals"]))
                    for e in event_records if e.get("township_code") and e.get("domain") not in (None, "none"))
 
 
 class CountyCounts:
     """``domain_counts`` arranged for the lookups of one township × domain after another: the months
-    it holds events of, and each domain's entries in the counts' own order (so that the seasonal
-    factors add them up in the order a pass over the whole mapping would)."""
+    it holds events of, and each domain's (township, grievance, month, events, events with a signal)
+    in the order the counts first name them (so that the seasonal factors add them up in the order
+    a pass over the whole mapping would)."""
 
     def __init__(self, counts: Mapping):
         self.counts = counts
-        self.held = {k[-1] for k, n in counts.items() if n}
+        self.held = {k[3] for k, n in counts.items() if n}
+        merged: dict[tuple, list[int]] = {}
+        for (township, domain, grievance, month, signalled), n in counts.items():
+            entry = merged.setdefault((domain, township, grievance, month), [0, 0])
+            entry[0] += n
+            entry[1] += n if signalled else 0
         self.by_domain: dict[str, list[tuple]] = defaultdict(list)
-        for (township, domain, grievance, month), n in counts.items():
-            self.by_domain[domain].append((township, grievance, month, n))
+        for (domain, township, grievance, month), (n, signalled) in merged.items():
+            self.by_domain[domain].append((township, grievance, month, n, signalled))
 
     @classmethod
     def of(cls, counts: "Mapping | CountyCounts") -> "CountyCounts":
@@ -828,7 +835,7 @@ def season_factors(counts: "Mapping | CountyCounts", key: tuple[str, str], month
         return {_DOMAIN: 1.0}
     now: Counter = Counter()
     before: Counter = Counter()
-    for t, g, m, n in county.by_domain.get(domain, ()):
+    for t, g, m, n, _ in county.by_domain.get(domain, ()):
         if t == township:
             continue
         if m == month:
@@ -839,6 +846,27 @@ def season_factors(counts: "Mapping | CountyCounts", key: tuple[str, str], month
             before[_DOMAIN] += n / len(months)
     low, high = params.season_range
     return {g: min(high, max(low, (now[g] + 2.0) / (before[g] + 2.0))) for g in set(now) | set(before) | {_DOMAIN}}
+
+
+def county_signal_shares(counts: "Mapping | CountyCounts", key: tuple[str, str], month: str,
+                         params: TopicParams = TopicParams()) -> dict[str | None, float]:
+    """Share of each grievance's events (and, under ``_DOMAIN``, the domain's) with a warning signal
+    across the rest of the county this month, pulled towards ``signal_share`` when they are few: what
+    a group with no covered history weighs its topics' signals against. Other townships only, so a
+    township's own episode does not make itself routine, while a signal every township's events of
+    the grievance carry is. Keyed by phrase (None: events of none); those the other townships had no
+    event of are left out."""
+    township, domain = key
+    events: Counter = Counter()
+    signalled: Counter = Counter()
+    for t, g, m, n, s in CountyCounts.of(counts).by_domain.get(domain, ()):
+        if t != township and m == month:
+            for k in (g, _DOMAIN):
+                events[k] += n
+                signalled[k] += s
+    p = params
+    return {k: (signalled[k] + p.signal_share * p.prior_weight) / (events[k] + p.prior_weight)
+            for k in events}
 
 
 @dataclass
@@ -1020,18 +1048,23 @@ class TopicBuilder:
         seasons = season_factors(county or {}, key, month, p)
         phrases = self.grievances.phrases(key[1])
         months = covered_months(county, month, p)
-        # no covered history: the group's own month is what its topics' signals and corroboration are
-        # weighed against, so a large group's routine share is no surprise while a small group's is
+        # no covered history: the group's own month is what its topics' corroboration is weighed
+        # against, and each event's grievance in the county's other townships this month what their
+        # signals are: a signal every township's events of it carry is routine, one township's is not
         rates = self._group_rates(past if months else events)
+        shares = {} if months else county_signal_shares(county or {}, key, month, p)
         # most of the weighing needs no score: done here, it runs while the month is still scored
         evidence = []
         for k, mine, before in candidates:
             season_of = k[1] if k[1] in phrases else None
             evidence.append(self.own_evidence([events[i] for i in mine], [everything[i] for i in before],
-                                              (seasons.get(season_of or _DOMAIN, 1.0), season_of), rates, months))
+                                              (seasons.get(season_of or _DOMAIN, 1.0), season_of),
+                                              self._signal_rates(rates, shares, [grievances[i] for i in mine]),
+                                              months))
         surprises = [own.surprises(p) for own in evidence]
         explained = self._explained(candidates, [priority(scored_evidence(own, None), p, known)
                                                  for own, known in zip(evidence, surprises)])
+        rates = self._signal_rates(rates, shares)  # a wave's events are of no grievance in common
         wave = self.wave_options(everything, len(events), candidates, explained, (seasons[_DOMAIN], None), rates, months)
         return GroupDraft(key, month, events, everything, texts, subjects, candidates, seasons, phrases, rates, months,
                           evidence, surprises, (explained, wave))
@@ -1180,6 +1213,16 @@ class TopicBuilder:
             "signal": (signal + p.signal_share * p.prior_weight) / (len(reference) + p.prior_weight),
             "corroborated": (corroborated + p.corroborated_share * p.prior_weight) / (len(feeds_of) + p.prior_weight),
         }
+
+    @staticmethod
+    def _signal_rates(rates: Mapping[str, float], shares: Mapping[str | None, float],
+                      grievances: Sequence[str | None] = (_DOMAIN,)) -> Mapping[str, float]:
+        """``rates`` with the signal share of a cluster's events by ``county_signal_shares`` (no covered
+        history): each event's by its own grievance (a subject's topic tells several), the domain's for a
+        wave; a grievance the rest of the county told none of keeps the group's own rate."""
+        if not shares:
+            return rates
+        return {**rates, "signal": sum(shares.get(g, rates["signal"]) for g in grievances) / len(grievances)}
 
     def own_evidence(self, cluster: Sequence[Mapping], before: Sequence[Mapping], seasonal: tuple[float, str | None],
                      rates: Mapping[str, float], months: Sequence[str], spread: Sequence[Mapping] | None = None

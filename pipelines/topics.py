@@ -1,10 +1,11 @@
 """Monthly topics as Beam transforms: the same steps as ``models.topics.build_topics``, with the
 per-group work (clustering and each candidate topic's evidence, the costly part) spread over
 workers; every township × domain with events is looked at, the county-wide counts per township ×
-domain × grievance × month (for the seasonal factors) come in as a side input. Only the topics the
-month lists get keywords and excerpts: the list, cut over all groups' topics, goes back to the
-groups as a side input (``models.topics.listed_by_group``). The history begins where the feeds'
-coverage does (``CoveredHistory``).
+domain × grievance × month × signal or none (for the seasonal factors, and a first month's signal
+shares) come in as a side input. Only the topics the month lists get keywords and excerpts: the
+list, cut over all groups' topics, goes back to the groups as a side input
+(``models.topics.listed_by_group``). The history begins where the feeds' coverage does
+(``CoveredHistory``).
 
     {'events': month events, 'history': earlier events, 'scores': score rows}
         | BuildTopics(month, previous_topics, gazetteer_rows)
@@ -78,7 +79,7 @@ def _covered_day(day: str, joined: Mapping) -> Iterable[dict]:
 
 
 class _CountKey(beam.DoFn):
-    """``models.topics.count_key`` of a keyed event: what the seasonal factors count."""
+    """``models.topics.count_key`` of a keyed event: what the seasonal factors and signal shares count."""
 
     def setup(self):
         self._grievances = model.GrievanceVocabulary(model.load_lexicon())

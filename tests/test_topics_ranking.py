@@ -312,3 +312,40 @@ def test_a_first_month_studies_what_stands_out_within_it_not_the_biggest_groups(
         assert_that(got | beam.Map(lambda lst: [(t.rank, t.title, t.priority, t.reasons, t.monthly_events)
                                                 for t in lst.topics]),
                     equal_to([[(t.rank, t.title, t.priority, t.reasons, t.monthly_events) for t in result.topics]]))
+
+
+# a grievance told with a threat wherever it is told, and one whose threats come from one township
+LEGACY = ["反映村里历史遗留问题多年没有解决，情绪激动说要做极端的事", "老问题一直没人管，来电人扬言不解决就喝农药",
+          "当年修路占地的遗留问题至今没说法，扬言要去跳河", "厂子改制的历史遗留问题，老职工说再不管就去跳楼",
+          "集体林地的老问题拖了多年，来电人称要以死相逼", "历史遗留的占地补偿没有落实，扬言要拿汽油去镇里"]
+SKIPPING = ["说要进京反映家里的事，已经买好了车票", "准备到省里去反映问题，不让去就闹",
+            "来电人称要去北京反映拆迁的事", "几个人商量越级去市里反映问题",
+            "称县里不处理就去省里找领导", "说已经联系好人，下个月进京"]
+
+
+def _first_month_of_threats() -> list:
+    """A first month: in both townships every legacy grievance comes with a threat of an extreme act (how
+    it is told in this county), while the threats of skipping levels come from Qingshi alone."""
+    month = []
+    for township in (CHENGGUAN, QINGSHI):
+        month += _events(township, "petition_stability", MONTH, LEGACY, signals=["extreme_act"], every=4, tag="legacy")
+        month += _events(township, "petition_stability", MONTH, SKIPPING, every=4, first_day=2, tag="skip",
+                         signals=["extreme_act"] if township == QINGSHI else [])
+    return month
+
+
+def test_a_first_month_weighs_a_grievances_signals_against_the_other_townships():
+    """With no history a grievance whose events carry a signal in every township is routine, not a surprise in
+    each: Qingshi's threats to skip levels, which Chengguan's do not carry, come first, in one process and in Beam."""
+    month = _first_month_of_threats()
+    result = model.build_topics(month, [], [], gazetteer=str(GAZETTEER), month=MONTH)
+    ranked = [(t.title, t.phrase) for t in result.topics]
+    assert ranked[0][1] == "越级上访" and ranked[0][0].startswith("青石镇")
+    assert {phrase for _, phrase in ranked[1:]} <= {"历史遗留问题", "越级上访"}
+
+    with beam.Pipeline(options=beam_options([])) as p:
+        inputs = {"events": p | "Events" >> beam.Create(month), "history": p | "History" >> beam.Create([]),
+                  "scores": p | "Scores" >> beam.Create([])}
+        got = inputs | BuildTopics(MONTH, None, read_gazetteer_rows(str(GAZETTEER)))
+        assert_that(got | beam.Map(lambda lst: [(t.rank, t.title, t.priority, t.reasons) for t in lst.topics]),
+                    equal_to([[(t.rank, t.title, t.priority, t.reasons) for t in result.topics]]))
