@@ -20,7 +20,7 @@ from pipelines.second_process import a_core_to_spare
 from pipelines.sinks import events_dir
 from quality.scorecard import describe
 from reports.render import write_report
-from reports.summary import domain_trend
+from reports.summary import domain_trend, expected_total
 
 TREND_MONTHS = 12
 _TREND_COLUMNS = ["period", "period_start", "township_code", "village_code", "domain", "observed", "expected"]
@@ -45,12 +45,6 @@ def quality_summary(findings: list[dict], township_names: dict) -> list[dict]:
 _WARNING_LEVELS = {"red": 3, "orange": 2, "yellow": 1}
 
 
-def _expected_of(run: list) -> float | None:
-    """A run of day rows' expected incidents; None if a day has no baseline (a null ``expected``)."""
-    expected = [r.expected for r in run]
-    return None if pd.isna(expected).any() else float(sum(expected))
-
-
 def daily_warnings(scores: pd.DataFrame) -> list[dict]:
     """Township series' runs of consecutive yellow-or-higher days as warnings, in the alert shape:
     what the day scores would have raised, one warning per run at its highest level."""
@@ -68,7 +62,7 @@ def daily_warnings(scores: pd.DataFrame) -> list[dict]:
                     "alert_id": hashlib.sha256(key.encode()).hexdigest()[:16], "rule": "daily_score",
                     "raised_at": start + dt.timedelta(days=1), "level": peak.level, "township_code": township,
                     "domain": domain, "window_start": start, "window_end": end,
-                    "observed": int(sum(r.observed for r in run)), "expected": _expected_of(run),
+                    "observed": int(sum(r.observed for r in run)), "expected": expected_total([r.expected for r in run]),
                     "score": float(peak.score), "reasons": list(peak.reasons), "event_ids": [],
                 })
                 run = []

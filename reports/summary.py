@@ -15,6 +15,12 @@ def _month_rows(scores: Any, month: str | None = None) -> list[dict]:
     return [r for r in rows if month is None or score_month(r) == month]
 
 
+def expected_total(expected: list) -> float | None:
+    """The expected incidents of several score rows: None when there are none (a month no job scored)
+    or one has no baseline (a null ``expected``), which a sum would hide."""
+    return None if not expected or pd.isna(expected).any() else float(sum(expected))
+
+
 def domain_trend(scores: Any, month: str, months: int = 12, events: Any = None,
                  incidents: Mapping[tuple[str, str], int] | None = None) -> dict[str, list[dict]]:
     """Per domain, the county's events and expected events for each of the last `months` months (None
@@ -24,18 +30,13 @@ def domain_trend(scores: Any, month: str, months: int = 12, events: Any = None,
     observed incidents of every month, scored or not, as do ``incidents`` when counted already:
     (domain, month) → incidents (``incident_counts``, ``MonthEvents.incidents_by_domain``)."""
     window = [shift_month(month, -k) for k in range(months - 1, -1, -1)]
-    totals: dict[str, dict[str, list]] = defaultdict(lambda: {m: [0.0, None] for m in window})
-    scored: set[tuple[str, str]] = set()
+    totals: dict[str, dict[str, list]] = defaultdict(lambda: {m: [0.0, []] for m in window})
     for r in _month_rows(scores):
         m = score_month(r)
         if m in window and r.get("domain") not in (None, "none"):
             total = totals[r["domain"]][m]
             total[0] += float(r.get("observed") or 0)
-            expected = r.get("expected")
-            # a month no job scored has no expected count, as one with a row without a baseline
-            known = total[1] is not None or (r["domain"], m) not in scored
-            total[1] = None if expected is None or not known else (total[1] or 0.0) + float(expected)
-            scored.add((r["domain"], m))
+            total[1].append(r.get("expected"))
     if events is not None:
         incidents = incident_counts(events, window)
     if incidents is not None:
@@ -43,7 +44,8 @@ def domain_trend(scores: Any, month: str, months: int = 12, events: Any = None,
             for m in window:
                 totals[code][m][0] = float(incidents.get((code, m), 0))
     return {
-        code: [{"month": m, "observed": totals[code][m][0], "expected": totals[code][m][1]} for m in window]
+        code: [{"month": m, "observed": totals[code][m][0], "expected": expected_total(totals[code][m][1])}
+               for m in window]
         for code in schemas.domain_codes(include_none=False)
     }
 
